@@ -1,0 +1,3 @@
+"""netwarden: adaptive network access control for Kubernetes (shared core and CLI)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""The `netwarden` command. Each package registers its own subcommands here; this file only wires."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from netwarden import __version__
+
+#: (module, function) pairs that add subcommands; a function takes the subparsers object.
+REGISTRATIONS: tuple[tuple[str, str], ...] = (
+    ("localkube.cli", "add_local_cluster_parser"),
+    ("certs.cli", "add_certs_parser"),
+    ("localkube.controlplane_build", "add_controlplane_parser"),
+    ("webhook.cli", "add_webhook_parser"),
+    ("reconciler.cli", "add_reconciler_parser"),
+    ("netwarden.demo", "add_demo_parser"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netwarden", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name, function_name in REGISTRATIONS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that part is not built yet
+            raise
+        register: Callable[[argparse._SubParsersAction], None] = getattr(module, function_name)
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Every name netwarden writes on the wire, defined once.
+
+Labels, annotations, Event reasons and metric names live here so a user can grep one file
+(and the README table generated from it) to learn exactly what netwarden touches.
+"""
+
+from __future__ import annotations
+
+PREFIX = "netwarden.io"
+
+# --- Opt-in / opt-out -------------------------------------------------------------------------
+#: Label: on a namespace "enabled" opts it in (the webhook's namespaceSelector); on a pod
+#: "disabled" opts that pod out (the webhook's objectSelector), "enabled" opts it in.
+LABEL_INJECT = f"{PREFIX}/inject"
+#: Annotation on a namespace or a pod: "enabled" opts in, "disabled" (pod only) opts out and wins.
+ANNOTATION_INJECT = f"{PREFIX}/inject"
+INJECT_ENABLED = "enabled"
+INJECT_DISABLED = "disabled"
+
+# --- Labels injected on pods (derived from trusted sources only) -------------------------------
+#: Workload identity: "<namespace>.<kind>.<name>" (hashed when longer than 63 characters).
+LABEL_IDENTITY = f"{PREFIX}/identity"
+#: Owning workload kind (deployment, statefulset, daemonset, job, cronjob, pod).
+LABEL_WORKLOAD_KIND = f"{PREFIX}/workload-kind"
+#: Owning workload name (hashed when too long).
+LABEL_WORKLOAD = f"{PREFIX}/workload"
+#: The pod's service account.
+LABEL_SERVICE_ACCOUNT = f"{PREFIX}/service-account"
+#: What the workload is for (frontend, backend, database, batch, ... or "unspecified").
+LABEL_PURPOSE = f"{PREFIX}/purpose"
+#: The namespace's environment (production, staging, ... or "unspecified").
+LABEL_ENVIRONMENT = f"{PREFIX}/environment"
+#: A pod-unique value generated at admission, so one rule can select exactly one pod.
+LABEL_INSTANCE = f"{PREFIX}/instance"
+
+#: Every pod label netwarden owns; a pod may not set these itself.
+POD_LABELS = (
+    LABEL_IDENTITY,
+    LABEL_WORKLOAD_KIND,
+    LABEL_WORKLOAD,
+    LABEL_SERVICE_ACCOUNT,
+    LABEL_PURPOSE,
+    LABEL_ENVIRONMENT,
+    LABEL_INSTANCE,
+)
+
+# --- Declarations read from pods and namespaces ------------------------------------------------
+#: Pod annotation: the workload's purpose (validated as a label value).
+ANNOTATION_PURPOSE = f"{PREFIX}/purpose"
+#: Pod annotation: peers allowed to connect in, e.g. "purpose=frontend, namespace=ingress".
+ANNOTATION_ALLOW_FROM = f"{PREFIX}/allow-from"
+#: Pod annotation: dependencies this workload may connect to, e.g. "purpose=database:5432/TCP".
+ANNOTATION_ALLOW_TO = f"{PREFIX}/allow-to"
+#: Namespace label or annotation naming the environment.
+ANNOTATION_ENVIRONMENT = f"{PREFIX}/environment"
+#: Fallback namespace label for the environment (a common convention).
+LABEL_ENVIRONMENT_PLAIN = "environment"
+#: Namespace annotation: learn | dry-run | enforce | approve.
+ANNOTATION_MODE = f"{PREFIX}/mode"
+#: Well-known label the purpose falls back to.
+LABEL_APP_COMPONENT = "app.kubernetes.io/component"
+#: Label the real API server sets on every namespace.
+LABEL_NAMESPACE_NAME = "kubernetes.io/metadata.name"
+
+# --- Labels and annotations on the NetworkPolicies netwarden manages ----------------------------
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "netwarden"
+#: baseline | quarantine
+LABEL_POLICY_ROLE = f"{PREFIX}/policy-role"
+ROLE_BASELINE = "baseline"
+ROLE_QUARANTINE = "quarantine"
+#: Why the policy has its current spec (created-at-admission, backfill, tightened, ...).
+ANNOTATION_REASON = f"{PREFIX}/reason"
+#: Monotonic revision of netwarden's own changes to this policy.
+ANNOTATION_REVISION = f"{PREFIX}/revision"
+#: baseline | learning | tightened | quarantined
+ANNOTATION_STEP = f"{PREFIX}/step"
+ANNOTATION_SCORE = f"{PREFIX}/score"
+ANNOTATION_EXPIRES_AT = f"{PREFIX}/expires-at"
+ANNOTATION_POLICY_MODE = f"{PREFIX}/mode"
+#: JSON list of previous specs (bounded) for rollback.
+ANNOTATION_HISTORY = f"{PREFIX}/history"
+#: JSON of a proposed spec awaiting approval (approve mode).
+ANNOTATION_PENDING = f"{PREFIX}/pending"
+#: Set to "true" by a user (kubectl annotate) to apply the pending spec, "false" to reject it.
+ANNOTATION_APPROVE = f"{PREFIX}/approve"
+#: Set to "true" by a user: netwarden stops reconciling this policy (drift is left alone).
+ANNOTATION_ADOPTED = f"{PREFIX}/adopted"
+#: The pod a per-pod (quarantine) policy isolates.
+ANNOTATION_TARGET_POD = f"{PREFIX}/target-pod"
+
+# --- Policy steps ------------------------------------------------------------------------------
+STEP_LEARNING = "learning"
+STEP_BASELINE = "baseline"
+STEP_TIGHTENED = "tightened"
+STEP_QUARANTINED = "quarantined"
+
+# --- Modes -------------------------------------------------------------------------------------
+MODE_LEARN = "learn"
+MODE_DRY_RUN = "dry-run"
+MODE_ENFORCE = "enforce"
+MODE_APPROVE = "approve"
+MODES = (MODE_LEARN, MODE_DRY_RUN, MODE_ENFORCE, MODE_APPROVE)
+
+# --- Event reasons (Kubernetes Events on policies and pods) ------------------------------------
+EVENT_POLICY_CREATED = "NetwardenPolicyCreated"
+EVENT_POLICY_TIGHTENED = "NetwardenPolicyTightened"
+EVENT_POLICY_RELAXED = "NetwardenPolicyRelaxed"
+EVENT_POD_QUARANTINED = "NetwardenPodQuarantined"
+EVENT_QUARANTINE_LIFTED = "NetwardenQuarantineLifted"
+EVENT_POLICY_ROLLED_BACK = "NetwardenPolicyRolledBack"
+EVENT_POLICY_RESTORED = "NetwardenPolicyRestored"
+EVENT_POLICY_REMOVED = "NetwardenPolicyRemoved"
+EVENT_CHANGE_PENDING = "NetwardenChangePending"
+EVENT_DRY_RUN = "NetwardenDryRun"
+EVENT_GUARD_RAIL = "NetwardenGuardRail"
+EVENT_LABELS_BACKFILLED = "NetwardenLabelsBackfilled"
+
+#: Component name used as Event source / field manager.
+FIELD_MANAGER = "netwarden"
+EVENT_COMPONENT = "netwarden"
+
+# --- Prometheus metric names -------------------------------------------------------------------
+METRIC_REVIEWS = "netwarden_admission_reviews_total"
+METRIC_REVIEW_LATENCY = "netwarden_admission_review_duration_seconds"
+METRIC_POLICY_WRITES = "netwarden_policy_writes_total"
+METRIC_CACHE_HITS = "netwarden_workload_cache_hits_total"
+METRIC_SIGNALS = "netwarden_signals_total"
+METRIC_SIGNALS_REJECTED = "netwarden_signals_rejected_total"
+METRIC_ACTIONS = "netwarden_actions_total"
+METRIC_RECONCILES = "netwarden_reconciles_total"
+METRIC_API_RETRIES = "netwarden_api_retries_total"
+METRIC_SCORE = "netwarden_workload_risk_score"
+METRIC_LEADER = "netwarden_leader"

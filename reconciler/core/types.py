@@ -1,0 +1,79 @@
+"""Normalised signals: what every receiver turns its wire format into. Plain values, no logic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+Verdict = Literal["forwarded", "dropped", "unknown"]
+Priority = Literal["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"]
+
+
+class SignalError(ValueError):
+    """A record that cannot be used; `reason` is a short machine-friendly code for the rejected-signals metric."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of a flow, as much as the source told us. Identity is filled in by the pod index."""
+
+    ip: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    identity: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: True when the source says the peer is outside the cluster (Hubble reserved:world, Calico "net").
+    world: bool = False
+
+
+@dataclass(frozen=True)
+class Flow:
+    time: float  # epoch seconds
+    source: Endpoint
+    destination: Endpoint
+    port: int | None
+    protocol: str  # TCP, UDP, SCTP, ICMP, ...
+    verdict: Verdict = "forwarded"
+    #: Dropped by a network policy (Hubble POLICY_DENIED / Calico deny).
+    policy_dropped: bool = False
+    reply: bool = False
+    bytes: int = 0
+    packets: int = 1
+    source_format: str = "generic"
+
+
+@dataclass(frozen=True)
+class SecurityAlert:
+    time: float
+    namespace: str | None
+    pod: str | None
+    rule: str
+    priority: Priority
+    output: str = ""
+    source_format: str = "falco"
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricAlert:
+    time: float
+    firing: bool
+    alertname: str
+    severity: str
+    namespace: str | None
+    pod: str | None
+    fingerprint: str = ""
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class HealthSignal:
+    time: float
+    namespace: str
+    pod: str
+    ready: bool
+    restarts: int
