@@ -1,0 +1,377 @@
+"""Serve a WSGI app with gunicorn (gthread) over TLS 1.2+, reloading the certificate from disk live.
+
+Why live reload: the serving certificate is rotated on disk (`netwarden certs rotate`, or a
+Kubernetes Secret update) and restarting workers would drop the API server's in-flight admission
+calls. Each worker keeps a `CertificateReloader`; gunicorn asks it for an SSLContext per accepted
+connection (the `ssl_context` server hook) and its `sni_callback` also moves a handshake onto the
+newest context, so new handshakes present the new pair while established (keep-alive) connections
+keep the session they negotiated. A new pair is swapped in only after OpenSSL accepted it (key
+matches cert); a bad pair keeps the old context and logs an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import ssl
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from io import BytesIO
+from typing import Any, Callable, Iterable, TextIO
+
+from cryptography import x509
+
+DEFAULT_BIND = "0.0.0.0:8443"
+#: Longer than typical client idle pools would be wasteful; shorter makes the API server reconnect.
+DEFAULT_KEEPALIVE = 65
+DEFAULT_TIMEOUT = 30
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 8
+#: AdmissionReviews are well under this; etcd's default object limit is 1.5 MiB, reviews carry up to two objects.
+DEFAULT_MAX_REQUEST_BODY = 4 * 1024 * 1024
+DEFAULT_RELOAD_INTERVAL = 5.0
+
+# Log event names (one JSON object per line).
+EVENT_CERT_LOADED = "tls_certificate_loaded"
+EVENT_CERT_RELOAD_FAILED = "tls_certificate_reload_failed"
+EVENT_BODY_TOO_LARGE = "request_body_too_large"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def log_json(event: str, level: str = "info", stream: TextIO | None = None, **fields: Any) -> None:
+    """One JSON object per line on stderr: what log shippers parse without configuration."""
+    record = {"ts": datetime.now(timezone.utc).isoformat(), "level": level, "event": event, "pid": os.getpid()}
+    record.update(fields)
+    out = stream or sys.stderr
+    out.write(json.dumps(record, default=str) + "\n")
+    out.flush()
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Gunicorn's own log lines, as JSON objects, so the pod log is uniformly machine-readable."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload)
+
+
+# --- certificate reloading ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FileState:
+    """Identity of the files a context was built from: atomic replaces and Secret updates change it."""
+
+    stats: tuple[tuple[int, int, int, int], ...]
+
+
+def _file_state(paths: Iterable[str]) -> _FileState:
+    stats = []
+    for path in paths:
+        st = os.stat(path)  # follows symlinks: a Secret volume swaps its ..data link
+        stats.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+    return _FileState(tuple(stats))
+
+
+def _serial_of(cert_path: str) -> str:
+    with open(cert_path, "rb") as handle:
+        return format(x509.load_pem_x509_certificates(handle.read())[0].serial_number, "x")
+
+
+class CertificateReloader:
+    """Thread-safe holder of the newest valid server SSLContext for a cert/key pair on disk."""
+
+    def __init__(
+        self,
+        cert: str,
+        key: str,
+        *,
+        extra_ca: str | None = None,
+        check_interval: float = DEFAULT_RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        attempts: int = 5,
+        retry_delay: float = 0.05,
+    ) -> None:
+        self._cert = cert
+        self._key = key
+        self._extra_ca = extra_ca
+        self._interval = check_interval
+        self._clock = clock
+        self._attempts = attempts
+        self._retry_delay = retry_delay
+        self._lock = threading.Lock()
+        self._failed_state: _FileState | None = None
+        # Fail loudly at start: there is no previous context to fall back on.
+        self._state, self._context = self._load()
+        self._checked_at = clock()
+        self.serial = _serial_of(cert)
+        log_json(EVENT_CERT_LOADED, cert=cert, serial=self.serial, initial=True)
+
+    def _paths(self) -> list[str]:
+        return [self._cert, self._key] + ([self._extra_ca] if self._extra_ca else [])
+
+    def _build(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+        context.load_cert_chain(self._cert, self._key)  # OpenSSL refuses a key that does not match
+        if self._extra_ca:
+            # Client certificates are verified when presented (mTLS from the API server) but not
+            # required, so kubelet probes without one still work.
+            context.load_verify_locations(cafile=self._extra_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
+        context.sni_callback = self._sni_callback
+        return context
+
+    def _load(self) -> tuple[_FileState, ssl.SSLContext]:
+        """Build a context from files that did not change while being read; retry mid-rotation."""
+        error: Exception | None = None
+        for attempt in range(self._attempts):
+            try:
+                before = _file_state(self._paths())
+                context = self._build()
+                if _file_state(self._paths()) == before:
+                    return before, context
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                error = exc
+            if attempt + 1 < self._attempts:
+                time.sleep(self._retry_delay)
+        raise error or RuntimeError("certificate files kept changing while loading")
+
+    def maybe_reload(self, *, force: bool = False) -> bool:
+        """Reload when the files changed; True when a new context was swapped in."""
+        now = self._clock()
+        if not force and now - self._checked_at < self._interval:
+            return False
+        with self._lock:
+            if not force and now - self._checked_at < self._interval:
+                return False
+            self._checked_at = now
+            try:
+                current = _file_state(self._paths())
+            except OSError as exc:
+                log_json(EVENT_CERT_RELOAD_FAILED, level="error", cert=self._cert, error=str(exc))
+                return False
+            if current == self._state or current == self._failed_state:
+                return False
+            try:
+                state, context = self._load()
+                serial = _serial_of(self._cert)
+            except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
+                self._failed_state = current  # log once per bad pair, not per handshake
+                log_json(
+                    EVENT_CERT_RELOAD_FAILED,
+                    level="error",
+                    cert=self._cert,
+                    key=self._key,
+                    error=str(exc),
+                    kept_serial=self.serial,
+                )
+                return False
+            previous = self.serial
+            self._state, self._context, self.serial, self._failed_state = state, context, serial, None
+        log_json(EVENT_CERT_LOADED, cert=self._cert, serial=serial, previous_serial=previous, initial=False)
+        return True
+
+    def context(self) -> ssl.SSLContext:
+        """The newest good context (checking the files at most once per interval)."""
+        self.maybe_reload()
+        return self._context
+
+    def _sni_callback(self, sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        # Runs inside the handshake: moving the socket to the newest context makes it present the new pair.
+        newest = self.context()
+        if sock.context is not newest:
+            sock.context = newest
+        return None
+
+
+class _PerProcessReloader:
+    """gunicorn's `ssl_context` hook. Workers are forked, so each process builds its own reloader."""
+
+    def __init__(self, cert: str, key: str, extra_ca: str | None, interval: float) -> None:
+        self._args = (cert, key, extra_ca, interval)
+        self._pid: int | None = None
+        self._reloader: CertificateReloader | None = None
+        self._lock = threading.Lock()
+
+    def reloader(self) -> CertificateReloader:
+        with self._lock:
+            if self._reloader is None or self._pid != os.getpid():
+                cert, key, extra_ca, interval = self._args
+                self._reloader = CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=interval)
+                self._pid = os.getpid()
+            return self._reloader
+
+    def __call__(self, _config: Any, _default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return self.reloader().context()
+
+
+# --- request body limit ------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """WSGI middleware: 413 for bodies over `max_bytes` (gunicorn limits only the request line and headers).
+
+    Chunked bodies (no Content-Length) are read up to the limit into memory and handed on as a
+    sized body, so the app never reads past the limit either way.
+    """
+
+    def __init__(self, app: WSGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = -1
+            if declared < 0:
+                return self._reject(start_response, "400 Bad Request", b"invalid Content-Length\n")
+            if declared > self.max_bytes:
+                log_json(EVENT_BODY_TOO_LARGE, level="warning", declared=declared, limit=self.max_bytes,
+                         path=environ.get("PATH_INFO", ""))
+                return self._too_large(start_response)
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(self.max_bytes + 1)
+            if len(body) > self.max_bytes:
+                log_json(EVENT_BODY_TOO_LARGE, level="warning", declared=None, limit=self.max_bytes,
+                         path=environ.get("PATH_INFO", ""))
+                return self._too_large(start_response)
+            environ["wsgi.input"] = BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+    def _too_large(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return self._reject(
+            start_response, "413 Content Too Large", f"request body exceeds {self.max_bytes} bytes\n".encode()
+        )
+
+    @staticmethod
+    def _reject(start_response: Callable[..., Any], status: str, body: bytes) -> Iterable[bytes]:
+        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+# --- gunicorn application ----------------------------------------------------------------------
+
+
+def _gunicorn_logconfig() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonLogFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+    }
+
+
+def _load_app(app_uri_or_factory: str) -> WSGIApp:
+    from gunicorn.util import import_app
+
+    return import_app(app_uri_or_factory)  # "module:app" or "module:create_app()"
+
+
+def serve(
+    app_uri_or_factory: str,
+    *,
+    cert: str,
+    key: str,
+    bind: str = DEFAULT_BIND,
+    workers: int,
+    threads: int,
+    timeout: int,
+    keepalive: int,
+    max_request_body: int,
+    reload_interval: float,
+    extra_ca: str | None = None,
+) -> None:
+    """Run gunicorn in this process until it is told to stop (SIGTERM drains gracefully)."""
+    from gunicorn.app.base import BaseApplication
+
+    # Refuse to start on a bad pair rather than failing every handshake later.
+    CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=reload_interval)
+    hook = _PerProcessReloader(cert, key, extra_ca, reload_interval)
+    options: dict[str, Any] = {
+        "bind": bind,
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout,
+        "graceful_timeout": timeout,
+        "keepalive": keepalive,
+        "certfile": cert,  # makes gunicorn treat the listener as TLS; the hook builds the context
+        "keyfile": key,
+        "ssl_context": hook,
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+        "logconfig_dict": _gunicorn_logconfig(),
+        "accesslog": None,
+        "proc_name": "netwarden-webhook",
+    }
+
+    class _Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in options.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> WSGIApp:
+            return BodyLimit(_load_app(app_uri_or_factory), max_request_body)
+
+    _Application().run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m webhook.serving APP --cert ... --key ...` (the netwarden CLI wires its own command)."""
+    parser = argparse.ArgumentParser(prog="python -m webhook.serving", description=__doc__.split("\n")[0])
+    parser.add_argument("app", help='WSGI app "module:app" or factory "module:create_app()"')
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--bind", default=DEFAULT_BIND)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT)
+    parser.add_argument("--keepalive", type=int, default=DEFAULT_KEEPALIVE)
+    parser.add_argument("--max-request-body", type=int, default=DEFAULT_MAX_REQUEST_BODY)
+    parser.add_argument("--reload-interval", type=float, default=DEFAULT_RELOAD_INTERVAL)
+    parser.add_argument("--extra-ca", default=None, help="CA bundle to verify client certificates with, when presented")
+    args = parser.parse_args(argv)
+    serve(
+        args.app,
+        cert=args.cert,
+        key=args.key,
+        bind=args.bind,
+        workers=args.workers,
+        threads=args.threads,
+        timeout=args.timeout,
+        keepalive=args.keepalive,
+        max_request_body=args.max_request_body,
+        reload_interval=args.reload_interval,
+        extra_ca=args.extra_ca,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
