@@ -35,10 +35,11 @@ def run_generate(
     ca_valid_for: timedelta = timedelta(days=DEFAULT_CA_DAYS),
     serving_valid_for: timedelta = timedelta(days=DEFAULT_SERVING_DAYS),
     force: bool = False,
-    stdout: TextIO = sys.stdout,
-    stderr: TextIO = sys.stderr,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """A fresh CA and a serving certificate for a Service; refuses to overwrite unless forced."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     out = Path(out)
     if (out / store.CERT_FILE).exists() and not force:
         print(f"{out / store.CERT_FILE} exists; use `certs rotate` (or --force to start over)", file=stderr)
@@ -79,9 +80,10 @@ def _print_summary(directory: Path, out: TextIO, now: datetime) -> None:
 
 
 def run_check(
-    directory: Path, *, now: datetime, window: timedelta, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr
+    directory: Path, *, now: datetime, window: timedelta, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
     """0 when the serving cert and the newest CA are valid and outside the window, else 1."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     directory = Path(directory)
     try:
         bundle = (directory / store.CA_CERT_FILE).read_bytes()
@@ -108,10 +110,11 @@ def run_rotate(
     force: bool = False,
     ca_valid_for: timedelta = timedelta(days=DEFAULT_CA_DAYS),
     serving_valid_for: timedelta = timedelta(days=DEFAULT_SERVING_DAYS),
-    stdout: TextIO = sys.stdout,
-    stderr: TextIO = sys.stderr,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """Renew what is due and write it back; 0 on success (changed or not), 1 when it cannot."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     directory = Path(directory)
     try:
         stored = store.read_tls(directory)
