@@ -23,13 +23,16 @@ ANY_NAMESPACE = "*"
 DNS_PORT = 53
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PortSpec:
     """A port (or range) and protocol. `port=None` means every port of that protocol."""
 
     protocol: str = "TCP"
     port: int | str | None = None
     end_port: int | None = None
+
+    def sort_key(self) -> tuple[str, str, int]:
+        return (self.protocol, "" if self.port is None else f"{self.port:>5}", self.end_port or 0)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"protocol": self.protocol}
@@ -40,7 +43,7 @@ class PortSpec:
         return out
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Peer:
     """One side of a connection, as a NetworkPolicy can select it.
 
@@ -51,6 +54,9 @@ class Peer:
     value: str
     namespace: str | None = None
 
+    def sort_key(self) -> tuple[str, str, str]:
+        return (self.kind, self.value, self.namespace or "")
+
     def effective_namespace(self) -> str | None:
         """For identity peers the namespace is part of the identity; selectors must pin it."""
         if self.kind == "identity" and self.namespace is None:
@@ -58,7 +64,7 @@ class Peer:
         return self.namespace
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Rule:
     """Peers (empty: any peer) allowed on ports (empty: any port)."""
 
@@ -134,7 +140,7 @@ def baseline_intent(
     An allow-from rule that names no ports gets the workload's containerPorts; with none declared
     either, it allows every port (the declaration is the user's intent; ports narrow it when known).
     """
-    ports = tuple(sorted(set(container_ports)))
+    ports = sorted_ports(container_ports)
     ingress = tuple(rule if rule.ports else Rule(rule.peers, ports) for rule in allow_from)
     return PolicyIntent(
         namespace=workload.namespace,
@@ -169,18 +175,22 @@ def workload_quarantine_intent(namespace: str, identity: str, exceptions: Iterab
     )
 
 
+def sorted_ports(ports: Iterable[PortSpec]) -> tuple[PortSpec, ...]:
+    return tuple(sorted(set(ports), key=PortSpec.sort_key))
+
+
 def normalise_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     """Merge rules with the same ports, sort peers and ports: equal intents render equal dicts."""
     by_ports: dict[tuple[PortSpec, ...], set[Peer]] = {}
     open_ports: set[tuple[PortSpec, ...]] = set()
     for rule in rules:
-        key = tuple(sorted(set(rule.ports)))
+        key = sorted_ports(rule.ports)
         if not rule.peers:
             open_ports.add(key)
         by_ports.setdefault(key, set()).update(rule.peers)
     out = []
-    for key in sorted(by_ports):
-        peers = () if key in open_ports else tuple(sorted(by_ports[key]))
+    for key in sorted(by_ports, key=lambda ports: [p.sort_key() for p in ports]):
+        peers = () if key in open_ports else tuple(sorted(by_ports[key], key=Peer.sort_key))
         out.append(Rule(peers, key))
     return tuple(out)
 

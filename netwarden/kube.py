@@ -1,0 +1,276 @@
+"""The only place netwarden talks to the Kubernetes API: configuration, retries, conflicts.
+
+Every API call goes through `KubeClient`, so retry policy (429 with Retry-After, 5xx, timeouts,
+dropped connections) and the list of (resource, verb) pairs the code uses live in one file. The
+RBAC coverage test reads `API_CALLS` below and compares it with what the Helm chart grants.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from netwarden import names
+from netwarden.identity import OwnerRef
+
+log = logging.getLogger("netwarden.kube")
+T = TypeVar("T")
+
+#: (apiGroup, resource, verb) for every call KubeClient makes. The chart's RBAC must match.
+API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("", "namespaces", "get"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+        ("", "pods", "get"),
+        ("", "pods", "list"),
+        ("", "pods", "watch"),
+        ("", "pods", "patch"),
+        ("", "services", "get"),
+        ("", "events", "create"),
+        ("apps", "replicasets", "get"),
+        ("apps", "statefulsets", "get"),
+        ("apps", "daemonsets", "get"),
+        ("apps", "deployments", "get"),
+        ("batch", "jobs", "get"),
+        ("batch", "cronjobs", "get"),
+        ("networking.k8s.io", "networkpolicies", "get"),
+        ("networking.k8s.io", "networkpolicies", "list"),
+        ("networking.k8s.io", "networkpolicies", "watch"),
+        ("networking.k8s.io", "networkpolicies", "create"),
+        ("networking.k8s.io", "networkpolicies", "update"),
+        ("networking.k8s.io", "networkpolicies", "delete"),
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
+    }
+)
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """--kubeconfig FILE, else the in-cluster configuration, else KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(client_configuration=configuration)
+    # Fail a hung request instead of holding a thread forever; retries decide what next.
+    configuration.retries = False
+    return client.ApiClient(configuration)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+    request_timeout: float = 10.0
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status in RETRYABLE_STATUSES or exc.status == 0
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError))
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    if isinstance(exc, ApiException) and exc.headers:
+        value = exc.headers.get("Retry-After")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+    return None
+
+
+def call_with_retries(
+    fn: Callable[..., T],
+    *args: Any,
+    retry: RetryPolicy = RetryPolicy(),
+    on_retry: Callable[[BaseException, int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> T:
+    """Call `fn`, retrying transient API faults with exponential backoff and full jitter."""
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if attempt == retry.attempts or not is_retryable(exc):
+                raise
+            delay = retry_after_seconds(exc)
+            if delay is None:
+                delay = random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** (attempt - 1)))
+            if on_retry is not None:
+                on_retry(exc, attempt)
+            log.debug("retrying %s after %s (attempt %d)", getattr(fn, "__name__", fn), exc, attempt)
+            sleep(min(delay, retry.max_delay))
+    raise AssertionError("unreachable")
+
+
+def status_of(exc: BaseException) -> int | None:
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+_OWNER_READERS: dict[str, tuple[str, str]] = {
+    "ReplicaSet": ("apps", "read_namespaced_replica_set"),
+    "StatefulSet": ("apps", "read_namespaced_stateful_set"),
+    "DaemonSet": ("apps", "read_namespaced_daemon_set"),
+    "Deployment": ("apps", "read_namespaced_deployment"),
+    "Job": ("batch", "read_namespaced_job"),
+    "CronJob": ("batch", "read_namespaced_cron_job"),
+}
+
+
+class KubeClient:
+    """Thin, retrying wrapper over the official client. Returns plain dicts (the wire shape)."""
+
+    def __init__(self, api_client: client.ApiClient, retry: RetryPolicy = RetryPolicy(),
+                 on_retry: Callable[[BaseException, int], None] | None = None) -> None:
+        self.api_client = api_client
+        self.retry = retry
+        self.on_retry = on_retry
+        self.core = client.CoreV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", self.retry.request_timeout)
+        return call_with_retries(fn, *args, retry=self.retry, on_retry=self.on_retry, **kwargs)
+
+    def _to_dict(self, obj: Any) -> dict[str, Any]:
+        return self.api_client.sanitize_for_serialization(obj)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get_namespace(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self.core.read_namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self.core.read_namespaced_service, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_owner_refs(self, namespace: str, kind: str, name: str, uid: str | None = None) -> list[OwnerRef] | None:
+        """The ownerReferences of a pod's owner, or None when it cannot be verified.
+
+        Verified means the object exists and (when given) has the uid the pod claims.
+        """
+        reader = _OWNER_READERS.get(kind)
+        if reader is None:
+            return None
+        api = self.apps if reader[0] == "apps" else self.batch
+        try:
+            obj = self._to_dict(self._call(getattr(api, reader[1]), name, namespace))
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+        meta = obj.get("metadata") or {}
+        if uid and meta.get("uid") != uid:
+            return None
+        return [OwnerRef.from_dict(ref) for ref in meta.get("ownerReferences") or []]
+
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self.networking.read_namespaced_network_policy, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- writes -----------------------------------------------------------------------------
+    def create_policy(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> tuple[str, dict[str, Any] | None]:
+        """Create a NetworkPolicy. Returns ("created", obj) or ("exists", None): 409 is success."""
+        namespace = manifest["metadata"]["namespace"]
+        kwargs: dict[str, Any] = {"field_manager": names.FIELD_MANAGER}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            created = self._call(self.networking.create_namespaced_network_policy, namespace, dict(manifest), **kwargs)
+        except ApiException as exc:
+            if exc.status == 409:
+                return "exists", None
+            raise
+        return "created", self._to_dict(created)
+
+    def replace_policy(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace with the resourceVersion in the manifest: a stale one raises 409 for the caller to re-read."""
+        meta = manifest["metadata"]
+        return self._to_dict(
+            self._call(
+                self.networking.replace_namespaced_network_policy,
+                meta["name"], meta["namespace"], dict(manifest), field_manager=names.FIELD_MANAGER,
+            )
+        )
+
+    def delete_policy(self, namespace: str, name: str) -> bool:
+        try:
+            self._call(self.networking.delete_namespaced_network_policy, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_pod_labels(self, namespace: str, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+        body = {"metadata": {"labels": dict(labels)}}
+        return self._to_dict(
+            self._call(self.core.patch_namespaced_pod, name, namespace, body, field_manager=names.FIELD_MANAGER)
+        )
+
+    def emit_event(self, involved: Mapping[str, Any], reason: str, message: str, *, type_: str = "Normal",
+                   now: datetime | None = None) -> None:
+        """Record a core/v1 Event on an object. Best effort: auditing never blocks the change itself."""
+        meta = involved.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        stamp = (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'netwarden')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", ""),
+                "kind": involved.get("kind", ""),
+                "name": meta.get("name", ""),
+                "namespace": namespace,
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": names.EVENT_COMPONENT},
+            "reportingComponent": names.EVENT_COMPONENT,
+            "reportingInstance": os.environ.get("NETWARDEN_POD_NAME", names.EVENT_COMPONENT),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._call(self.core.create_namespaced_event, namespace, body)
+        except Exception as exc:  # noqa: BLE001 - an audit Event must not fail the action it records
+            log.warning("event %s on %s/%s not recorded: %s", reason, namespace, meta.get("name"), exc)

@@ -1,0 +1,49 @@
+"""The allow-from / allow-to grammar."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+
+from netwarden.declarations import parse_peer_declarations
+from netwarden.policy import Peer, PortSpec, Rule
+
+
+def test_purpose_identity_namespace_and_cidr_entries_parse_with_ports() -> None:
+    parsed = parse_peer_declarations(
+        "purpose=frontend, identity=shop.deploy.api@shop:8080/TCP namespace=monitoring:9090 cidr=203.0.113.0/24:443,"
+        " purpose=dns@*:53/udp"
+    )
+    assert parsed.errors == ()
+    assert parsed.rules == (
+        Rule((Peer("purpose", "frontend"),)),
+        Rule((Peer("identity", "shop.deploy.api", "shop"),), (PortSpec("TCP", 8080),)),
+        Rule((Peer("namespace", "monitoring"),), (PortSpec("TCP", 9090),)),
+        Rule((Peer("cidr", "203.0.113.0/24"),), (PortSpec("TCP", 443),)),
+        Rule((Peer("purpose", "dns", "*"),), (PortSpec("UDP", 53),)),
+    )
+
+
+def test_port_ranges_and_ipv6_cidrs() -> None:
+    parsed = parse_peer_declarations("cidr=2001:db8::/32 cidr=10.0.0.0/8:30000-32767/TCP")
+    assert parsed.errors == ()
+    assert parsed.rules[0] == Rule((Peer("cidr", "2001:db8::/32"),))
+    assert parsed.rules[1].ports == (PortSpec("TCP", 30000, 32767),)
+
+
+def test_bad_entries_are_reported_and_good_ones_still_apply() -> None:
+    parsed = parse_peer_declarations("purpose=frontend, colour=blue, cidr=10.0.0.300/8, purpose=db:70000, namespace=Bad_NS")
+    assert parsed.rules == (Rule((Peer("purpose", "frontend"),)),)
+    assert len(parsed.errors) == 4
+    assert any("colour" in e for e in parsed.errors)
+    assert any("out of range" in e for e in parsed.errors)
+
+
+def test_empty_or_missing_annotation_declares_nothing() -> None:
+    assert parse_peer_declarations(None).rules == ()
+    assert parse_peer_declarations("  ,, ").rules == ()
+
+
+@given(st.text(max_size=200))
+def test_any_text_parses_without_raising(text: str) -> None:
+    parsed = parse_peer_declarations(text)
+    assert len(parsed.rules) + len(parsed.errors) <= len(text)

@@ -1,0 +1,86 @@
+"""Workload identity resolution from trusted sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import given, strategies as st
+
+from netwarden.identity import OwnerRef, PodOrigin, Workload, namespace_of_identity, resolve_workload
+from netwarden.labelvalues import is_valid_label_value
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "admission"
+
+RS = OwnerRef("apps/v1", "ReplicaSet", "api-7d9f8b6c5d", "rs-uid", controller=True)
+DEPLOY = OwnerRef("apps/v1", "Deployment", "api", "deploy-uid", controller=True)
+
+
+def test_replicaset_owner_fetched_from_api_resolves_to_deployment_with_verified_owner() -> None:
+    pod = PodOrigin("shop", "", "api-7d9f8b6c5d-", {"pod-template-hash": "7d9f8b6c5d"}, (RS,))
+    workload = resolve_workload(pod, {("ReplicaSet", RS.name): [DEPLOY]})
+    assert workload == Workload("shop", "Deployment", "api", DEPLOY)
+    assert workload.identity == "shop.deploy.api"
+
+
+def test_unverifiable_replicaset_strips_template_hash_and_claims_no_gc_owner() -> None:
+    pod = PodOrigin("shop", "", "api-7d9f8b6c5d-", {"pod-template-hash": "7d9f8b6c5d"}, (RS,))
+    workload = resolve_workload(pod, {("ReplicaSet", RS.name): None})
+    assert (workload.kind, workload.name, workload.owner) == ("Deployment", "api", None)
+
+
+def test_job_created_by_cronjob_resolves_to_cronjob() -> None:
+    job = OwnerRef("batch/v1", "Job", "backup-28912345", "job-uid", controller=True)
+    cron = OwnerRef("batch/v1", "CronJob", "backup", "cron-uid", controller=True)
+    pod = PodOrigin("ops", "", "backup-28912345-", {}, (job,))
+    assert resolve_workload(pod, {("Job", job.name): [cron]}) == Workload("ops", "CronJob", "backup", cron)
+    assert resolve_workload(pod, {("Job", job.name): []}) == Workload("ops", "Job", job.name, job)
+
+
+def test_statefulset_and_daemonset_are_their_own_workloads() -> None:
+    for kind in ("StatefulSet", "DaemonSet"):
+        ref = OwnerRef("apps/v1", kind, "db", "uid", controller=True)
+        pod = PodOrigin("shop", "db-0", "", {}, (ref,))
+        assert resolve_workload(pod, {(kind, "db"): []}) == Workload("shop", kind, "db", ref)
+        assert resolve_workload(pod, {}).owner is None
+
+
+def test_bare_pod_without_name_is_named_by_generate_name_stem() -> None:
+    assert resolve_workload(PodOrigin("ns", "", "debug-")).name == "debug"
+    assert resolve_workload(PodOrigin("ns", "nginx")).identity == "ns.pod.nginx"
+
+
+def test_non_controller_owner_reference_is_ignored() -> None:
+    ref = OwnerRef("apps/v1", "ReplicaSet", "x", "uid", controller=False)
+    assert resolve_workload(PodOrigin("ns", "p", "", {}, (ref,))).kind == "Pod"
+
+
+def test_long_names_are_hashed_deterministically_and_keep_the_namespace() -> None:
+    long_name = "a" * 120
+    first = Workload("shop", "Deployment", long_name).identity
+    assert first == Workload("shop", "Deployment", long_name).identity
+    assert first != Workload("shop", "Deployment", long_name + "b").identity
+    assert is_valid_label_value(first) and namespace_of_identity(first) == "shop"
+
+
+@given(
+    st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True),
+    st.sampled_from(["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"]),
+    st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,250}[a-z0-9])?", fullmatch=True),
+)
+def test_identity_is_always_a_valid_label_value(namespace: str, kind: str, name: str) -> None:
+    assert is_valid_label_value(Workload(namespace, kind, name).identity)
+
+
+def test_real_replicaset_controller_payload_resolves_its_deployment_name() -> None:
+    review = json.loads((DATA / "v1_pod-create_replicaset-controller_k8s-2025.json").read_text())
+    request = review["request"]
+    meta = request["object"]["metadata"]
+    pod = PodOrigin(
+        request["namespace"], meta.get("name", ""), meta.get("generateName", ""), meta.get("labels", {}),
+        tuple(OwnerRef.from_dict(r) for r in meta["ownerReferences"]),
+    )
+    workload = resolve_workload(pod)
+    rs_name = meta["ownerReferences"][0]["name"]
+    assert workload.kind == "Deployment"
+    assert rs_name == f"{workload.name}-{meta['labels']['pod-template-hash']}"
