@@ -117,7 +117,7 @@ def run_rotate(
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     directory = Path(directory)
     try:
-        stored = store.read_tls(directory)
+        stored = store.read_tls(directory, require_matching_pair=False)
         if stored.ca_key_pem is None:
             print(f"{directory / store.CA_KEY_FILE} missing: cannot sign a new certificate", file=stderr)
             return EXIT_DUE

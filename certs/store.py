@@ -101,12 +101,20 @@ def read_pair(
     raise MismatchedPairError(f"{key_path} does not match {cert_path}")
 
 
-def read_tls(directory: Path) -> StoredTLS:
-    """Read back a directory written by `write_tls`."""
+def read_tls(directory: Path, *, require_matching_pair: bool = True) -> StoredTLS:
+    """Read back a directory written by `write_tls`.
+
+    `require_matching_pair=False` is for repair: `certs rotate` must be able to read a directory whose
+    key and certificate disagree in order to replace them.
+    """
     directory = Path(directory)
     ca_key_path = directory / CA_KEY_FILE
+    if require_matching_pair:
+        serving = read_pair(directory / CERT_FILE, directory / KEY_FILE)
+    else:
+        serving = KeyPair((directory / CERT_FILE).read_bytes(), (directory / KEY_FILE).read_bytes())
     return StoredTLS(
         ca_bundle_pem=(directory / CA_CERT_FILE).read_bytes(),
-        serving=read_pair(directory / CERT_FILE, directory / KEY_FILE),
+        serving=serving,
         ca_key_pem=ca_key_path.read_bytes() if ca_key_path.exists() else None,
     )

@@ -200,25 +200,19 @@ class CertificateReloader:
         return None
 
 
-class _PerProcessReloader:
-    """gunicorn's `ssl_context` hook. Workers are forked, so each process builds its own reloader."""
+class _ReloadingContextHook:
+    """gunicorn's `ssl_context` server hook: the newest good context, per accepted connection.
 
-    def __init__(self, cert: str, key: str, extra_ca: str | None, interval: float) -> None:
-        self._args = (cert, key, extra_ca, interval)
-        self._pid: int | None = None
-        self._reloader: CertificateReloader | None = None
-        self._lock = threading.Lock()
+    The reloader is built in the master before workers fork, so every worker (including one
+    restarted while a bad pair sits on disk) starts from a context that already worked, instead of
+    failing its first handshakes.
+    """
 
-    def reloader(self) -> CertificateReloader:
-        with self._lock:
-            if self._reloader is None or self._pid != os.getpid():
-                cert, key, extra_ca, interval = self._args
-                self._reloader = CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=interval)
-                self._pid = os.getpid()
-            return self._reloader
+    def __init__(self, reloader: CertificateReloader) -> None:
+        self.reloader = reloader
 
     def __call__(self, _config: Any, _default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        return self.reloader().context()
+        return self.reloader.context()
 
 
 # --- request body limit ------------------------------------------------------------------------
@@ -310,8 +304,9 @@ def serve(
     from gunicorn.app.base import BaseApplication
 
     # Refuse to start on a bad pair rather than failing every handshake later.
-    CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=reload_interval)
-    hook = _PerProcessReloader(cert, key, extra_ca, reload_interval)
+    hook = _ReloadingContextHook(
+        CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=reload_interval)
+    )
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers,
@@ -335,6 +330,10 @@ def serve(
         def load_config(self) -> None:
             for name, value in options.items():
                 self.cfg.set(name, value)
+            if "control_socket_disable" in self.cfg.settings:
+                # Newer gunicorn opens a control socket at a fixed per-user path; several servers
+                # (tests, sidecars) would fight over it and netwarden does not use it.
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> WSGIApp:
             return BodyLimit(_load_app(app_uri_or_factory), max_request_body)

@@ -175,3 +175,14 @@ def test_argparse_registration_exposes_generate_check_rotate(tmp_path: Path, cap
     assert args.func(args) == 0
     args = parser.parse_args(["certs", "check", str(tmp_path), "--renew-within", "41"])
     assert args.func(args) == 0
+
+
+def test_rotate_repairs_a_directory_whose_key_does_not_match_its_certificate(tmp_path: Path) -> None:
+    generate(tmp_path)
+    stray = pki.generate_ca("stray", now=NOW, valid_for=DAY)
+    store.atomic_write(tmp_path / "tls.key", stray.key_pem, store.PRIVATE_MODE)
+    assert check(tmp_path, now=NOW)[0] == 1
+    assert rotate(tmp_path, now=NOW) == 0
+    repaired = store.read_tls(tmp_path)
+    assert pki.key_matches_certificate(repaired.serving.cert_pem, repaired.serving.key_pem)
+    assert check(tmp_path, now=NOW)[0] == 0

@@ -1,0 +1,260 @@
+"""gunicorn over TLS in a subprocess: rotation without failed requests, 413, bad pairs.
+
+Waits are bounded liveness waits ("eventually, within 60 s"), never assertions about speed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from cryptography import x509
+
+from certs import cli, pki, store
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+MAX_BODY = 1024
+HOSTNAME = "netwarden.netwarden-system.svc"
+PATIENCE = 60.0
+ROTATIONS = 5
+
+
+@dataclass
+class Server:
+    port: int
+    certs: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.certs / store.CA_CERT_FILE))
+
+    def connection(self) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context(), timeout=30)
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for: {what}")
+        time.sleep(0.05)
+
+
+def peer_serial(conn: http.client.HTTPSConnection) -> int:
+    assert isinstance(conn.sock, ssl.SSLSocket)
+    der = conn.sock.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def new_connection_serial(server: Server) -> int:
+    conn = server.connection()
+    try:
+        conn.request("GET", "/ping")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        return peer_serial(conn)
+    finally:
+        conn.close()
+
+
+def rotate_now(directory: Path) -> None:
+    assert cli.run_rotate(directory, now=datetime.now(timezone.utc), window=pki.timedelta(days=30), force=True) == 0
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Server]:
+    certs = tmp_path / "certs"
+    assert cli.run_generate(certs, service="netwarden", namespace="netwarden-system",
+                            now=datetime.now(timezone.utc), ips=("127.0.0.1",)) == 0
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+    command = [sys.executable, "-m", "webhook.serving", "tiny_wsgi_app:create_app()",
+               "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
+               "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--timeout", "30",
+               "--keepalive", "30", "--max-request-body", str(MAX_BODY), "--reload-interval", "0.2"]
+    with log.open("wb") as log_handle:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    running = Server(port, certs, log, process)
+    try:
+        def answers() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                new_connection_serial(running)
+                return True
+            except OSError:
+                return False
+
+        eventually(answers, "server to answer over TLS")
+        yield running
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@dataclass
+class Traffic:
+    """Client threads that count every failure; one opens a connection per request, one keeps one alive."""
+
+    server: Server
+    stop: threading.Event = field(default_factory=threading.Event)
+    failures: list[str] = field(default_factory=list)
+    new_connection_serials: list[int] = field(default_factory=list)
+    keepalive_serials: list[int] = field(default_factory=list)
+    keepalive_sockets: set[int] = field(default_factory=set)
+    keepalive_requests: int = 0
+    limit: int = 20000  # requests per thread: the loops stop on their own
+
+    def _post(self, conn: http.client.HTTPSConnection, body: bytes) -> None:
+        conn.request("POST", "/review", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        payload = response.read()
+        if response.status != 200 or json.loads(payload)["received"] != len(body):
+            raise AssertionError(f"bad response {response.status} {payload!r}")
+
+    def new_connections(self) -> None:
+        for _ in range(self.limit):
+            if self.stop.is_set():
+                return
+            conn = self.server.connection()
+            try:
+                self._post(conn, b'{"kind":"AdmissionReview"}')
+                self.new_connection_serials.append(peer_serial(conn))
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                self.failures.append(f"new connection: {exc!r}")
+            finally:
+                conn.close()
+
+    def keep_alive(self) -> None:
+        conn = self.server.connection()
+        try:
+            for _ in range(self.limit):
+                if self.stop.is_set():
+                    return
+                try:
+                    self._post(conn, b"x" * 200)
+                    self.keepalive_sockets.add(id(conn.sock))
+                    self.keepalive_serials.append(peer_serial(conn))
+                    self.keepalive_requests += 1
+                except Exception as exc:  # noqa: BLE001
+                    self.failures.append(f"keep-alive: {exc!r}")
+                    return
+        finally:
+            conn.close()
+
+
+def test_rotations_on_disk_reach_new_handshakes_without_failing_a_request(server: Server) -> None:
+    old_serial = store.read_tls(server.certs).serving.serial
+    traffic = Traffic(server)
+    threads = [threading.Thread(target=traffic.new_connections), threading.Thread(target=traffic.keep_alive),
+               threading.Thread(target=traffic.new_connections)]
+    for thread in threads:
+        thread.start()
+    served: list[int] = []
+    try:
+        eventually(lambda: len(traffic.new_connection_serials) >= 20 and traffic.keepalive_requests >= 20,
+                   "traffic before rotation")
+        for _ in range(ROTATIONS):
+            rotate_now(server.certs)
+            new_serial = store.read_tls(server.certs).serving.serial
+            assert new_serial not in served + [old_serial]
+            served.append(new_serial)
+            keepalive_before = traffic.keepalive_requests
+            eventually(lambda: traffic.new_connection_serials[-20:] == [new_serial] * 20,
+                       "20 consecutive new handshakes to present the new certificate")
+            eventually(lambda: traffic.keepalive_requests >= keepalive_before + 20, "keep-alive traffic")
+    finally:
+        traffic.stop.set()
+        for thread in threads:
+            thread.join(60)
+    print(f"{ROTATIONS} rotations; requests: {len(traffic.new_connection_serials)} on new connections, "
+          f"{traffic.keepalive_requests} on one keep-alive connection, failures: {len(traffic.failures)}")
+    assert traffic.failures == []
+    # Every rotated certificate was presented to new handshakes, in order.
+    presented = list(dict.fromkeys(traffic.new_connection_serials))
+    assert presented[0] == old_serial and presented[-1] == served[-1]
+    assert [serial for serial in presented if serial in served] == served
+    # The long-lived connection was never dropped and kept the session it negotiated.
+    assert len(traffic.keepalive_sockets) == 1
+    assert set(traffic.keepalive_serials) == {old_serial}
+    reloads = [e for e in server.events() if e.get("event") == "tls_certificate_loaded" and e.get("initial") is False]
+    assert {e["serial"] for e in reloads} <= {format(serial, "x") for serial in served}
+    assert format(served[-1], "x") in {e["serial"] for e in reloads}
+
+
+def test_oversized_bodies_get_413_and_small_ones_are_served(server: Server) -> None:
+    def post(body: bytes, chunked: bool = False) -> int:
+        conn = server.connection()
+        try:
+            if chunked:
+                conn.request("POST", "/review", body=iter([body[:MAX_BODY], body[MAX_BODY:]]), encode_chunked=True)
+            else:
+                conn.request("POST", "/review", body=body)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    assert post(b"a" * MAX_BODY) == 200
+    assert post(b"a" * (MAX_BODY + 1)) == 413
+    assert post(b"a" * (MAX_BODY * 64)) == 413
+    assert post(b"a" * (MAX_BODY + 1), chunked=True) == 413
+    assert post(b"a" * 10, chunked=True) == 200
+
+
+def test_a_bad_pair_on_disk_keeps_serving_the_old_certificate_until_a_good_one_arrives(server: Server) -> None:
+    old_serial = store.read_tls(server.certs).serving.serial
+    stray = pki.generate_ca("stray", now=datetime.now(timezone.utc), valid_for=pki.timedelta(days=1))
+    store.atomic_write(server.certs / store.KEY_FILE, stray.key_pem, store.PRIVATE_MODE)
+
+    def failure_logged() -> bool:
+        new_connection_serial(server)  # a handshake makes workers look at the files
+        return any(e.get("event") == "tls_certificate_reload_failed" for e in server.events())
+
+    eventually(failure_logged, "the bad pair to be noticed")
+    assert {new_connection_serial(server) for _ in range(20)} == {old_serial}
+    rotate_now(server.certs)
+    new_serial = store.read_tls(server.certs).serving.serial
+    serials: list[int] = []
+    eventually(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
+               "the repaired pair to be served")
+
+
+def test_every_server_log_line_is_a_json_object(server: Server) -> None:
+    new_connection_serial(server)
+    events = server.events()  # raises if a line is not JSON
+    assert any(e.get("event") == "tls_certificate_loaded" for e in events)
+    assert all(isinstance(e, dict) for e in events)
