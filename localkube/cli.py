@@ -1,0 +1,42 @@
+"""`python -m localkube` / `netwarden local-cluster`: run the local API server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from localkube.server import LocalKube
+
+
+def run_local_cluster(port: int | None, kubeconfig: str | None, https: bool = False) -> int:
+    """Serve until SIGINT/SIGTERM; prints the kubeconfig path. Returns a process exit code."""
+    done = threading.Event()
+    with LocalKube(port=port or 0, https=https) as kube:
+        path = kube.write_kubeconfig(kubeconfig)
+        print(f"localkube listening on {kube.url}", flush=True)
+        print(f"kubeconfig: {path}", flush=True)
+        print(f"export KUBECONFIG={path}", flush=True)
+        previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not done.wait(0.5):
+                pass
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    print("localkube stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localkube", description="Run netwarden's local Kubernetes API server.")
+    parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: a temp file)")
+    parser.add_argument("--https", action="store_true", help="serve HTTPS with a generated self-signed CA")
+    args = parser.parse_args(argv)
+    return run_local_cluster(args.port, args.kubeconfig, https=args.https)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
