@@ -28,6 +28,8 @@ class Endpoint:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: True when the source says the peer is outside the cluster (Hubble reserved:world, Calico "net").
     world: bool = False
+    #: Calico's aggregated name ("nginx-86c57db685-*") when aggregation hid the pod name.
+    pod_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class Flow:
     bytes: int = 0
     packets: int = 1
     source_format: str = "generic"
+    #: Which end observed it: "src" or "dst" (Calico reporter; Hubble EGRESS/INGRESS), None if
+    #: unknown. Both ends may report one connection; consumers count it once.
+    reporter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,10 @@ class MetricAlert:
     pod: str | None
     fingerprint: str = ""
     summary: str = ""
+    description: str = ""
+    starts_at: float | None = None
+    #: None while firing with no end known (Alertmanager sends year 0001).
+    ends_at: float | None = None
 
 
 @dataclass(frozen=True)

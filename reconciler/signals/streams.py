@@ -1,0 +1,137 @@
+"""Reading signal streams: JSON lines from files, stdin or HTTP bodies, and counting what was
+accepted and rejected (by format and reason) for the signals metrics.
+
+Thin: the only I/O is reading the file object it is given; parsing stays in parse.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import IO, Callable, Iterable, Iterator, TypeVar
+
+from netwarden import names
+from reconciler.core.types import SignalError
+
+#: Longest line accepted (bytes or characters); longer lines are skipped whole, not buffered.
+MAX_LINE = 1 << 20
+
+T = TypeVar("T")
+
+
+def _read_line(fileobj: IO[str] | IO[bytes], limit: int) -> tuple[str | bytes, bool]:
+    """One physical line, at most `limit` units kept; True when the line was longer and cut."""
+    line = fileobj.readline(limit + 1)
+    if len(line) <= limit or line[-1:] in ("\n", b"\n"):
+        return line, False
+    # Too long: drain the rest of this line in bounded chunks without keeping it.
+    while True:
+        chunk = fileobj.readline(limit)
+        if not chunk or chunk[-1:] in ("\n", b"\n"):
+            return line, True
+
+
+def iter_json_lines(
+    fileobj: IO[str] | IO[bytes], *, max_line: int = MAX_LINE
+) -> Iterator[tuple[int, dict | SignalError]]:
+    """(line number, decoded object or SignalError) per non-blank line; never raises on bad data."""
+    lineno = 0
+    while True:
+        line, too_long = _read_line(fileobj, max_line)
+        if not line:
+            return
+        lineno += 1
+        if too_long:
+            yield lineno, SignalError("line-too-long", f"line {lineno} is longer than {max_line}")
+            continue
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, SignalError("bad-encoding", f"line {lineno} is not UTF-8")
+                continue
+        else:
+            text = line
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as err:
+            yield lineno, SignalError("bad-json", f"line {lineno}: {err}")
+            continue
+        if not isinstance(value, dict):
+            yield lineno, SignalError("not-an-object", f"line {lineno} is a {type(value).__name__}")
+            continue
+        yield lineno, value
+
+
+@dataclass
+class SignalCounters:
+    """Accepted records per source format, rejected per (format, reason). Adapters own one."""
+
+    accepted: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def record_ok(self, source_format: str, count: int = 1) -> None:
+        self.accepted[source_format] += count
+
+    def record_error(self, source_format: str, error: SignalError) -> None:
+        self.rejected[(source_format, error.reason)] += 1
+
+    def samples(self) -> list[tuple[str, dict[str, str], int]]:
+        """(metric name, labels, value) for every counter; what a Prometheus collector yields."""
+        out = [(names.METRIC_SIGNALS, {"format": fmt}, n) for fmt, n in sorted(self.accepted.items())]
+        out += [
+            (names.METRIC_SIGNALS_REJECTED, {"format": fmt, "reason": reason}, n)
+            for (fmt, reason), n in sorted(self.rejected.items())
+        ]
+        return out
+
+
+class SignalCountersCollector:
+    """prometheus_client collector over a SignalCounters: `REGISTRY.register(SignalCountersCollector(c))`."""
+
+    def __init__(self, counters: SignalCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[object]:
+        from prometheus_client.core import CounterMetricFamily
+
+        accepted = CounterMetricFamily(
+            names.METRIC_SIGNALS.removesuffix("_total"), "Signal records accepted, by format", labels=["format"]
+        )
+        rejected = CounterMetricFamily(
+            names.METRIC_SIGNALS_REJECTED.removesuffix("_total"),
+            "Signal records rejected, by format and reason",
+            labels=["format", "reason"],
+        )
+        for name, labels, value in self.counters.samples():
+            family = accepted if name == names.METRIC_SIGNALS else rejected
+            family.add_metric(list(labels.values()), value)
+        yield accepted
+        yield rejected
+
+
+def iter_parsed(
+    records: Iterable[tuple[int, dict | SignalError]],
+    parse: Callable[[object], T],
+    source_format: str,
+    counters: SignalCounters | None = None,
+) -> Iterator[tuple[int, T | SignalError]]:
+    """Apply a parser from parse.py to iter_json_lines output, counting as it goes."""
+    for lineno, record in records:
+        result: T | SignalError
+        if isinstance(record, SignalError):
+            result = record
+        else:
+            try:
+                result = parse(record)
+            except SignalError as err:
+                result = err
+        if counters is not None:
+            if isinstance(result, SignalError):
+                counters.record_error(source_format, result)
+            else:
+                counters.record_ok(source_format)
+        yield lineno, result
