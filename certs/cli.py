@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
+from cryptography.hazmat.primitives import serialization
+
 from certs import pki, rotation, store
 from certs.pki import CertInfo, KeyPair
 
@@ -152,7 +154,7 @@ def run_rotate(
 def _current_ca(bundle_pem: bytes, ca_key_pem: bytes) -> KeyPair:
     """The CA in the bundle whose key we hold: the one that signs."""
     for cert in pki.load_certificates(bundle_pem):
-        cert_pem = cert.public_bytes(pki.serialization.Encoding.PEM)
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         if pki.key_matches_certificate(cert_pem, ca_key_pem):
             return KeyPair(cert_pem, ca_key_pem)
     raise ValueError(rotation.CA_KEY_MISMATCH)

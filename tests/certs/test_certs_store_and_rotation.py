@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cryptography.hazmat.primitives import serialization
+
 from certs import cli, pki, store
-from certs.pki import KeyPair
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
@@ -133,7 +134,7 @@ def test_ca_rollover_bundles_old_and_new_so_certs_from_both_verify_then_drops_th
     rolled = store.read_tls(tmp_path)
     cas = pki.load_certificates(rolled.ca_bundle_pem)
     assert len(cas) == 2 and cas[0] == pki.load_certificates(old_ca)[0]
-    new_ca_pem = cas[1].public_bytes(pki.serialization.Encoding.PEM)
+    new_ca_pem = cas[1].public_bytes(serialization.Encoding.PEM)
     assert pki.key_matches_certificate(new_ca_pem, rolled.ca_key_pem or b"")
     # The new serving cert comes from the new CA; a client holding the bundle trusts old and new certs.
     rolled.serving.certificate.verify_directly_issued_by(cas[1])

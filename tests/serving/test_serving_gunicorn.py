@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -84,7 +84,7 @@ def new_connection_serial(server: Server) -> int:
 
 
 def rotate_now(directory: Path) -> None:
-    assert cli.run_rotate(directory, now=datetime.now(timezone.utc), window=pki.timedelta(days=30), force=True) == 0
+    assert cli.run_rotate(directory, now=datetime.now(timezone.utc), window=timedelta(days=30), force=True) == 0
 
 
 @pytest.fixture()
@@ -237,7 +237,7 @@ def test_oversized_bodies_get_413_and_small_ones_are_served(server: Server) -> N
 
 def test_a_bad_pair_on_disk_keeps_serving_the_old_certificate_until_a_good_one_arrives(server: Server) -> None:
     old_serial = store.read_tls(server.certs).serving.serial
-    stray = pki.generate_ca("stray", now=datetime.now(timezone.utc), valid_for=pki.timedelta(days=1))
+    stray = pki.generate_ca("stray", now=datetime.now(timezone.utc), valid_for=timedelta(days=1))
     store.atomic_write(server.certs / store.KEY_FILE, stray.key_pem, store.PRIVATE_MODE)
 
     def failure_logged() -> bool:
@@ -258,3 +258,33 @@ def test_every_server_log_line_is_a_json_object(server: Server) -> None:
     events = server.events()  # raises if a line is not JSON
     assert any(e.get("event") == "tls_certificate_loaded" for e in events)
     assert all(isinstance(e, dict) for e in events)
+
+
+def test_ca_rollover_serves_a_cert_from_the_new_ca_that_bundle_holders_trust(server: Server) -> None:
+    before_bundle = (server.certs / store.CA_CERT_FILE).read_bytes()
+    keepalive = server.connection()
+    try:
+        keepalive.request("GET", "/before")
+        keepalive.getresponse().read()
+        # A window longer than the CA's remaining life makes rotate roll the CA.
+        assert cli.run_rotate(server.certs, now=datetime.now(timezone.utc), window=timedelta(days=4000)) == 0
+        bundle = (server.certs / store.CA_CERT_FILE).read_bytes()
+        assert len(pki.load_certificates(bundle)) == 2 and bundle.startswith(before_bundle)
+        new_serial = store.read_tls(server.certs).serving.serial
+        serials: list[int] = []
+        eventually(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
+                   "the certificate from the new CA to be served")
+        # The connection opened under the old CA is still usable.
+        keepalive.request("GET", "/after")
+        response = keepalive.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        keepalive.close()
+    # A client that still trusts only the old CA cannot verify new handshakes: the caBundle must be
+    # propagated to the API server before (or as) the serving cert switches.
+    old_only = ssl.create_default_context(cadata=before_bundle.decode())
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=old_only, timeout=30)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        conn.request("GET", "/ping")
+    conn.close()

@@ -156,3 +156,42 @@ def test_body_limit_buffers_chunked_bodies_and_rejects_oversized_ones() -> None:
     chunked = {"HTTP_TRANSFER_ENCODING": "chunked"}
     assert call(limited, {**chunked, "wsgi.input": io.BytesIO(b"z" * 10)}) == ("200 OK", b"z" * 10)
     assert call(limited, {**chunked, "wsgi.input": io.BytesIO(b"z" * 11)})[0].startswith("413")
+
+
+def test_extra_ca_verifies_client_certificates_when_presented_but_does_not_require_them(
+        tmp_path: Path, ca: pki.KeyPair) -> None:
+    store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=issue(ca))
+    clients_ca = pki.generate_ca("clients", now=NOW, valid_for=DAY)
+    (tmp_path / "clients.crt").write_bytes(clients_ca.cert_pem)
+    reloader = serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
+                                           extra_ca=str(tmp_path / "clients.crt"))
+    context = reloader.context()
+    assert context.verify_mode == ssl.CERT_OPTIONAL
+    assert served_serial(context, ca)  # no client certificate: still served
+
+    stranger_ca = pki.generate_ca("stranger", now=NOW, valid_for=DAY)
+    stranger = pki.issue_certificate(stranger_ca, "apiserver", now=NOW, valid_for=DAY, server=False, client=True)
+    (tmp_path / "client.crt").write_bytes(stranger.cert_pem)
+    (tmp_path / "client.key").write_bytes(stranger.key_pem)
+    server_sock, client_sock = socket.socketpair()
+    client_ctx = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    client_ctx.load_cert_chain(str(tmp_path / "client.crt"), str(tmp_path / "client.key"))
+    errors: list[Exception] = []
+
+    def server() -> None:
+        try:
+            with context.wrap_socket(server_sock, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        with client_ctx.wrap_socket(client_sock, server_hostname="localhost") as tls:
+            tls.sendall(b"x")
+            tls.recv(1)
+    except (ssl.SSLError, OSError):
+        pass
+    thread.join(5)
+    assert errors and isinstance(errors[0], ssl.SSLError)  # an untrusted client certificate is refused
