@@ -7,13 +7,14 @@ RBAC coverage test reads `API_CALLS` below and compares it with what the Helm ch
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import urllib3
 from kubernetes import client, config
@@ -49,6 +50,7 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("networking.k8s.io", "networkpolicies", "create"),
         ("networking.k8s.io", "networkpolicies", "update"),
         ("networking.k8s.io", "networkpolicies", "delete"),
+        ("networking.k8s.io", "networkpolicies", "patch"),
         ("coordination.k8s.io", "leases", "get"),
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "update"),
@@ -56,6 +58,56 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
 )
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: Resources the reconciler lists and watches, by the plural it names them with.
+WATCHED_RESOURCES = ("pods", "namespaces", "networkpolicies")
+
+
+class WatchExpired(Exception):
+    """410 Gone: the resourceVersion a watch resumes from is compacted away; the caller must re-list."""
+
+
+class WatchError(Exception):
+    """The server ended a watch with an ERROR event other than 410."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__(str(status.get("message") or status))
+        self.status = status
+
+
+class WatchStream:
+    """One open watch connection: iterate for raw events, `close()` from any thread to end it."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.closed = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        try:
+            for line in iter_resp_lines(self._response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise WatchExpired(str(status.get("message", "")))
+                    raise WatchError(status)
+                yield event
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._response.close()
+            self._response.release_conn()
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is closed either way
+            pass
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -274,3 +326,99 @@ class KubeClient:
             self._call(self.core.create_namespaced_event, namespace, body)
         except Exception as exc:  # noqa: BLE001 - an audit Event must not fail the action it records
             log.warning("event %s on %s/%s not recorded: %s", reason, namespace, meta.get("name"), exc)
+
+    # -- list / watch (the reconciler's informers) ----------------------------------------------
+    def _lister(self, resource: str, namespace: str | None) -> Callable[..., Any]:
+        if resource == "pods":
+            return (self.core.list_pod_for_all_namespaces if namespace is None
+                    else lambda **kw: self.core.list_namespaced_pod(namespace, **kw))
+        if resource == "namespaces":
+            return self.core.list_namespace
+        if resource == "networkpolicies":
+            return (self.networking.list_network_policy_for_all_namespaces if namespace is None
+                    else lambda **kw: self.networking.list_namespaced_network_policy(namespace, **kw))
+        raise ValueError(f"not a watched resource: {resource}")
+
+    def list_objects(self, resource: str, *, namespace: str | None = None,
+                     label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Every object of a resource (raw wire dicts) and the list's resourceVersion to watch from."""
+        kwargs: dict[str, Any] = {"_preload_content": False}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        response = self._call(self._lister(resource, namespace), **kwargs)
+        body = json.loads(response.data)
+        items = body.get("items") or []
+        kind = {"pods": "Pod", "namespaces": "Namespace", "networkpolicies": "NetworkPolicy"}[resource]
+        api_version = "networking.k8s.io/v1" if resource == "networkpolicies" else "v1"
+        for item in items:  # list items carry no kind; give them one so they read like watch objects
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        return items, str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch_objects(self, resource: str, resource_version: str, *, namespace: str | None = None,
+                      label_selector: str | None = None, timeout_seconds: int = 300) -> WatchStream:
+        """Open a watch from `resource_version` with bookmarks. Not retried: the informer owns backoff."""
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "resource_version": resource_version,
+            "timeout_seconds": timeout_seconds,
+            "_preload_content": False,
+            # A silent dead connection surfaces as a read timeout a little after the server's own.
+            "_request_timeout": (self.retry.request_timeout, timeout_seconds + 30),
+        }
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        try:
+            response = self._lister(resource, namespace)(**kwargs)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(str(exc.reason)) from exc
+            raise
+        return WatchStream(response)
+
+    # -- more reads and writes the reconciler needs ---------------------------------------------
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self.core.read_namespaced_pod, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_policies(self, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_objects("networkpolicies", namespace=namespace, label_selector=label_selector)[0]
+
+    def patch_policy_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None],
+                                 resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch annotations (None removes one). With `resource_version`, a concurrent change raises 409."""
+        metadata: dict[str, Any] = {"annotations": dict(annotations)}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        return self._to_dict(
+            self._call(
+                self.networking.patch_namespaced_network_policy, name, namespace, {"metadata": metadata},
+                field_manager=names.FIELD_MANAGER, _content_type="application/merge-patch+json",
+            )
+        )
+
+    # -- leases (leader election) ---------------------------------------------------------------
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self.coordination.read_namespaced_lease, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_lease(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Lease; 409 (someone else created it first) is raised for the elector to read as a lost race."""
+        namespace = manifest["metadata"]["namespace"]
+        return self._to_dict(self._call(self.coordination.create_namespaced_lease, namespace, dict(manifest),
+                                        field_manager=names.FIELD_MANAGER))
+
+    def replace_lease(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace with the read resourceVersion: 409 means another holder wrote in between."""
+        meta = manifest["metadata"]
+        return self._to_dict(self._call(self.coordination.replace_namespaced_lease, meta["name"], meta["namespace"],
+                                        dict(manifest), field_manager=names.FIELD_MANAGER))

@@ -1,0 +1,23 @@
+"""The reconciler's Prometheus metrics, registered once per process (names from netwarden.names)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from netwarden import names
+
+REGISTRY = CollectorRegistry()
+
+SIGNALS = Counter(names.METRIC_SIGNALS, "Signal records accepted, by kind and source format.",
+                  ["kind", "format"], registry=REGISTRY)
+SIGNALS_REJECTED = Counter(names.METRIC_SIGNALS_REJECTED, "Signal records rejected, by kind and reason.",
+                           ["kind", "reason"], registry=REGISTRY)
+POLICY_WRITES = Counter(names.METRIC_POLICY_WRITES, "NetworkPolicy writes by the reconciler, by operation.",
+                        ["operation", "result"], registry=REGISTRY)
+ACTIONS = Counter(names.METRIC_ACTIONS, "Decisions applied, by action and mode effect.",
+                  ["action", "effect"], registry=REGISTRY)
+RECONCILES = Counter(names.METRIC_RECONCILES, "Workload reconciles, by result.", ["result"], registry=REGISTRY)
+LEADER = Gauge(names.METRIC_LEADER, "1 while this process holds the leader Lease.", registry=REGISTRY)
+API_RETRIES = Counter(names.METRIC_API_RETRIES, "Kubernetes API calls retried after a transient fault.",
+                      registry=REGISTRY)
+SCORE = Gauge(names.METRIC_SCORE, "Current risk score of a workload.", ["identity"], registry=REGISTRY)

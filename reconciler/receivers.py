@@ -1,0 +1,338 @@
+"""Signal receivers: HTTP endpoints (and a file/stdin ingester) that feed the decision engine.
+
+POST /signals/flows          flows, a JSON array or JSON lines, any supported format (Hubble, Calico, generic)
+POST /signals/falco          a falcosidekick webhook body (one alert), or an array / JSON lines of Falco alerts
+POST /signals/alertmanager   an Alertmanager webhook body (version 4)
+GET  /healthz /readyz /metrics
+
+Every signal request needs `Authorization: Bearer <token>`; the token is read from a file (re-read
+when the file changes, so a rotated Secret applies without a restart) and compared in constant
+time. Bodies over the limit get 413. Each bad record is rejected with its index and reason and
+counted; good records in the same batch are still accepted.
+
+The receiver runs inside the reconciler process (the engine's state lives there), served by a
+threaded werkzeug server, with TLS from the same live-reloading certificate holder as the webhook.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from reconciler import metrics
+from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
+from reconciler.signals.parse import detect_flow_format, parse_alertmanager_payload, parse_falco_event, parse_flow_any
+from reconciler.signals.streams import SignalCounters, SignalCountersCollector, iter_json_lines
+
+log = logging.getLogger("netwarden.reconciler.receivers")
+
+TOKEN_FILE_ENV = "NETWARDEN_SIGNAL_TOKEN_FILE"
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+#: Rejected-record details returned per response (the counts are always complete).
+MAX_REJECTED_LISTED = 100
+
+
+class SignalSink(Protocol):
+    """Where accepted signals go (the reconciler runtime: enrich, engine, apply decisions)."""
+
+    def accept_flows(self, flows: Sequence[Flow]) -> None: ...
+
+    def accept_alert(self, alert: SecurityAlert) -> None: ...
+
+    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> None: ...
+
+
+class TokenFile:
+    """A bearer token kept in a file, re-read when its mtime/size/inode change. Empty or missing: deny all."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._token: bytes = b""
+
+    def current(self) -> bytes:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return b""
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    with open(self.path, "rb") as handle:
+                        self._token = handle.read().strip()
+                    self._stamp = stamp
+                except OSError:
+                    return b""
+            return self._token
+
+    def matches(self, presented: bytes) -> bool:
+        expected = self.current()
+        # compare_digest is constant-time for equal lengths and never short-circuits on content.
+        return bool(expected) and hmac.compare_digest(presented, expected)
+
+
+@dataclass
+class IngestResult:
+    accepted: int
+    rejected: list[dict[str, Any]]
+    rejected_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected, "rejected_total": self.rejected_total}
+
+
+# --- body decoding ---------------------------------------------------------------------------
+
+
+def iter_records(body: bytes) -> Iterator[tuple[int, Any]]:
+    """(index, decoded record or SignalError) from a JSON array, one JSON object, or JSON lines.
+
+    Index is the array position (0-based) or the line number (1-based) for JSON lines.
+    """
+    stripped = body.lstrip()
+    if stripped[:1] == b"[":
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            yield 0, SignalError("bad-json", f"body is not a JSON array: {exc}")
+            return
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                yield index, SignalError("not-an-object", f"record {index} is a {type(item).__name__}")
+            else:
+                yield index, item
+        return
+    yield from iter_json_lines(io.BytesIO(body))
+
+
+def _rejection(index: int, error: SignalError) -> dict[str, Any]:
+    return {"index": index, "reason": error.reason, "message": str(error)[:300]}
+
+
+def _flow_format_or_unknown(record: Any) -> str:
+    try:
+        return detect_flow_format(record)
+    except SignalError:
+        return "unknown"
+
+
+def ingest_flow_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
+                        counters: SignalCounters) -> IngestResult:
+    flows: list[Flow] = []
+    rejected: list[dict[str, Any]] = []
+    total_rejected = 0
+    for index, record in records:
+        try:
+            if isinstance(record, SignalError):
+                raise record
+            flow = parse_flow_any(record)
+        except SignalError as error:
+            total_rejected += 1
+            counters.record_error(_flow_format_or_unknown(record), error)
+            if len(rejected) < MAX_REJECTED_LISTED:
+                rejected.append(_rejection(index, error))
+            continue
+        counters.record_ok(flow.source_format)
+        flows.append(flow)
+    if flows:
+        sink.accept_flows(flows)
+    return IngestResult(len(flows), rejected, total_rejected)
+
+
+def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
+                         counters: SignalCounters) -> IngestResult:
+    accepted = 0
+    rejected: list[dict[str, Any]] = []
+    total_rejected = 0
+    for index, record in records:
+        try:
+            if isinstance(record, SignalError):
+                raise record
+            alert = parse_falco_event(record)
+        except SignalError as error:
+            total_rejected += 1
+            counters.record_error("falco", error)
+            if len(rejected) < MAX_REJECTED_LISTED:
+                rejected.append(_rejection(index, error))
+            continue
+        counters.record_ok(alert.source_format)
+        sink.accept_alert(alert)
+        accepted += 1
+    return IngestResult(accepted, rejected, total_rejected)
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: SignalCounters | None = None,
+                        max_body_bytes: int = DEFAULT_MAX_BODY, ready: Callable[[], bool] = lambda: True,
+                        registry: CollectorRegistry | None = None) -> Flask:
+    """The receiver WSGI app. `token=None` disables auth (only for explicit local use)."""
+    app = Flask("netwarden-receivers")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    counters = counters if counters is not None else SignalCounters()
+    app.extensions["netwarden_counters"] = counters
+    registry = registry if registry is not None else metrics.REGISTRY
+    if not getattr(registry, "_netwarden_signals_registered", False):
+        registry.register(SignalCountersCollector(counters))
+        registry._netwarden_signals_registered = True  # type: ignore[attr-defined]
+
+    def authorised() -> bool:
+        if token is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return False
+        return token.matches(presented.strip().encode())
+
+    def unauthorised() -> Response:
+        response = jsonify({"error": "unauthorized"})
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="netwarden-signals"'
+        return response
+
+    def body() -> bytes:
+        return request.get_data(cache=False)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
+        return jsonify({"error": "request body too large", "limit_bytes": max_body_bytes}), 413
+
+    @app.post("/signals/flows")
+    def flows() -> Any:
+        if not authorised():
+            return unauthorised()
+        started = time.perf_counter()
+        result = ingest_flow_records(iter_records(body()), sink, counters)
+        log_signal("flows", result, started)
+        return jsonify(result.to_dict())
+
+    @app.post("/signals/falco")
+    def falco() -> Any:
+        if not authorised():
+            return unauthorised()
+        started = time.perf_counter()
+        result = ingest_falco_records(iter_records(body()), sink, counters)
+        log_signal("falco", result, started)
+        return jsonify(result.to_dict())
+
+    @app.post("/signals/alertmanager")
+    def alertmanager() -> Any:
+        if not authorised():
+            return unauthorised()
+        started = time.perf_counter()
+        raw = body()
+        try:
+            payload = json.loads(raw)
+            alerts = parse_alertmanager_payload(payload)
+        except (ValueError, RecursionError) as exc:
+            error = exc if isinstance(exc, SignalError) else SignalError("bad-json", str(exc))
+            counters.record_error("alertmanager", error)
+            result = IngestResult(0, [_rejection(0, error)], 1)
+            log_signal("alertmanager", result, started)
+            return jsonify(result.to_dict()), 400
+        counters.record_ok("alertmanager", len(alerts))
+        if alerts:
+            sink.accept_metric_alerts(alerts)
+        result = IngestResult(len(alerts), [], 0)
+        log_signal("alertmanager", result, started)
+        return jsonify(result.to_dict())
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        if ready():
+            return jsonify({"status": "ready"})
+        return jsonify({"status": "not ready"}), 503
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def log_signal(kind: str, result: IngestResult, started: float) -> None:
+    log.info(json.dumps({
+        "event": "signals_received", "kind": kind, "accepted": result.accepted,
+        "rejected": result.rejected_total, "seconds": round(time.perf_counter() - started, 6),
+        "reasons": sorted({r["reason"] for r in result.rejected}),
+    }))
+
+
+# --- the stream ingester (--flows-file PATH|-) -----------------------------------------------
+
+
+def ingest_flow_stream(stream: IO[str] | IO[bytes], sink: SignalSink, counters: SignalCounters, *,
+                       batch_size: int = 256, stop: threading.Event | None = None) -> IngestResult:
+    """Read JSON-lines flows until EOF (or `stop`), handing them to the sink in batches."""
+    accepted = 0
+    rejected: list[dict[str, Any]] = []
+    total_rejected = 0
+    batch: list[tuple[int, Any]] = []
+
+    def flush() -> None:
+        nonlocal accepted, total_rejected
+        result = ingest_flow_records(batch, sink, counters)
+        accepted += result.accepted
+        total_rejected += result.rejected_total
+        rejected.extend(result.rejected[: max(0, MAX_REJECTED_LISTED - len(rejected))])
+        batch.clear()
+
+    for lineno, record in iter_json_lines(stream):
+        batch.append((lineno, record))
+        if len(batch) >= batch_size:
+            flush()
+        if stop is not None and stop.is_set():
+            break
+    if batch:
+        flush()
+    return IngestResult(accepted, rejected, total_rejected)
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+class ReceiverServer:
+    """A threaded werkzeug server in a background thread (TLS when cert/key are given)."""
+
+    def __init__(self, app: Flask, host: str = "0.0.0.0", port: int = 8444, *,
+                 cert: str | None = None, key: str | None = None) -> None:
+        ssl_context = None
+        if cert and key:
+            from webhook.serving import CertificateReloader
+
+            self.reloader = CertificateReloader(cert, key)
+            ssl_context = self.reloader.context()
+        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
+        self.port = self.server.server_port
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "ReceiverServer":
+        self._thread = threading.Thread(target=self.server.serve_forever, name="signal-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
