@@ -122,7 +122,17 @@ def reset_status_on_create(rt: ResourceType, obj: Obj) -> None:
     elif rt.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
     else:
-        obj["status"] = {}
+        obj["status"] = copy.deepcopy(INITIAL_STATUS.get(rt.kind, {}))
+
+
+#: zero-valued status fields upstream always serialises (ints without omitempty)
+INITIAL_STATUS: dict[str, Obj] = {
+    "ReplicaSet": {"replicas": 0},
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "DaemonSet": {"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0,
+                  "numberReady": 0},
+    "PodDisruptionBudget": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0},
+}
 
 
 def _qos_class(pod: Obj) -> str:

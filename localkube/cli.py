@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: a temp file)")
     parser.add_argument("--https", action="store_true", help="serve HTTPS with a generated self-signed CA")
+    parser.add_argument("--engine", choices=("local", "kube"), default="local",
+                        help="local: this in-process server; kube: real etcd + kube-apiserver + kube-controller-manager")
     args = parser.parse_args(argv)
+    if args.engine == "kube":
+        from localkube.kube_engine import run_kube_cluster
+
+        return run_kube_cluster(args.kubeconfig)
     return run_local_cluster(args.port, args.kubeconfig, https=args.https)
 
 

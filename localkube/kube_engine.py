@@ -149,7 +149,7 @@ def kubeconfig_document(url: str, ca_pem: bytes, client: KeyPair, user: str) -> 
         "users": [
             {"name": user, "user": {"client-certificate-data": b64(client.cert_pem), "client-key-data": b64(client.key_pem)}}
         ],
-        "contexts": [{"name": "localkube", "context": {"cluster": "localkube", "user": user}}],
+        "contexts": [{"name": "localkube", "context": {"cluster": "localkube", "user": user, "namespace": "default"}}],
         "current-context": "localkube",
     }
 
@@ -267,11 +267,35 @@ class KubeControlPlane:
 
     # --- clients -----------------------------------------------------------------------------
 
-    def api_client(self) -> Any:
-        """A kubernetes.client.ApiClient authenticated as cluster admin (O=system:masters)."""
-        from kubernetes import config
+    def kubeconfig_dict(self, token: str | None = None) -> dict[str, Any]:
+        """The admin kubeconfig, or one authenticating with a bearer `token` (e.g. from TokenRequest)."""
+        assert self.pki is not None, "not started"
+        if token is None:
+            return kubeconfig_document(self.url, self.pki.ca.cert_pem, self.pki.admin, "netwarden-admin")
+        document = kubeconfig_document(self.url, self.pki.ca.cert_pem, self.pki.admin, "token")
+        document["users"] = [{"name": "token", "user": {"token": token}}]
+        return document
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+    def write_kubeconfig(self, path: str | os.PathLike[str] | None = None, token: str | None = None) -> str:
+        """Write a kubeconfig (the admin one at `.kubeconfig` when path is None); returns its path."""
+        if path is None and token is None:
+            return str(self.kubeconfig)
+        if path is None:
+            assert self._workdir is not None, "not started"
+            path = self._workdir / "pki" / f"token-{abs(hash(token))}.kubeconfig"
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(self.kubeconfig_dict(token)))
+        target.chmod(0o600)
+        return str(target)
+
+    def api_client(self, token: str | None = None) -> Any:
+        """A kubernetes.client.ApiClient: cluster admin (O=system:masters), or the bearer of `token`."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.kube_config.KubeConfigLoader(self.kubeconfig_dict(token)).load_and_set(configuration)
+        return client.ApiClient(configuration)
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """GET a raw API path as admin (used for /readyz; handy in tests)."""
@@ -458,3 +482,34 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def run_kube_cluster(kubeconfig: str | None = None) -> int:
+    """`python -m localkube --engine kube`: serve until SIGINT/SIGTERM, printing the kubeconfig path."""
+    import sys
+
+    from localkube.controlplane_build import ControlPlaneNotBuilt
+
+    try:
+        binaries = find_binaries()
+    except ControlPlaneNotBuilt as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+    with KubeControlPlane(binaries) as cluster:
+        path = cluster.write_kubeconfig(kubeconfig) if kubeconfig else str(cluster.kubeconfig)
+        print(f"kube-apiserver {binaries.kubernetes_version} listening on {cluster.url} "
+              f"(ready in {cluster.startup_seconds:.1f} s)", flush=True)
+        print(f"kubeconfig: {path}", flush=True)
+        print(f"export KUBECONFIG={path}", flush=True)
+        previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not done.wait(0.5):
+                if any(child.process.poll() is not None for child in cluster._children):
+                    print("error: a control plane process exited; see its log", file=sys.stderr)
+                    return 1
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    print("kube control plane stopped", flush=True)
+    return 0
