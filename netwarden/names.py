@@ -71,6 +71,8 @@ ROLE_BASELINE = "baseline"
 ROLE_QUARANTINE = "quarantine"
 #: Why the policy has its current spec (created-at-admission, backfill, tightened, ...).
 ANNOTATION_REASON = f"{PREFIX}/reason"
+#: ANNOTATION_REASON value on a baseline the admission webhook wrote for a workload's first pod.
+REASON_CREATED_AT_ADMISSION = "created-at-admission"
 #: Monotonic revision of netwarden's own changes to this policy.
 ANNOTATION_REVISION = f"{PREFIX}/revision"
 #: baseline | learning | tightened | quarantined
@@ -88,6 +90,21 @@ ANNOTATION_APPROVE = f"{PREFIX}/approve"
 ANNOTATION_ADOPTED = f"{PREFIX}/adopted"
 #: The pod a per-pod (quarantine) policy isolates.
 ANNOTATION_TARGET_POD = f"{PREFIX}/target-pod"
+#: sha256 of the spec netwarden last wrote; a spec that no longer matches it was edited by hand (drift).
+ANNOTATION_SPEC_HASH = f"{PREFIX}/spec-hash"
+#: JSON summary of the strongest evidence behind the current spec (what `netwarden explain` shows).
+ANNOTATION_EVIDENCE = f"{PREFIX}/evidence"
+#: Who or what made the last change (reconciler, cli:<user>, approve, rollback, ...).
+ANNOTATION_CHANGED_BY = f"{PREFIX}/changed-by"
+
+# --- ANNOTATION_REASON values the reconciler writes ---------------------------------------------
+REASON_BACKFILL = "backfill"
+REASON_RESTORED = "restored-after-drift"
+REASON_ROLLED_BACK = "rolled-back"
+REASON_APPROVED = "approved"
+REASON_QUARANTINE = "quarantine"
+REASON_QUARANTINE_EXCLUSION = "quarantine-exclusion"
+REASON_QUARANTINE_LIFTED = "quarantine-lifted"
 
 # --- Policy steps ------------------------------------------------------------------------------
 STEP_LEARNING = "learning"

@@ -1,0 +1,300 @@
+"""netwarden's configuration: one documented source, sections of dataclasses.
+
+Every option is a dataclass field whose metadata carries its help text, so `netwarden <cmd> --help`,
+the README table and the error for a bad value all come from the same place. Values are layered:
+
+    defaults  <  YAML file (NETWARDEN_CONFIG)  <  environment (NETWARDEN_*)  <  command-line flags
+
+Environment names: `NETWARDEN_<FIELD>` for the shared `cluster` section, `NETWARDEN_<SECTION>_<FIELD>`
+for the others (e.g. NETWARDEN_DNS_SERVICE, NETWARDEN_WEBHOOK_PORT). The YAML file has one mapping
+per section: `{cluster: {dns_service: ...}, webhook: {port: 8443}}`; unknown keys are errors, so a
+typo fails at start-up instead of being ignored.
+
+Sections: `cluster` (shared), `webhook`. The reconciler adds its own section here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, get_type_hints
+
+import yaml
+
+from netwarden import names
+
+CONFIG_FILE_ENV = "NETWARDEN_CONFIG"
+ENV_PREFIX = "NETWARDEN_"
+#: The section whose environment variables carry no section infix.
+SHARED_SECTION = "cluster"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or malformed (the message names the source)."""
+
+
+def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyword
+    """A config field with help text; tuples are stored as-is (they are immutable)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Shared by every netwarden component: how to reach the API, cluster-wide defaults."""
+
+    kubeconfig: str | None = option(
+        None, "kubeconfig file; unset: in-cluster service account, else KUBECONFIG / ~/.kube/config")
+    dns_service: str = option(
+        "kube-system/kube-dns",
+        "NAMESPACE/NAME of the cluster DNS Service; its selector becomes the DNS egress rule "
+        "(absent: port 53 to anywhere)")
+    default_mode: str = option(
+        names.MODE_ENFORCE,
+        f"mode for namespaces without a {names.ANNOTATION_MODE} annotation: {' | '.join(names.MODES)}")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """The admission webhook: serving, trust, caches and API budgets."""
+
+    cert: str | None = option(None, "PEM serving certificate file (reloaded live when it changes)")
+    key: str | None = option(None, "PEM private key file of the serving certificate")
+    host: str = option("0.0.0.0", "address to listen on")
+    port: int = option(8443, "HTTPS port to listen on")
+    workers: int = option(2, "gunicorn worker processes")
+    threads: int = option(8, "threads per worker (gthread)")
+    timeout: int = option(30, "seconds a worker may spend on one request before gunicorn restarts it")
+    keepalive: int = option(65, "seconds an idle keep-alive connection stays open")
+    max_request_body: int = option(4 * 1024 * 1024, "largest request body accepted, bytes (413 above)")
+    reload_interval: float = option(5.0, "seconds between checks of the certificate files for rotation")
+    client_ca: str | None = option(None, "CA bundle to verify API-server client certificates with, when presented")
+    trusted_usernames: tuple[str, ...] = option(
+        ("system:serviceaccount:netwarden:netwarden-reconciler",
+         "system:serviceaccount:netwarden:netwarden-webhook"),
+        f"comma-separated usernames allowed to change {names.PREFIX}/* pod labels on UPDATE "
+        "(netwarden's own service accounts)")
+    namespace_cache_seconds: float = option(10.0, "how long a namespace's labels/annotations are cached")
+    owner_cache_seconds: float = option(60.0, "how long a verified owner chain (ReplicaSet->Deployment, Job->CronJob) is cached")
+    workload_cache_seconds: float = option(
+        600.0, "how long a workload whose baseline was written (or found) is remembered; one write per workload")
+    workload_cache_size: int = option(10000, "most workloads remembered per worker")
+    api_timeout_seconds: float = option(
+        2.0, "per-call API timeout inside an admission review (keep attempts*timeout under the webhook timeout)")
+    api_attempts: int = option(2, "API attempts per call inside an admission review (transient errors only)")
+    ready_probe_seconds: float = option(10.0, "how long a /readyz API reachability result is reused")
+
+
+@dataclass(frozen=True)
+class NetwardenConfig:
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+
+
+SECTIONS: dict[str, type] = {"cluster": ClusterConfig, "webhook": WebhookConfig}
+
+
+# --- describing options ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    section: str
+    name: str
+    type_: Any
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        infix = "" if self.section == SHARED_SECTION else f"{self.section.upper()}_"
+        return f"{ENV_PREFIX}{infix}{self.name.upper()}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def section_options(section: str) -> list[OptionInfo]:
+    cls = SECTIONS[section]
+    hints = get_type_hints(cls)
+    return [
+        OptionInfo(section, f.name, hints[f.name], f.default, f.metadata.get("help", ""))
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def format_default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return ",".join(value) or "empty"
+    return str(value)
+
+
+def options_markdown() -> str:
+    """The README table of every option (section, env variable, default, help)."""
+    rows = ["| section | option | environment | default | what it does |", "|---|---|---|---|---|"]
+    for section in SECTIONS:
+        for opt in section_options(section):
+            rows.append(f"| {section} | `{opt.name}` | `{opt.env}` | `{format_default(opt.default)}` | {opt.help} |")
+    return "\n".join(rows)
+
+
+# --- parsing values ----------------------------------------------------------------------------
+
+
+def convert(opt: OptionInfo, raw: Any, source: str) -> Any:
+    """A raw value (string from env/CLI, or a YAML scalar/list) as the option's type."""
+    type_ = opt.type_
+    try:
+        if raw is None:
+            if _allows_none(type_):
+                return None
+            raise ValueError("a value is required")
+        if type_ == tuple[str, ...]:
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        base = _base_type(type_)
+        if base is bool:
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if base is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if base is float:
+            return float(raw)
+        value = str(raw)
+        if value == "" and _allows_none(type_):
+            return None
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{opt.section}.{opt.name} from {source}: {raw!r}: {exc}") from None
+
+
+def _allows_none(type_: Any) -> bool:
+    return type(None) in getattr(type_, "__args__", ())
+
+
+def _base_type(type_: Any) -> Any:
+    args = [a for a in getattr(type_, "__args__", ()) if a is not type(None)]
+    return args[0] if args and _allows_none(type_) else type_
+
+
+def load_config(
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> NetwardenConfig:
+    """Defaults < YAML file named by NETWARDEN_CONFIG < NETWARDEN_* environment < `overrides` (flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    path = env.get(CONFIG_FILE_ENV)
+    if path:
+        for section, items in _read_yaml(path).items():
+            for opt in section_options(section):
+                if opt.name in items:
+                    values[section][opt.name] = convert(opt, items[opt.name], f"{path}")
+    for section in SECTIONS:
+        for opt in section_options(section):
+            if opt.env in env:
+                values[section][opt.name] = convert(opt, env[opt.env], f"${opt.env}")
+    for section, items in (overrides or {}).items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r}")
+        for opt in section_options(section):
+            if items.get(opt.name) is not None:
+                values[section][opt.name] = convert(opt, items[opt.name], opt.flag)
+    config = NetwardenConfig(**{s: SECTIONS[s](**values[s]) for s in SECTIONS})
+    validate(config)
+    return config
+
+
+def _read_yaml(path: str) -> dict[str, dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}={path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    out: dict[str, dict[str, Any]] = {}
+    for section, items in data.items():
+        if section not in SECTIONS:
+            # Another component's section (present in a shared file) is not ours to judge.
+            continue
+        if not isinstance(items, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        known = {opt.name for opt in section_options(section)}
+        unknown = sorted(set(items) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown option(s) in {section!r}: {', '.join(unknown)}")
+        out[section] = items
+    return out
+
+
+def validate(config: NetwardenConfig) -> None:
+    if config.cluster.default_mode not in names.MODES:
+        raise ConfigError(f"cluster.default_mode {config.cluster.default_mode!r}: expected one of {', '.join(names.MODES)}")
+    namespace, _, name = config.cluster.dns_service.partition("/")
+    if not namespace or not name:
+        raise ConfigError(f"cluster.dns_service {config.cluster.dns_service!r}: expected NAMESPACE/NAME")
+    hook = config.webhook
+    if not 1 <= hook.port <= 65535:
+        raise ConfigError(f"webhook.port {hook.port}: expected 1-65535")
+    for name_, value in (("workers", hook.workers), ("threads", hook.threads), ("api_attempts", hook.api_attempts)):
+        if value < 1:
+            raise ConfigError(f"webhook.{name_} {value}: expected at least 1")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def add_section_arguments(parser: argparse.ArgumentParser, section: str, *, skip: tuple[str, ...] = ()) -> None:
+    """One flag per option of a section; help shows the environment variable and default."""
+    group = parser.add_argument_group(f"{section} options", SECTIONS[section].__doc__)
+    for opt in section_options(section):
+        if opt.name in skip:
+            continue
+        base = _base_type(opt.type_)
+        metavar = {int: "N", float: "SECONDS" if "seconds" in opt.name or "interval" in opt.name else "X"}.get(base)
+        if opt.type_ == tuple[str, ...]:
+            metavar = "A,B,..."
+        group.add_argument(
+            opt.flag,
+            dest=f"{section}__{opt.name}",
+            default=None,
+            metavar=metavar or ("FILE" if opt.name in ("cert", "key", "kubeconfig", "client_ca") else "VALUE"),
+            help=f"{opt.help} [env {opt.env}; default {format_default(opt.default)}]",
+        )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Flags given on the command line, by section (for `load_config(overrides=...)`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        section, sep, name = key.partition("__")
+        if sep and section in SECTIONS and value is not None:
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def export_to_env(config: NetwardenConfig, env: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Write the effective config as NETWARDEN_* variables, so forked workers load the same values."""
+    for section in SECTIONS:
+        current = getattr(config, section)
+        for opt in section_options(section):
+            value = getattr(current, opt.name)
+            if value is None:
+                env.pop(opt.env, None)
+            elif isinstance(value, tuple):
+                env[opt.env] = ",".join(value)
+            else:
+                env[opt.env] = str(value)

@@ -1,0 +1,342 @@
+"""The admission decision, pure: AdmissionReview in, labels patch + baseline policy + verdict out.
+
+No I/O and no clock: the adapter (webhook/app.py) looks up the namespace and the owner chain, and
+generates the pod's instance value, then passes them in. That keeps every rule here testable with
+real AdmissionReview payloads and nothing else.
+
+Two webhooks use this module:
+* mutating `/mutate` (`decide_admission`): on pod CREATE, gives opted-in pods netwarden's labels
+  (removing any reserved label the pod set itself) and renders the workload's baseline policy;
+* validating `/validate` (`decide_update`): on pod UPDATE, refuses changes to netwarden's labels by
+  anyone but netwarden. It is a *validating* webhook because it must judge the final object, after
+  every mutating webhook (which run in an unspecified order and may be reinvoked) has had its say.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from netwarden import names
+from netwarden.declarations import parse_peer_declarations
+from netwarden.identity import OwnerRef, PodOrigin, Workload, resolve_workload
+from netwarden.labels import NamespaceFacts, derive_pod_labels, is_opted_in, is_reserved_label, namespace_mode, spoofed_label_keys
+from netwarden.policy import DnsTarget, PolicyMeta, PortSpec, baseline_intent, baseline_policy_name, render_network_policy
+from webhook.wire import (
+    API_VERSION_V1,
+    API_VERSION_V1BETA1,
+    KIND_ADMISSION_REVIEW,
+    AdmissionRequest,
+    AdmissionResponse,
+    AdmissionReviewResponse,
+    JSONPatchOp,
+)
+
+#: Parents the adapter fetched: (kind, name) of the pod's controller -> that object's ownerReferences
+#: (None when it could not be verified). Same shape as `resolve_workload`'s `parents`.
+Parents = Mapping[tuple[str, str], Sequence[OwnerRef] | None]
+
+#: Workload kinds whose verified object may own (garbage-collect) the baseline policy. A ReplicaSet
+#: is one only when no Deployment controls it (resolve_workload returns the Deployment otherwise).
+OWNER_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"})
+
+#: The API server truncates longer warnings; we cut them ourselves so the cut is visible.
+MAX_WARNING_LENGTH = 256
+MAX_WARNINGS = 16
+
+# Outcomes: the `outcome` label of METRIC_REVIEWS and the `outcome` field of the review log line.
+OUTCOME_LABELLED = "labelled"
+OUTCOME_SKIPPED = "skipped"  # not opted in (or not a pod CREATE): admitted unchanged
+OUTCOME_ALLOWED = "allowed"  # validating: nothing to object to
+OUTCOME_REFUSED = "refused"
+OUTCOME_MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """What the pure core needs from the configuration (the adapter builds it once)."""
+
+    default_mode: str = names.MODE_ENFORCE
+    dns: DnsTarget = field(default_factory=DnsTarget)
+    #: Usernames allowed to change netwarden.io/* labels on UPDATE (netwarden's own service accounts).
+    trusted_usernames: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class AdmissionDecision:
+    allowed: bool
+    outcome: str
+    #: RFC 6902 operations on the pod (empty: no change).
+    patch: tuple[JSONPatchOp, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: Shown to the user when refused (prefixed by the API server with the webhook's name).
+    message: str = ""
+    code: int = 200
+    #: The workload's baseline NetworkPolicy to create (None: nothing to write).
+    policy_manifest: dict[str, Any] | None = None
+    workload: Workload | None = None
+    #: The labels the pod ends up with under netwarden's prefix (for logs and tests).
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class MalformedReview(ValueError):
+    """The body is not an AdmissionReview we can answer. `uid` set: answer with a refusal; unset: HTTP 400."""
+
+    def __init__(self, message: str, uid: str | None = None, api_version: str = API_VERSION_V1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.uid = uid
+        self.api_version = api_version
+
+
+# --- reading the envelope ----------------------------------------------------------------------
+
+
+def read_review(body: Any) -> tuple[str, AdmissionRequest]:
+    """(apiVersion to answer in, the request) from a decoded JSON body, or MalformedReview."""
+    if not isinstance(body, dict):
+        raise MalformedReview("expected a JSON object: an admission.k8s.io/v1 AdmissionReview")
+    if "request" not in body and "uid" in body and ("operation" in body or "object" in body):
+        raise MalformedReview(
+            "the body is a bare AdmissionRequest without its envelope; send "
+            '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {...}}'
+        )
+    request = body.get("request")
+    uid = request.get("uid") if isinstance(request, dict) else None
+    uid = uid if isinstance(uid, str) and uid else None
+    api_version = body.get("apiVersion")
+    answer_in = api_version if api_version in (API_VERSION_V1, API_VERSION_V1BETA1) else API_VERSION_V1
+    if body.get("kind") != KIND_ADMISSION_REVIEW:
+        raise MalformedReview(f"expected kind AdmissionReview, got {body.get('kind')!r}", uid, answer_in)
+    if api_version not in (API_VERSION_V1, API_VERSION_V1BETA1):
+        raise MalformedReview(
+            f"unsupported apiVersion {api_version!r}; expected {API_VERSION_V1} or {API_VERSION_V1BETA1}", uid, answer_in
+        )
+    if not isinstance(request, dict):
+        raise MalformedReview("AdmissionReview has no request", None, answer_in)
+    if uid is None:
+        raise MalformedReview("AdmissionReview request has no uid", None, answer_in)
+    if not isinstance(request.get("operation"), str):
+        raise MalformedReview("AdmissionReview request has no operation", uid, answer_in)
+    return answer_in, request  # type: ignore[return-value]
+
+
+def build_response(api_version: str, uid: str, decision: AdmissionDecision) -> AdmissionReviewResponse:
+    """The AdmissionReview to send back, in the request's apiVersion."""
+    response: AdmissionResponse = {"uid": uid, "allowed": decision.allowed}
+    if decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(list(decision.patch)).encode()).decode()
+    if decision.warnings:
+        response["warnings"] = list(decision.warnings)
+    if not decision.allowed:
+        response["status"] = {"status": "Failure", "code": decision.code, "message": decision.message}
+        if decision.code == 400:
+            response["status"]["reason"] = "BadRequest"
+        elif decision.code == 403:
+            response["status"]["reason"] = "Forbidden"
+    return {"apiVersion": api_version, "kind": KIND_ADMISSION_REVIEW, "response": response}  # type: ignore[typeddict-item]
+
+
+def malformed_decision(message: str) -> AdmissionDecision:
+    return AdmissionDecision(False, OUTCOME_MALFORMED, message=f"netwarden cannot read this AdmissionReview: {message}", code=400)
+
+
+# --- the pod ------------------------------------------------------------------------------------
+
+
+def _is_pod(request: Mapping[str, Any]) -> bool:
+    kind = request.get("kind") or {}
+    return kind.get("kind") == "Pod" and kind.get("group", "") == ""
+
+
+def _metadata(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    meta = (obj or {}).get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def request_namespace(request: Mapping[str, Any]) -> str:
+    """The request's namespace is authoritative; the object's is only a fallback (it may be absent)."""
+    return str(request.get("namespace") or _metadata(request.get("object")).get("namespace") or "")
+
+
+def pod_origin(request: Mapping[str, Any], namespace: str) -> PodOrigin:
+    meta = _metadata(request.get("object"))
+    refs = [OwnerRef.from_dict(ref) for ref in meta.get("ownerReferences") or [] if isinstance(ref, dict)]
+    return PodOrigin(
+        namespace=namespace,
+        name=str(meta.get("name") or request.get("name") or ""),
+        generate_name=str(meta.get("generateName") or ""),
+        labels=_str_map(meta.get("labels")),
+        owner_refs=tuple(refs),
+    )
+
+
+def service_account_of(pod: Mapping[str, Any]) -> str:
+    spec = pod.get("spec") or {}
+    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+
+
+def container_ports(pod: Mapping[str, Any]) -> tuple[PortSpec, ...]:
+    """Declared containerPorts with their protocol: app containers and sidecars (restartable init containers)."""
+    spec = pod.get("spec") or {}
+    containers = list(spec.get("containers") or [])
+    containers += [c for c in spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
+    ports: set[PortSpec] = set()
+    for container in containers:
+        for port in (container or {}).get("ports") or []:
+            number = (port or {}).get("containerPort")
+            if isinstance(number, int) and 1 <= number <= 65535:
+                ports.add(PortSpec(str(port.get("protocol") or "TCP").upper(), number))
+    return tuple(sorted(ports, key=PortSpec.sort_key))
+
+
+def escape_pointer_token(key: str) -> str:
+    """RFC 6901: "~" is written "~0" and "/" is written "~1" (order matters)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def label_patch(pod: Mapping[str, Any], set_labels: Mapping[str, str], remove: Iterable[str]) -> tuple[JSONPatchOp, ...]:
+    """JSONPatch setting `set_labels` and removing `remove`, valid whether or not metadata.labels exists."""
+    meta = pod.get("metadata")
+    current = _str_map(meta.get("labels")) if isinstance(meta, dict) else {}
+    remove = [key for key in remove if key in current]
+    if not isinstance(meta, dict):
+        return ({"op": "add", "path": "/metadata", "value": {"labels": dict(set_labels)}},) if set_labels else ()
+    if not isinstance(meta.get("labels"), dict):
+        return ({"op": "add", "path": "/metadata/labels", "value": dict(set_labels)},) if set_labels else ()
+    ops: list[JSONPatchOp] = [
+        {"op": "remove", "path": "/metadata/labels/" + escape_pointer_token(key)} for key in sorted(remove)
+    ]
+    for key, value in sorted(set_labels.items()):
+        if current.get(key) != value:
+            # "add" on an existing object member replaces it (RFC 6902 4.1).
+            ops.append({"op": "add", "path": "/metadata/labels/" + escape_pointer_token(key), "value": value})
+    return tuple(ops)
+
+
+def _cap_warnings(warnings: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for warning in warnings:
+        text = " ".join(warning.split())  # one line: warnings travel as HTTP headers
+        out.append(text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 3] + "...")
+    if len(out) > MAX_WARNINGS:
+        out = out[: MAX_WARNINGS - 1] + [f"... and {len(out) - MAX_WARNINGS + 1} more netwarden warnings"]
+    return tuple(out)
+
+
+def policy_owner(workload: Workload) -> dict[str, Any] | None:
+    """The verified top-level owner as an ownerReference; never blockOwnerDeletion (we must not hold deletes up)."""
+    if workload.owner is None or workload.kind not in OWNER_KINDS or workload.owner.kind != workload.kind:
+        return None
+    return workload.owner.to_dict(block_owner_deletion=False)
+
+
+def is_enforcing(mode: str) -> bool:
+    """learn and dry-run observe only: the baseline selects the workload but allows everything."""
+    return mode in (names.MODE_ENFORCE, names.MODE_APPROVE)
+
+
+# --- the decisions -----------------------------------------------------------------------------
+
+
+def decide_admission(
+    request: AdmissionRequest | Mapping[str, Any],
+    namespace: NamespaceFacts,
+    parents: Parents,
+    instance: str,
+    config: AdmissionSettings,
+) -> AdmissionDecision:
+    """Mutating webhook: labels for an opted-in pod being created, and its workload's baseline policy."""
+    if not _is_pod(request) or request.get("operation") != "CREATE":
+        return AdmissionDecision(True, OUTCOME_SKIPPED)
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        return malformed_decision("a pod CREATE request carries no object")
+    meta = _metadata(pod)
+    pod_labels = _str_map(meta.get("labels"))
+    pod_annotations = _str_map(meta.get("annotations"))
+
+    if not is_opted_in(namespace, pod_labels, pod_annotations):
+        # Not ours to label; but a pod outside netwarden must not wear netwarden's identity either,
+        # or it would match other workloads' allow rules.
+        reserved = sorted(key for key in pod_labels if is_reserved_label(key))
+        if not reserved:
+            return AdmissionDecision(True, OUTCOME_SKIPPED)
+        warnings = [f"label {key} is reserved for netwarden and was removed (this pod is not opted in)" for key in reserved]
+        return AdmissionDecision(True, OUTCOME_SKIPPED, label_patch(pod, {}, reserved), _cap_warnings(warnings))
+
+    origin = pod_origin(request, namespace.name)
+    workload = resolve_workload(origin, parents)
+    derived = derive_pod_labels(
+        workload, namespace, service_account_of(pod), pod_labels, pod_annotations, instance
+    )
+    spoofed = spoofed_label_keys(pod_labels)
+    warnings = list(derived.warnings)  # already names every reserved label the pod set (replaced or removed)
+
+    declared = {}
+    for key in (names.ANNOTATION_ALLOW_FROM, names.ANNOTATION_ALLOW_TO):
+        parsed = parse_peer_declarations(pod_annotations.get(key))
+        declared[key] = parsed.rules
+        warnings += [f"annotation {key}: {error}; entry ignored" for error in parsed.errors]
+
+    mode = namespace_mode(namespace, config.default_mode)
+    intent = baseline_intent(
+        workload,
+        declared[names.ANNOTATION_ALLOW_FROM],
+        declared[names.ANNOTATION_ALLOW_TO],
+        container_ports(pod),
+        enforcing=is_enforcing(mode),
+    )
+    meta_ = PolicyMeta(
+        name=baseline_policy_name(workload),
+        reason=names.REASON_CREATED_AT_ADMISSION,
+        mode=mode,
+        owner=policy_owner(workload),
+    )
+    manifest = render_network_policy(intent, meta_, config.dns)
+    return AdmissionDecision(
+        allowed=True,
+        outcome=OUTCOME_LABELLED,
+        patch=label_patch(pod, derived.labels, spoofed),
+        warnings=_cap_warnings(warnings),
+        policy_manifest=manifest,
+        workload=workload,
+        labels=dict(derived.labels),
+    )
+
+
+def changed_reserved_labels(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """netwarden-owned label keys added, removed or changed between two label sets."""
+    keys = {k for k in old if is_reserved_label(k)} | {k for k in new if is_reserved_label(k)}
+    return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
+def decide_update(request: AdmissionRequest | Mapping[str, Any], config: AdmissionSettings) -> AdmissionDecision:
+    """Validating webhook: only netwarden may change netwarden.io/* pod labels (the opt-in switch is the user's)."""
+    if not _is_pod(request) or request.get("operation") != "UPDATE":
+        return AdmissionDecision(True, OUTCOME_ALLOWED)
+    new, old = request.get("object"), request.get("oldObject")
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return malformed_decision("a pod UPDATE request needs both object and oldObject")
+    changed = changed_reserved_labels(_str_map(_metadata(old).get("labels")), _str_map(_metadata(new).get("labels")))
+    if not changed:
+        return AdmissionDecision(True, OUTCOME_ALLOWED)
+    username = str((request.get("userInfo") or {}).get("username") or "")
+    if username in config.trusted_usernames:
+        return AdmissionDecision(True, OUTCOME_ALLOWED)
+    return AdmissionDecision(
+        False,
+        OUTCOME_REFUSED,
+        message=(
+            f"labels {', '.join(changed)} are managed by netwarden and cannot be changed by {username or 'an anonymous user'}; "
+            f"only {names.LABEL_INJECT} is yours to set (revert the change to these labels)"
+        ),
+        code=403,
+    )

@@ -1,0 +1,427 @@
+"""The webhook's HTTP adapter: Flask routes around the pure core in webhook/admission.py.
+
+The I/O lives here and only here: namespace lookups (cached briefly), owner-chain verification
+(cached), the one baseline-policy write per workload (a cache of known workloads; 409 counts as
+success), the Event on a created policy, the DNS Service lookup at start-up, metrics, and one JSON
+log line per review.
+
+Failure behaviour, on purpose:
+* a failed policy write never blocks the pod: it is admitted with its labels, the failure is logged
+  and counted, and the reconciler backfills the policy;
+* dryRun requests are mutated (so `kubectl --dry-run=server` shows the labels) but nothing is written;
+* a namespace lookup that fails answers HTTP 500, so the API server applies the webhook's
+  failurePolicy (Ignore: admitted unlabelled, the reconciler backfills; Fail: refused).
+
+Metrics: with PROMETHEUS_MULTIPROC_DIR set (the `netwarden webhook` command sets it) every gunicorn
+worker writes its samples to that directory and /metrics aggregates all workers, whichever worker
+answers the scrape. Without it (tests, `flask run`) each app keeps a private registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from cachetools import TTLCache
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from netwarden import names
+from netwarden.config import NetwardenConfig, load_config
+from netwarden.identity import OwnerRef, controller_of
+from netwarden.kube import KubeClient, RetryPolicy, load_api_client
+from netwarden.labels import NamespaceFacts
+from netwarden.policy import DnsTarget
+from webhook.admission import (
+    OUTCOME_MALFORMED,
+    AdmissionDecision,
+    AdmissionSettings,
+    MalformedReview,
+    Parents,
+    build_response,
+    decide_admission,
+    decide_update,
+    malformed_decision,
+    pod_origin,
+    read_review,
+    request_namespace,
+)
+from webhook.serving import log_json
+
+log = logging.getLogger("netwarden.webhook")
+
+#: Owner kinds whose object is fetched to verify the pod's claim (and find Deployment/CronJob above it).
+VERIFIED_OWNER_KINDS = frozenset({"ReplicaSet", "Job", "StatefulSet", "DaemonSet"})
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DNS_RETRY_SECONDS = 60.0
+
+# Policy write results: the `result` label of METRIC_POLICY_WRITES and the `policy` log field.
+WRITE_CREATED = "created"
+WRITE_EXISTS = "exists"
+WRITE_ERROR = "error"
+#: Not API writes (not counted in METRIC_POLICY_WRITES), only logged.
+WRITE_CACHED = "cached"
+WRITE_DRY_RUN = "dry-run"
+
+EVENT_REVIEW = "admission_review"
+EVENT_REVIEW_FAILED = "admission_review_failed"
+EVENT_POLICY_WRITE_FAILED = "policy_write_failed"
+EVENT_DNS_TARGET = "dns_target"
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookMetrics:
+    reviews: Counter
+    latency: Histogram
+    policy_writes: Counter
+    cache_hits: Counter
+    #: The registry to expose on /metrics (built per scrape in multiprocess mode).
+    scrape_registry: Callable[[], CollectorRegistry]
+
+
+def make_metrics() -> WebhookMetrics:
+    """Per-app metrics; aggregated across gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc_dir:
+        from prometheus_client import multiprocess, values
+
+        # prometheus_client picks its value class at import time; the variable may have been set after.
+        values.ValueClass = values.get_value_class()
+        registry: CollectorRegistry | None = None
+
+        def scrape() -> CollectorRegistry:
+            aggregate = CollectorRegistry()
+            multiprocess.MultiProcessCollector(aggregate, path=multiproc_dir)
+            return aggregate
+    else:
+        registry = CollectorRegistry()
+
+        def scrape() -> CollectorRegistry:
+            assert registry is not None
+            return registry
+
+    return WebhookMetrics(
+        reviews=Counter(names.METRIC_REVIEWS, "AdmissionReviews answered, by webhook and outcome",
+                        ["webhook", "outcome"], registry=registry),
+        latency=Histogram(names.METRIC_REVIEW_LATENCY, "Time to answer an AdmissionReview, seconds",
+                          ["webhook"], buckets=LATENCY_BUCKETS, registry=registry),
+        policy_writes=Counter(names.METRIC_POLICY_WRITES, "Baseline NetworkPolicy creates at admission, by result",
+                              ["result"], registry=registry),
+        cache_hits=Counter(names.METRIC_CACHE_HITS, "Admission lookups answered from a cache, by cache",
+                           ["cache"], registry=registry),
+        scrape_registry=scrape,
+    )
+
+
+# --- the runtime (caches + I/O) -------------------------------------------------------------------
+
+
+class NamespaceLookupError(RuntimeError):
+    """The namespace could not be read: answer 500 so the API server applies the failurePolicy."""
+
+
+class WebhookRuntime:
+    """Everything the routes share: config, API clients, caches, metrics. Thread-safe (gthread workers)."""
+
+    def __init__(self, config: NetwardenConfig, kube: KubeClient | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        hook = config.webhook
+        self.clock = clock
+        # Inside a review the API budget is small: the API server is waiting (timeoutSeconds).
+        self.kube = None if kube is None else KubeClient(
+            kube.api_client,
+            RetryPolicy(attempts=hook.api_attempts, base_delay=0.05, max_delay=0.5,
+                        request_timeout=hook.api_timeout_seconds),
+        )
+        self.probe_kube = None if kube is None else KubeClient(
+            kube.api_client, RetryPolicy(attempts=1, request_timeout=min(2.0, hook.api_timeout_seconds)))
+        self.metrics = make_metrics()
+        self._lock = threading.Lock()
+        self._namespaces: TTLCache[str, NamespaceFacts] = TTLCache(4096, hook.namespace_cache_seconds, timer=clock)
+        self._owners: TTLCache[tuple[str, str, str, str], list[OwnerRef]] = TTLCache(
+            16384, hook.owner_cache_seconds, timer=clock)
+        self._workloads: TTLCache[tuple[str, str], str] = TTLCache(
+            hook.workload_cache_size, hook.workload_cache_seconds, timer=clock)
+        self._write_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._dns: DnsTarget = DnsTarget()
+        self._dns_checked_at: float | None = None
+        self._dns_final = kube is None
+        self._ready_cache: TTLCache[str, tuple[bool, str]] = TTLCache(4, max(hook.ready_probe_seconds, 0.001), timer=clock)
+        self.settings = AdmissionSettings(config.cluster.default_mode, DnsTarget(), frozenset(hook.trusted_usernames))
+        if kube is not None:
+            self.dns_target()
+
+    # -- DNS --------------------------------------------------------------------------------------
+    def dns_target(self) -> DnsTarget:
+        """The DNS Service's selector, looked up at start-up; retried later only if the API failed."""
+        if self._dns_final:
+            return self._dns
+        now = self.clock()
+        with self._lock:
+            if self._dns_final or (self._dns_checked_at is not None and now - self._dns_checked_at < DNS_RETRY_SECONDS):
+                return self._dns
+            self._dns_checked_at = now
+        namespace, _, name = self.config.cluster.dns_service.partition("/")
+        assert self.kube is not None
+        try:
+            service = self.kube.get_service(namespace, name)
+        except Exception as exc:  # noqa: BLE001 - keep the safe default, try again later
+            log_json(EVENT_DNS_TARGET, level="warning", service=self.config.cluster.dns_service, found=False,
+                     error=str(exc), rule="port 53 to any destination (retrying)")
+            return self._dns
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        target = DnsTarget.from_selector(namespace, selector) if selector else DnsTarget()
+        with self._lock:
+            self._dns, self._dns_final = target, True
+            self.settings = AdmissionSettings(self.settings.default_mode, target, self.settings.trusted_usernames)
+        log_json(EVENT_DNS_TARGET, service=self.config.cluster.dns_service, found=bool(selector),
+                 namespace=target.namespace, selector=dict(target.pod_labels),
+                 rule="DNS pods" if selector else "port 53 to any destination (Service absent or has no selector)")
+        return target
+
+    # -- lookups ----------------------------------------------------------------------------------
+    def namespace_facts(self, name: str) -> NamespaceFacts:
+        if self.kube is None:
+            return NamespaceFacts(name)
+        with self._lock:
+            cached = self._namespaces.get(name)
+        if cached is not None:
+            self.metrics.cache_hits.labels("namespace").inc()
+            return cached
+        try:
+            obj = self.kube.get_namespace(name)
+        except Exception as exc:  # noqa: BLE001 - becomes a 500 the failurePolicy handles
+            raise NamespaceLookupError(f"netwarden could not read namespace {name!r}: {exc}") from exc
+        meta = (obj or {}).get("metadata") or {}
+        facts = NamespaceFacts(name, dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
+        with self._lock:
+            self._namespaces[name] = facts
+        return facts
+
+    def parents_of(self, req: Mapping[str, Any], namespace: str) -> Parents:
+        """The pod's controller, fetched from the API so its uid (and its own owner) is verified."""
+        if self.kube is None:
+            return {}
+        ref = controller_of(pod_origin(req, namespace).owner_refs)
+        if ref is None or ref.kind not in VERIFIED_OWNER_KINDS:
+            return {}
+        key = (namespace, ref.kind, ref.name, ref.uid)
+        with self._lock:
+            cached = self._owners.get(key)
+        if cached is not None:
+            self.metrics.cache_hits.labels("owner").inc()
+            return {(ref.kind, ref.name): cached}
+        try:
+            refs = self.kube.get_owner_refs(namespace, ref.kind, ref.name, ref.uid or None)
+        except Exception as exc:  # noqa: BLE001 - unverified: the identity falls back to names, no GC owner
+            log.warning("owner %s/%s %s not verified: %s", namespace, ref.name, ref.kind, exc)
+            refs = None
+        if refs is not None:
+            with self._lock:
+                self._owners[key] = refs
+        return {(ref.kind, ref.name): refs}
+
+    # -- the one write per workload -------------------------------------------------------------
+    def ensure_policy(self, manifest: dict[str, Any]) -> str:
+        """Create the workload's baseline once; concurrent reviews of one workload share the write."""
+        meta = manifest["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            if key in self._workloads:
+                self.metrics.cache_hits.labels("workload").inc()
+                return WRITE_CACHED
+            key_lock = self._write_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._workloads:
+                    self.metrics.cache_hits.labels("workload").inc()
+                    return WRITE_CACHED
+            result = self._create_policy(manifest)
+            with self._lock:
+                if result != WRITE_ERROR:
+                    self._workloads[key] = result
+                self._write_locks.pop(key, None)
+        return result
+
+    def _create_policy(self, manifest: dict[str, Any]) -> str:
+        assert self.kube is not None
+        meta = manifest["metadata"]
+        try:
+            result, created = self.kube.create_policy(manifest)
+        except Exception as exc:  # noqa: BLE001 - never block the pod; the reconciler backfills
+            self.metrics.policy_writes.labels(WRITE_ERROR).inc()
+            log_json(EVENT_POLICY_WRITE_FAILED, level="warning", namespace=meta["namespace"], policy=meta["name"],
+                     error=str(exc)[:500])
+            return WRITE_ERROR
+        self.metrics.policy_writes.labels(result).inc()
+        if result == WRITE_CREATED and created is not None:
+            involved = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **created}
+            self.kube.emit_event(
+                involved, names.EVENT_POLICY_CREATED,
+                f"baseline NetworkPolicy created at admission for workload {meta['labels'][names.LABEL_IDENTITY]}",
+            )
+        return result
+
+    # -- readiness --------------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        cert_ok, cert_detail = self._cached("certificate", self._check_certificate)
+        api_ok, api_detail = self._cached("api", self._check_api)
+        return cert_ok and api_ok, {"certificate": cert_detail, "api": api_detail}
+
+    def _cached(self, key: str, check: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+        with self._lock:
+            hit = self._ready_cache.get(key)
+        if hit is not None:
+            return hit
+        result = check()
+        with self._lock:
+            self._ready_cache[key] = result
+        return result
+
+    def _check_certificate(self) -> tuple[bool, str]:
+        cert, key = self.config.webhook.cert, self.config.webhook.key
+        if not cert or not key:
+            return True, "not configured (TLS terminated elsewhere)"
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            return False, f"cannot load {cert} / {key}: {exc}"
+        return True, "loaded"
+
+    def _check_api(self) -> tuple[bool, str]:
+        if self.probe_kube is None:
+            return True, "no API configured"
+        namespace = self.config.cluster.dns_service.partition("/")[0]
+        try:
+            self.probe_kube.get_namespace(namespace)  # 404 is still an answer: the API is reachable
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return False, f"unreachable: {str(exc)[:200]}"
+        return True, "reachable"
+
+
+# --- the reviews ------------------------------------------------------------------------------------
+
+
+def _json_response(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def _pod_name(req: Mapping[str, Any]) -> str:
+    meta = ((req.get("object") or {}).get("metadata") or {}) if isinstance(req.get("object"), dict) else {}
+    return str(meta.get("name") or req.get("name") or (meta.get("generateName", "") + "*" if meta.get("generateName") else ""))
+
+
+def review(runtime: WebhookRuntime, webhook: str) -> Response:
+    """Answer one AdmissionReview on `webhook` ("mutate" or "validate"); always one log line."""
+    started = runtime.clock()
+    fields: dict[str, Any] = {"webhook": webhook, "uid": None, "namespace": None, "pod": None, "operation": None,
+                              "workload": None, "policy": None}
+    status = 200
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except ValueError as exc:
+        body, fields["error"] = None, f"body is not JSON: {exc}"
+    try:
+        if "error" in fields:
+            raise MalformedReview(fields["error"])
+        api_version, req = read_review(body)
+        fields.update(uid=req["uid"], namespace=request_namespace(req), pod=_pod_name(req),
+                      operation=req.get("operation"), dry_run=bool(req.get("dryRun")),
+                      user=(req.get("userInfo") or {}).get("username"))
+        decision = _mutate(runtime, req, fields) if webhook == "mutate" else decide_update(req, runtime.settings)
+        payload: Any = build_response(api_version, req["uid"], decision)
+        fields.update(outcome=decision.outcome, allowed=decision.allowed, warnings=len(decision.warnings))
+        if not decision.allowed:
+            fields["message"] = decision.message
+    except MalformedReview as exc:
+        fields.update(outcome=OUTCOME_MALFORMED, error=exc.message, uid=exc.uid)
+        if exc.uid is not None:
+            payload = build_response(exc.api_version, exc.uid, malformed_decision(exc.message))
+        else:
+            status, payload = 400, {"error": exc.message}
+    except NamespaceLookupError as exc:
+        status, payload = 500, {"error": str(exc)}
+        fields.update(outcome="error", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug must not crash the worker; 500 lets failurePolicy decide
+        log.exception("admission review failed")
+        status, payload = 500, {"error": f"netwarden webhook internal error: {exc}"}
+        fields.update(outcome="error", error=repr(exc))
+    elapsed = runtime.clock() - started
+    runtime.metrics.reviews.labels(webhook, fields["outcome"]).inc()
+    runtime.metrics.latency.labels(webhook).observe(elapsed)
+    level = "info" if status == 200 else "error"
+    log_json(EVENT_REVIEW_FAILED if status != 200 else EVENT_REVIEW, level=level, status=status,
+             latency_ms=round(elapsed * 1000, 3), **fields)
+    return _json_response(payload, status)
+
+
+def _mutate(runtime: WebhookRuntime, req: Mapping[str, Any], fields: dict[str, Any]) -> AdmissionDecision:
+    if runtime.kube is not None:
+        runtime.dns_target()  # retries a failed start-up lookup, at most once a minute
+    if req.get("operation") != "CREATE" or (req.get("kind") or {}).get("kind") != "Pod":
+        return decide_admission(req, NamespaceFacts(request_namespace(req)), {}, "", runtime.settings)
+    namespace = request_namespace(req)
+    facts = runtime.namespace_facts(namespace)
+    parents = runtime.parents_of(req, namespace)
+    decision = decide_admission(req, facts, parents, str(uuid.uuid4()), runtime.settings)
+    if decision.workload is not None:
+        fields["workload"] = decision.workload.identity
+    if decision.policy_manifest is not None:
+        if req.get("dryRun"):
+            fields["policy"] = WRITE_DRY_RUN
+        elif runtime.kube is None:
+            fields["policy"] = "no-api"
+        else:
+            fields["policy"] = runtime.ensure_policy(decision.policy_manifest)
+    return decision
+
+
+# --- the app ------------------------------------------------------------------------------------------
+
+
+def create_app(config: NetwardenConfig, kube: KubeClient | None) -> Flask:
+    """The webhook's WSGI app. `kube` None: no lookups or writes (namespace facts empty, owners unverified)."""
+    app = Flask("netwarden.webhook")
+    runtime = WebhookRuntime(config, kube)
+    app.extensions["netwarden"] = runtime
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        return review(runtime, "mutate")
+
+    @app.post("/validate")
+    def validate() -> Response:
+        return review(runtime, "validate")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json_response({"ok": True})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ready, details = runtime.readiness()
+        return _json_response({"ready": ready, **details}, 200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(runtime.metrics.scrape_registry()), content_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def create_app_from_environment() -> Flask:
+    """gunicorn's factory ("webhook.app:create_app_from_environment()"): NETWARDEN_* / NETWARDEN_CONFIG."""
+    config = load_config()
+    kube = KubeClient(load_api_client(config.cluster.kubeconfig))
+    return create_app(config, kube)
