@@ -13,7 +13,21 @@ from typing import Any, Iterator
 import pytest
 from kubernetes import client, config
 
-ENGINES = ["local"]
+ENGINES = ["local", pytest.param("kube", marks=pytest.mark.kube)]
+
+
+@pytest.fixture(scope="session")
+def kube_control_plane() -> Iterator[Any]:
+    """The real upstream control plane, started once per session; skipped when not built."""
+    from localkube.controlplane_build import ControlPlaneNotBuilt, find_binaries
+    from localkube.kube_engine import KubeControlPlane
+
+    try:
+        binaries = find_binaries()
+    except ControlPlaneNotBuilt as exc:
+        pytest.skip(f"real control plane not built ({exc})")
+    with KubeControlPlane(binaries) as kube:
+        yield kube
 
 
 @dataclass
@@ -35,6 +49,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         with LocalKube() as kube:
             path = kube.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
             yield Cluster("local", path)
+    elif request.param == "kube":
+        yield Cluster("kube", str(request.getfixturevalue("kube_control_plane").kubeconfig))
     else:  # pragma: no cover - engines added later
         pytest.skip(f"engine {request.param} not available")
 
@@ -45,10 +61,17 @@ def core(cluster: Cluster) -> client.CoreV1Api:
 
 
 @pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
+def namespace(core: client.CoreV1Api, cluster: Cluster) -> Iterator[str]:
     """A fresh namespace per test (deleted afterwards)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
+    if cluster.engine == "kube":  # a real API server refuses pods until the default ServiceAccount exists
+        import time
+
+        deadline = time.monotonic() + 30
+        while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+            assert time.monotonic() < deadline, f"no default ServiceAccount in {name}"
+            time.sleep(0.05)
     yield name
     try:
         core.delete_namespace(name)
