@@ -1,0 +1,90 @@
+{{/*
+Every RBAC rule netwarden is granted, in one place and free of values: what the code calls is
+what is granted, nothing more. tests/chart/expected_rbac.py lists the same (apiGroup, resource,
+verb) triples; a test compares the two, and a coverage test compares them with the API calls the
+code makes. Change all three together.
+*/}}
+
+{{/* Webhook (cluster-wide): decide labels and write the baseline policy for one admitted pod. */}}
+{{- define "netwarden.rules.webhook" -}}
+# Namespace labels/annotations: opt-in, environment, mode.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+# Owner verification: a pod's ownerReferences are followed to the workload it claims.
+- apiGroups: ["apps"]
+  resources: ["replicasets", "statefulsets", "daemonsets"]
+  verbs: ["get"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get"]
+# The cluster DNS Service (NETWARDEN_DNS_SERVICE), so baselines allow DNS egress.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get"]
+# The baseline NetworkPolicy written at admission.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "get"]
+# Audit Events on pods and policies.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* Reconciler (cluster-wide): watch pods and namespaces, manage policies, record Events. */}}
+{{- define "netwarden.rules.reconciler" -}}
+# Pod index for signals; label backfill for pods admitted while the webhook was away.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+# The policies netwarden manages: tighten, relax, quarantine, roll back, clean up.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Audit Events (core/v1 and events.k8s.io/v1).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# The cluster DNS Service.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get"]
+{{- end -}}
+
+{{/* Reconciler (release namespace only): the leader-election Lease. */}}
+{{- define "netwarden.rules.reconcilerLease" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end -}}
+
+{{/* Certificate Jobs (release namespace only): the serving-certificate Secrets. */}}
+{{- define "netwarden.rules.certs" -}}
+# Create cannot be limited by name (the name is not known to RBAC before the object exists).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ include "netwarden.tls.secretName" . | quote }}, {{ include "netwarden.certs.caSecretName" . | quote }}]
+  verbs: ["get", "update"]
+{{- end -}}
+
+{{/* Certificate Jobs (cluster-wide, by name): write the CA into netwarden's own webhooks only. */}}
+{{- define "netwarden.rules.certsWebhooks" -}}
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["mutatingwebhookconfigurations"]
+  resourceNames: [{{ include "netwarden.mutatingWebhook.name" . | quote }}]
+  verbs: ["get", "patch"]
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingwebhookconfigurations"]
+  resourceNames: [{{ include "netwarden.validatingWebhook.name" . | quote }}]
+  verbs: ["get", "patch"]
+{{- end -}}
