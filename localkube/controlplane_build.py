@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,7 @@ def find_binaries(cache_dir: Path | None = None) -> ControlPlaneBinaries:
     if missing:
         raise ControlPlaneNotBuilt(
             f"the upstream control plane ({KUBERNETES_VERSION}, etcd {ETCD_VERSION}) is not built: "
-            f"{', '.join(missing)} missing in {binaries.bin_dir}. Build it once (about 15 minutes "
+            f"{', '.join(missing)} missing in {binaries.bin_dir}. Build it once (4-15 minutes "
             f"on 2 cores, cached afterwards) with:\n    {BUILD_COMMAND}"
         )
     return binaries
@@ -244,37 +245,26 @@ def _run_go_build(
     env.setdefault("CGO_ENABLED", "0")
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
     started = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=GO_MODULE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    output_lines: list[str] = []
-    assert process.stdout is not None
-    # go build is silent until it fails; read in a thread-free way by polling with a heartbeat.
-    os.set_blocking(process.stdout.fileno(), False)
-    next_heartbeat = started + HEARTBEAT_SECONDS
-    try:
-        while True:
-            chunk = process.stdout.read()
-            if chunk:
-                output_lines.append(chunk)
-            if process.poll() is not None:
-                rest = process.stdout.read()
-                if rest:
-                    output_lines.append(rest)
-                break
-            now = time.monotonic()
-            if now >= next_heartbeat:
-                progress(f"  ... still building {component.name} ({now - started:.0f} s)")
-                next_heartbeat = now + HEARTBEAT_SECONDS
-            time.sleep(0.5)
-    except BaseException:
-        process.kill()
-        process.wait()
-        partial.unlink(missing_ok=True)
-        raise
+    # go build is silent until it fails: collect its output in a file, print a heartbeat meanwhile.
+    with tempfile.TemporaryFile() as output_file:
+        process = subprocess.Popen(command, cwd=GO_MODULE_DIR, env=env, stdout=output_file, stderr=subprocess.STDOUT)
+        next_heartbeat = started + HEARTBEAT_SECONDS
+        try:
+            while process.poll() is None:
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    progress(f"  ... still building {component.name} ({now - started:.0f} s)")
+                    next_heartbeat = now + HEARTBEAT_SECONDS
+                time.sleep(0.5)
+        except BaseException:
+            process.kill()
+            process.wait()
+            partial.unlink(missing_ok=True)
+            raise
+        output_file.seek(0)
+        text = output_file.read().decode(errors="replace").strip()
     if process.returncode != 0:
         partial.unlink(missing_ok=True)
-        text = "".join(output_lines).strip()
         raise ControlPlaneBuildError(
             f"building {component.name} failed (exit {process.returncode}):\n"
             f"  cd {GO_MODULE_DIR} && {' '.join(command)}\n{text[-4000:]}"
@@ -317,7 +307,7 @@ def build(
         if problems:
             raise ControlPlaneBuildError("tools/controlplane/go.mod disagrees with the pins: " + "; ".join(problems))
         go = go_binary()
-        progress(f"  using {go} ({_go_version(go)}); a cold build takes 10-20 minutes on 2 cores")
+        progress(f"  using {go} ({_go_version(go)}); modules come from the Go proxy; a cold build takes ~4-15 minutes")
         for index, component in enumerate(todo, start=1):
             progress(f"[{index}/{len(todo)}] building {component.name} from {component.package}")
             _run_go_build(go, component, paths[component.name], progress, nice=nice)
@@ -344,7 +334,7 @@ def _go_version(go: str) -> str:
 def _build_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        binaries = build(args.cache_dir, force=args.force, nice=args.nice)
+        binaries = build(args.cache_dir, progress=lambda line: print(line, flush=True), force=args.force, nice=args.nice)
     except (ControlPlaneBuildError, ControlPlaneNotBuilt) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

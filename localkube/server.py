@@ -146,9 +146,9 @@ class LocalKube:
         if self.cert is not None:
             cluster["certificate-authority-data"] = base64.b64encode(self.cert.ca_pem).decode()
         user: Obj = {}
-        token = token or (next(iter(self.tokens)) if self.tokens else None)
-        if token:
-            user["token"] = token
+        # kubectl prompts for a username on HTTPS without credentials, so always write a token
+        # (without `tokens` configured any token, or none, is admin)
+        user["token"] = token or (next(iter(self.tokens)) if self.tokens else "localkube-admin")
         return {"apiVersion": "v1", "kind": "Config", "preferences": {},
                 "clusters": [{"name": "localkube", "cluster": cluster}],
                 "users": [{"name": "localkube", "user": user}],
