@@ -1,0 +1,284 @@
+"""Run netwarden the way a cluster runs it, on this machine: API server, webhook and reconciler as
+separate processes, registered and wired exactly as in a cluster. Used by `netwarden demo` and the
+end-to-end tests. Everything lives in one working directory; `stop()` ends every child process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from certs import pki
+from netwarden import names
+from netwarden.kube import load_api_client
+
+NETWARDEN_NAMESPACE = "netwarden"
+RECONCILER_USER = f"system:serviceaccount:{NETWARDEN_NAMESPACE}:netwarden-reconciler"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 8.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    kubeconfig: str
+    webhook_url: str
+    signals_url: str
+    signal_token: str
+    ca_file: str
+    engine: str
+    processes: list[ManagedProcess] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    #: The kubelet stand-in (localkube.kubelet.FakeKubelet): pod IPs, readiness, restarts.
+    kubelet: Any = None
+
+    def api_client(self) -> client.ApiClient:
+        return load_api_client(self.kubeconfig)
+
+    def post_signal(self, path: str, body: Any, *, timeout: float = 10.0) -> dict[str, Any]:
+        """POST to a reconciler signal endpoint, authenticated, over TLS."""
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        response = requests.post(
+            f"{self.signals_url}{path}", data=data, timeout=timeout, verify=self.ca_file,
+            headers={"Authorization": f"Bearer {self.signal_token}", "Content-Type": "application/json"},
+        )
+        if response.status_code >= 300:
+            raise RuntimeError(f"POST {path} -> {response.status_code}: {response.text[:300]}")
+        return response.json() if response.content else {}
+
+    def check_alive(self) -> None:
+        for proc in self.processes:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; last log lines:\n{proc.tail()}")
+
+    def stop(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - stopping must go on
+                pass
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.closers.clear()
+
+
+def _spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+    log_path = workdir / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=full_env,
+                             start_new_session=True)
+    log.close()
+    return ManagedProcess(name, popen, log_path)
+
+
+def _wait(what: str, probe: Callable[[], bool], timeout: float, proc: ManagedProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{what}: {proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        try:
+            if probe():
+                return
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last_error = exc
+        time.sleep(0.1)
+    tail = f"\n{proc.tail()}" if proc is not None else ""
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s ({last_error}){tail}")
+
+
+def _https_ready(url: str, ca_file: str) -> bool:
+    return requests.get(url, timeout=2, verify=ca_file).status_code == 200
+
+
+def make_tls(directory: Path, common_name: str) -> tuple[str, str, str]:
+    """A CA and a serving certificate for 127.0.0.1/localhost; returns (ca, cert, key) paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc)
+    ca = pki.generate_ca(f"{common_name}-ca", now=now, valid_for=timedelta(days=2))
+    leaf = pki.issue_certificate(ca, common_name, now=now, valid_for=timedelta(days=1),
+                                 dns_names=["localhost", common_name], ip_addresses=["127.0.0.1"])
+    paths = directory / "ca.crt", directory / "tls.crt", directory / "tls.key"
+    paths[0].write_bytes(ca.cert_pem)
+    paths[1].write_bytes(leaf.cert_pem)
+    paths[2].write_bytes(leaf.key_pem)
+    os.chmod(paths[2], 0o600)
+    return str(paths[0]), str(paths[1]), str(paths[2])
+
+
+def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ignore") -> tuple[dict, dict]:
+    """The Mutating and Validating configurations, as the Helm chart renders them in `all` namespace mode."""
+    ca_bundle = base64.b64encode(ca_pem).decode()
+    namespace_selector = {"matchExpressions": [
+        {"key": names.LABEL_NAMESPACE_NAME, "operator": "NotIn", "values": ["kube-system", NETWARDEN_NAMESPACE]}]}
+    object_selector = {"matchExpressions": [
+        {"key": names.LABEL_INJECT, "operator": "NotIn", "values": [names.INJECT_DISABLED]}]}
+
+    def hook(name: str, path: str, operations: list[str]) -> dict:
+        return {
+            "name": name,
+            "clientConfig": {"url": f"{url}{path}", "caBundle": ca_bundle},
+            "rules": [{"operations": operations, "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
+                       "scope": "Namespaced"}],
+            "namespaceSelector": namespace_selector,
+            "objectSelector": object_selector,
+            "failurePolicy": failure_policy,
+            "sideEffects": "NoneOnDryRun",
+            "timeoutSeconds": 5,
+            "admissionReviewVersions": ["v1"],
+        }
+
+    mutating = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": "netwarden"},
+                "webhooks": [{**hook("pods.netwarden.io", "/mutate", ["CREATE"]), "reinvocationPolicy": "Never"}]}
+    validating = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                  "metadata": {"name": "netwarden"},
+                  "webhooks": [hook("labels.netwarden.io", "/validate", ["UPDATE"])]}
+    return mutating, validating
+
+
+def ensure_dns_service(api: client.ApiClient) -> None:
+    """The cluster DNS Service the webhook reads its DNS selector from (kube-dns's real selector)."""
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns"}},
+            "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}
+    try:
+        client.CoreV1Api(api).create_namespaced_service("kube-system", body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def ensure_namespace(api: client.ApiClient, name: str) -> None:
+    try:
+        client.CoreV1Api(api).create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict[str, Any] | None = None,
+                mode: str = names.MODE_ENFORCE, progress: Callable[[str], None] = print) -> Stack:
+    """Start everything; on any failure, stop what was started and raise."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = str(workdir / "kubeconfig")
+    processes: list[ManagedProcess] = []
+    closers: list[Callable[[], None]] = []
+    token = secrets.token_urlsafe(32)
+    token_file = workdir / "signal-token"
+    token_file.write_text(token)
+    os.chmod(token_file, 0o600)
+    stack = Stack(workdir, kubeconfig, "", "", token, "", engine, processes, closers)
+    try:
+        if engine == "kube":
+            from localkube.kube_engine import KubeControlPlane
+
+            plane = KubeControlPlane(workdir=workdir / "controlplane")
+            plane.start()
+            closers.append(plane.stop)
+            Path(kubeconfig).write_text(Path(plane.kubeconfig).read_text())
+            progress(f"real control plane up: {plane.url}")
+        else:
+            proc = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
+            processes.append(proc)
+            _wait("local API server", lambda: Path(kubeconfig).exists() and bool(
+                client.VersionApi(load_api_client(kubeconfig)).get_code()), 20, proc)
+            progress(f"local API server up (kubeconfig {kubeconfig})")
+        api = load_api_client(kubeconfig)
+        ensure_namespace(api, NETWARDEN_NAMESPACE)
+        ensure_dns_service(api)
+
+        ca_file, cert, key = make_tls(workdir / "tls", "netwarden")
+        stack.ca_file = ca_file
+        webhook_port, signals_port = free_port(), free_port()
+        env = {"NETWARDEN_NAMESPACE": NETWARDEN_NAMESPACE, "NETWARDEN_DNS_SERVICE": "kube-system/kube-dns",
+               "NETWARDEN_TRUSTED_USERS": RECONCILER_USER, "NETWARDEN_SIGNAL_TOKEN_FILE": str(token_file),
+               "NETWARDEN_POD_NAME": "netwarden-demo-0", "NETWARDEN_LOG_LEVEL": "INFO"}
+        webhook = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
+                                     "--port", str(webhook_port), "--kubeconfig", kubeconfig,
+                                     "--workers", "2", "--threads", "4"], workdir, env)
+        processes.append(webhook)
+        stack.webhook_url = f"https://127.0.0.1:{webhook_port}"
+        _wait("webhook", lambda: _https_ready(f"{stack.webhook_url}/readyz", ca_file), 30, webhook)
+        mutating, validating = webhook_configurations(stack.webhook_url, Path(ca_file).read_bytes())
+        admission = client.AdmissionregistrationV1Api(api)
+        admission.create_mutating_webhook_configuration(mutating)
+        admission.create_validating_webhook_configuration(validating)
+        progress(f"webhook up on {stack.webhook_url} (gunicorn, TLS), registered as a MutatingWebhookConfiguration")
+
+        config_file = workdir / "reconciler.yaml"
+        config_file.write_text(yaml.safe_dump(reconciler_config or {}))
+        reconciler = _spawn("reconciler", [sys.executable, "-m", "netwarden.cli", "reconciler", "--kubeconfig", kubeconfig,
+                                           "--port", str(signals_port), "--cert", cert, "--key", key, "--mode", mode,
+                                           "--config", str(config_file)], workdir, env)
+        processes.append(reconciler)
+        stack.signals_url = f"https://127.0.0.1:{signals_port}"
+        _wait("reconciler", lambda: _https_ready(f"{stack.signals_url}/readyz", ca_file), 30, reconciler)
+        progress(f"reconciler up, signal endpoints on {stack.signals_url} (bearer token, TLS)")
+
+        from localkube.kubelet import FakeKubelet
+
+        kubelet = FakeKubelet(load_api_client(kubeconfig)).start()
+        closers.append(kubelet.stop)
+        if engine != "kube":
+            from localkube.workloads import WorkloadController
+
+            controllers = WorkloadController(load_api_client(kubeconfig)).start()
+            closers.append(controllers.stop)
+        stack.kubelet = kubelet
+        return stack
+    except BaseException:
+        stack.stop()
+        raise
