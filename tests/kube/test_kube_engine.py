@@ -198,3 +198,33 @@ def test_stop_kills_the_children_and_removes_the_state(kube_binaries: ControlPla
     assert all(process.poll() is not None for process in processes)
     assert not workdir.exists()
     cluster.stop()  # idempotent
+
+
+def test_service_account_tokens_authenticate_and_rbac_decides(
+    kube_cluster: KubeControlPlane, kube_api: Any, namespace: str, wait: Any
+) -> None:
+    core, rbac = client.CoreV1Api(kube_api), client.RbacAuthorizationV1Api(kube_api)
+    request = core.create_namespaced_service_account_token(
+        "default", namespace, {"spec": {"audiences": [], "expirationSeconds": 600}}
+    )
+    as_sa = client.CoreV1Api(kube_cluster.api_client(token=request.status.token))
+    with pytest.raises(ApiException) as forbidden:
+        as_sa.list_namespaced_pod(namespace)
+    assert forbidden.value.status == 403
+    assert f"system:serviceaccount:{namespace}:default" in forbidden.value.body
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "sa-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+    })
+
+    def can_list() -> bool:
+        try:
+            as_sa.list_namespaced_pod(namespace)
+            return True
+        except ApiException as exc:
+            if exc.status == 403:
+                return False
+            raise
+
+    wait(can_list, "the RoleBinding to take effect")
