@@ -1,0 +1,403 @@
+"""Per-workload behaviour baselines: who a workload talks to, and how much.
+
+A flow is first resolved into views, one per local workload it touches (an egress view for the
+source, an ingress view for the destination). Each view updates that workload's `Baseline`:
+during learning, edges (direction, peer, port, protocol) and crossed namespaces are learned; after
+it, an unseen edge is a deviation, reported once. The flow rate is an EWMA over fixed buckets.
+Memory per workload is capped (edges, namespaces, novel edges), never proportional to flows.
+
+`observe` updates the baseline in place and returns it: at tens of thousands of flows a second,
+copying a peer table per flow is not affordable. It reads no clock; `now` is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from reconciler.core.config import CoreConfig
+from reconciler.core.risk import NEW_NAMESPACE, NEW_PEER, POLICY_DROPS, RATE_SPIKE, WORLD_EGRESS, Deviation
+from reconciler.core.types import Endpoint, Flow
+
+EGRESS = "egress"
+INGRESS = "ingress"
+
+#: Peer kinds of a flow view.
+PEER_IDENTITY = "identity"  # a pod whose workload identity is known
+PEER_NAMESPACE = "namespace"  # a pod in a known namespace but of unknown workload
+PEER_WORLD = "world"  # outside the cluster, as the flow source said
+PEER_ADDRESS = "address"  # an IP nobody could resolve (not known to be outside, not a known pod)
+OUTSIDE_KINDS = (PEER_WORLD, PEER_ADDRESS)
+
+#: An edge: (direction, peer kind, peer value, peer namespace, port, protocol).
+Edge = tuple[str, str, str, str | None, int | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PodRef:
+    """What the pod index knows about one pod."""
+
+    identity: str
+    namespace: str
+    pod: str
+    instance: str | None = None
+    ip: str | None = None
+    purpose: str | None = None
+
+
+@dataclass
+class PodIndex:
+    """IP and (namespace, pod) -> PodRef, kept by the adapter from the pod watch."""
+
+    by_ip: dict[str, PodRef] = field(default_factory=dict)
+    by_pod: dict[tuple[str, str], PodRef] = field(default_factory=dict)
+    #: identity -> pod name -> PodRef (the replicas the workload has now).
+    by_identity: dict[str, dict[str, PodRef]] = field(default_factory=dict)
+
+    def add(self, ref: PodRef) -> None:
+        self.remove(ref.namespace, ref.pod)
+        self.by_pod[(ref.namespace, ref.pod)] = ref
+        if ref.ip:
+            self.by_ip[ref.ip] = ref
+        self.by_identity.setdefault(ref.identity, {})[ref.pod] = ref
+
+    def remove(self, namespace: str, pod: str) -> PodRef | None:
+        ref = self.by_pod.pop((namespace, pod), None)
+        if ref is None:
+            return None
+        if ref.ip and self.by_ip.get(ref.ip) is ref:
+            del self.by_ip[ref.ip]
+        replicas = self.by_identity.get(ref.identity)
+        if replicas is not None:
+            replicas.pop(pod, None)
+            if not replicas:
+                del self.by_identity[ref.identity]
+        return ref
+
+    def lookup(self, endpoint: Endpoint) -> PodRef | None:
+        if endpoint.pod and endpoint.namespace:
+            ref = self.by_pod.get((endpoint.namespace, endpoint.pod))
+            if ref is not None:
+                return ref
+        if endpoint.ip and not endpoint.world:
+            ref = self.by_ip.get(endpoint.ip)
+            if ref is not None:
+                return ref
+        if endpoint.identity and endpoint.namespace:
+            return PodRef(endpoint.identity, endpoint.namespace, endpoint.pod or "")
+        return None
+
+    def replicas(self, identity: str) -> tuple[PodRef, ...]:
+        return tuple(self.by_identity.get(identity, {}).values())
+
+    def pod_count(self) -> int:
+        return len(self.by_pod)
+
+
+@dataclass(slots=True)
+class FlowView:
+    """A flow as one local workload sees it."""
+
+    identity: str
+    namespace: str
+    instance: str | None
+    pod: str | None
+    direction: str
+    peer_kind: str
+    peer_value: str
+    peer_namespace: str | None
+    port: int | None
+    protocol: str
+    time: float
+    dropped: bool
+    peer_ip: str | None = None
+    peer_purpose: str | None = None
+
+    @property
+    def edge(self) -> Edge:
+        return (self.direction, self.peer_kind, self.peer_value, self.peer_namespace, self.port, self.protocol)
+
+    def describe(self) -> str:
+        arrow = "->" if self.direction == EGRESS else "<-"
+        where = f"{self.peer_value}" + (f" (ns {self.peer_namespace})" if self.peer_namespace and self.peer_kind != PEER_NAMESPACE else "")
+        port = f"{self.port}/{self.protocol}" if self.port is not None else self.protocol
+        return f"{self.identity} {arrow} {self.peer_kind} {where} {port}"
+
+
+def _peer_of(endpoint: Endpoint, ref: PodRef | None) -> tuple[str, str, str | None, str | None, str | None]:
+    """(kind, value, namespace, ip, purpose) of the far end."""
+    if ref is not None:
+        return PEER_IDENTITY, ref.identity, ref.namespace, endpoint.ip or ref.ip, ref.purpose
+    if endpoint.world:
+        return PEER_WORLD, endpoint.ip or "0.0.0.0/0", None, endpoint.ip, None
+    if endpoint.namespace:
+        return PEER_NAMESPACE, endpoint.namespace, endpoint.namespace, endpoint.ip, None
+    return PEER_ADDRESS, endpoint.ip or "unknown", None, endpoint.ip, None
+
+
+def resolve_flow(flow: Flow, index: PodIndex) -> list[FlowView]:
+    """Views of a flow for each local workload it touches; replies are ignored (the request counted)."""
+    if flow.reply:
+        return []
+    src_ref = index.lookup(flow.source)
+    dst_ref = index.lookup(flow.destination)
+    if src_ref is None and dst_ref is None:
+        return []
+    protocol = flow.protocol.upper()
+    dropped = flow.policy_dropped or flow.verdict == "dropped"
+    views: list[FlowView] = []
+    if src_ref is not None:
+        kind, value, ns, ip, purpose = _peer_of(flow.destination, dst_ref)
+        views.append(
+            FlowView(src_ref.identity, src_ref.namespace, src_ref.instance, src_ref.pod or None, EGRESS,
+                     kind, value, ns, flow.port, protocol, flow.time, dropped, ip, purpose)
+        )
+    if dst_ref is not None:
+        kind, value, ns, ip, purpose = _peer_of(flow.source, src_ref)
+        views.append(
+            FlowView(dst_ref.identity, dst_ref.namespace, dst_ref.instance, dst_ref.pod or None, INGRESS,
+                     kind, value, ns, flow.port, protocol, flow.time, dropped, ip, purpose)
+        )
+    return views
+
+
+class Baseline:
+    """What one workload normally does. Mutable for speed; bounded in size by the config caps."""
+
+    __slots__ = (
+        "identity", "namespace", "config", "first_seen", "learning_until", "flows_seen", "learning",
+        "edges", "namespaces", "novel", "evicted_edges", "evicted_novel",
+        "bucket", "bucket_count", "rate_mean", "rate_var", "buckets_seen", "spike_threshold", "spiked_bucket",
+        "drop_window", "drop_count", "drop_reported",
+    )
+
+    def __init__(self, identity: str, namespace: str, now: float, config: CoreConfig) -> None:
+        self.identity = identity
+        self.namespace = namespace
+        self.config = config
+        self.first_seen = now
+        self.learning_until = now + config.learning_seconds
+        self.flows_seen = 0
+        self.learning = True
+        #: Learned edges -> last time seen, least recently seen first.
+        self.edges: OrderedDict[Edge, float] = OrderedDict()
+        #: Namespaces crossed (other than its own), least recently seen first.
+        self.namespaces: OrderedDict[str, float] = OrderedDict()
+        #: Edges first seen after learning (reported once each), oldest first.
+        self.novel: OrderedDict[Edge, float] = OrderedDict()
+        self.evicted_edges = 0
+        self.evicted_novel = 0
+        self.bucket = int(now // config.rate_bucket_seconds)
+        self.bucket_count = 0
+        self.rate_mean = 0.0
+        self.rate_var = 0.0
+        self.buckets_seen = 0
+        self.spike_threshold = math.inf
+        self.spiked_bucket = -1
+        self.drop_window = int(now // config.drop_burst_window_seconds)
+        self.drop_count = 0
+        self.drop_reported = False
+
+    def is_learning(self, now: float) -> bool:
+        return self.learning and now < self.learning_until and self.flows_seen < self.config.learning_max_flows
+
+    def learned_edges(self) -> tuple[Edge, ...]:
+        return tuple(self.edges)
+
+    def knows(self, edge: Edge) -> bool:
+        return edge in self.edges
+
+    def rate_stddev(self) -> float:
+        return math.sqrt(self.rate_var) if self.rate_var > 0 else 0.0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "identity": self.identity,
+            "learning_until": self.learning_until,
+            "learning": self.learning,
+            "flows_seen": self.flows_seen,
+            "edges": len(self.edges),
+            "namespaces": sorted(self.namespaces),
+            "evicted_edges": self.evicted_edges,
+            "rate_mean_per_bucket": round(self.rate_mean, 3),
+            "rate_stddev_per_bucket": round(self.rate_stddev(), 3),
+        }
+
+
+def new_baseline(identity: str, namespace: str, now: float, config: CoreConfig) -> Baseline:
+    return Baseline(identity, namespace, now, config)
+
+
+def _roll_rate(b: Baseline, bucket: int) -> None:
+    """Close the current bucket (and any empty ones skipped) into the EWMA, open `bucket`."""
+    cfg = b.config
+    alpha = cfg.rate_alpha
+    gap = bucket - b.bucket
+    count = float(b.bucket_count)
+    # The closed bucket, then up to a bounded number of empty ones (after that the mean is ~0 anyway).
+    for _ in range(min(gap, 64)):
+        diff = count - b.rate_mean
+        incr = alpha * diff
+        b.rate_mean += incr
+        b.rate_var = (1 - alpha) * (b.rate_var + diff * incr)
+        b.buckets_seen += 1
+        count = 0.0
+    b.bucket = bucket
+    b.bucket_count = 0
+    sd = max(math.sqrt(b.rate_var) if b.rate_var > 0 else 0.0, cfg.rate_min_stddev_fraction * b.rate_mean)
+    threshold = b.rate_mean + cfg.rate_spike_z * sd
+    b.spike_threshold = max(threshold, float(cfg.rate_spike_min_flows))
+
+
+def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Deviation]]:
+    """Learn from one flow view, or report how it deviates from what was learned."""
+    cfg = b.config
+    learning = b.learning
+    if learning and (now >= b.learning_until or b.flows_seen >= cfg.learning_max_flows):
+        b.learning = learning = False
+    b.flows_seen += 1
+    deviations: list[Deviation] = []
+
+    # Rate: count every view, dropped or not.
+    bucket = int(now // cfg.rate_bucket_seconds)
+    if bucket > b.bucket:
+        _roll_rate(b, bucket)
+    b.bucket_count += 1
+    if (
+        not learning
+        and b.bucket_count > b.spike_threshold
+        and b.spiked_bucket != b.bucket
+        and b.buckets_seen >= cfg.rate_min_buckets
+    ):
+        b.spiked_bucket = b.bucket
+        deviations.append(_rate_spike(b, view, now))
+
+    if view.dropped:
+        # A dropped flow never happened: it is not learned, only counted towards a burst.
+        window = int(now // cfg.drop_burst_window_seconds)
+        if window != b.drop_window:
+            b.drop_window, b.drop_count, b.drop_reported = window, 0, False
+        b.drop_count += 1
+        if not learning and not b.drop_reported and b.drop_count >= cfg.drop_burst_flows:
+            b.drop_reported = True
+            deviations.append(_drop_burst(b, view, now))
+        return b, deviations
+
+    edge = (view.direction, view.peer_kind, view.peer_value, view.peer_namespace, view.port, view.protocol)
+    edges = b.edges
+    if edge in edges:
+        edges[edge] = now
+        edges.move_to_end(edge)
+        return b, deviations
+
+    peer_ns = view.peer_namespace
+    crosses = peer_ns is not None and peer_ns != b.namespace
+    if learning:
+        edges[edge] = now
+        if len(edges) > cfg.max_peers_per_workload:
+            edges.popitem(last=False)
+            b.evicted_edges += 1
+        if crosses:
+            _remember_namespace(b, peer_ns, now)  # type: ignore[arg-type]
+        return b, deviations
+
+    # After learning: an unseen edge is reported once, and not learned (tightening keeps it out).
+    novel = b.novel
+    if edge in novel:
+        novel[edge] = now
+        return b, deviations
+    novel[edge] = now
+    if len(novel) > cfg.max_novel_per_workload:
+        novel.popitem(last=False)
+        b.evicted_novel += 1
+    if view.direction == EGRESS and view.peer_kind in OUTSIDE_KINDS:
+        deviations.append(_edge_deviation(b, view, now, WORLD_EGRESS, "egress to an address outside the cluster"))
+    else:
+        deviations.append(_edge_deviation(b, view, now, NEW_PEER, "new peer after learning"))
+    if crosses and peer_ns not in b.namespaces:
+        _remember_namespace(b, peer_ns, now)  # type: ignore[arg-type]
+        deviations.append(_edge_deviation(b, view, now, NEW_NAMESPACE, f"first traffic with namespace {peer_ns}"))
+    return b, deviations
+
+
+def _remember_namespace(b: Baseline, namespace: str, now: float) -> None:
+    b.namespaces[namespace] = now
+    b.namespaces.move_to_end(namespace)
+    if len(b.namespaces) > b.config.max_namespaces_per_workload:
+        b.namespaces.popitem(last=False)
+
+
+def _view_details(view: FlowView) -> dict[str, object]:
+    return {
+        "flow_time": view.time,
+        "direction": view.direction,
+        "peer_kind": view.peer_kind,
+        "peer": view.peer_value,
+        "peer_namespace": view.peer_namespace,
+        "peer_ip": view.peer_ip,
+        "port": view.port,
+        "protocol": view.protocol,
+        "pod": view.pod,
+    }
+
+
+def _edge_deviation(b: Baseline, view: FlowView, now: float, kind: str, what: str) -> Deviation:
+    return Deviation(
+        kind=kind,
+        weight=b.config.deviation_weights[kind],
+        time=now,
+        identity=b.identity,
+        namespace=b.namespace,
+        summary=f"{what}: {view.describe()}" + (f" from pod {view.pod}" if view.pod else ""),
+        instance=view.instance,
+        pod=view.pod,
+        direction=view.direction,
+        peer=view.peer_value,
+        port=view.port,
+        protocol=view.protocol,
+        details=_view_details(view),
+    )
+
+
+def _rate_spike(b: Baseline, view: FlowView, now: float) -> Deviation:
+    cfg = b.config
+    return Deviation(
+        kind=RATE_SPIKE,
+        weight=cfg.deviation_weights[RATE_SPIKE],
+        time=now,
+        identity=b.identity,
+        namespace=b.namespace,
+        summary=(
+            f"flow rate spike: over {b.spike_threshold:.0f} flows in a {cfg.rate_bucket_seconds:g}s bucket "
+            f"(usual {b.rate_mean:.1f} +/- {b.rate_stddev():.1f})"
+        ),
+        details={
+            "bucket_start": b.bucket * cfg.rate_bucket_seconds,
+            "count": b.bucket_count,
+            "mean": b.rate_mean,
+            "stddev": b.rate_stddev(),
+            "threshold": b.spike_threshold,
+            "last_flow": _view_details(view),
+        },
+    )
+
+
+def _drop_burst(b: Baseline, view: FlowView, now: float) -> Deviation:
+    cfg = b.config
+    return Deviation(
+        kind=POLICY_DROPS,
+        weight=cfg.deviation_weights[POLICY_DROPS],
+        time=now,
+        identity=b.identity,
+        namespace=b.namespace,
+        summary=f"{b.drop_count} policy-dropped flows within {cfg.drop_burst_window_seconds:g}s, last {view.describe()}",
+        details={"count": b.drop_count, "window_start": b.drop_window * cfg.drop_burst_window_seconds, "last_flow": _view_details(view)},
+    )
+
+
+def iter_views(flows: Iterable[Flow], index: PodIndex) -> Iterator[FlowView]:
+    """All views of a sequence of flows (for replay and tests)."""
+    for flow in flows:
+        yield from resolve_flow(flow, index)

@@ -1,0 +1,400 @@
+"""The decision engine: all per-workload state, fed with signals, answering with Decisions.
+
+Both the live reconciler and an offline replay drive this one class, so it is deterministic for
+the same inputs (no clock, no randomness; `now` is always passed in) and cheap per flow: a flow
+costs two index lookups and one baseline update, and only a deviation runs the decision step.
+The adapter keeps the pod index and per-namespace modes up to date and carries out the Decisions
+(write with the policy model, record an Event, or hold as pending).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+from netwarden import names
+from netwarden.declarations import parse_peer_declarations
+from netwarden.policy import DnsTarget, PolicyIntent, render_policy_spec
+from reconciler.core import actions
+from reconciler.core.actions import DecideContext, Decision, WorkloadState
+from reconciler.core.behaviour import Baseline, PodIndex, PodRef, observe, resolve_flow
+from reconciler.core.config import CoreConfig, ConfigError
+from reconciler.core.guard import GuardRails
+from reconciler.core.history import PolicyHistory
+from reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation
+from reconciler.core.types import Flow, HealthSignal, MetricAlert, SecurityAlert
+from reconciler.core.whatif import IsAllowed, RecentFlows, intent_allows
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of `netwarden status`."""
+
+    identity: str
+    namespace: str
+    mode: str
+    score: float
+    step: str
+    learning: bool
+    policies: tuple[str, ...]
+    quarantined: tuple[str, ...]
+    pending: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.identity,
+            "namespace": self.namespace,
+            "mode": self.mode,
+            "score": round(self.score, 2),
+            "step": self.step,
+            "learning": self.learning,
+            "policies": list(self.policies),
+            "quarantined": list(self.quarantined),
+            "pending": self.pending,
+        }
+
+
+class _Tracked:
+    """Everything the engine keeps for one workload (one dict lookup per flow view)."""
+
+    __slots__ = ("baseline", "recent", "risk", "state", "history")
+
+    def __init__(self, baseline: Baseline, recent: RecentFlows, risk: RiskState, state: WorkloadState, history: PolicyHistory) -> None:
+        self.baseline = baseline
+        self.recent = recent
+        self.risk = risk
+        self.state = state
+        self.history = history
+
+
+@dataclass
+class EngineCounters:
+    flows: int = 0
+    views: int = 0
+    unresolved_flows: int = 0
+    unattributed_alerts: int = 0
+    deviations: int = 0
+
+
+class DecisionEngine:
+    """Holds baselines, risk, recent flows, steps and history for every workload seen."""
+
+    def __init__(
+        self,
+        config: CoreConfig | None = None,
+        *,
+        index: PodIndex | None = None,
+        dns: DnsTarget | None = None,
+        is_allowed: IsAllowed | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.config = config if config is not None else CoreConfig()
+        self.index = index if index is not None else PodIndex()
+        self.dns = dns if dns is not None else DnsTarget()
+        self.is_allowed: IsAllowed = is_allowed if is_allowed is not None else default_is_allowed(self.dns)
+        self.guard = GuardRails(self.config, now)
+        parsed = parse_peer_declarations(" ".join(self.config.quarantine_exceptions))
+        if parsed.errors:
+            raise ConfigError("quarantine_exceptions: " + "; ".join(parsed.errors))
+        self.exceptions = parsed.rules
+        self.modes: dict[str, str] = {}
+        self.base_intents: dict[str, PolicyIntent] = {}
+        self.counters = EngineCounters()
+        self._tracked: dict[str, _Tracked] = {}
+        #: Workloads with something to re-check on tick (score > 0, not at baseline, quarantines, pending).
+        self._active: set[str] = set()
+
+    # --- facts from the adapter ---------------------------------------------------------------
+    def set_mode(self, namespace: str, mode: str) -> None:
+        if mode not in names.MODES:
+            raise ValueError(f"unknown mode {mode!r} (one of {', '.join(names.MODES)})")
+        self.modes[namespace] = mode
+
+    def mode_of(self, namespace: str) -> str:
+        return self.modes.get(namespace, self.config.default_mode)
+
+    def upsert_pod(self, ref: PodRef) -> None:
+        self.index.add(ref)
+
+    def remove_pod(self, namespace: str, pod: str, now: float) -> list[Decision]:
+        """A pod is gone: forget its health and per-pod score; lift its quarantine if it had one."""
+        ref = self.index.remove(namespace, pod)
+        if ref is None:
+            return []
+        tracked = self._tracked.get(ref.identity)
+        if tracked is None:
+            return []
+        tracked.state.health.pop(pod, None)
+        if ref.instance is not None:
+            tracked.risk.forget_instance(ref.instance)
+        return self._step(tracked, now)
+
+    def set_base_intent(self, identity: str, intent: PolicyIntent) -> None:
+        """The workload's declared baseline (what the admission webhook wrote): the most relax opens."""
+        self.base_intents[identity] = intent
+        tracked = self._tracked.get(identity)
+        if tracked is not None:
+            state = tracked.state
+            at_base = state.intent == state.base_intent
+            state.base_intent = intent
+            if at_base and state.step == names.STEP_BASELINE:
+                state.intent = actions._with_excluded(intent, state.quarantined)
+
+    def load_history(self, identity: str, namespace: str, annotation: str | None, current_revision: int = 0) -> None:
+        tracked = self._track(identity, namespace, 0.0)
+        tracked.history = PolicyHistory.from_annotation(
+            annotation,
+            current_revision=current_revision,
+            max_entries=self.config.max_history,
+            max_bytes=self.config.history_max_bytes,
+        )
+
+    # --- signals ------------------------------------------------------------------------------
+    def ingest_flow(self, flow: Flow, now: float) -> list[Decision]:
+        """Score one flow; returns the decisions it triggered (usually none)."""
+        counters = self.counters
+        counters.flows += 1
+        views = resolve_flow(flow, self.index)
+        if not views:
+            counters.unresolved_flows += 1
+            return []
+        out: list[Decision] = []
+        tracked_map = self._tracked
+        for view in views:
+            counters.views += 1
+            tracked = tracked_map.get(view.identity)
+            if tracked is None:
+                tracked = self._track(view.identity, view.namespace, now)
+            _, deviations = observe(tracked.baseline, view, now)
+            if not view.dropped:
+                tracked.recent.add(view)
+            if deviations:
+                counters.deviations += len(deviations)
+                tracked.risk.add(deviations, now)
+                self._active.add(view.identity)
+                out.extend(self._step(tracked, now))
+        return out
+
+    def ingest_alert(self, alert: SecurityAlert, now: float) -> list[Decision]:
+        """A Falco alert: evidence about the pod it names (about its workload when no instance is known)."""
+        ref = self._ref_of(alert.namespace, alert.pod)
+        if ref is None:
+            self.counters.unattributed_alerts += 1
+            return []
+        tracked = self._track(ref.identity, ref.namespace, now)
+        deviation = security_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
+        tracked.risk.add([deviation], now)
+        self.counters.deviations += 1
+        self._active.add(ref.identity)
+        return self._step(tracked, now)
+
+    def ingest_metric_alert(self, alert: MetricAlert, now: float) -> list[Decision]:
+        """An Alertmanager alert: held at full weight while firing, dropped when resolved."""
+        ref = self._ref_of(alert.namespace, alert.pod)
+        if ref is None:
+            self.counters.unattributed_alerts += 1
+            return []
+        tracked = self._track(ref.identity, ref.namespace, now)
+        if alert.firing:
+            deviation = metric_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
+            tracked.risk.add([deviation], now)
+            self.counters.deviations += 1
+            self._active.add(ref.identity)
+        elif not tracked.risk.resolve_alert(metric_alert_key(alert)):
+            return []
+        return self._step(tracked, now)
+
+    def ingest_health(self, signal: HealthSignal, now: float) -> list[Decision]:
+        """Readiness and restarts of a pod; only matters right after an automatic tightening."""
+        ref = self.index.by_pod.get((signal.namespace, signal.pod))
+        if ref is None:
+            return []
+        tracked = self._tracked.get(ref.identity)
+        if tracked is None:
+            return []
+        tracked.state.health[signal.pod] = (signal.ready, signal.restarts)
+        if not tracked.state.automatic:
+            return []
+        return self._step(tracked, now)
+
+    def tick(self, now: float) -> list[Decision]:
+        """Decay, expiry and relax for every workload that has something going on."""
+        out: list[Decision] = []
+        for identity in sorted(self._active):
+            tracked = self._tracked[identity]
+            out.extend(self._step(tracked, now))
+            tracked.risk.prune(now)
+            state = tracked.state
+            if (
+                tracked.risk.score_at(now) == 0.0
+                and state.step == names.STEP_BASELINE
+                and not state.quarantined
+                and not state.pending
+            ):
+                self._active.discard(identity)
+        return out
+
+    # --- approvals ----------------------------------------------------------------------------
+    def approve(self, identity: str, now: float) -> list[Decision]:
+        """A user approved the pending change: apply it now (an approval bypasses the write budget)."""
+        tracked = self._tracked.get(identity)
+        if tracked is None or not tracked.state.pending:
+            return []
+        pending, tracked.state.pending = tracked.state.pending, ()
+        out = []
+        for decision in pending:
+            applied = replace(decision, effect=actions.EFFECT_WRITE, time=now, automatic=False)
+            out.append(self._apply(tracked, applied))
+        return out
+
+    def reject(self, identity: str, now: float) -> int:
+        """A user rejected the pending change: drop it and pause automatic proposals for a cooldown."""
+        tracked = self._tracked.get(identity)
+        if tracked is None:
+            return 0
+        count = len(tracked.state.pending)
+        tracked.state.pending = ()
+        if count:
+            tracked.state.cooldown_until = now + self.config.rollback_cooldown_seconds
+        return count
+
+    # --- reads --------------------------------------------------------------------------------
+    def status(self, now: float) -> list[StatusRow]:
+        rows = []
+        for identity in sorted(self._tracked):
+            tracked = self._tracked[identity]
+            state = tracked.state
+            policies = [f"{names.ROLE_BASELINE}:{state.step}"] + [f"{names.ROLE_QUARANTINE}:{i}" for i in sorted(state.quarantined)]
+            rows.append(
+                StatusRow(
+                    identity,
+                    state.namespace,
+                    self.mode_of(state.namespace),
+                    tracked.risk.score_at(now),
+                    state.step,
+                    tracked.baseline.is_learning(now),
+                    tuple(policies),
+                    tuple(sorted(state.quarantined)),
+                    len(state.pending),
+                )
+            )
+        return rows
+
+    def explain(self, identity: str, now: float) -> dict[str, Any]:
+        tracked = self._tracked.get(identity)
+        if tracked is None:
+            return {"identity": identity, "known": False}
+        state = tracked.state
+        return {
+            "identity": identity,
+            "known": True,
+            "namespace": state.namespace,
+            "mode": self.mode_of(state.namespace),
+            "step": state.step,
+            "score": round(tracked.risk.score_at(now), 4),
+            "expires_at": state.expires_at,
+            "quarantined": {i: {"pod": q.pod, "since": q.since, "expires_at": q.expires_at} for i, q in sorted(state.quarantined.items())},
+            "baseline": tracked.baseline.summary(),
+            "evidence": tracked.risk.explain(now),
+            "pending": [d.to_dict() for d in state.pending],
+            "last_decision": state.last_decision.to_dict() if state.last_decision else None,
+            "history_revisions": list(tracked.history.revisions()),
+        }
+
+    def baseline_of(self, identity: str) -> Baseline | None:
+        tracked = self._tracked.get(identity)
+        return tracked.baseline if tracked else None
+
+    def state_of(self, identity: str) -> WorkloadState | None:
+        tracked = self._tracked.get(identity)
+        return tracked.state if tracked else None
+
+    def risk_of(self, identity: str) -> RiskState | None:
+        tracked = self._tracked.get(identity)
+        return tracked.risk if tracked else None
+
+    def history_of(self, identity: str) -> PolicyHistory | None:
+        tracked = self._tracked.get(identity)
+        return tracked.history if tracked else None
+
+    def workloads(self) -> tuple[str, ...]:
+        return tuple(self._tracked)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _ref_of(self, namespace: str | None, pod: str | None) -> PodRef | None:
+        if not namespace or not pod:
+            return None
+        return self.index.by_pod.get((namespace, pod))
+
+    def _track(self, identity: str, namespace: str, now: float) -> _Tracked:
+        tracked = self._tracked.get(identity)
+        if tracked is None:
+            cfg = self.config
+            state = WorkloadState.new(identity, namespace, self.base_intents.get(identity), cfg.max_history)
+            tracked = _Tracked(
+                Baseline(identity, namespace, now, cfg),
+                RecentFlows(cfg.what_if_window),
+                RiskState(identity, cfg),
+                state,
+                PolicyHistory(max_entries=cfg.max_history, max_bytes=cfg.history_max_bytes),
+            )
+            self._tracked[identity] = tracked
+        return tracked
+
+    def _step(self, tracked: _Tracked, now: float) -> list[Decision]:
+        state = tracked.state
+        ctx = DecideContext(
+            config=self.config,
+            baseline=tracked.baseline,
+            recent=tracked.recent,
+            replicas=self.index.replicas(state.identity),
+            total_pods=self.index.pod_count(),
+            is_allowed=self.is_allowed,
+            exceptions=self.exceptions,
+        )
+        decisions = actions.decide(state, tracked.risk, self.mode_of(state.namespace), self.guard, now, ctx)
+        out = [self._apply(tracked, d) for d in decisions]
+        actions.settle(state, tracked.risk.score_at(now), self.config)
+        if out:
+            self._active.add(state.identity)
+        return out
+
+    def _apply(self, tracked: _Tracked, decision: Decision) -> Decision:
+        """Apply to state; keep the policy history for what is actually written."""
+        state = tracked.state
+        if decision.action == actions.ROLLBACK and decision.effect == actions.EFFECT_WRITE:
+            previous = tracked.history.previous()
+            if previous is not None:
+                decision = replace(decision, restore_revision=previous.revision, restore_spec=previous.spec)
+        before = state.intent
+        actions.apply_decision(state, decision, self.guard, self.config)
+        if decision.effect == actions.EFFECT_WRITE:
+            if decision.action == actions.ROLLBACK:
+                tracked.history = tracked.history.pop()
+            elif state.intent != before:
+                tracked.history = tracked.history.push(
+                    render_policy_spec(before, self.dns), _step_of(before), decision.action, decision.time
+                )
+        return decision
+
+
+def _step_of(intent: PolicyIntent) -> str:
+    return intent.step
+
+
+def default_is_allowed(dns: DnsTarget) -> IsAllowed:
+    """The NetworkPolicy semantics evaluator when available, netwarden's own model otherwise."""
+    try:
+        from reconciler.core.whatif import netpol_is_allowed
+
+        return netpol_is_allowed(dns)
+    except ImportError:  # pragma: no cover - netpol_eval ships with netwarden
+        return intent_allows
+
+
+def replay(engine: DecisionEngine, flows: Iterable[Flow]) -> list[Decision]:
+    """Feed flows in order with `now` = each flow's time (what `netwarden replay` does)."""
+    out: list[Decision] = []
+    for flow in flows:
+        out.extend(engine.ingest_flow(flow, flow.time))
+    return out

@@ -1,0 +1,237 @@
+"""What-if: which recent flows of a workload a proposed policy would drop.
+
+`what_if` takes an `is_allowed(intent, view)` callable so the evaluator can be swapped: the
+built-in `intent_allows` reads netwarden's own policy model directly (exact for the peers and ports
+netwarden renders), and `netpol_is_allowed` (below) plugs in the NetworkPolicy semantics evaluator
+from `netwarden.netpol_eval` for rendered manifests. Recent traffic is kept per workload as a
+bounded LRU of distinct edges: the question is "which edges would break", not "which packets".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Callable, Container, Iterable
+
+from netwarden.policy import ANY_NAMESPACE, DNS_PORT, Peer, PolicyIntent, PortSpec, Rule
+from reconciler.core.behaviour import EGRESS, PEER_IDENTITY, PEER_NAMESPACE, Edge, FlowView
+
+if TYPE_CHECKING:
+    from netwarden.netpol_eval import NamespaceInfo
+    from netwarden.policy import DnsTarget
+
+#: Would `intent` allow this flow view? (True when the intent does not select the view's pod.)
+IsAllowed = Callable[[PolicyIntent, FlowView], bool]
+
+PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Recent flows a proposed intent would drop; those in the learned baseline are the dangerous ones."""
+
+    dropped_flows: tuple[FlowView, ...]
+    dropped_baseline_flows: tuple[FlowView, ...]
+    checked: int = 0
+
+    @property
+    def safe(self) -> bool:
+        return not self.dropped_baseline_flows
+
+
+class RecentFlows:
+    """The last `maxlen` distinct edges a workload used, with the latest view and a count of each."""
+
+    __slots__ = ("maxlen", "_edges")
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._edges: OrderedDict[Edge, list] = OrderedDict()
+
+    def add(self, view: FlowView) -> None:
+        edge = (view.direction, view.peer_kind, view.peer_value, view.peer_namespace, view.port, view.protocol)
+        entry = self._edges.get(edge)
+        if entry is not None:
+            entry[0] = view
+            entry[1] += 1
+            self._edges.move_to_end(edge)
+            return
+        self._edges[edge] = [view, 1]
+        if len(self._edges) > self.maxlen:
+            self._edges.popitem(last=False)
+
+    def views(self, now: float | None = None, horizon: float | None = None) -> tuple[FlowView, ...]:
+        """Latest view of each recent edge (within `horizon` seconds of `now` when given)."""
+        if now is None or horizon is None:
+            return tuple(entry[0] for entry in self._edges.values())
+        cutoff = now - horizon
+        return tuple(entry[0] for entry in self._edges.values() if entry[0].time >= cutoff)
+
+    def latest(self, edge: Edge) -> FlowView | None:
+        entry = self._edges.get(edge)
+        return entry[0] if entry else None
+
+    def count(self, edge: Edge) -> int:
+        entry = self._edges.get(edge)
+        return entry[1] if entry else 0
+
+    def __len__(self) -> int:
+        return len(self._edges)
+
+
+def what_if(
+    intent: PolicyIntent,
+    recent: RecentFlows | tuple[FlowView, ...] | list[FlowView],
+    is_allowed: IsAllowed,
+    baseline_edges: Container[Edge] = (),
+) -> WhatIf:
+    """Which recent (non-dropped) flows `intent` would drop, and which of them the baseline holds."""
+    views = recent.views() if isinstance(recent, RecentFlows) else tuple(recent)
+    dropped: list[FlowView] = []
+    dropped_baseline: list[FlowView] = []
+    checked = 0
+    for view in views:
+        if view.dropped:
+            continue
+        checked += 1
+        if not is_allowed(intent, view):
+            dropped.append(view)
+            if view.edge in baseline_edges:
+                dropped_baseline.append(view)
+    return WhatIf(tuple(dropped), tuple(dropped_baseline), checked)
+
+
+# --- the built-in evaluator over netwarden's policy model ----------------------------------------
+
+
+def selects(intent: PolicyIntent, view: FlowView) -> bool:
+    """Does the intent's policy select the pod this view belongs to?"""
+    if view.identity != intent.identity or view.namespace != intent.namespace:
+        return False
+    if intent.instance is not None:
+        return view.instance == intent.instance
+    return view.instance is None or view.instance not in intent.excluded_instances
+
+
+def intent_allows(intent: PolicyIntent, view: FlowView) -> bool:
+    """NetworkPolicy semantics of one intent for one view (a pod it does not select is unaffected)."""
+    if not selects(intent, view) or not intent.enforcing:
+        return True
+    if view.direction == EGRESS:
+        if intent.include_dns and view.port == DNS_PORT and view.protocol in ("UDP", "TCP"):
+            return True
+        rules = intent.egress
+    else:
+        rules = intent.ingress
+    return any(rule_allows(rule, view, intent.namespace) for rule in rules)
+
+
+def rule_allows(rule: Rule, view: FlowView, policy_namespace: str) -> bool:
+    if rule.ports and not any(port_matches(p, view) for p in rule.ports):
+        return False
+    return not rule.peers or any(peer_matches(p, view, policy_namespace) for p in rule.peers)
+
+
+def port_matches(spec: PortSpec, view: FlowView) -> bool:
+    if spec.protocol.upper() != view.protocol:
+        return False
+    if spec.port is None:
+        return True
+    if view.port is None or isinstance(spec.port, str):
+        return False  # named ports are resolved per pod; netwarden's learned rules never use them
+    if spec.end_port is not None:
+        return spec.port <= view.port <= spec.end_port
+    return spec.port == view.port
+
+
+def peer_matches(peer: Peer, view: FlowView, policy_namespace: str) -> bool:
+    if peer.kind == "cidr":
+        return view.peer_ip is not None and _in_network(view.peer_ip, peer.value)
+    in_cluster = view.peer_kind in (PEER_IDENTITY, PEER_NAMESPACE)
+    if peer.kind == "namespace":
+        return in_cluster and (peer.value == ANY_NAMESPACE or view.peer_namespace == peer.value)
+    namespace = peer.effective_namespace() or policy_namespace
+    if namespace != ANY_NAMESPACE and view.peer_namespace != namespace:
+        return False
+    if peer.kind == "identity":
+        return view.peer_kind == PEER_IDENTITY and view.peer_value == peer.value
+    if peer.kind == "purpose":
+        return view.peer_kind == PEER_IDENTITY and view.peer_purpose == peer.value
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return None
+
+
+def _in_network(ip: str, cidr: str) -> bool:
+    network = _network(cidr)
+    if network is None:
+        return False
+    try:
+        return ipaddress.ip_address(ip) in network
+    except ValueError:
+        return False
+
+
+# --- the NetworkPolicy semantics evaluator (netwarden.netpol_eval) --------------------------------
+
+
+def netpol_is_allowed(
+    dns: "DnsTarget | None" = None,
+    namespaces: "Iterable[NamespaceInfo]" = (),
+    *,
+    ipblock_matches_pods: bool = False,
+) -> IsAllowed:
+    """An `IsAllowed` that renders the intent to its NetworkPolicy and asks `netpol_eval.PolicySet`.
+
+    Only the proposed policy is in the set, so the answer is that policy's effect on the workload's
+    own side of each flow (the far side's policies are not what a tightening changes).
+    """
+    from netwarden import names
+    from netwarden.netpol_eval import ExternalIP, PodInfo, PolicySet
+    from netwarden.policy import DnsTarget, PolicyMeta, render_network_policy
+
+    target = dns if dns is not None else DnsTarget()
+    known_namespaces = tuple(namespaces)
+    cache: dict[PolicyIntent, PolicySet] = {}
+
+    def policy_set(intent: PolicyIntent) -> PolicySet:
+        found = cache.get(intent)
+        if found is None:
+            if len(cache) > 64:
+                cache.clear()
+            manifest = render_network_policy(intent, PolicyMeta(name="what-if", reason="what-if"), target)
+            found = cache[intent] = PolicySet([manifest], known_namespaces, ipblock_matches_pods=ipblock_matches_pods)
+        return found
+
+    def local_pod(view: FlowView) -> PodInfo:
+        labels = {names.LABEL_IDENTITY: view.identity}
+        if view.instance is not None:
+            labels[names.LABEL_INSTANCE] = view.instance
+        return PodInfo(view.namespace, view.pod or view.instance or "local", labels)
+
+    def far_end(view: FlowView) -> PodInfo | ExternalIP:
+        if view.peer_kind == PEER_IDENTITY:
+            labels = {names.LABEL_IDENTITY: view.peer_value}
+            if view.peer_purpose:
+                labels[names.LABEL_PURPOSE] = view.peer_purpose
+            return PodInfo(view.peer_namespace or view.namespace, f"peer-of-{view.peer_value}", labels, view.peer_ip)
+        if view.peer_kind == PEER_NAMESPACE:
+            return PodInfo(view.peer_value, "unknown-pod", {}, view.peer_ip)
+        return ExternalIP(view.peer_ip or "")
+
+    def is_allowed(intent: PolicyIntent, view: FlowView) -> bool:
+        if not selects(intent, view):
+            return True
+        here, there = local_pod(view), far_end(view)
+        src, dst = (here, there) if view.direction == EGRESS else (there, here)
+        return policy_set(intent).is_allowed(src, dst, view.port, view.protocol)
+
+    return is_allowed
