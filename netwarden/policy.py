@@ -34,6 +34,9 @@ class PortSpec:
     def sort_key(self) -> tuple[str, str, int]:
         return (self.protocol, "" if self.port is None else f"{self.port:>5}", self.end_port or 0)
 
+    def __lt__(self, other: "PortSpec") -> bool:
+        return self.sort_key() < other.sort_key()
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"protocol": self.protocol}
         if self.port is not None:
@@ -56,6 +59,9 @@ class Peer:
 
     def sort_key(self) -> tuple[str, str, str]:
         return (self.kind, self.value, self.namespace or "")
+
+    def __lt__(self, other: "Peer") -> bool:
+        return self.sort_key() < other.sort_key()
 
     def effective_namespace(self) -> str | None:
         """For identity peers the namespace is part of the identity; selectors must pin it."""
