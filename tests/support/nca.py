@@ -37,11 +37,16 @@ from netwarden.netpol_eval import NamespaceInfo, PodInfo
 PIP_PACKAGE = "network-config-analyzer==2.1.0"
 
 
+#: nca pins PyYAML exactly (a conflict with the kubernetes client), so it lives in its own tool venv:
+#: `python3 -m venv .tools/nca && .tools/nca/bin/pip install network-config-analyzer==2.1.0` (.ci/run does this).
+TOOL_VENV = Path(__file__).resolve().parents[2] / ".tools" / "nca"
+
+
 def nca_executable() -> str | None:
-    """The `nca` next to this interpreter (the shared venv), else on PATH."""
-    beside = Path(sys.executable).with_name("nca")
-    if beside.exists():
-        return str(beside)
+    """$NETWARDEN_NCA, else the tool venv, else beside this interpreter, else on PATH."""
+    for candidate in (os.environ.get("NETWARDEN_NCA"), TOOL_VENV / "bin" / "nca", Path(sys.executable).with_name("nca")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
     return shutil.which("nca")
 
 
