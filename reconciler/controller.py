@@ -1,0 +1,594 @@
+"""The reconcile loop: backfill, drift, cleanup, garbage collection, approvals, and applying Decisions.
+
+Keys on the work queue say what to look at:
+
+* `wl:<identity>`       a workload: backfill its baseline, clean up after its last pod (with grace)
+* `pod:<ns>/<name>`     a pod admitted without netwarden's labels (webhook down): backfill it
+* `np:<ns>/<name>`      a managed policy: drift (restore unless adopted), approve/reject, re-create if deleted
+
+Watch events only enqueue keys; the work happens in worker threads, one key at a time (the queue
+never hands one key to two workers). Every write passes the writer gate (leader only) and the
+write budget. Decisions from the engine are applied by their mode effect: write (enforce), Event
+and log only (dry-run), or stored as a proposal on the workload's policy (approve).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from kubernetes.client.rest import ApiException
+
+from netwarden import names
+from netwarden.identity import OwnerRef
+from netwarden.kube import KubeClient
+from netwarden.labels import is_opted_in
+from netwarden.labelvalues import fit_label_value
+from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy, render_pod_selector
+from netwarden.policy import PolicyIntent
+from reconciler import metrics
+from reconciler.core.guard import WriteBudget
+from reconciler.core.types import HealthSignal
+from reconciler.leader import AlwaysOpen, NotLeader, WriterGate
+from reconciler.policy_ops import (
+    Change,
+    Pending,
+    PolicyOpError,
+    PolicyWriter,
+    annotations_of,
+    approve,
+    clean_for_create,
+    has_drifted,
+    is_adopted,
+    iso_time,
+    labels_of,
+    pods_stub,
+    reject,
+    rollback,
+    spec_hash,
+    store_pending,
+)
+from reconciler.queue import WorkQueue
+from reconciler.watch import DELETED, ClusterIndex, PodView, obj_key
+
+log = logging.getLogger("netwarden.reconciler.controller")
+
+Obj = dict[str, Any]
+WL, POD, NP = "wl:", "pod:", "np:"
+
+# Decision effects and actions (reconciler.core.actions); strings so this adapter does not need the core loaded.
+EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD = "write", "pending", "record"
+ACTION_ROLLBACK, ACTION_ALERT_ONLY = "rollback", "alert-only"
+EVIDENCE_SUMMARY_ITEMS = 5
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    #: Seconds after a workload's last pod is gone (or its Job finished) before its policies are removed.
+    cleanup_grace_seconds: float = 300.0
+    dns: DnsTarget = field(default_factory=DnsTarget)
+    default_mode: str = names.MODE_ENFORCE
+    write_rate_per_second: float = 5.0
+    write_burst: int = 20
+    max_history: int = 10
+    history_max_bytes: int = 64 * 1024
+    workers: int = 2
+
+
+def backfill_instance(pod: PodView) -> str:
+    """Instance value for a pod the webhook never saw: derived from its uid, so a retry gives the same one."""
+    return fit_label_value("bf-" + hashlib.sha256(pod.uid.encode()).hexdigest()[:12])
+
+
+def evidence_summary(evidence: Iterable[Any], limit: int = EVIDENCE_SUMMARY_ITEMS) -> list[dict[str, Any]]:
+    """The strongest evidence, trimmed to what `netwarden explain` prints."""
+    items = []
+    for item in evidence:
+        data = item.to_dict() if hasattr(item, "to_dict") else dict(item)
+        items.append({k: data.get(k) for k in ("kind", "weight", "summary", "time", "pod", "peer", "port") if
+                      data.get(k) is not None})
+    items.sort(key=lambda e: -float(e.get("weight") or 0.0))
+    return items[:limit]
+
+
+class Reconciler:
+    """Owns the work queue and the write path. Feed it watch events (`on_change`) and Decisions."""
+
+    def __init__(self, kube: KubeClient, index: ClusterIndex, settings: ControllerSettings = ControllerSettings(),
+                 *, gate: WriterGate | None = None, queue: WorkQueue | None = None,
+                 clock: Callable[[], float] = time.time, on_health: Callable[[HealthSignal], None] | None = None,
+                 on_pending_resolved: Callable[[str, bool], None] | None = None) -> None:
+        self.kube = kube
+        self.index = index
+        self.settings = settings
+        self.gate = gate or AlwaysOpen()
+        self.queue = queue or WorkQueue()
+        self.clock = clock
+        self.on_health = on_health
+        self.on_pending_resolved = on_pending_resolved
+        self._budget = WriteBudget(settings.write_rate_per_second, settings.write_burst, time.monotonic())
+        self._budget_lock = threading.Lock()
+        self.writer = PolicyWriter(kube, guard=self._before_write, clock=clock, max_history=settings.max_history,
+                                   history_max_bytes=settings.history_max_bytes)
+        #: First time a workload was seen with no live pod (cleanup grace starts there).
+        self._gone_since: dict[str, float] = {}
+        #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
+        self._known_good: dict[tuple[str, str], Obj] = {}
+        #: Last object seen per managed policy (a deleted one is re-created from it).
+        self._last_seen: dict[tuple[str, str], Obj] = {}
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.stats: dict[str, int] = {}
+
+    # -- writes pass here ---------------------------------------------------------------------
+    def _before_write(self) -> None:
+        self.gate.check()
+        while True:
+            with self._budget_lock:
+                now = time.monotonic()
+                if self._budget.try_take(now):
+                    break
+                wait = max(0.01, (1.0 - self._budget.available(now)) / self._budget.rate)
+            if self._stop.wait(min(wait, 1.0)):
+                raise NotLeader("reconciler stopping")
+            self.gate.check()
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.stats[what] = self.stats.get(what, 0) + 1
+
+    # -- events in ----------------------------------------------------------------------------
+    def on_change(self, resource: str, kind: str, obj: Obj, old: Obj | None) -> None:
+        """Informer callback: turn a change into queue keys (and health signals)."""
+        if resource == "pods":
+            self._on_pod(kind, obj, old)
+        elif resource == "networkpolicies":
+            namespace, name = obj_key(obj)
+            if kind == DELETED:
+                self._last_seen[(namespace, name)] = old or obj
+            else:
+                self._last_seen[(namespace, name)] = obj
+                if not has_drifted(obj) and annotations_of(obj).get(names.ANNOTATION_SPEC_HASH):
+                    self._known_good[(namespace, name)] = obj
+            self.queue.add(f"{NP}{namespace}/{name}")
+        elif resource == "namespaces" and kind != DELETED:
+            for pod in self.index.pods():
+                if pod.namespace == obj_key(obj)[1] and not pod.identity:
+                    self.queue.add(f"{POD}{pod.namespace}/{pod.name}")
+
+    def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        view = PodView.from_obj(obj)
+        if view.identity:
+            self.queue.add(WL + view.identity)
+        if old is not None:
+            previous = PodView.from_obj(old)
+            if previous.identity and previous.identity != view.identity:
+                self.queue.add(WL + previous.identity)
+        if kind != DELETED and not view.identity and view.live:
+            self.queue.add(f"{POD}{view.namespace}/{view.name}")
+        if self.on_health is not None and kind != DELETED and old is not None:
+            before = PodView.from_obj(old)
+            if (before.ready, before.restarts) != (view.ready, view.restarts):
+                self.on_health(HealthSignal(self.clock(), view.namespace, view.name, view.ready, view.restarts))
+
+    def resync(self) -> None:
+        """Queue everything (on gaining leadership, after start-up)."""
+        for identity in self.index.identities():
+            self.queue.add(WL + identity)
+        for policy in self.index.policies():
+            namespace, name = obj_key(policy)
+            self.queue.add(f"{NP}{namespace}/{name}")
+            identity = labels_of(policy).get(names.LABEL_IDENTITY)
+            if identity:
+                self.queue.add(WL + identity)
+        for pod in self.index.pods():
+            if not pod.identity and pod.live:
+                self.queue.add(f"{POD}{pod.namespace}/{pod.name}")
+
+    # -- workers ------------------------------------------------------------------------------
+    def start(self, workers: int | None = None) -> "Reconciler":
+        for number in range(workers or self.settings.workers):
+            thread = threading.Thread(target=self._work, name=f"reconcile-{number}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.shutdown()
+        for thread in self._workers:
+            thread.join(5)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                requeue_after = self.process(key)
+                self.queue.forget(key)
+                metrics.RECONCILES.labels("ok").inc()
+                if requeue_after is not None:
+                    self.queue.add(key, requeue_after)
+            except NotLeader:
+                metrics.RECONCILES.labels("not-leader").inc()  # the new leader resyncs everything
+            except Exception as exc:  # noqa: BLE001 - retry with backoff, never kill the worker
+                metrics.RECONCILES.labels("error").inc()
+                delay = self.queue.add_rate_limited(key)
+                log.warning(json.dumps({"event": "reconcile_failed", "key": key, "error": f"{type(exc).__name__}: {exc}",
+                                        "retry_in": round(delay, 3)}))
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: str) -> float | None:
+        """Reconcile one key; returns seconds until it should be looked at again (or None)."""
+        if not self.gate.is_open():
+            return None
+        self._count(key.split(":", 1)[0])
+        if key.startswith(WL):
+            return self.reconcile_workload(key[len(WL):])
+        namespace, _, name = key.split(":", 1)[1].partition("/")
+        if key.startswith(POD):
+            self.backfill_pod(namespace, name)
+            return None
+        if key.startswith(NP):
+            self.reconcile_policy(namespace, name)
+        return None
+
+    # -- workloads: baseline presence and cleanup ---------------------------------------------
+    def reconcile_workload(self, identity: str) -> float | None:
+        pods = self.index.pods_of(identity)
+        live = [p for p in pods if p.live]
+        policies = self.index.policies_of(identity)
+        now = self.clock()
+        if live:
+            self._gone_since.pop(identity, None)
+            if not any(labels_of(p).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE for p in policies):
+                namespace = self.index.namespace(live[0].namespace)
+                if namespace is not None and namespace.opted_in:
+                    self._create_baseline(live[0], reason=names.REASON_BACKFILL)
+            self._collect_orphan_quarantines(policies)
+            return None
+        if not policies:
+            self._gone_since.pop(identity, None)
+            return None
+        since = self._gone_since.setdefault(identity, now)
+        remaining = since + self.settings.cleanup_grace_seconds - now
+        if remaining > 0:
+            return remaining
+        self._remove_policies(policies, pods, f"workload {identity} has no running pod for "
+                                              f"{self.settings.cleanup_grace_seconds:g}s")
+        self._gone_since.pop(identity, None)
+        return None
+
+    def _remove_policies(self, policies: Sequence[Obj], pods: Sequence[PodView], why: str) -> None:
+        for policy in policies:
+            if is_adopted(policy):
+                continue
+            self.writer.delete(policy, event_reason=names.EVENT_POLICY_REMOVED, message=f"removed: {why}",
+                               reason="cleanup", pods=pods_stub(pods))
+            self._count("removed")
+
+    def _collect_orphan_quarantines(self, policies: Sequence[Obj]) -> None:
+        """Quarantine policies whose pod is gone (its ownerReference lets the API GC them too)."""
+        for policy in policies:
+            if labels_of(policy).get(names.LABEL_POLICY_ROLE) != names.ROLE_QUARANTINE:
+                continue
+            instance = annotations_of(policy).get(names.ANNOTATION_TARGET_POD)
+            pod = self.index.pod_by_instance(instance) if instance else None
+            if pod is None or not pod.live:
+                self._remove_policies([policy], [], f"quarantined pod instance {instance} is gone")
+
+    def collect_garbage(self) -> int:
+        """Start-up: remove managed policies whose workload no longer exists (no pods, owner gone)."""
+        removed = 0
+        for policy in self.index.policies():
+            labels = labels_of(policy)
+            identity = labels.get(names.LABEL_IDENTITY, "")
+            if is_adopted(policy):
+                continue
+            if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
+                instance = annotations_of(policy).get(names.ANNOTATION_TARGET_POD)
+                pod = self.index.pod_by_instance(instance) if instance else None
+                if pod is None or not pod.live:
+                    self._remove_policies([policy], [], f"quarantined pod instance {instance} no longer exists")
+                    removed += 1
+                continue
+            if any(p.live for p in self.index.pods_of(identity)):
+                continue
+            if self._owner_exists(policy):
+                self.queue.add(WL + identity)  # scaled to zero: the normal grace applies
+                continue
+            self._remove_policies([policy], [], f"workload {identity} no longer exists")
+            removed += 1
+        return removed
+
+    def _owner_exists(self, policy: Obj) -> bool:
+        namespace = obj_key(policy)[0]
+        for ref in (policy.get("metadata") or {}).get("ownerReferences") or []:
+            owner = OwnerRef.from_dict(ref)
+            if self.kube.get_owner_refs(namespace, owner.kind, owner.name, owner.uid) is not None:
+                return True
+        return False
+
+    # -- backfill -----------------------------------------------------------------------------
+    def backfill_pod(self, namespace: str, name: str) -> None:
+        pod = self.index.pod(namespace, name)
+        if pod is None or pod.identity or not pod.live:
+            return
+        ns = self.index.namespace(namespace)
+        if ns is None or not is_opted_in(ns.facts, pod.labels, pod.annotations):
+            return
+        decision = self._admission_decision(pod, backfill_instance(pod))
+        if decision is None or not decision.labels:
+            return
+        self.writer.guard()
+        self.kube.patch_pod_labels(namespace, name, decision.labels)
+        self.writer.event(pod.raw, names.EVENT_LABELS_BACKFILLED,
+                          "labels added by the reconciler (the pod was admitted without netwarden's webhook)")
+        self._count("backfilled-pods")
+        if decision.policy_manifest is not None:
+            self._write_baseline(decision.policy_manifest, pod)
+
+    def _admission_decision(self, pod: PodView, instance: str) -> Any:
+        """The webhook's own pure decision for this pod, so a backfilled baseline equals an admitted one."""
+        from webhook.admission import AdmissionSettings, decide_admission
+
+        ns = self.index.namespace(pod.namespace)
+        if ns is None:
+            return None
+        parents: dict[tuple[str, str], Any] = {}
+        for ref in pod.owner_refs:
+            if ref.controller:
+                parents[(ref.kind, ref.name)] = self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid)
+        raw = dict(pod.raw)
+        meta = dict(raw.get("metadata") or {})
+        # The pod as admission would have seen it: netwarden's labels not yet there.
+        meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k not in names.POD_LABELS}
+        raw["metadata"] = meta
+        request = {"uid": pod.uid or "backfill", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                   "resource": {"group": "", "version": "v1", "resource": "pods"}, "operation": "CREATE",
+                   "namespace": pod.namespace, "name": pod.name, "object": raw}
+        settings = AdmissionSettings(default_mode=self.settings.default_mode, dns=self.settings.dns)
+        return decide_admission(request, ns.facts, parents, instance, settings)
+
+    def _create_baseline(self, pod: PodView, reason: str) -> None:
+        decision = self._admission_decision(pod, pod.instance or backfill_instance(pod))
+        if decision is not None and decision.policy_manifest is not None:
+            self._write_baseline(decision.policy_manifest, pod)
+
+    def _write_baseline(self, manifest: Obj, pod: PodView) -> None:
+        meta = manifest["metadata"]
+        if self.index.policy(meta["namespace"], meta["name"]) is not None:
+            return
+        change = Change(manifest, names.EVENT_POLICY_CREATED,
+                        "baseline created by the reconciler (the pod was admitted without netwarden's webhook)",
+                        names.REASON_BACKFILL, pods=pods_stub([pod]))
+        outcome = self.writer.apply(change)
+        if outcome.operation == "created":
+            self._count("backfilled-policies")
+
+    # -- policies: drift, approvals, deletes --------------------------------------------------
+    def reconcile_policy(self, namespace: str, name: str) -> None:
+        obj = self.index.policy(namespace, name)
+        key = (namespace, name)
+        if obj is None:
+            self._maybe_recreate(key)
+            return
+        if is_adopted(obj):
+            return
+        annotations = annotations_of(obj)
+        decision = annotations.get(names.ANNOTATION_APPROVE, "").lower()
+        if annotations.get(names.ANNOTATION_PENDING) and decision in ("true", "false"):
+            self._resolve_pending(namespace, name, obj, approved=decision == "true")
+            return
+        if has_drifted(obj):
+            self._restore(obj)
+        elif not annotations.get(names.ANNOTATION_SPEC_HASH):
+            # Written without a hash (at admission): stamp what it holds as netwarden's.
+            self.writer.patch_annotations(obj, {names.ANNOTATION_SPEC_HASH: spec_hash(obj.get("spec") or {})})
+
+    def _resolve_pending(self, namespace: str, name: str, obj: Obj, approved: bool) -> None:
+        identity = labels_of(obj).get(names.LABEL_IDENTITY, "")
+        try:
+            if approved:
+                approve(self.writer, namespace, name, changed_by="kubectl-annotate")
+            else:
+                reject(self.writer, namespace, name, changed_by="kubectl-annotate")
+        except PolicyOpError as exc:
+            log.warning("pending change on %s/%s: %s", namespace, name, exc)
+            return
+        self._count("approved" if approved else "rejected")
+        if self.on_pending_resolved is not None and identity:
+            self.on_pending_resolved(identity, approved)
+
+    def _restore(self, obj: Obj) -> None:
+        key = obj_key(obj)
+        good = self._known_good.get(key)
+        if good is None:
+            log.warning("policy %s/%s drifted but no known-good spec is kept; accepting it", *key)
+            self.writer.patch_annotations(obj, {names.ANNOTATION_SPEC_HASH: spec_hash(obj.get("spec") or {})})
+            return
+        manifest = dict(obj)
+        manifest["spec"] = good.get("spec") or {}
+        change = Change(manifest, names.EVENT_POLICY_RESTORED,
+                        f"spec edited outside netwarden; restored (set {names.ANNOTATION_ADOPTED}=true to keep edits)",
+                        names.REASON_RESTORED)
+        self.writer.apply(change)
+        self._count("restored")
+
+    def _maybe_recreate(self, key: tuple[str, str]) -> None:
+        last = self._last_seen.pop(key, None)
+        if key in self.writer.own_deletes:
+            self.writer.own_deletes.discard(key)
+            return
+        if last is None or is_adopted(last):
+            return
+        labels = labels_of(last)
+        identity = labels.get(names.LABEL_IDENTITY, "")
+        if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
+            instance = annotations_of(last).get(names.ANNOTATION_TARGET_POD)
+            pod = self.index.pod_by_instance(instance) if instance else None
+            if pod is None or not pod.live:
+                return
+        elif not any(p.live for p in self.index.pods_of(identity)):
+            return
+        source = self._known_good.get(key, last)
+        manifest = clean_for_create(source)
+        change = Change(manifest, names.EVENT_POLICY_RESTORED,
+                        f"deleted outside netwarden; re-created (set {names.ANNOTATION_ADOPTED}=true first to "
+                        "stop netwarden managing it)", names.REASON_RESTORED)
+        self.writer.apply(change)
+        self._count("recreated")
+
+    # -- decisions from the engine ------------------------------------------------------------
+    def baseline_policy_of(self, identity: str) -> Obj | None:
+        for policy in self.index.policies_of(identity):
+            if labels_of(policy).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE:
+                return policy
+        return None
+
+    def apply_decision(self, decision: Any) -> None:
+        """Carry out one engine Decision according to its mode effect."""
+        effect = decision.effect
+        metrics.ACTIONS.labels(decision.action, effect).inc()
+        pods = self._pods_of_decision(decision)
+        holder = self.baseline_policy_of(decision.identity)
+        evidence = evidence_summary(decision.evidence)
+        record = {"event": "decision", **_decision_dict(decision), "evidence": evidence}
+        if effect not in (EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD):
+            self.writer.audit_log(record)
+            return
+        if effect == EFFECT_RECORD:
+            message = f"{'dry-run: would ' if decision.action != ACTION_ALERT_ONLY else ''}{decision.action} " \
+                      f"(score {decision.score:.1f}): {decision.reason}"
+            reason = decision.event_reason or names.EVENT_DRY_RUN
+            if holder is not None:
+                self.writer.event(holder, reason, message)
+            for pod in pods_stub(pods):
+                self.writer.event(pod, reason, message)
+            self.writer.audit_log(record)
+            return
+        if decision.action == ACTION_ROLLBACK:
+            self._apply_rollback(decision, holder, pods)
+            return
+        changes, deletes = self.changes_for(decision, holder, pods, evidence)
+        if effect == EFFECT_PENDING:
+            if holder is None:
+                log.warning("no policy of %s to hold a proposal; proposal dropped", decision.identity)
+                return
+            pending = Pending(tuple(c.manifest for c in changes), tuple(deletes), decision.reason,
+                              f"{decision.action} (score {decision.score:.1f}): {decision.reason}",
+                              round(decision.score, 3), self.clock(), tuple(evidence))
+            store_pending(self.writer, holder, pending, pods_stub(pods))
+            return
+        for change in changes:
+            self.writer.apply(change)
+        for namespace, name in deletes:
+            current = self.index.policy(namespace, name) or self.kube.get_policy(namespace, name)
+            if current is not None:
+                self.writer.delete(current, event_reason=names.EVENT_QUARANTINE_LIFTED,
+                                   message=f"{decision.action}: {decision.reason}", reason=names.REASON_QUARANTINE_LIFTED,
+                                   pods=pods_stub(pods))
+
+    def _apply_rollback(self, decision: Any, holder: Obj | None, pods: Sequence[PodView]) -> None:
+        if holder is None:
+            return
+        namespace, name = obj_key(holder)
+        if decision.restore_spec is not None:
+            manifest = dict(holder)
+            manifest["spec"] = dict(decision.restore_spec)
+            self.writer.apply(Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
+                                     names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
+                                     annotations={names.ANNOTATION_STEP: decision.step_after,
+                                                  names.ANNOTATION_SCORE: f"{decision.score:.2f}"}))
+            return
+        try:
+            rollback(self.writer, namespace, name, decision.restore_revision, changed_by="reconciler",
+                     reason_detail=decision.reason, pods=pods_stub(pods))
+        except PolicyOpError as exc:
+            log.warning("automatic rollback of %s/%s impossible: %s", namespace, name, exc)
+
+    def changes_for(self, decision: Any, holder: Obj | None, pods: Sequence[PodView],
+                    evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:
+        """Manifests (rendered by the shared policy model) and deletes that carry a decision out."""
+        annotations = {
+            names.ANNOTATION_SCORE: f"{decision.score:.2f}",
+            names.ANNOTATION_EVIDENCE: json.dumps(evidence, sort_keys=True, separators=(",", ":")),
+        }
+        if decision.expires_at is not None:
+            annotations[names.ANNOTATION_EXPIRES_AT] = iso_time(decision.expires_at)
+        changes: list[Change] = []
+        stubs = pods_stub(pods)
+        for intent in decision.intents:
+            if intent.instance is not None:
+                pod = self.index.pod_by_instance(intent.instance)
+                owner = ({"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}
+                         if pod is not None else None)
+                meta = PolicyMeta(quarantine_policy_name(intent.instance), names.REASON_QUARANTINE,
+                                  role=names.ROLE_QUARANTINE, mode=decision.mode, owner=owner,
+                                  annotations=annotations)
+                manifest = render_network_policy(intent, meta, self.settings.dns)
+                changes.append(Change(manifest, names.EVENT_POD_QUARANTINED,
+                                      f"pod instance {intent.instance} quarantined (score {decision.score:.1f}): "
+                                      f"{decision.reason}", names.REASON_QUARANTINE, evidence,
+                                      pods_stub([pod]) if pod is not None else stubs))
+                continue
+            name = obj_key(holder)[1] if holder is not None else None
+            if name is None:
+                log.warning("no baseline policy for %s; cannot %s", decision.identity, decision.action)
+                continue
+            owner_refs = (holder.get("metadata") or {}).get("ownerReferences") if holder else None
+            meta = PolicyMeta(name, decision.reason, role=names.ROLE_BASELINE, mode=decision.mode,
+                              owner=owner_refs[0] if owner_refs else None, annotations=annotations)
+            manifest = render_network_policy(intent, meta, self.settings.dns)
+            if not decision.expires_at:
+                manifest["metadata"]["annotations"].pop(names.ANNOTATION_EXPIRES_AT, None)
+            changes.append(Change(manifest, decision.event_reason or names.EVENT_POLICY_TIGHTENED,
+                                  f"{decision.action} (score {decision.score:.1f}): {decision.reason}",
+                                  decision.reason, evidence, stubs,
+                                  annotations={} if decision.expires_at else {names.ANNOTATION_EXPIRES_AT: None}))
+        deletes = [(decision.namespace, quarantine_policy_name(i)) for i in decision.remove_instances]
+        if deletes and holder is not None and not any(i.instance is None for i in decision.intents):
+            # Lifting a quarantine also ends the carve-out in the workload's own policy.
+            changes.append(self._exclusion_change(decision, holder, [], remove=set(decision.remove_instances)))
+        return changes, deletes
+
+    def _exclusion_change(self, decision: Any, holder: Obj, add: Iterable[str], remove: set[str]) -> Change:
+        selector = (holder.get("spec") or {}).get("podSelector") or {}
+        current = set()
+        for expression in selector.get("matchExpressions") or []:
+            if expression.get("key") == names.LABEL_INSTANCE and expression.get("operator") == "NotIn":
+                current.update(expression.get("values") or [])
+        excluded = (current | set(add)) - remove
+        intent = PolicyIntent(decision.namespace, decision.identity, excluded_instances=tuple(sorted(excluded)))
+        manifest = dict(holder)
+        manifest["spec"] = {**(holder.get("spec") or {}), "podSelector": render_pod_selector(intent)}
+        return Change(manifest, names.EVENT_QUARANTINE_LIFTED, f"{decision.action}: {decision.reason}",
+                      names.REASON_QUARANTINE_LIFTED)
+
+    def _pods_of_decision(self, decision: Any) -> list[PodView]:
+        found: dict[tuple[str, str], PodView] = {}
+        for name in getattr(decision, "pods", ()) or ():
+            pod = self.index.pod(decision.namespace, name)
+            if pod is not None:
+                found[(pod.namespace, pod.name)] = pod
+        for instance in getattr(decision, "instances", ()) or ():
+            pod = self.index.pod_by_instance(instance)
+            if pod is not None:
+                found[(pod.namespace, pod.name)] = pod
+        return list(found.values())
+
+
+def _decision_dict(decision: Any) -> dict[str, Any]:
+    if hasattr(decision, "to_dict"):
+        data = decision.to_dict()
+        data.pop("evidence", None)
+        return data
+    return {"action": getattr(decision, "action", ""), "identity": getattr(decision, "identity", "")}

@@ -1,0 +1,213 @@
+"""Wiring: informers -> index + engine facts, signals -> engine -> Decisions -> controller, a ticker.
+
+The engine is pure and single-threaded; every call into it holds one lock. Decisions are applied
+in the order the engine produced them, under a second lock, by the thread that got them (the
+receiver's request thread for a signal, so a quarantine lands while the alert's POST is answered).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+from netwarden import names
+from netwarden.declarations import parse_peer_declarations
+from netwarden.identity import Workload
+from netwarden.kube import KubeClient
+from netwarden.policy import DnsTarget, baseline_intent
+from reconciler.controller import ControllerSettings, Reconciler
+from reconciler.core.behaviour import PodRef
+from reconciler.core.config import CoreConfig
+from reconciler.core.engine import DecisionEngine
+from reconciler.core.types import Flow, HealthSignal, MetricAlert, SecurityAlert
+from reconciler.leader import AlwaysOpen, WriterGate
+from reconciler.policy_ops import annotations_of, labels_of
+from reconciler.queue import WorkQueue
+from reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, PodView
+
+log = logging.getLogger("netwarden.reconciler.runtime")
+Obj = dict[str, Any]
+
+
+def is_enforcing(mode: str) -> bool:
+    return mode in (names.MODE_ENFORCE, names.MODE_APPROVE)
+
+
+def base_intent_of(pod: PodView, mode: str) -> Any:
+    """The workload's declared baseline, through the same policy function the webhook renders with."""
+    allow_from = parse_peer_declarations(pod.annotations.get(names.ANNOTATION_ALLOW_FROM)).rules
+    allow_to = parse_peer_declarations(pod.annotations.get(names.ANNOTATION_ALLOW_TO)).rules
+    intent = baseline_intent(Workload(pod.namespace, "Pod", pod.name), allow_from, allow_to, pod.container_ports,
+                             enforcing=is_enforcing(mode))
+    return replace(intent, identity=pod.identity or intent.identity)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    controller: ControllerSettings = ControllerSettings()
+    tick_seconds: float = 5.0
+    watch_timeout_seconds: int = 300
+    sync_timeout_seconds: float = 60.0
+
+
+class ReconcilerRuntime:
+    """The reconciler process minus its HTTP server and CLI: also the receivers' SignalSink."""
+
+    def __init__(self, kube: KubeClient, settings: RuntimeSettings = RuntimeSettings(),
+                 core: CoreConfig | None = None, *, gate: WriterGate | None = None,
+                 clock: Callable[[], float] = time.time, backoff: Backoff = Backoff()) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self.gate = gate or AlwaysOpen()
+        core = core or CoreConfig(default_mode=settings.controller.default_mode)
+        self.index = ClusterIndex(default_mode=core.default_mode)
+        self.engine = DecisionEngine(core, dns=settings.controller.dns, now=clock())
+        self._engine_lock = threading.RLock()
+        self._apply_lock = threading.RLock()
+        self.queue = WorkQueue()
+        self.controller = Reconciler(kube, self.index, settings.controller, gate=self.gate, queue=self.queue,
+                                     clock=clock, on_health=self.accept_health,
+                                     on_pending_resolved=self._pending_resolved)
+        self.watcher = ClusterWatcher(kube, self.index, timeout_seconds=settings.watch_timeout_seconds,
+                                      backoff=backoff)
+        self.watcher.subscribe(self._on_change)
+        self.decisions_applied = 0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.started = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, *, workers: int | None = None, collect_garbage: bool = True) -> "ReconcilerRuntime":
+        self.watcher.start()
+        if not self.watcher.wait_synced(self.settings.sync_timeout_seconds):
+            raise TimeoutError("informers did not sync")
+        self.controller.start(workers)
+        if collect_garbage and self.gate.is_open():
+            self.controller.collect_garbage()
+        self.controller.resync()
+        self._ticker = threading.Thread(target=self._tick_loop, name="engine-ticker", daemon=True)
+        self._ticker.start()
+        self.started.set()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        self.controller.stop()
+        if self._ticker is not None:
+            self._ticker.join(5)
+
+    def ready(self) -> bool:
+        return self.started.is_set()
+
+    def on_leadership(self) -> None:
+        """Gained the Lease: collect garbage and look at everything again."""
+        if self.started.is_set():
+            self.controller.collect_garbage()
+            self.controller.resync()
+
+    # -- facts from the watch -------------------------------------------------------------------
+    def _on_change(self, resource: str, kind: str, obj: Obj, old: Obj | None) -> None:
+        decisions: list[Any] = []
+        with self._engine_lock:
+            if resource == "namespaces" and kind != DELETED:
+                view = self.index.namespace(obj["metadata"]["name"])
+                if view is not None:
+                    self.engine.set_mode(view.facts.name, view.mode)
+            elif resource == "pods":
+                pod = PodView.from_obj(obj)
+                if kind == DELETED or not pod.live:
+                    decisions = self.engine.remove_pod(pod.namespace, pod.name, self.clock())
+                elif pod.identity:
+                    self.engine.upsert_pod(PodRef(pod.identity, pod.namespace, pod.name, pod.instance, pod.ip,
+                                                  pod.labels.get(names.LABEL_PURPOSE)))
+                    if pod.identity not in self.engine.base_intents:
+                        self.engine.set_base_intent(pod.identity, base_intent_of(pod, self.index.mode_of(pod.namespace)))
+            elif resource == "networkpolicies" and kind != DELETED:
+                labels = labels_of(obj)
+                if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and old is None:
+                    annotations = annotations_of(obj)
+                    try:
+                        revision = int(annotations.get(names.ANNOTATION_REVISION, "0") or 0)
+                        self.engine.load_history(labels.get(names.LABEL_IDENTITY, ""), obj["metadata"]["namespace"],
+                                                 annotations.get(names.ANNOTATION_HISTORY), revision)
+                    except Exception as exc:  # noqa: BLE001 - a bad annotation must not stop the watch
+                        log.warning("history of %s unreadable: %s", obj["metadata"].get("name"), exc)
+        self.controller.on_change(resource, kind, obj, old)
+        self.apply(decisions)
+
+    # -- SignalSink ---------------------------------------------------------------------------
+    def accept_flows(self, flows: Sequence[Flow]) -> None:
+        now = self.clock()
+        decisions: list[Any] = []
+        with self._engine_lock:
+            for flow in flows:
+                decisions.extend(self.engine.ingest_flow(flow, now))
+        self.apply(decisions)
+
+    def accept_alert(self, alert: SecurityAlert) -> None:
+        with self._engine_lock:
+            decisions = self.engine.ingest_alert(alert, self.clock())
+        self.apply(decisions)
+
+    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> None:
+        now = self.clock()
+        decisions: list[Any] = []
+        with self._engine_lock:
+            for alert in alerts:
+                decisions.extend(self.engine.ingest_metric_alert(alert, now))
+        self.apply(decisions)
+
+    def accept_health(self, signal: HealthSignal) -> None:
+        with self._engine_lock:
+            decisions = self.engine.ingest_health(signal, self.clock())
+        self.apply(decisions)
+
+    def _pending_resolved(self, identity: str, approved: bool) -> None:
+        # The proposal was written from the policy's own annotation; the engine only moves its state.
+        with self._engine_lock:
+            if approved:
+                self.engine.approve(identity, self.clock())
+            else:
+                self.engine.reject(identity, self.clock())
+
+    # -- applying -----------------------------------------------------------------------------
+    def apply(self, decisions: Sequence[Any]) -> None:
+        if not decisions:
+            return
+        if not self.gate.is_open():
+            for decision in decisions:
+                log.info(json.dumps({"event": "decision_not_applied", "why": "not the leader",
+                                     "action": decision.action, "identity": decision.identity}))
+            return
+        with self._apply_lock:
+            for decision in decisions:
+                try:
+                    self.controller.apply_decision(decision)
+                    self.decisions_applied += 1
+                except Exception as exc:  # noqa: BLE001 - one failed write must not lose the others
+                    log.warning(json.dumps({"event": "decision_failed", "action": decision.action,
+                                            "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}"}))
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.settings.tick_seconds):
+            with self._engine_lock:
+                decisions = self.engine.tick(self.clock())
+            self.apply(decisions)
+
+
+def resolve_dns_target(kube: KubeClient, dns_service: str) -> DnsTarget:
+    """The DNS Service's selector as the DNS egress peer (absent: port 53 anywhere), like the webhook."""
+    namespace, _, name = dns_service.partition("/")
+    try:
+        service = kube.get_service(namespace, name) if namespace and name else None
+    except Exception as exc:  # noqa: BLE001
+        log.warning("DNS service %s unreadable: %s", dns_service, exc)
+        service = None
+    selector = ((service or {}).get("spec") or {}).get("selector") or {}
+    return DnsTarget.from_selector(namespace, selector) if service else DnsTarget()
