@@ -238,13 +238,21 @@ class KubeControlPlane:
     def start(self) -> KubeControlPlane:
         started = time.monotonic()
         deadline = started + self.startup_timeout
-        self._workdir = Path(tempfile.mkdtemp(prefix="netwarden-kube-"))
-        atexit.register(self.stop)
-        try:
-            self._start(deadline)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):
+            self._workdir = Path(tempfile.mkdtemp(prefix="netwarden-kube-"))
+            atexit.register(self.stop)
+            try:
+                self._start(deadline)
+                break
+            except ControlPlaneStartError as exc:
+                self.stop()
+                # The free ports were released before the children bound them; rarely, someone
+                # else got one first. One retry with new ports, anything else is a real failure.
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.startup_seconds = time.monotonic() - started
         return self
 

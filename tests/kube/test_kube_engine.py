@@ -228,3 +228,32 @@ def test_service_account_tokens_authenticate_and_rbac_decides(
             raise
 
     wait(can_list, "the RoleBinding to take effect")
+
+
+def test_a_port_taken_between_choosing_and_binding_is_retried_with_new_ports(
+    kube_binaries: ControlPlaneBinaries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from localkube import kube_engine
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    real_free_ports = kube_engine.free_ports
+    calls: list[list[int]] = []
+
+    def first_one_taken(count: int) -> list[int]:
+        ports = real_free_ports(count)
+        if not calls:
+            ports[0] = squatter.getsockname()[1]  # etcd's client port
+        calls.append(ports)
+        return ports
+
+    monkeypatch.setattr(kube_engine, "free_ports", first_one_taken)
+    try:
+        with KubeControlPlane(kube_binaries) as cluster:
+            assert cluster.get("/readyz")[0] == 200
+    finally:
+        squatter.close()
+    assert len(calls) == 2
