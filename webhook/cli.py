@@ -77,3 +77,15 @@ def run_webhook(args: argparse.Namespace) -> int:
         extra_ca=hook.client_ca,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m webhook.cli [webhook options]`: the same command without the other subcommands."""
+    parser = argparse.ArgumentParser(prog="netwarden")
+    add_webhook_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["webhook", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
