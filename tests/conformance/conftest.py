@@ -7,11 +7,12 @@ to ENGINES later; tests here must therefore use only what a real API server offe
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
+
+from conformance_cluster import Cluster, pod_body  # noqa: F401 - re-exported for tests
 
 ENGINES = ["local", pytest.param("kube", marks=pytest.mark.kube)]
 
@@ -28,17 +29,6 @@ def kube_control_plane() -> Iterator[Any]:
         pytest.skip(f"real control plane not built ({exc})")
     with KubeControlPlane(binaries) as kube:
         yield kube
-
-
-@dataclass
-class Cluster:
-    engine: str
-    kubeconfig: str
-
-    def api_client(self) -> client.ApiClient:
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
-        return client.ApiClient(cfg)
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -79,6 +69,3 @@ def namespace(core: client.CoreV1Api, cluster: Cluster) -> Iterator[str]:
         pass
 
 
-def pod_body(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
-            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}], **spec}}

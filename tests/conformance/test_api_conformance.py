@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 from kubernetes import client, watch
 
-from conftest import Cluster, pod_body
+from conformance_cluster import Cluster, pod_body
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:

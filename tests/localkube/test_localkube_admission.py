@@ -10,7 +10,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from conftest import Webhook, patch_b64
+from localkube_webhook import Webhook, patch_b64
 from localkube import LocalKube
 
 POD = {"metadata": {"name": "p", "labels": {"app": "web"}},
