@@ -17,6 +17,7 @@ REGISTRATIONS: tuple[tuple[str, str], ...] = (
     ("webhook.cli", "add_webhook_parser"),
     ("reconciler.cli", "add_reconciler_parser"),
     ("netwarden.demo", "add_demo_parser"),
+    ("netwarden.replay", "add_replay_parser"),
 )
 
 

@@ -225,10 +225,10 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         if engine == "kube":
             from localkube.kube_engine import KubeControlPlane
 
-            plane = KubeControlPlane(workdir=workdir / "controlplane")
-            plane.start()
+            plane = KubeControlPlane(log_dir=workdir)
             closers.append(plane.stop)
-            Path(kubeconfig).write_text(Path(plane.kubeconfig).read_text())
+            plane.start()
+            plane.write_kubeconfig(kubeconfig)
             progress(f"real control plane up: {plane.url}")
         else:
             proc = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
