@@ -13,6 +13,7 @@ renewal thread is stuck, so a partitioned leader stops writing before another ca
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -140,7 +141,7 @@ class LeaderElector(WriterGate):
         spec: dict[str, Any] = dict((lease or {}).get("spec") or {})
         spec.update({
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(self.timing.lease_duration),
+            "leaseDurationSeconds": math.ceil(self.timing.lease_duration),
             "renewTime": micro_time(now),
             "leaseTransitions": transitions,
         })

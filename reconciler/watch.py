@@ -84,9 +84,13 @@ class Informer:
         self._stop = threading.Event()
         self._stream: WatchStream | None = None
         self._thread: threading.Thread | None = None
+        #: Where the next watch resumes; None: list first.
+        self.resource_version: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "Informer":
+        """Start (or restart after `stop`) the loop; a restart resumes from the last resourceVersion."""
+        self._stop.clear()
         self._thread = threading.Thread(target=self.run, name=f"informer-{self.resource}", daemon=True)
         self._thread.start()
         return self
@@ -104,15 +108,14 @@ class Informer:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
-        resource_version: str | None = None
         failures = 0
         while not self._stop.is_set():
             try:
-                if resource_version is None:
-                    resource_version = self._relist()
+                if self.resource_version is None:
+                    self.resource_version = self._relist()
                 started = time.monotonic()
                 events_before = self.stats.events + self.stats.bookmarks
-                resource_version = self._watch_once(resource_version)
+                self._watch_once(self.resource_version)
                 quiet_drop = (time.monotonic() - started < self.min_healthy_watch
                               and self.stats.events + self.stats.bookmarks == events_before)
                 # A watch the server ended on time resumes at once; one cut straight away backs off.
@@ -120,7 +123,7 @@ class Informer:
             except WatchExpired:
                 self.stats.relists_after_410 += 1
                 log.info("watch %s expired (410); re-listing", self.resource)
-                resource_version = None  # re-list at once; a failing list backs off below
+                self.resource_version = None  # re-list at once; a failing list backs off below
             except Exception as exc:  # noqa: BLE001 - any fault: back off, resume from the last version
                 if self._stop.is_set():
                     break
@@ -160,7 +163,7 @@ class Informer:
         for event in stream:
             kind, obj = event.get("type"), event.get("object") or {}
             resource_version = resource_version_of(obj) or resource_version
-            self.stats.resource_version = resource_version
+            self.resource_version = self.stats.resource_version = resource_version
             if kind == "BOOKMARK":
                 self.stats.bookmarks += 1
                 continue
