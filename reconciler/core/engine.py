@@ -126,7 +126,7 @@ class DecisionEngine:
             return []
         tracked.state.health.pop(pod, None)
         if ref.instance is not None:
-            tracked.risk.forget_instance(ref.instance)
+            tracked.risk.forget_instance(ref.instance, now)
         return self._step(tracked, now)
 
     def set_base_intent(self, identity: str, intent: PolicyIntent) -> None:

@@ -143,8 +143,15 @@ class RiskState:
         """A resolved alert stops contributing at once. True when it was firing."""
         return self._alerts.pop(key, None) is not None
 
-    def forget_instance(self, instance: str) -> None:
-        self._instances.pop(instance, None)
+    def forget_instance(self, instance: str, now: float) -> None:
+        """A pod is gone: its evidence no longer counts, for the pod or for its workload."""
+        entry = self._instances.pop(instance, None)
+        if entry is not None:
+            current = self._workload.at(now, self.half_life)
+            self._workload.value = max(0.0, current - entry.at(now, self.half_life))
+            self._workload.as_of = max(now, self._workload.as_of)
+        for key in [k for k, a in self._alerts.items() if a.instance == instance]:
+            del self._alerts[key]
 
     def prune(self, now: float) -> None:
         """Drop per-pod entries and evidence that decayed to nothing (keeps memory bounded)."""
