@@ -1,0 +1,54 @@
+"""The RBAC netwarden's chart grants, as (apiGroup, resource, verb) per ServiceAccount role.
+
+Kept by hand next to charts/netwarden/templates/_rbac-rules.tpl: test_chart_rbac.py checks the
+rendered chart grants exactly this, and a coverage test compares it with the API calls the code
+makes. Keys are ServiceAccount names without the "<release>-netwarden-" prefix. "" is the core group.
+"""
+
+from __future__ import annotations
+
+Triple = tuple[str, str, str]
+
+
+def _grant(group: str, resources: tuple[str, ...], verbs: tuple[str, ...]) -> set[Triple]:
+    return {(group, resource, verb) for resource in resources for verb in verbs}
+
+
+#: Admission webhook (ClusterRole): namespace opt-in, owner verification, DNS Service, baseline policy, Events.
+WEBHOOK: frozenset[Triple] = frozenset(
+    _grant("", ("namespaces",), ("get",))
+    | _grant("apps", ("replicasets", "statefulsets", "daemonsets"), ("get",))
+    | _grant("batch", ("jobs",), ("get",))
+    | _grant("", ("services",), ("get",))
+    | _grant("networking.k8s.io", ("networkpolicies",), ("create", "get"))
+    | _grant("", ("events",), ("create",))
+)
+
+#: Reconciler: ClusterRole (pods, namespaces, policies, Events, DNS Service) + Role for its Lease.
+RECONCILER: frozenset[Triple] = frozenset(
+    _grant("", ("pods",), ("get", "list", "watch", "patch"))
+    | _grant("", ("namespaces",), ("get", "list", "watch"))
+    | _grant("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "update", "patch", "delete"))
+    | _grant("", ("events",), ("create", "patch"))
+    | _grant("events.k8s.io", ("events",), ("create", "patch"))
+    | _grant("", ("services",), ("get",))
+    | _grant("coordination.k8s.io", ("leases",), ("get", "create", "update"))
+)
+
+#: Certificate Jobs (built-in certificates only): the TLS/CA Secrets (get/update by name) and
+#: caBundle of netwarden's own two webhook configurations (by name).
+CERTS: frozenset[Triple] = frozenset(
+    _grant("", ("secrets",), ("create", "get", "update"))
+    | _grant("admissionregistration.k8s.io", ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"), ("get", "patch"))
+)
+
+#: Per ServiceAccount. "certs" runs the rotation CronJob; "certs-hook" the install/upgrade hooks.
+EXPECTED_RBAC: dict[str, frozenset[Triple]] = {
+    "webhook": WEBHOOK,
+    "reconciler": RECONCILER,
+    "certs": CERTS,
+    "certs-hook": CERTS,
+}
+
+#: Which component's code each ServiceAccount runs (for the coverage test).
+CODE_OF: dict[str, str] = {"webhook": "webhook", "reconciler": "reconciler", "certs": "certs", "certs-hook": "certs"}

@@ -1,0 +1,117 @@
+"""What the webhook configurations tell the API server: who is sent, how failures are treated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
+
+from tests.chart.chartkit import NAMESPACE, of_kind, one, render  # noqa: E402
+
+
+def webhooks(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    docs = render(values)
+    configs = of_kind(docs, "MutatingWebhookConfiguration") + of_kind(docs, "ValidatingWebhookConfiguration")
+    assert len(configs) == 2
+    return [hook for config in configs for hook in config["webhooks"]]
+
+
+def expression(hook: dict[str, Any], key: str) -> dict[str, Any] | None:
+    return next((e for e in hook["namespaceSelector"]["matchExpressions"] if e["key"] == key), None)
+
+
+@pytest.mark.parametrize("mode", ["label", "all"])
+def test_webhooks_never_see_kube_system_or_their_own_namespace(mode: str) -> None:
+    for hook in webhooks({"webhook": {"namespaceSelectorMode": mode, "excludedNamespaces": ["istio-system"]}}):
+        excluded = expression(hook, "kubernetes.io/metadata.name")
+        assert excluded is not None and excluded["operator"] == "NotIn"
+        assert {"kube-system", NAMESPACE, "istio-system"} <= set(excluded["values"])
+
+
+def test_own_namespace_exclusion_follows_the_release_namespace() -> None:
+    docs = render({}, namespace="security")
+    hook = one(docs, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert "security" in expression(hook, "kubernetes.io/metadata.name")["values"]
+
+
+def test_label_mode_sends_only_namespaces_labelled_for_injection() -> None:
+    for hook in webhooks():
+        assert expression(hook, "netwarden.io/inject") == {"key": "netwarden.io/inject", "operator": "In", "values": ["enabled"]}
+
+
+def test_all_mode_sends_every_namespace_but_the_excluded_ones() -> None:
+    for hook in webhooks({"webhook": {"namespaceSelectorMode": "all"}}):
+        assert expression(hook, "netwarden.io/inject") is None
+        assert len(hook["namespaceSelector"]["matchExpressions"]) == 1
+
+
+def test_failure_policy_and_timeout_are_as_configured() -> None:
+    for hook in webhooks():
+        assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Ignore", 5)
+    for hook in webhooks({"webhook": {"failurePolicy": "Fail", "timeoutSeconds": 12}}):
+        assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Fail", 12)
+
+
+def test_webhook_failure_mode_env_matches_the_failure_policy() -> None:
+    docs = render({"webhook": {"failurePolicy": "Fail"}})
+    env = {e["name"]: e.get("value") for e in one(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NETWARDEN_FAILURE_MODE"] == "Fail"
+
+
+def test_mutating_webhook_handles_pod_creation_with_dry_run_safe_side_effects() -> None:
+    hook = one(render(), "MutatingWebhookConfiguration")["webhooks"][0]
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["sideEffects"] == "NoneOnDryRun"
+    assert hook["reinvocationPolicy"] == "Never"
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}]
+    assert hook["clientConfig"]["service"]["path"] == "/mutate"
+    assert hook["objectSelector"] == {"matchExpressions": [{"key": "netwarden.io/inject", "operator": "NotIn", "values": ["disabled"]}]}
+
+
+def test_validating_webhook_guards_pod_updates_without_an_object_selector() -> None:
+    hook = one(render(), "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert hook["rules"][0]["operations"] == ["UPDATE"] and hook["rules"][0]["resources"] == ["pods"]
+    assert hook["clientConfig"]["service"]["path"] == "/validate"
+    assert hook["sideEffects"] == "None"
+    assert "objectSelector" not in hook
+
+
+def test_webhooks_call_the_webhook_service_on_the_port_it_exposes() -> None:
+    docs = render({"webhook": {"port": 9443, "service": {"port": 8443}}})
+    service = one(docs, "Service", "-webhook")
+    container = one(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0] == {"name": "https", "containerPort": 9443, "protocol": "TCP"}
+    assert container["args"][-2:] == ["--port", "9443"]
+    assert service["spec"]["ports"][0]["targetPort"] == "https"
+    for hook in webhooks({"webhook": {"port": 9443, "service": {"port": 8443}}}):
+        assert hook["clientConfig"]["service"] == {
+            "name": service["metadata"]["name"], "namespace": NAMESPACE, "path": hook["clientConfig"]["service"]["path"], "port": 8443}
+
+
+def test_match_conditions_are_optional_and_passed_through() -> None:
+    assert all("matchConditions" not in hook for hook in webhooks())
+    condition = {"name": "skip-nodes", "expression": "!request.userInfo.username.startsWith('system:node:')"}
+    assert all(hook["matchConditions"] == [condition] for hook in webhooks({"webhook": {"matchConditions": [condition]}}))
+
+
+def test_ca_bundle_comes_from_the_chosen_certificate_source() -> None:
+    # Built-in: offline (first install) there is no Secret to look up; the post-install Job patches it.
+    assert all("caBundle" not in hook["clientConfig"] for hook in webhooks())
+    provided = webhooks({"certificates": {"source": "provided", "provided": {"secretName": "mine", "caBundle": "Q0E="}}})
+    assert all(hook["clientConfig"]["caBundle"] == "Q0E=" for hook in provided)
+    docs = render({"certificates": {"source": "certManager"}})
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        config = one(docs, kind)
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/nw-netwarden-webhook"
+        assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+
+
+def test_provided_certificates_need_a_secret_name_and_ca_bundle() -> None:
+    from helm_python import HelmError
+
+    with pytest.raises(HelmError, match="secretName is required"):
+        render({"certificates": {"source": "provided", "provided": {"caBundle": "Q0E="}}})
+    with pytest.raises(HelmError, match="caBundle is required"):
+        render({"certificates": {"source": "provided", "provided": {"secretName": "mine"}}})
