@@ -153,6 +153,10 @@ class WebhookRuntime:
             16384, hook.owner_cache_seconds, timer=clock)
         self._workloads: TTLCache[tuple[str, str], str] = TTLCache(
             hook.workload_cache_size, hook.workload_cache_seconds, timer=clock)
+        #: Owners the API said do not exist (or we may not read): remembered briefly, so a pod that
+        #: claims a bogus owner does not cost an API call per review.
+        self._missing_owners: TTLCache[tuple[str, str, str, str], bool] = TTLCache(
+            4096, hook.namespace_cache_seconds, timer=clock)
         self._write_locks: dict[tuple[str, str], threading.Lock] = {}
         self._dns: DnsTarget = DnsTarget()
         self._dns_checked_at: float | None = None
@@ -219,16 +223,19 @@ class WebhookRuntime:
         key = (namespace, ref.kind, ref.name, ref.uid)
         with self._lock:
             cached = self._owners.get(key)
-        if cached is not None:
+            missing = key in self._missing_owners
+        if cached is not None or missing:
             self.metrics.cache_hits.labels("owner").inc()
             return {(ref.kind, ref.name): cached}
         try:
             refs = self.kube.get_owner_refs(namespace, ref.kind, ref.name, ref.uid or None)
         except Exception as exc:  # noqa: BLE001 - unverified: the identity falls back to names, no GC owner
             log.warning("owner %s/%s %s not verified: %s", namespace, ref.name, ref.kind, exc)
-            refs = None
-        if refs is not None:
-            with self._lock:
+            return {(ref.kind, ref.name): None}  # a transient failure is not remembered
+        with self._lock:
+            if refs is None:
+                self._missing_owners[key] = True
+            else:
                 self._owners[key] = refs
         return {(ref.kind, ref.name): refs}
 
