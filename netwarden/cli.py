@@ -18,6 +18,7 @@ REGISTRATIONS: tuple[tuple[str, str], ...] = (
     ("reconciler.cli", "add_reconciler_parser"),
     ("netwarden.demo", "add_demo_parser"),
     ("netwarden.replay", "add_replay_parser"),
+    ("netwarden.report_cmd", "add_report_parser"),
 )
 
 

@@ -27,7 +27,8 @@ from kubernetes.client.rest import ApiException
 
 from netwarden import names
 from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.report import MapEdge, MapNode, ReportData, TimelineEntry, merge_edges, render_map_svg, render_report_html
+from netwarden.report import (MapEdge, MapNode, ReportData, TimelineEntry, merge_edges, nodes_from_cluster, render_map_svg,
+                              render_report_html, timeline_from_events)
 from netwarden.scenario import Scenario, ScenarioError, Step, WorkloadSpec, parse_endpoint, parse_scenario
 from netwarden.stack import Stack, start_stack
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
@@ -194,7 +195,7 @@ class Player:
             verdict = str(edge.get("verdict", "FORWARDED")).upper()
             edges.append((source, destination, int(edge["port"]), str(edge.get("protocol", "TCP")), verdict))
             status = "anomalous" if args.get("anomalous") else ("denied" if verdict == "DROPPED" else "allowed")
-            self.edges.append(MapEdge(_node_id(edge["from"]), _node_id(edge["to"]), int(edge["port"]),
+            self.edges.append(MapEdge(self._node_id(str(edge["from"])), self._node_id(str(edge["to"])), int(edge["port"]),
                                       str(edge.get("protocol", "TCP")), status,
                                       max(1, int(float(args.get("seconds", 1)) * float(args.get("rate", 1)) / len(args["edges"])))))
         seconds, rate = float(args.get("seconds", 1)), float(args.get("rate", 100))
@@ -390,6 +391,10 @@ class Player:
         return policy_set.is_allowed(end(str(arg["from"])), end(str(arg["to"])), int(arg["port"]),
                                      str(arg.get("protocol", "TCP")))
 
+    def _node_id(self, text: str) -> str:
+        end = parse_endpoint(text)
+        return end.ip or self._identity(end.workload or text)
+
     def _identity(self, key: str) -> str:
         pods = self.pods_of(key)
         for pod in pods:
@@ -405,52 +410,31 @@ class Player:
     def collect_events(self) -> None:
         """netwarden's own audit trail (Events) joins the timeline."""
         try:
-            events = self.core.list_event_for_all_namespaces().items
+            events = [self._dict(e) for e in self.core.list_event_for_all_namespaces().items]
         except ApiException:
             return
-        for event in events:
-            if not (event.reason or "").startswith("Netwarden"):
-                continue
-            involved = event.involved_object
-            self.timeline.entries.append(TimelineEntry(
-                self._event_offset(event), event.reason.removeprefix("Netwarden"),
-                f"{involved.namespace}/{involved.name}", event.message or "", ()))
-            if event.reason == names.EVENT_POLICY_ROLLED_BACK:
-                self.policy_log.rolled_back += 1
-
-    def _event_offset(self, event: Any) -> float:
-        stamp = event.last_timestamp or event.first_timestamp or event.event_time
-        if stamp is None:
-            return self.timeline.now()
         wall_start = time.time() - self.timeline.now()
-        return max(0.0, stamp.timestamp() - wall_start)
+        self.timeline.entries.extend(timeline_from_events(events, wall_start))
+        self.policy_log.rolled_back += sum(1 for e in events if e.get("reason") == names.EVENT_POLICY_ROLLED_BACK)
 
     def report(self) -> ReportData:
         policies = self.map_snapshot or list(self.policy_log.current.values())
-        quarantined_instances = {p["spec"]["podSelector"].get("matchLabels", {}).get(names.LABEL_INSTANCE)
-                                 for p in policies if p["metadata"].get("labels", {}).get(names.LABEL_POLICY_ROLE)
-                                 == names.ROLE_QUARANTINE}
-        nodes = []
-        for w in self.scenario.workloads:
-            state = "normal"
-            for p in policies:
-                labels = p["metadata"].get("labels", {})
-                if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and p["metadata"]["namespace"] == w.namespace \
-                        and labels.get(names.LABEL_IDENTITY, "").endswith(f".{w.name}"):
-                    step = p["metadata"].get("annotations", {}).get(names.ANNOTATION_STEP, "baseline")
-                    state = {"tightened": "tightened", "quarantined": "quarantined", "learning": "learning"}.get(step, "normal")
-            for pod in self.pods_snapshot:
-                if pod["metadata"]["namespace"] == w.namespace and pod["metadata"].get("labels", {}).get("app") == w.name \
-                        and pod["metadata"]["labels"].get(names.LABEL_INSTANCE) in quarantined_instances:
-                    state = "quarantined"
-            purpose = w.annotations.get(names.ANNOTATION_PURPOSE, "")
-            nodes.append(MapNode(w.key, w.namespace, w.name, purpose, state))  # type: ignore[arg-type]
+        pods = self.pods_snapshot
+        if not pods:
+            try:
+                pods = [self._dict(p) for p in self.core.list_pod_for_all_namespaces().items]
+            except ApiException:
+                pods = []
+        nodes = nodes_from_cluster(pods, policies)
+        known = {n.id for n in nodes}
         for edge in self.edges:
-            if "/" not in edge.target and not any(n.id == edge.target for n in nodes):
-                nodes.append(MapNode(edge.target, "world", edge.target))
+            for end in (edge.source, edge.target):
+                if end not in known:
+                    known.add(end)
+                    nodes.append(MapNode(end, "world", end))
         log = self.policy_log
-        summary = {"policies created": log.created, "policy changes": log.changed, "rolled back": log.rolled_back,
-                   "policies removed": log.removed}
+        summary: dict[str, int | float | str] = {"policies created": log.created, "policy changes": log.changed,
+                                                 "rolled back": log.rolled_back, "policies removed": log.removed}
         if self.latencies:
             values = sorted(ms for _, ms in self.latencies)
             summary["signal→policy p50 ms"] = round(values[len(values) // 2])
@@ -462,11 +446,6 @@ class Player:
                       == names.MANAGED_BY_VALUE],
             summary=summary,
         )
-
-
-def _node_id(text: Any) -> str:
-    end = parse_endpoint(str(text))
-    return end.ip or end.workload or str(text)
 
 
 def _describe(check: Mapping[str, Any]) -> str:

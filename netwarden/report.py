@@ -252,3 +252,65 @@ def merge_edges(edges: Iterable[MapEdge]) -> list[MapEdge]:
             status = edge.status if rank[edge.status] > rank[old.status] else old.status
             merged[key] = MapEdge(edge.source, edge.target, edge.port, edge.protocol, status, old.count + edge.count)
     return list(merged.values())
+
+
+# --- from cluster objects -----------------------------------------------------------------------
+
+
+def nodes_from_cluster(pods: Iterable[Mapping], policies: Iterable[Mapping]) -> list[MapNode]:
+    """One node per workload identity netwarden labelled; its state read from the managed policies."""
+    from netwarden import names  # local: keep the renderer importable without the core
+
+    policies = list(policies)
+    steps: dict[str, str] = {}
+    quarantined: set[str] = set()
+    for policy in policies:
+        labels = (policy.get("metadata") or {}).get("labels") or {}
+        if labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY_VALUE:
+            continue
+        if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
+            instance = ((policy.get("spec") or {}).get("podSelector") or {}).get("matchLabels", {}).get(names.LABEL_INSTANCE)
+            if instance:
+                quarantined.add(instance)
+            else:
+                steps[labels.get(names.LABEL_IDENTITY, "")] = "quarantined"
+        else:
+            annotations = (policy.get("metadata") or {}).get("annotations") or {}
+            steps.setdefault(labels.get(names.LABEL_IDENTITY, ""), annotations.get(names.ANNOTATION_STEP, "baseline"))
+    nodes: dict[str, MapNode] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        identity = labels.get(names.LABEL_IDENTITY)
+        if not identity:
+            continue
+        step = steps.get(identity, "baseline")
+        state = {"tightened": "tightened", "quarantined": "quarantined", "learning": "learning"}.get(step, "normal")
+        if labels.get(names.LABEL_INSTANCE) in quarantined:
+            state = "quarantined"
+        previous = nodes.get(identity)
+        if previous is not None and previous.state == "quarantined":
+            continue
+        nodes[identity] = MapNode(identity, meta.get("namespace", ""), labels.get(names.LABEL_WORKLOAD, identity),
+                                  labels.get(names.LABEL_PURPOSE, ""), state)  # type: ignore[arg-type]
+    return sorted(nodes.values(), key=lambda n: n.id)
+
+
+def timeline_from_events(events: Iterable[Mapping], started: float) -> list[TimelineEntry]:
+    """netwarden's Events (reason Netwarden*) as timeline entries, seconds after `started` (epoch)."""
+    from datetime import datetime
+
+    entries = []
+    for event in events:
+        reason = event.get("reason") or ""
+        if not reason.startswith("Netwarden"):
+            continue
+        stamp = event.get("lastTimestamp") or event.get("firstTimestamp") or event.get("eventTime")
+        try:
+            at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() - started
+        except ValueError:
+            at = 0.0
+        involved = event.get("involvedObject") or {}
+        entries.append(TimelineEntry(max(at, 0.0), reason.removeprefix("Netwarden"),
+                                     f"{involved.get('namespace', '')}/{involved.get('name', '')}", event.get("message") or ""))
+    return entries
