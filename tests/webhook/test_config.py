@@ -74,3 +74,10 @@ def test_every_option_has_help_text_and_appears_in_the_readme_table() -> None:
     for section in SECTIONS:
         for opt in section_options(section):
             assert opt.help and f"`{opt.env}`" in table
+
+
+def test_the_webhook_readme_documents_every_option() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "webhook" / "README.md").read_text()
+    for section in SECTIONS:
+        for opt in section_options(section):
+            assert f"`{opt.env}`" in readme
