@@ -107,7 +107,7 @@ class Reconciler:
         self.index = index
         self.settings = settings
         self.gate = gate or AlwaysOpen()
-        self.queue = queue or WorkQueue()
+        self.queue = queue if queue is not None else WorkQueue()
         self.clock = clock
         self.on_health = on_health
         self.on_pending_resolved = on_pending_resolved

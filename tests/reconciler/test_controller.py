@@ -1,0 +1,233 @@
+"""The reconciler against LocalKube: backfill, drift, cleanup, garbage collection, approvals, rollback."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Iterator
+
+import pytest
+from kubernetes import client
+
+from netwarden import names
+from netwarden.kube import KubeClient
+from netwarden.labels import NamespaceFacts
+from reconciler.controller import ControllerSettings
+from reconciler.policy_ops import Change, Pending, PolicyWriter, approve, reject, rollback, spec_hash, store_pending
+from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from reconciler.watch import Backoff
+from webhook.admission import AdmissionSettings, decide_admission
+
+from .conftest import make_namespace, make_pod, wait_until
+
+GRACE = 0.3
+
+
+def start_runtime(kube: KubeClient, grace: float = GRACE) -> ReconcilerRuntime:
+    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=grace, default_mode=names.MODE_ENFORCE,
+                                                  write_rate_per_second=100, write_burst=100),
+                               tick_seconds=0.2, sync_timeout_seconds=10)
+    return ReconcilerRuntime(kube, settings, backoff=Backoff(0.01, 0.1)).start()
+
+
+@pytest.fixture
+def runtime(kube: KubeClient) -> Iterator[ReconcilerRuntime]:
+    rt = start_runtime(kube)
+    yield rt
+    rt.stop()
+
+
+def policy(net: client.NetworkingV1Api, namespace: str, name: str) -> dict | None:
+    try:
+        return net.api_client.sanitize_for_serialization(net.read_namespaced_network_policy(name, namespace))
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def events(core: client.CoreV1Api, namespace: str, reason: str) -> list:
+    return [e for e in core.list_namespaced_event(namespace).items if e.reason == reason]
+
+
+def admitted_pod(core: client.CoreV1Api, namespace: str, name: str, **kwargs) -> dict:
+    """A pod as the webhook would have labelled it, plus the baseline it would have written."""
+    return make_pod(core, namespace, name, labels={names.LABEL_IDENTITY: f"{namespace}.pod.{name}",
+                                                   names.LABEL_INSTANCE: f"inst-{name}"}, **kwargs)
+
+
+def baseline_manifest(namespace: str, name: str) -> dict:
+    pod = {"metadata": {"name": name, "namespace": namespace},
+           "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}}
+    request = {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
+               "namespace": namespace, "object": pod}
+    facts = NamespaceFacts(namespace, {names.LABEL_INJECT: names.INJECT_ENABLED})
+    return decide_admission(request, facts, {}, "inst", AdmissionSettings()).policy_manifest
+
+
+def test_pod_admitted_without_the_webhook_is_labelled_and_gets_the_webhooks_baseline(
+        runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    make_pod(core, "shop", "web")
+    labelled = wait_until(lambda: (core.read_namespaced_pod("web", "shop").metadata.labels or {})
+                          .get(names.LABEL_IDENTITY))
+    assert labelled == "shop.pod.web"
+    labels = core.read_namespaced_pod("web", "shop").metadata.labels
+    assert labels[names.LABEL_INSTANCE] and labels[names.LABEL_PURPOSE] == "unspecified"
+    written = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    assert written["spec"] == baseline_manifest("shop", "web")["spec"]
+    assert written["metadata"]["annotations"][names.ANNOTATION_REASON] == names.REASON_BACKFILL
+    wait_until(lambda: events(core, "shop", names.EVENT_LABELS_BACKFILLED))
+
+
+def test_pod_in_namespace_not_opted_in_is_left_alone(runtime, core: client.CoreV1Api,
+                                                    net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "other", opted_in=False)
+    make_namespace(core, "shop")
+    make_pod(core, "other", "web")
+    make_pod(core, "shop", "marker")  # processed after "other"'s pod: once it is labelled, the queue moved past
+    wait_until(lambda: policy(net, "shop", "netwarden-pod-marker"))
+    assert not (core.read_namespaced_pod("web", "other").metadata.labels or {}).get(names.LABEL_IDENTITY)
+    assert net.list_namespaced_network_policy("other").items == []
+
+
+def test_hand_edited_policy_is_restored_and_adopted_one_is_left_alone(
+        runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    make_pod(core, "shop", "web")
+    original = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    wait_until(lambda: names.ANNOTATION_SPEC_HASH in (policy(net, "shop", "netwarden-pod-web")["metadata"]
+                                                      .get("annotations") or {}))
+    edited = policy(net, "shop", "netwarden-pod-web")
+    edited["spec"]["ingress"] = [{}]  # someone opens it up by hand
+    net.replace_namespaced_network_policy("netwarden-pod-web", "shop", edited)
+    restored = wait_until(lambda: (p := policy(net, "shop", "netwarden-pod-web")) and
+                          p["spec"] == original["spec"] and p)
+    assert restored["metadata"]["annotations"][names.ANNOTATION_REASON] == names.REASON_RESTORED
+    wait_until(lambda: events(core, "shop", names.EVENT_POLICY_RESTORED))
+
+    adopted = policy(net, "shop", "netwarden-pod-web")
+    adopted["metadata"]["annotations"][names.ANNOTATION_ADOPTED] = "true"
+    adopted["spec"]["ingress"] = [{}]
+    net.replace_namespaced_network_policy("netwarden-pod-web", "shop", adopted)
+    make_pod(core, "shop", "marker")
+    wait_until(lambda: policy(net, "shop", "netwarden-pod-marker"))
+    runtime.queue.add("np:shop/netwarden-pod-web", 0)
+    wait_until(lambda: len(runtime.queue) == 0 and not runtime.queue._processing)
+    assert policy(net, "shop", "netwarden-pod-web")["spec"]["ingress"] == [{}]
+
+
+def test_policy_deleted_by_hand_is_recreated(runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    make_pod(core, "shop", "web")
+    original = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    net.delete_namespaced_network_policy("netwarden-pod-web", "shop")
+    recreated = wait_until(lambda: (p := policy(net, "shop", "netwarden-pod-web")) and
+                           p["metadata"]["uid"] != original["metadata"]["uid"] and p)
+    assert recreated["spec"] == original["spec"]
+
+
+def test_policies_are_removed_after_the_grace_period_once_the_last_pod_is_gone(
+        runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    make_pod(core, "shop", "web")
+    wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    core.delete_namespaced_pod("web", "shop")
+    wait_until(lambda: policy(net, "shop", "netwarden-pod-web") is None)
+    wait_until(lambda: events(core, "shop", names.EVENT_POLICY_REMOVED))
+
+
+def test_finished_job_pod_counts_as_gone(runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    from .conftest import set_pod_status
+
+    make_namespace(core, "batch")
+    make_pod(core, "batch", "job-1")
+    wait_until(lambda: policy(net, "batch", "netwarden-pod-job-1"))
+    set_pod_status(core, "batch", "job-1", phase="Succeeded", ready=False)
+    wait_until(lambda: policy(net, "batch", "netwarden-pod-job-1") is None)
+
+
+def test_start_up_collects_policies_of_workloads_that_no_longer_exist(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    orphan = baseline_manifest("shop", "gone")
+    net.create_namespaced_network_policy("shop", orphan)
+    admitted_pod(core, "shop", "web")
+    kept = baseline_manifest("shop", "web")
+    net.create_namespaced_network_policy("shop", kept)
+    rt = start_runtime(kube, grace=3600)
+    try:
+        wait_until(lambda: policy(net, "shop", "netwarden-pod-gone") is None)
+        assert policy(net, "shop", "netwarden-pod-web") is not None
+    finally:
+        rt.stop()
+
+
+def test_approve_applies_the_pending_spec_and_reject_drops_it(
+        runtime, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop", mode="approve")
+    make_pod(core, "shop", "web")
+    current = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    writer = PolicyWriter(kube)
+    proposed = copy.deepcopy(current)
+    proposed["spec"]["ingress"] = [{"ports": [{"port": 9999, "protocol": "TCP"}]}]
+    store_pending(writer, current, Pending((proposed,), (), "tighten", "tighten (score 12.0)", 12.0, 0.0))
+    # a user approves with kubectl annotate; the reconciler applies it
+    net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
+                                        {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
+    applied = wait_until(lambda: (p := policy(net, "shop", "netwarden-pod-web"))
+                         and p["spec"]["ingress"] == proposed["spec"]["ingress"]
+                         and names.ANNOTATION_PENDING not in p["metadata"]["annotations"] and p)
+    assert applied["metadata"]["annotations"][names.ANNOTATION_REASON] == names.REASON_APPROVED
+
+    current = policy(net, "shop", "netwarden-pod-web")
+    second = copy.deepcopy(current)
+    second["spec"]["egress"] = []
+    store_pending(writer, current, Pending((second,), (), "tighten", "tighten again", 13.0, 0.0))
+    reject(writer, "shop", "netwarden-pod-web", changed_by="test")
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert names.ANNOTATION_PENDING not in after["metadata"]["annotations"]
+    assert after["spec"] == current["spec"]
+
+
+def test_cli_approve_without_a_running_reconciler(kube: KubeClient, core: client.CoreV1Api,
+                                                  net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    net.create_namespaced_network_policy("shop", baseline_manifest("shop", "web"))
+    writer = PolicyWriter(kube)
+    current = policy(net, "shop", "netwarden-pod-web")
+    proposed = copy.deepcopy(current)
+    proposed["spec"]["egress"] = []
+    store_pending(writer, current, Pending((proposed,), (), "tighten", "tighten", 11.0, 0.0))
+    approve(writer, "shop", "netwarden-pod-web", changed_by="test")
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert after["spec"]["egress"] == []
+    assert after["metadata"]["annotations"][names.ANNOTATION_REVISION] == "2"
+    assert names.ANNOTATION_PENDING not in after["metadata"]["annotations"]
+
+
+def test_rollback_restores_the_exact_previous_spec_and_to_revision(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "shop")
+    net.create_namespaced_network_policy("shop", baseline_manifest("shop", "web"))
+    writer = PolicyWriter(kube)
+    specs = [policy(net, "shop", "netwarden-pod-web")["spec"]]
+    for port in (1111, 2222):
+        current = policy(net, "shop", "netwarden-pod-web")
+        changed = copy.deepcopy(current)
+        changed["spec"]["ingress"] = [{"ports": [{"port": port, "protocol": "TCP"}]}]
+        writer.apply(Change(changed, names.EVENT_POLICY_TIGHTENED, "test", "tighten"))
+        specs.append(policy(net, "shop", "netwarden-pod-web")["spec"])
+    assert policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"][names.ANNOTATION_REVISION] == "3"
+
+    rollback(writer, "shop", "netwarden-pod-web")
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert after["spec"] == specs[1]
+    assert after["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH] == spec_hash(specs[1])
+    rollback(writer, "shop", "netwarden-pod-web", to_revision=1)
+    assert policy(net, "shop", "netwarden-pod-web")["spec"] == specs[0]
+    assert events(core, "shop", names.EVENT_POLICY_ROLLED_BACK)
+    history = json.loads(policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"][names.ANNOTATION_HISTORY])
+    # revision 3 was rolled back (popped) to 4 = specs[1]; --to 1 recorded 4 before replacing it.
+    assert [e["revision"] for e in history["entries"]] == [1, 4]
+    assert history["entries"][1]["spec"] == specs[1]
