@@ -63,6 +63,7 @@ LABEL_APP_COMPONENT = "app.kubernetes.io/component"
 LABEL_NAMESPACE_NAME = "kubernetes.io/metadata.name"
 
 # --- Labels and annotations on the NetworkPolicies netwarden manages ----------------------------
+#: Marks every NetworkPolicy netwarden manages (value "netwarden").
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "netwarden"
 #: baseline | quarantine
@@ -77,8 +78,11 @@ REASON_CREATED_AT_ADMISSION = "created-at-admission"
 ANNOTATION_REVISION = f"{PREFIX}/revision"
 #: baseline | learning | tightened | quarantined
 ANNOTATION_STEP = f"{PREFIX}/step"
+#: The workload's risk score when the policy last changed.
 ANNOTATION_SCORE = f"{PREFIX}/score"
+#: When an automatic tightening or quarantine relaxes by itself (RFC 3339).
 ANNOTATION_EXPIRES_AT = f"{PREFIX}/expires-at"
+#: The mode (learn, dry-run, enforce, approve) the change was made in.
 ANNOTATION_POLICY_MODE = f"{PREFIX}/mode"
 #: JSON list of previous specs (bounded) for rollback.
 ANNOTATION_HISTORY = f"{PREFIX}/history"
@@ -120,17 +124,29 @@ MODE_APPROVE = "approve"
 MODES = (MODE_LEARN, MODE_DRY_RUN, MODE_ENFORCE, MODE_APPROVE)
 
 # --- Event reasons (Kubernetes Events on policies and pods) ------------------------------------
+#: A baseline policy was created (at admission or by backfill).
 EVENT_POLICY_CREATED = "NetwardenPolicyCreated"
+#: A workload's policy was narrowed to its learned baseline.
 EVENT_POLICY_TIGHTENED = "NetwardenPolicyTightened"
+#: A tightened policy relaxed a step (score decayed or the change expired).
 EVENT_POLICY_RELAXED = "NetwardenPolicyRelaxed"
+#: One pod (or a whole workload) was isolated: no ingress, egress only to DNS.
 EVENT_POD_QUARANTINED = "NetwardenPodQuarantined"
+#: A quarantine ended (expiry, score decay, or the pod went away).
 EVENT_QUARANTINE_LIFTED = "NetwardenQuarantineLifted"
+#: A change was undone (health degraded after it, or `netwarden rollback`).
 EVENT_POLICY_ROLLED_BACK = "NetwardenPolicyRolledBack"
+#: A managed policy edited or deleted by hand was put back (drift).
 EVENT_POLICY_RESTORED = "NetwardenPolicyRestored"
+#: A policy was removed with its workload's last pod (after the grace period).
 EVENT_POLICY_REMOVED = "NetwardenPolicyRemoved"
+#: Approve mode: a proposed change waits for `netwarden approve`.
 EVENT_CHANGE_PENDING = "NetwardenChangePending"
+#: Dry-run mode: what netwarden would have changed, with its evidence.
 EVENT_DRY_RUN = "NetwardenDryRun"
+#: An action was refused by a guard rail (protected namespace, blast radius, write budget).
 EVENT_GUARD_RAIL = "NetwardenGuardRail"
+#: A pod admitted while the webhook was down got its labels from the reconciler.
 EVENT_LABELS_BACKFILLED = "NetwardenLabelsBackfilled"
 
 #: Component name used as Event source / field manager.
@@ -138,14 +154,55 @@ FIELD_MANAGER = "netwarden"
 EVENT_COMPONENT = "netwarden"
 
 # --- Prometheus metric names -------------------------------------------------------------------
+#: Admission reviews by operation and outcome.
 METRIC_REVIEWS = "netwarden_admission_reviews_total"
+#: Admission review latency (histogram).
 METRIC_REVIEW_LATENCY = "netwarden_admission_review_duration_seconds"
+#: NetworkPolicy writes by result (created, exists, failed, ...).
 METRIC_POLICY_WRITES = "netwarden_policy_writes_total"
+#: Admissions that found their workload already known (no API write).
 METRIC_CACHE_HITS = "netwarden_workload_cache_hits_total"
+#: Signal records accepted, by format.
 METRIC_SIGNALS = "netwarden_signals_total"
+#: Signal records rejected, by format and reason.
 METRIC_SIGNALS_REJECTED = "netwarden_signals_rejected_total"
+#: Reconciler actions by kind and effect (written, recorded, pending, refused).
 METRIC_ACTIONS = "netwarden_actions_total"
+#: Workload reconciles by result.
 METRIC_RECONCILES = "netwarden_reconciles_total"
+#: Kubernetes API calls retried after a transient fault.
 METRIC_API_RETRIES = "netwarden_api_retries_total"
+#: Current risk score per workload.
 METRIC_SCORE = "netwarden_workload_risk_score"
+#: 1 while this reconciler replica holds the leader Lease.
 METRIC_LEADER = "netwarden_leader"
+
+
+def wire_names_table() -> str:
+    """The README's table of every name on the wire, generated from this module (kept in sync by a test)."""
+    import inspect
+    import re
+
+    source = inspect.getsource(inspect.getmodule(wire_names_table))  # type: ignore[arg-type]
+    rows = []
+    comment: list[str] = []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            comment.append(stripped[2:].strip())
+            continue
+        match = re.match(r"^(LABEL|ANNOTATION|EVENT|METRIC)_([A-Z_]+) = ", line)
+        if match and not line.startswith("EVENT_COMPONENT"):
+            value = globals()[line.split(" = ")[0]]
+            kind = {"LABEL": "label", "ANNOTATION": "annotation", "EVENT": "Event reason", "METRIC": "metric"}[match[1]]
+            meaning = " ".join(comment).replace("|", "\\|")
+            rows.append(f"| `{value}` | {kind} | {meaning} |")
+        if not stripped.startswith("#:"):
+            comment = []
+    seen: set[str] = set()
+    unique = [r for r in rows if not (r in seen or seen.add(r))]  # type: ignore[func-returns-value]
+    return "\n".join(["| name | kind | meaning |", "|---|---|---|", *unique])
+
+
+if __name__ == "__main__":
+    print(wire_names_table())
