@@ -1,0 +1,239 @@
+"""`netwarden reconciler` and the operator commands (status, explain, approve, reject, rollback).
+
+The operator commands read and write the cluster only (annotations on the managed policies), so
+they need no connection to a running reconciler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from netwarden import names
+
+DEFAULT_PORT = 8444
+
+
+def add_reconciler_parser(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("reconciler", help="run the reconciler (watches, leader election, signal receivers)")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else KUBECONFIG)")
+    run.add_argument("--host", default="0.0.0.0", help="signal receiver address (default 0.0.0.0)")
+    run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"signal receiver port (default {DEFAULT_PORT})")
+    run.add_argument("--cert", help="PEM certificate for the receiver (TLS when given with --key)")
+    run.add_argument("--key", help="PEM private key for the receiver")
+    run.add_argument("--mode", choices=names.MODES, help="mode for namespaces without a mode annotation")
+    run.add_argument("--config", help="YAML file of decision-core settings (reconciler.core.config.CoreConfig keys)")
+    run.add_argument("--flows-file", help="also ingest JSON-lines flows from PATH ('-' for stdin)")
+    run.add_argument("--token-file", default=os.environ.get("NETWARDEN_SIGNAL_TOKEN_FILE"),
+                     help="file holding the receivers' bearer token [env NETWARDEN_SIGNAL_TOKEN_FILE]")
+    run.add_argument("--no-auth", action="store_true", help="accept signals without a token (local use only)")
+    run.add_argument("--no-leader-elect", action="store_true", help="single instance: write without a Lease")
+    run.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "netwarden"))
+    run.add_argument("--lease-name", default="netwarden-reconciler")
+    run.add_argument("--cleanup-grace", type=float, default=300.0,
+                     help="seconds after a workload's last pod before its policies are removed (default 300)")
+    run.add_argument("--dns-service", default="kube-system/kube-dns", help="NAMESPACE/NAME of the DNS Service")
+    run.set_defaults(func=run_reconciler)
+
+    status = subparsers.add_parser("status", help="managed policies: step, mode, score, pending changes")
+    status.add_argument("--kubeconfig")
+    status.add_argument("-n", "--namespace", help="only this namespace")
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status.set_defaults(func=cmd_status)
+
+    explain = subparsers.add_parser("explain", help="why a workload's policy is what it is (evidence, history)")
+    explain.add_argument("workload", help="workload identity (ns.kind.name) or policy name")
+    explain.add_argument("--kubeconfig")
+    explain.add_argument("-n", "--namespace")
+    explain.set_defaults(func=cmd_explain)
+
+    for verb, helptext in (("approve", "apply the change pending on a policy (approve mode)"),
+                           ("reject", "drop the change pending on a policy"),
+                           ("rollback", "put back a previous spec from the policy's history")):
+        sub = subparsers.add_parser(verb, help=helptext)
+        sub.add_argument("policy")
+        sub.add_argument("-n", "--namespace", required=True)
+        sub.add_argument("--kubeconfig")
+        if verb == "rollback":
+            sub.add_argument("--to", type=int, dest="to_revision", metavar="REVISION",
+                             help="revision to restore (default: the previous one)")
+        sub.set_defaults(func=cmd_policy_op, verb=verb)
+
+
+def _kube(kubeconfig: str | None) -> Any:
+    from netwarden.kube import KubeClient, load_api_client
+
+    return KubeClient(load_api_client(kubeconfig))
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+# --- operator commands ------------------------------------------------------------------------
+
+
+def policy_rows(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for obj in sorted(policies, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"])):
+        meta = obj["metadata"]
+        ann = meta.get("annotations") or {}
+        labels = meta.get("labels") or {}
+        rows.append({
+            "namespace": meta.get("namespace"), "policy": meta["name"],
+            "identity": labels.get(names.LABEL_IDENTITY, ""), "role": labels.get(names.LABEL_POLICY_ROLE, ""),
+            "step": ann.get(names.ANNOTATION_STEP, ""), "mode": ann.get(names.ANNOTATION_POLICY_MODE, ""),
+            "score": ann.get(names.ANNOTATION_SCORE, ""), "revision": ann.get(names.ANNOTATION_REVISION, ""),
+            "reason": ann.get(names.ANNOTATION_REASON, ""), "expires_at": ann.get(names.ANNOTATION_EXPIRES_AT, ""),
+            "pending": bool(ann.get(names.ANNOTATION_PENDING)),
+            "adopted": ann.get(names.ANNOTATION_ADOPTED, "").lower() == "true",
+        })
+    return rows
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from reconciler.watch import MANAGED_SELECTOR
+
+    kube = _kube(args.kubeconfig)
+    rows = policy_rows(kube.list_policies(args.namespace, MANAGED_SELECTOR))
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    columns = ("namespace", "policy", "role", "step", "mode", "score", "revision", "pending", "expires_at", "reason")
+    table = [[str(r[c]) if r[c] not in (False, "") else "-" for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    return 0
+
+
+def explain_document(policies: list[dict[str, Any]], workload: str) -> dict[str, Any]:
+    from reconciler.policy_ops import history_of
+
+    chosen = [p for p in policies if (p["metadata"].get("labels") or {}).get(names.LABEL_IDENTITY) == workload
+              or p["metadata"]["name"] == workload]
+    out: dict[str, Any] = {"workload": workload, "policies": []}
+    for obj in chosen:
+        ann = obj["metadata"].get("annotations") or {}
+        try:
+            evidence = json.loads(ann.get(names.ANNOTATION_EVIDENCE) or "[]")
+        except ValueError:
+            evidence = []
+        pending = ann.get(names.ANNOTATION_PENDING)
+        history = history_of(obj)
+        out["policies"].append({
+            **policy_rows([obj])[0],
+            "changed_by": ann.get(names.ANNOTATION_CHANGED_BY, ""),
+            "evidence": evidence,
+            "pending": json.loads(pending) if pending else None,
+            "history": [{"revision": e.revision, "step": e.step, "replaced_because": e.reason} for e in history.entries],
+            "spec": obj.get("spec"),
+        })
+    return out
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from reconciler.watch import MANAGED_SELECTOR
+
+    kube = _kube(args.kubeconfig)
+    document = explain_document(kube.list_policies(args.namespace, MANAGED_SELECTOR), args.workload)
+    if not document["policies"]:
+        print(f"no netwarden policy for {args.workload!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(document, indent=2, default=str))
+    return 0
+
+
+def cmd_policy_op(args: argparse.Namespace) -> int:
+    from reconciler.policy_ops import PolicyOpError, PolicyWriter, approve, reject, rollback
+
+    writer = PolicyWriter(_kube(args.kubeconfig))
+    try:
+        if args.verb == "approve":
+            outcomes = approve(writer, args.namespace, args.policy, changed_by=_actor())
+            print(f"approved: {len(outcomes)} change(s) applied to {args.namespace}/{args.policy}")
+        elif args.verb == "reject":
+            reject(writer, args.namespace, args.policy, changed_by=_actor())
+            print(f"rejected: the pending change on {args.namespace}/{args.policy} was dropped")
+        else:
+            outcome = rollback(writer, args.namespace, args.policy, args.to_revision, changed_by=_actor())
+            revision = ((outcome.obj or {}).get("metadata", {}).get("annotations") or {}).get(names.ANNOTATION_REVISION)
+            print(f"rolled back {args.namespace}/{args.policy}; now at revision {revision}")
+    except PolicyOpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- the reconciler process -------------------------------------------------------------------
+
+
+def run_reconciler(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reconciler.controller import ControllerSettings
+    from reconciler.core.config import CoreConfig
+    from reconciler.leader import AlwaysOpen, LeaderElector
+    from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app, ingest_flow_stream
+    from reconciler.runtime import ReconcilerRuntime, RuntimeSettings, resolve_dns_target
+    from reconciler.signals.streams import SignalCounters
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.no_auth and not args.token_file:
+        print("error: --token-file (or NETWARDEN_SIGNAL_TOKEN_FILE) is required unless --no-auth", file=sys.stderr)
+        return 2
+    core_values: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as handle:
+            core_values = dict(yaml.safe_load(handle) or {})
+    if args.mode:
+        core_values["default_mode"] = args.mode
+    core = CoreConfig.from_mapping(core_values)
+    kube = _kube(args.kubeconfig)
+    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=args.cleanup_grace,
+                                                  dns=resolve_dns_target(kube, args.dns_service),
+                                                  default_mode=core.default_mode,
+                                                  write_rate_per_second=core.write_rate_per_second,
+                                                  write_burst=core.write_burst, max_history=core.max_history,
+                                                  history_max_bytes=core.history_max_bytes))
+    runtime_holder: list[Any] = []
+    if args.no_leader_elect:
+        gate: Any = AlwaysOpen()
+    else:
+        identity = os.environ.get("NETWARDEN_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        gate = LeaderElector(kube, args.lease_namespace, args.lease_name, identity,
+                             on_started=lambda: runtime_holder and runtime_holder[0].on_leadership())
+    runtime = ReconcilerRuntime(kube, settings, core, gate=gate)
+    runtime_holder.append(runtime)
+    if isinstance(gate, LeaderElector):
+        gate.start()
+    runtime.start()
+    counters = SignalCounters()
+    app = create_receiver_app(runtime, token=None if args.no_auth else TokenFile(args.token_file),
+                              counters=counters, ready=runtime.ready)
+    server = ReceiverServer(app, args.host, args.port, cert=args.cert, key=args.key).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.flows_file:
+        def feed() -> None:
+            stream = sys.stdin.buffer if args.flows_file == "-" else open(args.flows_file, "rb")
+            with stream:
+                result = ingest_flow_stream(stream, runtime, counters, stop=stop)
+            logging.info(json.dumps({"event": "flows_file_done", **result.to_dict()}))
+        threading.Thread(target=feed, name="flows-file", daemon=True).start()
+    logging.info(json.dumps({"event": "reconciler_started", "port": server.port, "tls": bool(args.cert)}))
+    stop.wait()
+    server.stop()
+    runtime.stop()
+    if isinstance(gate, LeaderElector):
+        gate.stop(release=True)
+    return 0
