@@ -77,12 +77,14 @@ class PodIndex:
         return ref
 
     def lookup(self, endpoint: Endpoint) -> PodRef | None:
-        if endpoint.pod and endpoint.namespace:
-            ref = self.by_pod.get((endpoint.namespace, endpoint.pod))
+        pod = endpoint.pod
+        if pod and endpoint.namespace:
+            ref = self.by_pod.get((endpoint.namespace, pod))
             if ref is not None:
                 return ref
-        if endpoint.ip and not endpoint.world:
-            ref = self.by_ip.get(endpoint.ip)
+        ip = endpoint.ip
+        if ip and not endpoint.world:
+            ref = self.by_ip.get(ip)
             if ref is not None:
                 return ref
         if endpoint.identity and endpoint.namespace:
@@ -114,10 +116,15 @@ class FlowView:
     dropped: bool
     peer_ip: str | None = None
     peer_purpose: str | None = None
+    #: The edge tuple, computed once by `resolve_flow` (None: computed on demand).
+    key: Edge | None = None
 
     @property
     def edge(self) -> Edge:
-        return (self.direction, self.peer_kind, self.peer_value, self.peer_namespace, self.port, self.protocol)
+        key = self.key
+        if key is None:
+            key = (self.direction, self.peer_kind, self.peer_value, self.peer_namespace, self.port, self.protocol)
+        return key
 
     def describe(self) -> str:
         arrow = "->" if self.direction == EGRESS else "<-"
@@ -148,17 +155,20 @@ def resolve_flow(flow: Flow, index: PodIndex) -> list[FlowView]:
     protocol = flow.protocol.upper()
     dropped = flow.policy_dropped or flow.verdict == "dropped"
     views: list[FlowView] = []
+    port = flow.port
     if src_ref is not None:
         kind, value, ns, ip, purpose = _peer_of(flow.destination, dst_ref)
         views.append(
             FlowView(src_ref.identity, src_ref.namespace, src_ref.instance, src_ref.pod or None, EGRESS,
-                     kind, value, ns, flow.port, protocol, flow.time, dropped, ip, purpose)
+                     kind, value, ns, port, protocol, flow.time, dropped, ip, purpose,
+                     (EGRESS, kind, value, ns, port, protocol))
         )
     if dst_ref is not None:
         kind, value, ns, ip, purpose = _peer_of(flow.source, src_ref)
         views.append(
             FlowView(dst_ref.identity, dst_ref.namespace, dst_ref.instance, dst_ref.pod or None, INGRESS,
-                     kind, value, ns, flow.port, protocol, flow.time, dropped, ip, purpose)
+                     kind, value, ns, port, protocol, flow.time, dropped, ip, purpose,
+                     (INGRESS, kind, value, ns, port, protocol))
         )
     return views
 
@@ -285,11 +295,12 @@ def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Dev
             deviations.append(_drop_burst(b, view, now))
         return b, deviations
 
-    edge = (view.direction, view.peer_kind, view.peer_value, view.peer_namespace, view.port, view.protocol)
+    edge = view.key or view.edge
     edges = b.edges
     if edge in edges:
-        edges[edge] = now
-        edges.move_to_end(edge)
+        if learning:  # recency only matters while edges can still be added (and evicted)
+            edges[edge] = now
+            edges.move_to_end(edge)
         return b, deviations
 
     peer_ns = view.peer_namespace

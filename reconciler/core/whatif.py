@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 IsAllowed = Callable[[PolicyIntent, FlowView], bool]
 
 PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
+#: Seconds within which re-seeing an edge does not refresh its recency (keeps the per-flow cost flat).
+RECENCY_GRAIN = 30.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class WhatIf:
 
 
 class RecentFlows:
-    """The last `maxlen` distinct edges a workload used, with the latest view and a count of each."""
+    """The `maxlen` most recently used distinct edges of a workload, with the latest view and a count of each."""
 
     __slots__ = ("maxlen", "_edges")
 
@@ -51,12 +53,15 @@ class RecentFlows:
         self._edges: OrderedDict[Edge, list] = OrderedDict()
 
     def add(self, view: FlowView) -> None:
-        edge = (view.direction, view.peer_kind, view.peer_value, view.peer_namespace, view.port, view.protocol)
+        edge = view.key or view.edge
         entry = self._edges.get(edge)
         if entry is not None:
+            # Recency is refreshed at most every RECENCY_GRAIN seconds per edge: LRU eviction
+            # without an OrderedDict move on every flow.
+            if view.time - entry[0].time > RECENCY_GRAIN:
+                self._edges.move_to_end(edge)
             entry[0] = view
             entry[1] += 1
-            self._edges.move_to_end(edge)
             return
         self._edges[edge] = [view, 1]
         if len(self._edges) > self.maxlen:

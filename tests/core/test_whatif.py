@@ -59,7 +59,7 @@ def test_what_if_separates_baseline_flows_from_the_rest() -> None:
 
 def test_recent_flows_keep_distinct_edges_up_to_maxlen() -> None:
     recent = RecentFlows(3)
-    for port in (1, 2, 1, 3, 4):
-        recent.add(view(port=port))
-    assert [v.port for v in recent.views()] == [1, 3, 4]
+    for t, port in ((0, 1), (1, 2), (100, 1), (101, 3), (102, 4)):
+        recent.add(view(port=port, time=float(t)))
+    assert [v.port for v in recent.views()] == [1, 3, 4]  # port 1 was used again later than port 2
     assert recent.count(view(port=1).edge) == 2 and len(recent) == 3
