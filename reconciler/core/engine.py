@@ -209,9 +209,8 @@ class DecisionEngine:
         ref = self.index.by_pod.get((signal.namespace, signal.pod))
         if ref is None:
             return []
-        tracked = self._tracked.get(ref.identity)
-        if tracked is None:
-            return []
+        # Tracked even before its first flow: the health at a tightening is what a rollback compares to.
+        tracked = self._track(ref.identity, ref.namespace, now)
         tracked.state.health[signal.pod] = (signal.ready, signal.restarts)
         if not tracked.state.automatic:
             return []

@@ -293,3 +293,12 @@ def test_alerts_for_unknown_pods_are_counted_not_guessed() -> None:
     assert e.ingest_alert(falco(1.0, "ghost-pod"), 1.0) == []
     assert e.ingest_metric_alert(MetricAlert(1.0, True, "X", "critical", "shop", None), 1.0) == []
     assert e.counters.unattributed_alerts == 2
+
+
+def test_restarts_from_before_the_tightening_do_not_roll_it_back() -> None:
+    e = engine()
+    e.ingest_health(health(0.0, "api-7d9f-b", True, 7), 0.0)  # reported before the workload's first flow
+    t = learn_api_to_db(e)
+    new_peers(e, t, 4)
+    assert e.ingest_health(health(t + 10, "api-7d9f-b", True, 7), t + 10) == []
+    assert e.state_of(API).step == names.STEP_TIGHTENED
