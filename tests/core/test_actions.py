@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from netwarden import names
 from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
 from reconciler.core import actions as A
 from reconciler.core.behaviour import PodRef
+from reconciler.core.config import ConfigError
 from reconciler.core.types import MetricAlert
 from tests.core.corekit import API, CACHE, DB, FAST, engine, falco, flow, health, ip, learn_api_to_db, pod_ref, with_config
 
@@ -302,3 +305,17 @@ def test_restarts_from_before_the_tightening_do_not_roll_it_back() -> None:
     new_peers(e, t, 4)
     assert e.ingest_health(health(t + 10, "api-7d9f-b", True, 7), t + 10) == []
     assert e.state_of(API).step == names.STEP_TIGHTENED
+
+
+def test_configured_exceptions_stay_open_into_a_quarantined_pod() -> None:
+    e = engine(with_config(quarantine_exceptions=("namespace=monitoring:9090",)))
+    t = learn_api_to_db(e)
+    (decision,) = e.ingest_alert(falco(t, "api-7d9f-a"), t)
+    quarantine = decision.intents[0]
+    assert quarantine.ingress == (Rule((Peer("namespace", "monitoring"),), (PortSpec("TCP", 9090),)),)
+    assert quarantine.egress == ()
+
+
+def test_a_malformed_exception_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="quarantine_exceptions"):
+        engine(with_config(quarantine_exceptions=("bogus",)))
