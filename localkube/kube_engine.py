@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -446,7 +446,7 @@ class KubeControlPlane:
         with self._lock:
             self._children.append(_Child(name, process, log_path))
 
-    def _wait(self, name: str, deadline: float, ready: Any) -> None:
+    def _wait(self, name: str, deadline: float, ready: Callable[[], bool]) -> None:
         while True:
             for child in self._children:
                 if child.process.poll() is not None:
