@@ -7,6 +7,7 @@ handlers pass the real UTC time.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,19 +47,36 @@ def run_generate(
     if (out / store.CERT_FILE).exists() and not force:
         print(f"{out / store.CERT_FILE} exists; use `certs rotate` (or --force to start over)", file=stderr)
         return EXIT_USAGE
+    ca, serving = new_ca_and_serving(service=service, namespace=namespace, now=now, extra_dns=extra_dns, ips=ips,
+                                     ca_valid_for=ca_valid_for, serving_valid_for=serving_valid_for)
+    store.write_tls(out, ca_bundle_pem=ca.cert_pem, serving=serving, ca_key_pem=ca.key_pem)
+    _print_summary(out, stdout, now)
+    return EXIT_OK
+
+
+def new_ca_and_serving(
+    *,
+    service: str,
+    namespace: str,
+    now: datetime,
+    extra_dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    ca_valid_for: timedelta = timedelta(days=DEFAULT_CA_DAYS),
+    serving_valid_for: timedelta = timedelta(days=DEFAULT_SERVING_DAYS),
+) -> tuple[KeyPair, KeyPair]:
+    """A fresh CA and a serving certificate for every name of a Service (+ extra SANs)."""
     ca = pki.generate_ca(rotation.ca_common_name(f"{service}.{namespace}-ca", now), now=now, valid_for=ca_valid_for)
     dns = pki.service_dns_names(service, namespace) + [name for name in extra_dns if name]
+    common_name = f"{service}.{namespace}.svc"  # clients verify SANs; the CN only has to fit in 64
     serving = pki.issue_certificate(
         ca,
-        f"{service}.{namespace}.svc",
+        common_name if len(common_name) <= rotation.MAX_COMMON_NAME else service[: rotation.MAX_COMMON_NAME],
         now=now,
         valid_for=serving_valid_for,
         dns_names=list(dict.fromkeys(dns)),
         ip_addresses=ips,
     )
-    store.write_tls(out, ca_bundle_pem=ca.cert_pem, serving=serving, ca_key_pem=ca.key_pem)
-    _print_summary(out, stdout, now)
-    return EXIT_OK
+    return ca, serving
 
 
 def _remaining(info: CertInfo, now: datetime) -> str:
@@ -94,6 +112,7 @@ def run_check(
         _print_summary(directory, stdout, now)
         problems = rotation.serving_problems(bundle, KeyPair(cert_pem, key_pem), now=now, window=window)
         problems += rotation.bundle_problems(bundle, now=now, window=window)
+        problems += rotation.rollover_problems(bundle, cert_pem)
     except (OSError, ValueError) as exc:
         print(f"status: INVALID: {exc}", file=stdout)
         return EXIT_DUE
@@ -112,10 +131,11 @@ def run_rotate(
     force: bool = False,
     ca_valid_for: timedelta = timedelta(days=DEFAULT_CA_DAYS),
     serving_valid_for: timedelta = timedelta(days=DEFAULT_SERVING_DAYS),
+    min_overlap: timedelta = rotation.DEFAULT_MIN_OVERLAP,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Renew what is due and write it back; 0 on success (changed or not), 1 when it cannot."""
+    """Renew what is due (one rollover step per run) and write it back; 0 on success, 1 when it cannot."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     directory = Path(directory)
     try:
@@ -132,11 +152,15 @@ def run_rotate(
             window=window,
             serving_valid_for=serving_valid_for,
             ca_valid_for=ca_valid_for,
+            min_overlap=min_overlap,
             force=force,
         )
     except (OSError, ValueError) as exc:
         print(f"cannot rotate {directory}: {exc}", file=stderr)
         return EXIT_DUE
+    if result.waiting:
+        at = f" (run again after {result.next_step_at.isoformat()})" if result.next_step_at else ""
+        print(f"waiting: {result.waiting}{at}", file=stdout)
     if not result.changed:
         print("nothing to rotate", file=stdout)
         return EXIT_OK
@@ -190,7 +214,20 @@ def _rotate(args: argparse.Namespace) -> int:
         force=args.force,
         ca_valid_for=timedelta(days=args.ca_days),
         serving_valid_for=timedelta(days=args.days),
+        min_overlap=args.min_overlap,
     )
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `1h`, `1h30m`, `2d` (a bare number is seconds); for --min-overlap."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return timedelta(seconds=int(text))
+    parts = re.findall(r"(\d+)([smhd])", text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 30m, 1h, 1h30m, 2d)")
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return timedelta(seconds=sum(int(number) * seconds[unit] for number, unit in parts))
 
 
 def add_certs_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -220,4 +257,6 @@ def add_certs_parser(subparsers: argparse._SubParsersAction) -> None:
     rotate.add_argument("--force", action="store_true", help="renew the serving cert even if not due")
     rotate.add_argument("--ca-days", type=int, default=DEFAULT_CA_DAYS, help="lifetime of a new CA")
     rotate.add_argument("--days", type=int, default=DEFAULT_SERVING_DAYS, help="lifetime of the new serving cert")
+    rotate.add_argument("--min-overlap", type=parse_duration, default=rotation.DEFAULT_MIN_OVERLAP, metavar="DURATION",
+                        help="a new CA is in the bundle this long before the serving cert moves to it (default 1h)")
     rotate.set_defaults(func=_rotate)

@@ -126,29 +126,46 @@ def test_forced_rotate_renews_a_serving_cert_that_is_not_due(tmp_path: Path) -> 
     assert after.serving.serial != before.serving.serial and after.ca_bundle_pem == before.ca_bundle_pem
 
 
-def test_ca_rollover_bundles_old_and_new_so_certs_from_both_verify_then_drops_the_expired_ca(tmp_path: Path) -> None:
+def test_ca_rollover_through_the_cli_adds_the_ca_then_switches_then_drops_the_old_one(tmp_path: Path) -> None:
     generate(tmp_path, ca_days=100, days=50)
     first = store.read_tls(tmp_path)
     old_ca = first.ca_bundle_pem
-    assert rotate(tmp_path, now=NOW + 80 * DAY, ca_days=1000) == 0
+    step1 = NOW + 80 * DAY
+    assert rotate(tmp_path, now=step1, ca_days=1000) == 0
     rolled = store.read_tls(tmp_path)
     cas = pki.load_certificates(rolled.ca_bundle_pem)
     assert len(cas) == 2 and cas[0] == pki.load_certificates(old_ca)[0]
     new_ca_pem = cas[1].public_bytes(serialization.Encoding.PEM)
     assert pki.key_matches_certificate(new_ca_pem, rolled.ca_key_pem or b"")
-    # The new serving cert comes from the new CA; a client holding the bundle trusts old and new certs.
-    rolled.serving.certificate.verify_directly_issued_by(cas[1])
-    first.serving.certificate.verify_directly_issued_by(cas[0])
-    assert pki.is_issued_by(first.serving.cert_pem, rolled.ca_bundle_pem)
-    assert pki.is_issued_by(rolled.serving.cert_pem, rolled.ca_bundle_pem)
-    assert not pki.is_issued_by(rolled.serving.cert_pem, old_ca)
+    # Step 1 keeps serving from the old CA (renewed: it was due), so holders of the old bundle still verify it.
+    assert pki.is_issued_by(rolled.serving.cert_pem, old_ca)
+    code, output = check(tmp_path, now=step1)
+    assert code == 1 and "rollover in progress" in output
+    # Step 2, an hour later: the serving cert comes from the new CA.
+    assert rotate(tmp_path, now=step1 + timedelta(hours=1)) == 0
+    switched = store.read_tls(tmp_path)
+    switched.serving.certificate.verify_directly_issued_by(cas[1])
+    assert switched.ca_bundle_pem == rolled.ca_bundle_pem
     # The old CA expiring during the overlap is not a problem to report.
     assert check(tmp_path, now=NOW + 99 * DAY)[0] == 0
     # After the old CA expired, the next rotation drops it.
     assert rotate(tmp_path, now=NOW + 101 * DAY) == 0
     final = store.read_tls(tmp_path)
     assert pki.load_certificates(final.ca_bundle_pem) == [cas[1]]
-    assert final.serving == rolled.serving
+    assert final.serving == switched.serving
+
+
+def test_rotate_cli_takes_min_overlap_as_a_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    assert cli.parse_duration("1h30m") == timedelta(minutes=90)
+    assert cli.parse_duration("45") == timedelta(seconds=45) and cli.parse_duration("2d") == 2 * DAY
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_duration("1 hour")
+    parser = argparse.ArgumentParser()
+    cli.add_certs_parser(parser.add_subparsers())
+    args = parser.parse_args(["certs", "rotate", str(tmp_path), "--min-overlap", "10m"])
+    assert args.min_overlap == timedelta(minutes=10)
 
 
 def test_rotate_without_the_ca_key_fails_and_writes_nothing(tmp_path: Path) -> None:
