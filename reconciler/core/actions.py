@@ -1,7 +1,8 @@
 """From score to action: observe -> tighten -> quarantine, and back, within guard rails.
 
 `decide` reads a workload's state, its risk and the guard rails and returns Decisions; `apply_decision`
-moves the state along for the ones that take effect. `step` does both (what the engine calls).
+moves the state along for the ones that take effect. `step` does both (the engine does the same,
+plus the policy history).
 
 Rules, in order:
 * learn mode never acts. A pending approval blocks new proposals (a rollback is never blocked).
@@ -276,7 +277,8 @@ def tightened_intent(state: WorkloadState, baseline: Baseline | None, recent: Re
     )
 
 
-def _with_excluded(intent: PolicyIntent, instances: Iterable[str]) -> PolicyIntent:
+def keep_excluded(intent: PolicyIntent, instances: Iterable[str]) -> PolicyIntent:
+    """The workload policy with these pod instances carved out (they have their own quarantine policy)."""
     if intent.instance is not None:
         return intent
     return with_excluded_instances(intent, instances)
@@ -334,7 +336,7 @@ def decide(
         if gone or pod_score < cfg.lift_threshold or (expired and pod_score < cfg.quarantine_threshold):
             still_quarantined.discard(instance)
             why = "pod is gone" if gone else ("quarantine expired" if expired else "pod score fell below the lift threshold")
-            intent = _with_excluded(state.intent, still_quarantined)
+            intent = keep_excluded(state.intent, still_quarantined)
             decisions.append(
                 _plain(LIFT_QUARANTINE, state, mode, now, score, f"{why} ({pod_score:.1f})", state.step, guard,
                        instances=(instance,), pods=(held.pod or "",), intents=(intent,), remove_instances=(instance,))
@@ -344,7 +346,7 @@ def decide(
     if state.step == names.STEP_QUARANTINED:
         if score < cfg.lift_threshold or (expired and score < cfg.quarantine_threshold):
             intent = tightened_intent(state, ctx.baseline, ctx.recent)
-            intent = _with_excluded(intent, still_quarantined)
+            intent = keep_excluded(intent, still_quarantined)
             why = "quarantine expired" if expired else f"score {score:.1f} fell below {cfg.lift_threshold:g}"
             decisions.append(
                 _plain(RELAX, state, mode, now, score, f"{why}: quarantine relaxed to the learned baseline",
@@ -357,7 +359,7 @@ def decide(
         return decisions
     if state.step == names.STEP_TIGHTENED:
         if score < cfg.relax_threshold or (expired and score < cfg.tighten_threshold):
-            intent = _with_excluded(state.base_intent, still_quarantined)
+            intent = keep_excluded(state.base_intent, still_quarantined)
             why = "tightening expired" if expired else f"score {score:.1f} fell below {cfg.relax_threshold:g}"
             decisions.append(
                 _plain(RELAX, state, mode, now, score, f"{why}: back to the declared baseline", names.STEP_BASELINE,
@@ -395,7 +397,7 @@ def _quarantine(
             f"workload-level evidence {workload_level:.1f} >= {threshold:g}" if workload_level >= threshold
             else f"evidence covers all {len(replica_instances)} replicas"
         )
-        intent = _with_excluded(workload_quarantine_intent(state.namespace, state.identity, ctx.exceptions), quarantined)
+        intent = keep_excluded(workload_quarantine_intent(state.namespace, state.identity, ctx.exceptions), quarantined)
         decision = _escalate(
             QUARANTINE_WORKLOAD, LEVEL_QUARANTINE, state, risk, mode, guard, now, ctx, score,
             f"score {score:.1f} >= quarantine threshold; {why}: isolate the workload", names.STEP_QUARANTINED,
@@ -411,7 +413,7 @@ def _quarantine(
             now_quarantined.add(instance)
             intents = (
                 quarantine_intent(state.namespace, state.identity, instance, ctx.exceptions),
-                _with_excluded(state.intent, now_quarantined),
+                keep_excluded(state.intent, now_quarantined),
             )
             decision = _escalate(
                 QUARANTINE_POD, LEVEL_QUARANTINE, state, risk, mode, guard, now, ctx, score,
@@ -504,7 +506,7 @@ def _rollback(state: WorkloadState, mode: str, now: float, score: float, cfg: Co
     if not regressions:
         return None
     previous = state.before[-1] if state.before else state.base_intent
-    previous = _with_excluded(previous, state.quarantined)
+    previous = keep_excluded(previous, state.quarantined)
     evidence = tuple(
         Deviation(HEALTH_REGRESSION, 0.0, now, state.identity, state.namespace, text) for text in regressions
     )
@@ -567,9 +569,9 @@ def apply_decision(state: WorkloadState, decision: Decision, guard: GuardRails, 
     elif action == LIFT_QUARANTINE:
         for instance in decision.remove_instances:
             state.quarantined.pop(instance, None)
-        state.intent = _with_excluded(decision.intents[0], state.quarantined)
+        state.intent = keep_excluded(decision.intents[0], state.quarantined)
     elif action == RELAX:
-        state.intent = _with_excluded(decision.intents[0], state.quarantined)
+        state.intent = keep_excluded(decision.intents[0], state.quarantined)
         state.step = decision.step_after
         state.step_since = now
         state.expires_at = decision.expires_at
@@ -581,7 +583,7 @@ def apply_decision(state: WorkloadState, decision: Decision, guard: GuardRails, 
     elif action == ROLLBACK:
         if state.before:
             state.before.pop()
-        state.intent = _with_excluded(decision.intents[0], state.quarantined)
+        state.intent = keep_excluded(decision.intents[0], state.quarantined)
         state.step = decision.step_after
         state.step_since = now
         state.expires_at = None

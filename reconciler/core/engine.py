@@ -138,7 +138,7 @@ class DecisionEngine:
             at_base = state.intent == state.base_intent
             state.base_intent = intent
             if at_base and state.step == names.STEP_BASELINE:
-                state.intent = actions._with_excluded(intent, state.quarantined)
+                state.intent = actions.keep_excluded(intent, state.quarantined)
 
     def load_history(self, identity: str, namespace: str, annotation: str | None, current_revision: int = 0) -> None:
         tracked = self._track(identity, namespace, 0.0)
@@ -372,13 +372,9 @@ class DecisionEngine:
                 tracked.history = tracked.history.pop()
             elif state.intent != before:
                 tracked.history = tracked.history.push(
-                    render_policy_spec(before, self.dns), _step_of(before), decision.action, decision.time
+                    render_policy_spec(before, self.dns), before.step, decision.action, decision.time
                 )
         return decision
-
-
-def _step_of(intent: PolicyIntent) -> str:
-    return intent.step
 
 
 def default_is_allowed(dns: DnsTarget) -> IsAllowed:
