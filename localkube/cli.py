@@ -79,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="local: this in-process server; kube: real etcd + kube-apiserver + kube-controller-manager")
     args = parser.parse_args(argv)
     if args.engine == "kube":
-        from localkube.kube_engine import run_kube_cluster
-
         return run_kube_cluster(args.kubeconfig)
     return run_local_cluster(args.port, args.kubeconfig, https=args.https)
 

@@ -491,33 +491,3 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
 
-
-def run_kube_cluster(kubeconfig: str | None = None) -> int:
-    """`python -m localkube --engine kube`: serve until SIGINT/SIGTERM, printing the kubeconfig path."""
-    import sys
-
-    from localkube.controlplane_build import ControlPlaneNotBuilt
-
-    try:
-        binaries = find_binaries()
-    except ControlPlaneNotBuilt as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    done = threading.Event()
-    with KubeControlPlane(binaries) as cluster:
-        path = cluster.write_kubeconfig(kubeconfig) if kubeconfig else str(cluster.kubeconfig)
-        print(f"kube-apiserver {binaries.kubernetes_version} listening on {cluster.url} "
-              f"(ready in {cluster.startup_seconds:.1f} s)", flush=True)
-        print(f"kubeconfig: {path}", flush=True)
-        print(f"export KUBECONFIG={path}", flush=True)
-        previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not done.wait(0.5):
-                if any(child.process.poll() is not None for child in cluster._children):
-                    print("error: a control plane process exited; see its log", file=sys.stderr)
-                    return 1
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-    print("kube control plane stopped", flush=True)
-    return 0
