@@ -7,16 +7,21 @@ handlers pass the real UTC time.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from cryptography.hazmat.primitives import serialization
 
 from certs import pki, rotation, store
 from certs.pki import CertInfo, KeyPair
+
+if TYPE_CHECKING:
+    from certs.inject import Targets
+    from netwarden.kube import KubeClient
 
 DEFAULT_SERVING_DAYS = 365
 DEFAULT_CA_DAYS = 3650
@@ -66,17 +71,31 @@ def new_ca_and_serving(
 ) -> tuple[KeyPair, KeyPair]:
     """A fresh CA and a serving certificate for every name of a Service (+ extra SANs)."""
     ca = pki.generate_ca(rotation.ca_common_name(f"{service}.{namespace}-ca", now), now=now, valid_for=ca_valid_for)
+    return ca, serving_for(ca, service=service, namespace=namespace, now=now, extra_dns=extra_dns, ips=ips,
+                           valid_for=serving_valid_for)
+
+
+def serving_for(
+    ca: KeyPair,
+    *,
+    service: str,
+    namespace: str,
+    now: datetime,
+    extra_dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    valid_for: timedelta = timedelta(days=DEFAULT_SERVING_DAYS),
+) -> KeyPair:
+    """A serving certificate from `ca` for every name of a Service (+ extra SANs)."""
     dns = pki.service_dns_names(service, namespace) + [name for name in extra_dns if name]
     common_name = f"{service}.{namespace}.svc"  # clients verify SANs; the CN only has to fit in 64
-    serving = pki.issue_certificate(
+    return pki.issue_certificate(
         ca,
         common_name if len(common_name) <= rotation.MAX_COMMON_NAME else service[: rotation.MAX_COMMON_NAME],
         now=now,
-        valid_for=serving_valid_for,
+        valid_for=valid_for,
         dns_names=list(dict.fromkeys(dns)),
         ip_addresses=ips,
     )
-    return ca, serving
 
 
 def _remaining(info: CertInfo, now: datetime) -> str:
@@ -184,6 +203,154 @@ def _current_ca(bundle_pem: bytes, ca_key_pem: bytes) -> KeyPair:
     raise ValueError(rotation.CA_KEY_MISMATCH)
 
 
+def _json_log(out: TextIO) -> Callable[..., None]:
+    """One JSON object per line, like every netwarden component (sync and inject run as Jobs)."""
+
+    def log(event: str, **fields: Any) -> None:
+        print(json.dumps({"event": event, "component": "certs", **fields}, default=str), file=out, flush=True)
+
+    return log
+
+
+def run_inject(kube: "KubeClient", directory: Path, targets: "Targets", *, stdout: TextIO | None = None) -> int:
+    """Publish a certificate directory: CA Secret, caBundle of the webhooks, TLS Secret (in that order)."""
+    from certs import inject
+
+    log = _json_log(stdout or sys.stdout)
+    try:
+        stored = store.read_tls(Path(directory))
+        inject.inject(kube, targets, stored, log)
+    except (OSError, ValueError, inject.InjectError, inject.ApiException) as exc:
+        log("inject_failed", error=str(exc))
+        return EXIT_DUE
+    return EXIT_OK
+
+
+def run_sync(
+    kube: "KubeClient",
+    targets: "Targets",
+    *,
+    now: datetime,
+    window: timedelta,
+    service: str | None = None,
+    namespace: str | None = None,
+    extra_dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    ca_valid_for: timedelta = timedelta(days=DEFAULT_CA_DAYS),
+    serving_valid_for: timedelta = timedelta(days=DEFAULT_SERVING_DAYS),
+    min_overlap: timedelta = rotation.DEFAULT_MIN_OVERLAP,
+    force: bool = False,
+    stdout: TextIO | None = None,
+) -> int:
+    """Secrets -> (generate or rotate one step) -> Secrets + caBundles; safe to run any number of times."""
+    from certs import inject
+    from certs.store import StoredTLS
+
+    log = _json_log(stdout or sys.stdout)
+    try:
+        stored, ca_data = inject.load_from_secrets(kube, targets)
+        if stored is None:
+            if not (service and namespace):
+                log("sync_failed", error=f"no serving certificate in {targets.secret}; "
+                                         "pass --service and --namespace to generate one")
+                return EXIT_USAGE
+            ca_key = ca_data.get(store.CA_KEY_FILE)
+            ca_bundle = ca_data.get(store.CA_CERT_FILE)
+            if ca_key and ca_bundle:  # the CA survived, the pair did not: keep the CA the API server trusts
+                ca = _current_ca(ca_bundle, ca_key)
+                log("serving_issued_from_stored_ca", ca_secret=str(targets.ca_secret))
+            else:
+                ca = pki.generate_ca(rotation.ca_common_name(f"{service}.{namespace}-ca", now), now=now,
+                                     valid_for=ca_valid_for)
+                ca_bundle = ca.cert_pem
+                log("generated", service=service, namespace=namespace)
+            serving = serving_for(ca, service=service, namespace=namespace, now=now, extra_dns=extra_dns, ips=ips,
+                                  valid_for=serving_valid_for)
+            stored = StoredTLS(ca_bundle_pem=ca_bundle, serving=serving, ca_key_pem=ca.key_pem)
+        else:
+            if stored.ca_key_pem is None:
+                log("sync_failed", error=f"no {store.CA_KEY_FILE} in {targets.ca_secret}: cannot sign; "
+                                         "restore it, or delete both Secrets to start over with a new CA")
+                return EXIT_DUE
+            published = inject.read_published_bundles(kube, targets)
+            result = rotation.rotate(
+                stored.ca_bundle_pem,
+                _current_ca(stored.ca_bundle_pem, stored.ca_key_pem),
+                stored.serving,
+                now=now,
+                window=window,
+                serving_valid_for=serving_valid_for,
+                ca_valid_for=ca_valid_for,
+                min_overlap=min_overlap,
+                published_bundles=published or None,
+                force=force,
+            )
+            log("rotation", actions=list(result.actions), waiting=result.waiting,
+                next_step_at=result.next_step_at.isoformat() if result.next_step_at else None)
+            stored = StoredTLS(ca_bundle_pem=result.ca_bundle_pem, serving=result.serving, ca_key_pem=result.ca.key_pem)
+        inject.inject(kube, targets, stored, log)
+    except (OSError, ValueError, inject.InjectError, inject.ApiException) as exc:
+        log("sync_failed", error=str(exc))
+        return EXIT_DUE
+    serving_info = pki.describe(stored.serving.cert_pem)
+    log("synced", serving_serial=f"{serving_info.serial:x}", serving_expires=serving_info.not_after.isoformat(),
+        ca_bundle=[info.common_name for info in pki.describe_bundle(stored.ca_bundle_pem)])
+    return EXIT_OK
+
+
+def _targets(args: argparse.Namespace) -> "Targets":
+    from certs.inject import ObjectRef, Targets, parse_labels
+
+    return Targets(
+        secret=ObjectRef.parse(args.secret),
+        ca_secret=ObjectRef.parse(args.ca_secret) if args.ca_secret else None,
+        mutating=tuple(args.mutating),
+        validating=tuple(args.validating),
+        labels=parse_labels(args.label),
+    )
+
+
+def _kube(args: argparse.Namespace) -> "KubeClient":
+    from netwarden.kube import KubeClient, load_api_client
+
+    return KubeClient(load_api_client(args.kubeconfig))
+
+
+def _inject(args: argparse.Namespace) -> int:
+    return run_inject(_kube(args), Path(args.dir), _targets(args))
+
+
+def _sync(args: argparse.Namespace) -> int:
+    return run_sync(
+        _kube(args),
+        _targets(args),
+        now=_now(),
+        window=timedelta(days=args.renew_within),
+        service=args.service,
+        namespace=args.namespace,
+        extra_dns=tuple(args.dns),
+        ips=tuple(args.ip),
+        ca_valid_for=timedelta(days=args.ca_days),
+        serving_valid_for=timedelta(days=args.days),
+        min_overlap=args.min_overlap,
+        force=args.force,
+    )
+
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser, *, ca_secret_required: bool) -> None:
+    parser.add_argument("--kubeconfig", metavar="FILE", help="default: in-cluster, then KUBECONFIG / ~/.kube/config")
+    parser.add_argument("--secret", required=True, metavar="NAMESPACE/NAME",
+                        help="kubernetes.io/tls Secret the webhook mounts (tls.crt, tls.key, ca.crt; never ca.key)")
+    parser.add_argument("--ca-secret", required=ca_secret_required, metavar="NAMESPACE/NAME",
+                        help="Opaque Secret holding ca.crt and ca.key (the signing key stays out of --secret)")
+    parser.add_argument("--mutating", action="append", default=[], metavar="NAME",
+                        help="MutatingWebhookConfiguration whose webhooks get caBundle (repeatable)")
+    parser.add_argument("--validating", action="append", default=[], metavar="NAME",
+                        help="ValidatingWebhookConfiguration whose webhooks get caBundle (repeatable)")
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                        help="label on the Secrets netwarden writes (repeatable)")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -260,3 +427,24 @@ def add_certs_parser(subparsers: argparse._SubParsersAction) -> None:
     rotate.add_argument("--min-overlap", type=parse_duration, default=rotation.DEFAULT_MIN_OVERLAP, metavar="DURATION",
                         help="a new CA is in the bundle this long before the serving cert moves to it (default 1h)")
     rotate.set_defaults(func=_rotate)
+
+    inject = actions.add_parser("inject", help="write a certificate directory into Secrets and webhook caBundles")
+    inject.add_argument("--dir", required=True, help="certificate directory (ca.crt, tls.crt, tls.key, ca.key)")
+    _add_cluster_arguments(inject, ca_secret_required=False)
+    inject.set_defaults(func=_inject)
+
+    sync = actions.add_parser(
+        "sync", help="load from the Secrets (or generate), rotate one step, write Secrets and caBundles",
+        description="The one command the chart's hook Job and CronJob run. Idempotent; exit 0 when in sync.")
+    _add_cluster_arguments(sync, ca_secret_required=True)
+    sync.add_argument("--service", help="Service name the API server calls (needed to generate the first time)")
+    sync.add_argument("--namespace", help="namespace of that Service (needed to generate the first time)")
+    sync.add_argument("--dns", action="append", default=[], metavar="NAME", help="extra DNS SAN (repeatable)")
+    sync.add_argument("--ip", action="append", default=[], metavar="IP", help="IP SAN (repeatable)")
+    sync.add_argument("--renew-within", type=int, default=DEFAULT_RENEW_WITHIN_DAYS, metavar="DAYS")
+    sync.add_argument("--days", type=int, default=DEFAULT_SERVING_DAYS, help="serving cert lifetime (default %(default)s)")
+    sync.add_argument("--ca-days", type=int, default=DEFAULT_CA_DAYS, help="CA lifetime (default %(default)s)")
+    sync.add_argument("--min-overlap", type=parse_duration, default=rotation.DEFAULT_MIN_OVERLAP, metavar="DURATION",
+                      help="a new CA is in the caBundle this long before the serving cert moves to it (default 1h)")
+    sync.add_argument("--force", action="store_true", help="renew the serving cert even if not due")
+    sync.set_defaults(func=_sync)

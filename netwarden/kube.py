@@ -200,6 +200,7 @@ class KubeClient:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.admission = client.AdmissionregistrationV1Api(api_client)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -422,3 +423,46 @@ class KubeClient:
         meta = manifest["metadata"]
         return self._to_dict(self._call(self.coordination.replace_namespaced_lease, meta["name"], meta["namespace"],
                                         dict(manifest), field_manager=names.FIELD_MANAGER))
+
+    # -- certificate Secrets and webhook caBundles (the certs hook Job; see certs.inject.CERT_JOB_API_CALLS) --
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self.core.read_namespaced_secret, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_secret(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Secret; 409 (it exists) is raised for the caller to re-read and update."""
+        namespace = manifest["metadata"]["namespace"]
+        return self._to_dict(self._call(self.core.create_namespaced_secret, namespace, dict(manifest),
+                                        field_manager=names.FIELD_MANAGER))
+
+    def replace_secret(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace with the read resourceVersion: 409 means someone wrote in between."""
+        meta = manifest["metadata"]
+        return self._to_dict(self._call(self.core.replace_namespaced_secret, meta["name"], meta["namespace"],
+                                        dict(manifest), field_manager=names.FIELD_MANAGER))
+
+    def _webhook_calls(self, mutating: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        if mutating:
+            return (self.admission.read_mutating_webhook_configuration,
+                    self.admission.patch_mutating_webhook_configuration)
+        return (self.admission.read_validating_webhook_configuration,
+                self.admission.patch_validating_webhook_configuration)
+
+    def get_webhook_configuration(self, name: str, *, mutating: bool) -> dict[str, Any] | None:
+        try:
+            return self._to_dict(self._call(self._webhook_calls(mutating)[0], name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def json_patch_webhook_configuration(self, name: str, operations: list[dict[str, Any]], *,
+                                         mutating: bool) -> dict[str, Any]:
+        """RFC 6902 patch; a failed `test` op (the object changed under us) raises 409/422 for a re-read."""
+        return self._to_dict(self._call(self._webhook_calls(mutating)[1], name, operations,
+                                        field_manager=names.FIELD_MANAGER,
+                                        _content_type="application/json-patch+json"))
