@@ -88,7 +88,7 @@ COMPONENTS: tuple[Component, ...] = (
     ),
 )
 
-BUILD_COMMAND = "netwarden controlplane build   (or: python -m localkube.controlplane_build)"
+BUILD_COMMAND = "netwarden controlplane build   (or: python -m localkube.controlplane_build build)"
 
 
 # --- pure helpers -------------------------------------------------------------------------------
