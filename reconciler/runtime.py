@@ -135,7 +135,7 @@ class ReconcilerRuntime:
                     try:
                         revision = int(annotations.get(names.ANNOTATION_REVISION, "0") or 0)
                         self.engine.load_history(labels.get(names.LABEL_IDENTITY, ""), obj["metadata"]["namespace"],
-                                                 annotations.get(names.ANNOTATION_HISTORY), revision)
+                                                 annotations.get(names.ANNOTATION_HISTORY), revision, self.clock())
                     except Exception as exc:  # noqa: BLE001 - a bad annotation must not stop the watch
                         log.warning("history of %s unreadable: %s", obj["metadata"].get("name"), exc)
         self.controller.on_change(resource, kind, obj, old)

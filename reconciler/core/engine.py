@@ -140,8 +140,10 @@ class DecisionEngine:
             if at_base and state.step == names.STEP_BASELINE:
                 state.intent = actions.keep_excluded(intent, state.quarantined)
 
-    def load_history(self, identity: str, namespace: str, annotation: str | None, current_revision: int = 0) -> None:
-        tracked = self._track(identity, namespace, 0.0)
+    def load_history(self, identity: str, namespace: str, annotation: str | None, current_revision: int,
+                     now: float) -> None:
+        """Restore a policy's rollback history (from its annotation). Tracking starts now, so does learning."""
+        tracked = self._track(identity, namespace, now)
         tracked.history = PolicyHistory.from_annotation(
             annotation,
             current_revision=current_revision,

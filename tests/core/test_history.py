@@ -62,3 +62,15 @@ def test_absent_annotation_is_empty_and_malformed_ones_are_errors() -> None:
                 '{"v": 1, "entries": [{"revision": 2, "spec": {}}, {"revision": 1, "spec": {}}]}'):
         with pytest.raises(HistoryError):
             PolicyHistory.from_annotation(bad)
+
+
+def test_loading_a_policys_history_starts_learning_at_that_moment_not_at_epoch() -> None:
+    """Regression: history loaded when the webhook's policy appears used to create a baseline at t=0,
+    so its learning window had ended in 1970 and every first flow counted as a new peer."""
+    from reconciler.core.engine import DecisionEngine
+
+    engine = DecisionEngine()
+    engine.load_history("shop.deploy.api", "shop", None, 1, now=1_000_000.0)
+    baseline = engine.baseline_of("shop.deploy.api")
+    assert baseline is not None
+    assert baseline.learning_until == 1_000_000.0 + engine.config.learning_seconds
