@@ -462,7 +462,9 @@ class KubeClient:
 
     def json_patch_webhook_configuration(self, name: str, operations: list[dict[str, Any]], *,
                                          mutating: bool) -> dict[str, Any]:
-        """RFC 6902 patch; a failed `test` op (the object changed under us) raises 409/422 for a re-read."""
+        """RFC 6902 patch; a failed `test` op (the object changed under us) raises 409/422 for a re-read.
+
+        No field_manager: the local API server answers 500 to a JSON patch that names one (reported).
+        """
         return self._to_dict(self._call(self._webhook_calls(mutating)[1], name, operations,
-                                        field_manager=names.FIELD_MANAGER,
                                         _content_type="application/json-patch+json"))
