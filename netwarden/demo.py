@@ -35,9 +35,16 @@ from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
 
 #: Reconciler settings for a story told in seconds rather than hours.
 DEMO_RECONCILER_CONFIG: dict[str, Any] = {
-    "learning_window_seconds": 4.0,
-    "cleanup_grace_seconds": 2.0,
-    "tick_seconds": 0.25,
+    "reconciler": {"cleanup_grace_seconds": 2.0},
+    "core": {
+        "learning_seconds": 5.0,
+        "rate_bucket_seconds": 0.5,
+        "rate_min_buckets": 4,
+        # The shop has 7 pods: the production default (10% of pods) would refuse any quarantine here.
+        "blast_max_pod_fraction": 0.5,
+        # The story's false positive: here a sustained spike alone tightens (default weight 8 < threshold 10).
+        "deviation_weights": {"rate-spike": 12.0},
+    },
 }
 
 
@@ -298,6 +305,7 @@ class Player:
 
     def step_wait(self, step: Step) -> None:
         time.sleep(float(step.args["value"]))
+        self.last_signal = None  # what follows a wait is a state check, not a reaction to a signal
 
     # -- expectations -------------------------------------------------------------------------
     def step_expect(self, step: Step) -> None:
@@ -307,7 +315,7 @@ class Player:
         failures: list[str] = []
         while True:
             self.stack.check_alive()
-            failures = [f for f in (self._check(c) for c in checks) if f]
+            failures = [f for f in (self._check_safely(c) for c in checks) if f]
             if not failures:
                 break
             if time.monotonic() > deadline:
@@ -332,6 +340,13 @@ class Player:
             policies, pods, _ = self._snapshot()
             self.map_snapshot = policies
             self.pods_snapshot = pods
+
+    def _check_safely(self, check: Mapping[str, Any]) -> str | None:
+        """A check that cannot be evaluated yet (pods still starting) is a check that does not hold yet."""
+        try:
+            return self._check(check)
+        except (DemoFailure, KeyError) as exc:
+            return str(exc)
 
     def _check(self, check: Mapping[str, Any]) -> str | None:
         """None when the check holds, else what is wrong."""

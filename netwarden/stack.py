@@ -243,9 +243,16 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         ca_file, cert, key = make_tls(workdir / "tls", "netwarden")
         stack.ca_file = ca_file
         webhook_port, signals_port = free_port(), free_port()
-        env = {"NETWARDEN_NAMESPACE": NETWARDEN_NAMESPACE, "NETWARDEN_DNS_SERVICE": "kube-system/kube-dns",
-               "NETWARDEN_TRUSTED_USERS": RECONCILER_USER, "NETWARDEN_SIGNAL_TOKEN_FILE": str(token_file),
-               "NETWARDEN_POD_NAME": "netwarden-demo-0", "NETWARDEN_LOG_LEVEL": "INFO"}
+        config_file = workdir / "netwarden.yaml"
+        config_file.write_text(yaml.safe_dump({
+            "cluster": {"dns_service": "kube-system/kube-dns", "default_mode": mode},
+            "webhook": {"trusted_usernames": [RECONCILER_USER]},
+            "reconciler": {"token_file": str(token_file), "lease_namespace": NETWARDEN_NAMESPACE,
+                           **(reconciler_config or {}).get("reconciler", {})},
+            "core": (reconciler_config or {}).get("core", {}),
+        }))
+        env = {"NETWARDEN_CONFIG": str(config_file), "NETWARDEN_POD_NAME": "netwarden-demo-0",
+               "NETWARDEN_LOG_LEVEL": "INFO"}
         webhook = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
                                      "--port", str(webhook_port), "--kubeconfig", kubeconfig,
                                      "--workers", "2", "--threads", "4"], workdir, env)
@@ -258,11 +265,8 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         admission.create_validating_webhook_configuration(validating)
         progress(f"webhook up on {stack.webhook_url} (gunicorn, TLS), registered as a MutatingWebhookConfiguration")
 
-        config_file = workdir / "reconciler.yaml"
-        config_file.write_text(yaml.safe_dump(reconciler_config or {}))
         reconciler = _spawn("reconciler", [sys.executable, "-m", "netwarden.cli", "reconciler", "--kubeconfig", kubeconfig,
-                                           "--port", str(signals_port), "--cert", cert, "--key", key, "--mode", mode,
-                                           "--config", str(config_file)], workdir, env)
+                                           "--port", str(signals_port), "--cert", cert, "--key", key], workdir, env)
         processes.append(reconciler)
         stack.signals_url = f"https://127.0.0.1:{signals_port}"
         _wait("reconciler", lambda: _https_ready(f"{stack.signals_url}/readyz", ca_file), 30, reconciler)
@@ -270,7 +274,7 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
 
         from localkube.kubelet import FakeKubelet
 
-        kubelet = FakeKubelet(load_api_client(kubeconfig)).start()
+        kubelet = FakeKubelet(load_api_client(kubeconfig))
         closers.append(kubelet.stop)
         if engine != "kube":
             from localkube.workloads import WorkloadController

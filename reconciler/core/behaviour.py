@@ -281,8 +281,11 @@ def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Dev
         and b.spiked_bucket != b.bucket
         and b.buckets_seen >= cfg.rate_min_buckets
     ):
+        # One sustained spike is one anomaly: a bucket right after a spiking one continues that episode.
+        continuing = b.spiked_bucket == b.bucket - 1
         b.spiked_bucket = b.bucket
-        deviations.append(_rate_spike(b, view, now))
+        if not continuing:
+            deviations.append(_rate_spike(b, view, now))
 
     if view.dropped:
         # A dropped flow never happened: it is not learned, only counted towards a burst.

@@ -135,6 +135,23 @@ def test_a_rate_spike_is_reported_once_per_bucket() -> None:
     assert spikes[0].details["count"] > spikes[0].details["mean"]
 
 
+def test_a_sustained_spike_is_one_episode_and_a_later_one_is_another() -> None:
+    b = Baseline(API, "shop", 0.0, FAST)
+    for second in range(300):  # 10 flows per 10 s bucket, steady
+        observe(b, view(t=float(second)), float(second))
+    spikes = []
+    for t in (305.0, 315.0, 325.0):  # three consecutive 10 s buckets of 200 flows each
+        for _ in range(200):
+            spikes += observe(b, view(t=t), t)[1]
+    assert [d.kind for d in spikes] == [RATE_SPIKE]
+    for second in range(335, 400):  # back to normal
+        observe(b, view(t=float(second)), float(second))
+    later = []
+    for _ in range(400):
+        later += observe(b, view(t=405.0), 405.0)[1]
+    assert [d.kind for d in later] == [RATE_SPIKE]
+
+
 def test_a_steady_rate_is_no_spike() -> None:
     b = Baseline(API, "shop", 0.0, FAST)
     found = []
