@@ -10,7 +10,8 @@ for the others (e.g. NETWARDEN_DNS_SERVICE, NETWARDEN_WEBHOOK_PORT). The YAML fi
 per section: `{cluster: {dns_service: ...}, webhook: {port: 8443}}`; unknown keys are errors, so a
 typo fails at start-up instead of being ignored.
 
-Sections: `cluster` (shared), `webhook`. The reconciler adds its own section here.
+Sections: `cluster` (shared), `webhook`, `reconciler`, and `core` (the decision core's tunables, a
+mapping validated by reconciler.core.config.CoreConfig).
 """
 
 from __future__ import annotations
@@ -87,12 +88,41 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class ReconcilerConfig:
+    """The reconciler process: signal receivers, leader election, lifecycle timings.
+
+    The decision core's tunables (thresholds, weights, guard rails) are the `core` section of the same
+    file, validated by reconciler.core.config.CoreConfig (see its field comments for every key).
+    """
+
+    host: str = option("0.0.0.0", "signal receiver address")
+    port: int = option(8444, "signal receiver port (HTTPS when cert and key are set)")
+    cert: str | None = option(None, "PEM certificate for the signal receiver (reloaded live)")
+    key: str | None = option(None, "PEM private key for the signal receiver")
+    token_file: str | None = option(
+        None, "file holding the bearer token signal senders must present (re-read when it changes)")
+    cleanup_grace_seconds: float = option(
+        300.0, "how long a workload's policies outlive its last pod (long enough for a rolling update)")
+    leader_elect: bool = option(True, "elect a leader through a coordination.k8s.io Lease; only the leader writes")
+    lease_namespace: str = option("netwarden", "namespace of the leader Lease (netwarden's own)")
+    lease_name: str = option("netwarden-reconciler", "name of the leader Lease")
+    max_body_bytes: int = option(8 * 1024 * 1024, "largest signal POST accepted, bytes (413 above)")
+    signal_sources: tuple[str, ...] = option(
+        ("flows", "falco", "alertmanager"), "signal endpoints served, /signals/<source> (others answer 404)")
+
+
+@dataclass(frozen=True)
 class NetwardenConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    reconciler: ReconcilerConfig = field(default_factory=ReconcilerConfig)
+    #: The `core` section as written: reconciler.core.config.CoreConfig.from_mapping validates it.
+    core: Mapping[str, Any] = field(default_factory=dict)
 
 
-SECTIONS: dict[str, type] = {"cluster": ClusterConfig, "webhook": WebhookConfig}
+SECTIONS: dict[str, type] = {"cluster": ClusterConfig, "webhook": WebhookConfig, "reconciler": ReconcilerConfig}
+#: A section of the file that is a free mapping validated by its owner, not by this module.
+CORE_SECTION = "core"
 
 
 # --- describing options ------------------------------------------------------------------------
@@ -138,7 +168,8 @@ def options_markdown() -> str:
     rows = ["| section | option | environment | default | what it does |", "|---|---|---|---|---|"]
     for section in SECTIONS:
         for opt in section_options(section):
-            rows.append(f"| {section} | `{opt.name}` | `{opt.env}` | `{format_default(opt.default)}` | {opt.help} |")
+            help_text = opt.help.replace("|", "\\|")
+            rows.append(f"| {section} | `{opt.name}` | `{opt.env}` | `{format_default(opt.default)}` | {help_text} |")
     return "\n".join(rows)
 
 
@@ -197,8 +228,11 @@ def load_config(
     env = os.environ if env is None else env
     values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     path = env.get(CONFIG_FILE_ENV)
+    core: Mapping[str, Any] = {}
     if path:
-        for section, items in _read_yaml(path).items():
+        sections = _read_yaml(path)
+        core = sections.pop(CORE_SECTION, {})
+        for section, items in sections.items():
             for opt in section_options(section):
                 if opt.name in items:
                     values[section][opt.name] = convert(opt, items[opt.name], f"{path}")
@@ -212,7 +246,7 @@ def load_config(
         for opt in section_options(section):
             if items.get(opt.name) is not None:
                 values[section][opt.name] = convert(opt, items[opt.name], opt.flag)
-    config = NetwardenConfig(**{s: SECTIONS[s](**values[s]) for s in SECTIONS})
+    config = NetwardenConfig(**{s: SECTIONS[s](**values[s]) for s in SECTIONS}, core=dict(core))
     validate(config)
     return config
 
@@ -227,11 +261,13 @@ def _read_yaml(path: str) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{path}: expected a mapping of sections")
     out: dict[str, dict[str, Any]] = {}
     for section, items in data.items():
-        if section not in SECTIONS:
-            # Another component's section (present in a shared file) is not ours to judge.
-            continue
+        if section not in SECTIONS and section != CORE_SECTION:
+            raise ConfigError(f"{path}: unknown section {section!r} (expected {', '.join([*SECTIONS, CORE_SECTION])})")
         if not isinstance(items, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        if section == CORE_SECTION:
+            out[section] = items
+            continue
         known = {opt.name for opt in section_options(section)}
         unknown = sorted(set(items) - known)
         if unknown:
@@ -246,6 +282,10 @@ def validate(config: NetwardenConfig) -> None:
     namespace, _, name = config.cluster.dns_service.partition("/")
     if not namespace or not name:
         raise ConfigError(f"cluster.dns_service {config.cluster.dns_service!r}: expected NAMESPACE/NAME")
+    if not 1 <= config.reconciler.port <= 65535:
+        raise ConfigError(f"reconciler.port {config.reconciler.port}: expected 1-65535")
+    if config.reconciler.cleanup_grace_seconds < 0:
+        raise ConfigError("reconciler.cleanup_grace_seconds: expected 0 or more")
     hook = config.webhook
     if not 1 <= hook.port <= 65535:
         raise ConfigError(f"webhook.port {hook.port}: expected 1-65535")
@@ -298,3 +338,7 @@ def export_to_env(config: NetwardenConfig, env: dict[str, str] | os._Environ[str
                 env[opt.env] = ",".join(value)
             else:
                 env[opt.env] = str(value)
+
+
+if __name__ == "__main__":
+    print(options_markdown())

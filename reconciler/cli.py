@@ -22,24 +22,18 @@ DEFAULT_PORT = 8444
 
 
 def add_reconciler_parser(subparsers: argparse._SubParsersAction) -> None:
-    run = subparsers.add_parser("reconciler", help="run the reconciler (watches, leader election, signal receivers)")
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else KUBECONFIG)")
-    run.add_argument("--host", default="0.0.0.0", help="signal receiver address (default 0.0.0.0)")
-    run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"signal receiver port (default {DEFAULT_PORT})")
-    run.add_argument("--cert", help="PEM certificate for the receiver (TLS when given with --key)")
-    run.add_argument("--key", help="PEM private key for the receiver")
-    run.add_argument("--mode", choices=names.MODES, help="mode for namespaces without a mode annotation")
-    run.add_argument("--config", help="YAML file of decision-core settings (reconciler.core.config.CoreConfig keys)")
+    from netwarden.config import add_section_arguments
+
+    run = subparsers.add_parser(
+        "reconciler", help="run the reconciler (watches, leader election, signal receivers)",
+        description="Every option also comes from the config file (NETWARDEN_CONFIG / --config: sections cluster, "
+                    "reconciler and core) and from NETWARDEN_* environment variables; flags win.")
+    run.add_argument("--config", metavar="FILE", help="the netwarden config file (YAML sections; sets NETWARDEN_CONFIG)")
+    run.add_argument("--mode", choices=names.MODES, help="shortcut for --default-mode")
     run.add_argument("--flows-file", help="also ingest JSON-lines flows from PATH ('-' for stdin)")
-    run.add_argument("--token-file", default=os.environ.get("NETWARDEN_SIGNAL_TOKEN_FILE"),
-                     help="file holding the receivers' bearer token [env NETWARDEN_SIGNAL_TOKEN_FILE]")
     run.add_argument("--no-auth", action="store_true", help="accept signals without a token (local use only)")
-    run.add_argument("--no-leader-elect", action="store_true", help="single instance: write without a Lease")
-    run.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "netwarden"))
-    run.add_argument("--lease-name", default="netwarden-reconciler")
-    run.add_argument("--cleanup-grace", type=float, default=300.0,
-                     help="seconds after a workload's last pod before its policies are removed (default 300)")
-    run.add_argument("--dns-service", default="kube-system/kube-dns", help="NAMESPACE/NAME of the DNS Service")
+    add_section_arguments(run, "cluster")
+    add_section_arguments(run, "reconciler")
     run.set_defaults(func=run_reconciler)
 
     status = subparsers.add_parser("status", help="managed policies: step, mode, score, pending changes")
@@ -177,8 +171,6 @@ def cmd_policy_op(args: argparse.Namespace) -> int:
 
 
 def run_reconciler(args: argparse.Namespace) -> int:
-    import yaml
-
     from reconciler.controller import ControllerSettings
     from reconciler.core.config import CoreConfig
     from reconciler.leader import AlwaysOpen, LeaderElector
@@ -186,30 +178,43 @@ def run_reconciler(args: argparse.Namespace) -> int:
     from reconciler.runtime import ReconcilerRuntime, RuntimeSettings, resolve_dns_target
     from reconciler.signals.streams import SignalCounters
 
+    from netwarden.config import ConfigError, load_config, overrides_from_args
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.no_auth and not args.token_file:
-        print("error: --token-file (or NETWARDEN_SIGNAL_TOKEN_FILE) is required unless --no-auth", file=sys.stderr)
-        return 2
-    core_values: dict[str, Any] = {}
+    env = dict(os.environ)
     if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            core_values = dict(yaml.safe_load(handle) or {})
+        env["NETWARDEN_CONFIG"] = args.config
+    overrides = overrides_from_args(args)
     if args.mode:
-        core_values["default_mode"] = args.mode
-    core = CoreConfig.from_mapping(core_values)
-    kube = _kube(args.kubeconfig)
-    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=args.cleanup_grace,
-                                                  dns=resolve_dns_target(kube, args.dns_service),
+        overrides.setdefault("cluster", {})["default_mode"] = args.mode
+    try:
+        config = load_config(env, overrides)
+        core_values = dict(config.core)
+        if core_values.get("default_mode", config.cluster.default_mode) != config.cluster.default_mode:
+            raise ConfigError("core.default_mode differs from cluster.default_mode: set the mode once, in cluster")
+        core_values["default_mode"] = config.cluster.default_mode
+        core = CoreConfig.from_mapping(core_values)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rc = config.reconciler
+    if not args.no_auth and not rc.token_file:
+        print("error: a signal token file is required (--token-file or NETWARDEN_RECONCILER_TOKEN_FILE) "
+              "unless --no-auth", file=sys.stderr)
+        return 2
+    kube = _kube(config.cluster.kubeconfig)
+    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=rc.cleanup_grace_seconds,
+                                                  dns=resolve_dns_target(kube, config.cluster.dns_service),
                                                   default_mode=core.default_mode,
                                                   write_rate_per_second=core.write_rate_per_second,
                                                   write_burst=core.write_burst, max_history=core.max_history,
                                                   history_max_bytes=core.history_max_bytes))
     runtime_holder: list[Any] = []
-    if args.no_leader_elect:
+    if not rc.leader_elect:
         gate: Any = AlwaysOpen()
     else:
         identity = os.environ.get("NETWARDEN_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        gate = LeaderElector(kube, args.lease_namespace, args.lease_name, identity,
+        gate = LeaderElector(kube, rc.lease_namespace, rc.lease_name, identity,
                              on_started=lambda: runtime_holder and runtime_holder[0].on_leadership())
     runtime = ReconcilerRuntime(kube, settings, core, gate=gate)
     runtime_holder.append(runtime)
@@ -217,9 +222,10 @@ def run_reconciler(args: argparse.Namespace) -> int:
         gate.start()
     runtime.start()
     counters = SignalCounters()
-    app = create_receiver_app(runtime, token=None if args.no_auth else TokenFile(args.token_file),
-                              counters=counters, ready=runtime.ready)
-    server = ReceiverServer(app, args.host, args.port, cert=args.cert, key=args.key).start()
+    app = create_receiver_app(runtime, token=None if args.no_auth else TokenFile(rc.token_file),
+                              counters=counters, ready=runtime.ready, max_body_bytes=rc.max_body_bytes,
+                              sources=rc.signal_sources)
+    server = ReceiverServer(app, rc.host, rc.port, cert=rc.cert, key=rc.key).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -230,7 +236,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
                 result = ingest_flow_stream(stream, runtime, counters, stop=stop)
             logging.info(json.dumps({"event": "flows_file_done", **result.to_dict()}))
         threading.Thread(target=feed, name="flows-file", daemon=True).start()
-    logging.info(json.dumps({"event": "reconciler_started", "port": server.port, "tls": bool(args.cert)}))
+    logging.info(json.dumps({"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert)}))
     stop.wait()
     server.stop()
     runtime.stop()

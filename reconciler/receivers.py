@@ -38,7 +38,8 @@ from reconciler.signals.streams import SignalCounters, SignalCountersCollector, 
 
 log = logging.getLogger("netwarden.reconciler.receivers")
 
-TOKEN_FILE_ENV = "NETWARDEN_SIGNAL_TOKEN_FILE"
+#: The signal endpoints, /signals/<source>.
+SIGNAL_SOURCES = ("flows", "falco", "alertmanager")
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 #: Rejected-record details returned per response (the counts are always complete).
 MAX_REJECTED_LISTED = 100
@@ -180,7 +181,8 @@ def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
 
 def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: SignalCounters | None = None,
                         max_body_bytes: int = DEFAULT_MAX_BODY, ready: Callable[[], bool] = lambda: True,
-                        registry: CollectorRegistry | None = None) -> Flask:
+                        registry: CollectorRegistry | None = None,
+                        sources: Iterable[str] = SIGNAL_SOURCES) -> Flask:
     """The receiver WSGI app. `token=None` disables auth (only for explicit local use)."""
     app = Flask("netwarden-receivers")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -213,7 +215,18 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
     def too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
         return jsonify({"error": "request body too large", "limit_bytes": max_body_bytes}), 413
 
-    @app.post("/signals/flows")
+    enabled = frozenset(sources)
+    unknown = enabled - set(SIGNAL_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown signal source(s) {sorted(unknown)}: expected {', '.join(SIGNAL_SOURCES)}")
+
+    def route(source: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """POST /signals/<source>, served only when that source is enabled (else 404, like any unknown path)."""
+        def register(view: Callable[[], Any]) -> Callable[[], Any]:
+            return app.post(f"/signals/{source}")(view) if source in enabled else view
+        return register
+
+    @route("flows")
     def flows() -> Any:
         if not authorised():
             return unauthorised()
@@ -222,7 +235,7 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
         log_signal("flows", result, started)
         return jsonify(result.to_dict())
 
-    @app.post("/signals/falco")
+    @route("falco")
     def falco() -> Any:
         if not authorised():
             return unauthorised()
@@ -231,7 +244,7 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
         log_signal("falco", result, started)
         return jsonify(result.to_dict())
 
-    @app.post("/signals/alertmanager")
+    @route("alertmanager")
     def alertmanager() -> Any:
         if not authorised():
             return unauthorised()

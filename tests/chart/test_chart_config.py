@@ -80,10 +80,10 @@ def test_quarantine_threshold_below_tighten_threshold_fails_the_install() -> Non
 def test_reconciler_gets_its_lease_pod_name_and_token_file() -> None:
     docs = render()
     env = container_env(docs, "-reconciler")
-    assert env["NETWARDEN_LEASE_NAME"] == "nw-netwarden-reconciler"
+    assert env["NETWARDEN_RECONCILER_LEASE_NAME"] == "nw-netwarden-reconciler"
     assert env["NETWARDEN_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["NETWARDEN_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert env["NETWARDEN_SIGNAL_TOKEN_FILE"] == "/etc/netwarden/signal-token/token"
+    assert env["NETWARDEN_RECONCILER_TOKEN_FILE"] == "/etc/netwarden/signal-token/token"
     spec = one(docs, "Deployment", "-reconciler")["spec"]["template"]["spec"]
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/etc/netwarden/signal-token")
     volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])

@@ -21,12 +21,15 @@ from webhook.cli import add_webhook_parser
 
 def test_defaults_then_file_then_environment_then_flags(tmp_path: Path) -> None:
     file = tmp_path / "netwarden.yaml"
-    file.write_text("cluster: {dns_service: a/file}\nwebhook: {port: 1111, workers: 3}\nreconciler: {anything: 1}\n")
+    file.write_text("cluster: {dns_service: a/file}\nwebhook: {port: 1111, workers: 3}\n"
+                    "reconciler: {cleanup_grace_seconds: 7}\ncore: {tighten_threshold: 12}\n")
     env = {"NETWARDEN_CONFIG": str(file), "NETWARDEN_WEBHOOK_PORT": "2222"}
     config = load_config(env, {"webhook": {"workers": "5"}})
     assert config.cluster.dns_service == "a/file"
     assert config.webhook.port == 2222 and config.webhook.workers == 5
     assert config.webhook.threads == 8
+    assert config.reconciler.cleanup_grace_seconds == 7
+    assert config.core == {"tighten_threshold": 12}
 
 
 def test_trusted_usernames_are_comma_separated_in_the_environment() -> None:
@@ -76,8 +79,17 @@ def test_every_option_has_help_text_and_appears_in_the_readme_table() -> None:
             assert opt.help and f"`{opt.env}`" in table
 
 
-def test_the_webhook_readme_documents_every_option() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "webhook" / "README.md").read_text()
-    for section in SECTIONS:
-        for opt in section_options(section):
-            assert f"`{opt.env}`" in readme
+def test_the_readme_configuration_table_is_generated_from_the_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("<!-- options:begin -->", 1)[1].split("<!-- options:end -->", 1)[0].strip()
+    assert section == options_markdown(), "regenerate with: python -m netwarden.config"
+
+
+def test_unknown_section_or_option_in_the_file_fails_at_start_up(tmp_path: Path) -> None:
+    file = tmp_path / "netwarden.yaml"
+    file.write_text("reconciler: {anything: 1}\n")
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_config({"NETWARDEN_CONFIG": str(file)})
+    file.write_text("recon: {port: 1}\n")
+    with pytest.raises(ConfigError, match="unknown section 'recon'"):
+        load_config({"NETWARDEN_CONFIG": str(file)})
