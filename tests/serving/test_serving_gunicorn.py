@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certs import cli, pki, store
 
@@ -260,16 +261,32 @@ def test_every_server_log_line_is_a_json_object(server: Server) -> None:
     assert all(isinstance(e, dict) for e in events)
 
 
+def issuer_of(directory: Path) -> x509.Certificate:
+    """The CA in the directory's bundle that issued its serving certificate."""
+    stored = store.read_tls(directory)
+    (issuer,) = [ca for ca in pki.load_certificates(stored.ca_bundle_pem)
+                 if pki.is_issued_by(stored.serving.cert_pem, ca.public_bytes(serialization.Encoding.PEM))]
+    return issuer
+
+
 def test_ca_rollover_serves_a_cert_from_the_new_ca_that_bundle_holders_trust(server: Server) -> None:
     before_bundle = (server.certs / store.CA_CERT_FILE).read_bytes()
     keepalive = server.connection()
     try:
         keepalive.request("GET", "/before")
         keepalive.getresponse().read()
-        # A window longer than the CA's remaining life makes rotate roll the CA.
+        # Step 1: a window longer than the CA's remaining life makes rotate add a new CA to the
+        # bundle; the serving certificate stays on the old CA.
         assert cli.run_rotate(server.certs, now=datetime.now(timezone.utc), window=timedelta(days=4000)) == 0
         bundle = (server.certs / store.CA_CERT_FILE).read_bytes()
-        assert len(pki.load_certificates(bundle)) == 2 and bundle.startswith(before_bundle)
+        old_ca, new_ca = pki.load_certificates(bundle)
+        assert bundle.startswith(before_bundle)
+        assert issuer_of(server.certs) == old_ca
+        # Step 2, later (no overlap required here): the serving certificate moves to the new CA.
+        assert cli.run_rotate(server.certs, now=datetime.now(timezone.utc), window=timedelta(days=30),
+                              min_overlap=timedelta(0)) == 0
+        assert pki.load_certificates((server.certs / store.CA_CERT_FILE).read_bytes()) == [old_ca, new_ca]
+        assert issuer_of(server.certs) == new_ca
         new_serial = store.read_tls(server.certs).serving.serial
         serials: list[int] = []
         eventually(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
