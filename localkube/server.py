@@ -20,6 +20,7 @@ import yaml
 
 from localkube.admission import Dispatcher, ServiceAddresses
 from localkube.api import ADMIN, Api, Request, rfc3339
+from localkube.audit import AuditRecord, record_for
 from localkube.errors import ApiError, bad_request
 from localkube.faults import Fault, Faults
 from localkube.resources import GROUP_VERSIONS, RESOURCES, ResourceType, discovery_entry, lookup, FIELD_SELECTORS
@@ -71,6 +72,8 @@ class LocalKube:
         self.bookmark_interval = bookmark_interval
         self.store = Store(history_size)
         self.faults = Faults()
+        #: Every authenticated request, in RBAC terms (localkube/audit.py); also GET /_localkube/audit.
+        self.audit: list[AuditRecord] = []
         self.dispatcher = Dispatcher(self._webhook_configs, self.service_addresses)
         self.api = Api(self.store, self.dispatcher)
         self.cert: ServingCert | None = make_serving_cert() if https else None
@@ -320,6 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith("/_localkube/"):
                 self._control(method, path, raw_body)
                 return
+            kube.audit.append(record_for(user["username"], method, path, params))
             fault = kube.faults.take(method, self.path)
             is_watch = params.get("watch") in ("1", "true", "True")
             if fault is not None:
@@ -363,6 +367,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if method == "GET":
                 self._json(200, {"faults": kube.faults.list()})
+                return
+        if path == "/_localkube/audit":
+            if method == "GET":
+                self._json(200, {"items": [record.to_dict() for record in list(kube.audit)]})
+                return
+            if method == "DELETE":
+                kube.audit.clear()
+                self._json(200, {"items": []})
                 return
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
