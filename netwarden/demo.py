@@ -29,6 +29,7 @@ from netwarden import names
 from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
 from netwarden.report import (MapEdge, MapNode, ReportData, TimelineEntry, merge_edges, nodes_from_cluster, render_map_svg,
                               render_report_html, timeline_from_events)
+from netwarden.identity import namespace_of_identity, workload_identity_value
 from netwarden.scenario import Scenario, ScenarioError, Step, WorkloadSpec, parse_endpoint, parse_scenario
 from netwarden.stack import Stack, start_stack
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
@@ -98,6 +99,7 @@ class Player:
         self.map_snapshot: list[dict[str, Any]] = []
         self.pods_snapshot: list[dict[str, Any]] = []
         self.last_signal: float | None = None
+        self.events_collected = False
         self.latencies: list[tuple[str, float]] = []
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch_policies, daemon=True, name="demo-policy-watch")
@@ -281,6 +283,7 @@ class Player:
         return self.pods_of(str(step.args["target"]))
 
     def step_scale(self, step: Step) -> None:
+        self._snapshot_for_map()
         workload = self.scenario.workload(str(step.args["target"]))
         body = {"spec": {"replicas": int(step.args["replicas"])}}
         if workload.kind == "StatefulSet":
@@ -336,10 +339,13 @@ class Player:
         return policies, pods, namespaces
 
     def _snapshot_for_map(self) -> None:
+        """Before the first deletion: the map shows the cluster at its most interesting, and the
+        audit trail (Events live in the namespaces about to go) joins the timeline."""
         if not self.map_snapshot:
             policies, pods, _ = self._snapshot()
             self.map_snapshot = policies
             self.pods_snapshot = pods
+            self.collect_events()
 
     def _check_safely(self, check: Mapping[str, Any]) -> str | None:
         """A check that cannot be evaluated yet (pods still starting) is a check that does not hold yet."""
@@ -417,13 +423,14 @@ class Player:
             if identity:
                 return identity
         workload = self.scenario.workload(key)
-        from netwarden.identity import workload_identity_value
-
         return workload_identity_value(workload.namespace, workload.kind, workload.name)
 
     # -- the end ------------------------------------------------------------------------------
     def collect_events(self) -> None:
-        """netwarden's own audit trail (Events) joins the timeline."""
+        """netwarden's own audit trail (Events) joins the timeline (once)."""
+        if self.events_collected:
+            return
+        self.events_collected = True
         try:
             events = [self._dict(e) for e in self.core.list_event_for_all_namespaces().items]
         except ApiException:
@@ -446,7 +453,8 @@ class Player:
             for end in (edge.source, edge.target):
                 if end not in known:
                     known.add(end)
-                    nodes.append(MapNode(end, "world", end))
+                    namespace = namespace_of_identity(end)
+                    nodes.append(MapNode(end, namespace or "world", end.rsplit(".", 1)[-1] if namespace else end))
         log = self.policy_log
         summary: dict[str, int | float | str] = {"policies created": log.created, "policy changes": log.changed,
                                                  "rolled back": log.rolled_back, "policies removed": log.removed}
@@ -487,14 +495,20 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
     scenario = load_scenario(scenario_path)
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="netwarden-demo-"))
     out(f"netwarden demo: scenario {scenario.name!r}, engine {engine}, working directory {workdir}")
-    stack = start_stack(workdir, engine=engine, reconciler_config=DEMO_RECONCILER_CONFIG,
-                        progress=lambda m: out(f"  {m}"))
+    try:
+        stack = start_stack(workdir, engine=engine, reconciler_config=DEMO_RECONCILER_CONFIG,
+                            progress=lambda m: out(f"  {m}"))
+    except KeyboardInterrupt:
+        out("interrupted while starting: everything started has been stopped")
+        return 130
     player = Player(stack, scenario, out)
     failed: BaseException | None = None
     try:
         player.play()
     except (DemoFailure, ScenarioError, RuntimeError, TimeoutError, ApiException) as exc:
         failed = exc
+    except KeyboardInterrupt:
+        failed = DemoFailure("interrupted (Ctrl-C): everything started has been stopped")
     finally:
         player.collect_events()
         data = player.report()

@@ -1,0 +1,68 @@
+"""`netwarden demo` end to end: real processes, the built-in story, its own checks; nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (our children all name the working dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_demo_plays_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "netwarden.cli", "demo", "--out", str(workdir)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "demo passed: every step did what it claims" in proc.stdout
+    for claim in ("netwarden tightens api to its learned baseline", "quarantines exactly that pod",
+                  "rolls the worker back by itself", "every policy netwarden made is gone"):
+        assert any("  ok: " in line and claim in line for line in proc.stdout.splitlines()), claim
+    page = (workdir / "report.html").read_text()
+    assert 'id="network-map"' in page and 'class="node node-quarantined"' in page
+    assert page.count('class="timeline-entry"') >= 10
+    assert (workdir / "map.svg").read_text().startswith("<svg")
+    time.sleep(0.5)
+    assert processes_mentioning(str(workdir)) == []
+
+
+def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "netwarden.cli", "demo", "--out", str(workdir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if "step 3/" in line or time.monotonic() > deadline:
+                break
+        assert processes_mentioning(str(workdir)), "the demo's processes should be running mid-story"
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, output
+    assert "interrupted (Ctrl-C)" in output
+    time.sleep(0.5)
+    assert processes_mentioning(str(workdir)) == []
