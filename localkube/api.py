@@ -158,6 +158,41 @@ def _spec_part(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
+def _status_update(rt: ResourceType, new: Obj, old: Obj) -> Obj:
+    """The status strategies' PrepareForUpdate: everything but metadata and status stays as stored;
+    metadata changes do go through (kubelets patch pod labels that way), except a pod's ownerReferences
+    and a Deployment's labels, which upstream pins to the stored values."""
+    out = {**copy.deepcopy(_spec_part(old)), "apiVersion": new.get("apiVersion", old.get("apiVersion")),
+           "kind": new.get("kind", old.get("kind")), "metadata": _meta(new)}
+    if new.get("status") is not None:
+        out["status"] = new["status"]
+    old_meta = old.get("metadata") or {}
+    pinned = {("", "Pod"): "ownerReferences", ("apps", "Deployment"): "labels"}.get((rt.group, rt.kind))
+    if pinned:
+        if pinned in old_meta:
+            out["metadata"][pinned] = copy.deepcopy(old_meta[pinned])
+        else:
+            out["metadata"].pop(pinned, None)
+    return out
+
+
+def _touched(body: Any) -> Obj:
+    """The fields a write names: the body's keys, or for a JSON patch the paths its operations touch."""
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+    touched: Obj = {}
+    for op in body if isinstance(body, list) else []:
+        path = op.get("path") if isinstance(op, dict) else None
+        if not isinstance(path, str) or not path.startswith("/"):
+            continue
+        node = touched
+        for part in path.split("/")[1:]:
+            if part.isdigit() or part == "-":
+                break
+            node = node.setdefault(part.replace("~1", "/").replace("~0", "~"), {})
+    return touched
+
+
 class Api:
     """Create/get/list/update/patch/delete for every registered type (one implementation)."""
 
@@ -214,7 +249,7 @@ class Api:
                    if not (e.get("manager") == manager and e.get("operation") == operation)]
         entry = {"manager": manager, "operation": operation, "apiVersion": rt.api_version,
                  "time": rfc3339(self.clock()), "fieldsType": "FieldsV1",
-                 "fieldsV1": _fields_v1({k: v for k, v in (body or {}).items() if k not in ("apiVersion", "kind")})}
+                 "fieldsV1": _fields_v1(_touched(body))}
         if subresource:
             entry["subresource"] = subresource
         entries.append(entry)
@@ -309,12 +344,7 @@ class Api:
             raise conflict(rt.group, rt.plural, name, "the object has been modified; please apply your changes to "
                            "the latest version and try again")
         if subresource == "status":
-            status = new.get("status")
-            new = copy.deepcopy(old)
-            if status is None:
-                new.pop("status", None)
-            else:
-                new["status"] = status
+            new = _status_update(rt, new, old)
         elif rt.status_subresource:
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])

@@ -1,5 +1,6 @@
 """The few controllers a bare API server needs to look real: garbage collector, namespace lifecycle,
-and the service-account controller's `default` ServiceAccount."""
+the service-account controller's `default` ServiceAccount, and the root-ca-cert-publisher's
+`kube-root-ca.crt` ConfigMap (kube-controller-manager puts one in every namespace)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,22 @@ from localkube.store import Change, Obj, Store
 
 NAMESPACES = lookup("", "v1", "namespaces")
 SERVICE_ACCOUNTS = lookup("", "v1", "serviceaccounts")
+CONFIG_MAPS = lookup("", "v1", "configmaps")
+ROOT_CA_CONFIG_MAP = "kube-root-ca.crt"
+DESCRIPTION_ANNOTATION = "kubernetes.io/description"
+ROOT_CA_DESCRIPTION = ("Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+                       "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+                       "guaranteed across distributions of Kubernetes clusters.")
 BY_KEY = {r.key: r for r in RESOURCES}
 
 
 class Controllers:
     """A background thread that reconciles after every change (and every `interval` seconds)."""
 
-    def __init__(self, store: Store, stamp: Callable[[Obj], None], interval: float = 0.5) -> None:
+    def __init__(self, store: Store, stamp: Callable[[Obj], None], interval: float = 0.5,
+                 root_ca_pem: bytes = b"") -> None:
         self.store = store
+        self._root_ca = root_ca_pem.decode()
         self._stamp = stamp  # fills uid/creationTimestamp for objects the controllers create
         self._interval = interval
         self._wake = threading.Event()
@@ -52,6 +61,7 @@ class Controllers:
         objects = list(self.store.all_objects())
         uids = {o["metadata"].get("uid") for _, o in objects}
         self._service_accounts(objects)
+        self._root_ca_config_maps(objects)
         self._namespaces(objects)
         for key, obj in objects:
             self._collect(key, obj, uids, objects)
@@ -147,6 +157,35 @@ class Controllers:
             self._stamp(sa)
             try:
                 self.store.create(SERVICE_ACCOUNTS, sa)  # type: ignore[arg-type]
+            except ApiError:
+                pass
+
+    def _root_ca_config_maps(self, objects: list[tuple[str, Obj]]) -> None:
+        """root-ca-cert-publisher: create kube-root-ca.crt where missing, put back its data and annotation."""
+        if not self._root_ca:
+            return
+        have = {o["metadata"].get("namespace"): o for k, o in objects
+                if k == CONFIG_MAPS.key and o["metadata"]["name"] == ROOT_CA_CONFIG_MAP}  # type: ignore[union-attr]
+        data = {"ca.crt": self._root_ca}
+        for key, ns in objects:
+            if key != NAMESPACES.key or ns["metadata"].get("deletionTimestamp"):  # type: ignore[union-attr]
+                continue
+            name = ns["metadata"]["name"]
+            current = have.get(name)
+            try:
+                if current is None:
+                    cm: Obj = {"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": ROOT_CA_CONFIG_MAP, "namespace": name,
+                                            "annotations": {DESCRIPTION_ANNOTATION: ROOT_CA_DESCRIPTION}},
+                               "data": data}
+                    self._stamp(cm)
+                    self.store.create(CONFIG_MAPS, cm)  # type: ignore[arg-type]
+                elif current.get("data") != data or not (current["metadata"].get("annotations") or {}).get(
+                        DESCRIPTION_ANNOTATION):
+                    fixed = copy.deepcopy(current)
+                    fixed["data"] = data
+                    fixed["metadata"].setdefault("annotations", {})[DESCRIPTION_ANNOTATION] = ROOT_CA_DESCRIPTION
+                    self._update(CONFIG_MAPS.key, fixed)  # type: ignore[union-attr]
             except ApiError:
                 pass
 

@@ -167,26 +167,56 @@ def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
                 return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
             return copy.deepcopy(patch)
         if key is None:
-            out = list(copy.deepcopy(target))
-            for item in patch:
+            out = []
+            for item in list(target) + list(patch):
                 if item not in out:
                     out.append(copy.deepcopy(item))
-            return out
+            return _upstream_order(out, list(patch), list(target), lambda x: x)
         if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
             return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
-        out = [copy.deepcopy(i) for i in target]
-        for item in patch:
-            if not isinstance(item, dict):
-                continue
+        deleted = {i.get(key) for i in patch if isinstance(i, dict) and i.get("$patch") == "delete"}
+        original = [copy.deepcopy(i) for i in target if not (isinstance(i, dict) and i.get(key) in deleted)]
+        plain = [i for i in patch if isinstance(i, dict) and "$patch" not in i]
+        out = [copy.deepcopy(i) for i in original]
+        for item in plain:
             idx = next((n for n, cur in enumerate(out) if isinstance(cur, dict) and cur.get(key) == item.get(key)),
                        None)
-            if item.get("$patch") == "delete":
-                if idx is not None:
-                    out.pop(idx)
-                continue
             if idx is None:
                 out.append(strategic_merge({}, item, ""))
             else:
                 out[idx] = strategic_merge(out[idx], item, "")
-        return out
+        return _upstream_order(out, plain, original, lambda x: x.get(key) if isinstance(x, dict) else x)
     return copy.deepcopy(patch)
+
+
+def _upstream_order(merged: list[Any], patch: list[Any], original: list[Any], ident: Any) -> list[Any]:
+    """apimachinery's normalizeElementOrder: items named in the patch keep the patch's order, server-only
+    items keep the live order, and the two interleave where the live order relates them (so a new item
+    the server has never seen goes first: ["a"] patched with ["b"] is ["b", "a"])."""
+    patch_ids = [ident(p) for p in patch]
+    server_ids = [ident(o) for o in original]
+
+    def index(ids: list[Any], item: Any) -> int:
+        return ids.index(ident(item)) if ident(item) in ids else -1
+
+    def by(ids: list[Any], items: list[Any]) -> list[Any]:
+        found = sorted((i for i in items if index(ids, i) >= 0), key=lambda i: index(ids, i))
+        return found + [i for i in items if index(ids, i) < 0]
+
+    right = by(patch_ids, [m for m in merged if ident(m) in patch_ids])
+    left = by(server_ids, [m for m in merged if ident(m) not in patch_ids])
+    out: list[Any] = []
+    i = j = 0
+    while i < len(left) or j < len(right):
+        if i < len(left) and j < len(right):
+            li, ri = index(server_ids, left[i]), index(server_ids, right[j])
+            take_left = li >= 0 and ri >= 0 and li < ri
+        else:
+            take_left = i < len(left)
+        if take_left:
+            out.append(left[i])
+            i += 1
+        else:
+            out.append(right[j])
+            j += 1
+    return out

@@ -84,7 +84,9 @@ class LocalKube:
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         from localkube.controllers import Controllers
-        self.controllers = Controllers(self.store, self._stamp)
+        # the cluster CA every namespace's kube-root-ca.crt carries (a throwaway one on plain HTTP)
+        self.root_ca_pem = self.cert.ca_pem if self.cert else make_serving_cert().ca_pem
+        self.controllers = Controllers(self.store, self._stamp, root_ca_pem=self.root_ca_pem)
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------

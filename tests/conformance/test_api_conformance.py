@@ -147,6 +147,7 @@ def test_field_selectors_on_name_namespace_phase_and_node(core: client.CoreV1Api
 
 
 def test_list_limit_and_continue_pages_through_everything(core: client.CoreV1Api, namespace: str) -> None:
+    wait_for(lambda: root_ca_config_map(core, namespace))  # the namespace's own ConfigMap pages along
     for i in range(5):
         core.create_namespaced_config_map(namespace, {"metadata": {"name": f"cm-{i}"}})
     first = core.list_namespaced_config_map(namespace, limit=2)
@@ -157,7 +158,7 @@ def test_list_limit_and_continue_pages_through_everything(core: client.CoreV1Api
         page = core.list_namespaced_config_map(namespace, limit=2, _continue=token)
         seen += [c.metadata.name for c in page.items]
         token = page.metadata._continue
-    assert sorted(seen) == [f"cm-{i}" for i in range(5)]
+    assert sorted(seen) == sorted([f"cm-{i}" for i in range(5)] + ["kube-root-ca.crt"])
 
 
 def test_replace_with_stale_resource_version_is_409_conflict(core: client.CoreV1Api, namespace: str) -> None:
@@ -187,11 +188,19 @@ def test_generation_bumps_on_spec_change_only(cluster: Cluster, namespace: str) 
     assert np.metadata.generation == 2
 
 
-def test_pod_status_subresource_changes_only_status(core: client.CoreV1Api, namespace: str) -> None:
+def test_pod_status_subresource_keeps_spec_but_takes_metadata(core: client.CoreV1Api, namespace: str) -> None:
+    """pods/status resets spec (and ownerReferences) to the stored values; labels do go through, as
+    upstream's podStatusStrategy lets them (kubelets relied on it)."""
+    owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
     core.create_namespaced_pod(namespace, pod_body("p", {"a": "1"}))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
     out = core.patch_namespaced_pod_status("p", namespace, {"status": {"phase": "Running", "podIP": "10.0.0.7"},
-                                                            "metadata": {"labels": {"a": "2"}}})
-    assert out.status.phase == "Running" and out.metadata.labels == {"a": "1"}
+                                                            "spec": {"activeDeadlineSeconds": 5},
+                                                            "metadata": {"labels": {"a": "2"},
+                                                                         "ownerReferences": [ref]}})
+    assert out.status.phase == "Running" and out.status.pod_ip == "10.0.0.7"
+    assert out.metadata.labels == {"a": "2"}
+    assert out.spec.active_deadline_seconds is None and not out.metadata.owner_references
     ignored = core.patch_namespaced_pod("p", namespace, {"status": {"phase": "Failed"},
                                                          "metadata": {"labels": {"a": "3"}}})
     assert ignored.status.phase == "Running" and ignored.metadata.labels == {"a": "3"}
@@ -221,9 +230,37 @@ def test_strategic_merge_merges_owner_references_and_finalizers(core: client.Cor
     ref2 = {**ref, "name": "owner2", "uid": owner2.metadata.uid}
     out = core.patch_namespaced_config_map("c", namespace, {"metadata": {"finalizers": ["b.io/y"],
                                                                          "ownerReferences": [ref2]}})
-    assert out.metadata.finalizers == ["a.io/x", "b.io/y"]
-    assert [r.name for r in out.metadata.owner_references] == ["owner", "owner2"]
+    # apimachinery's order: items the live list never had come first, then the live ones
+    assert out.metadata.finalizers == ["b.io/y", "a.io/x"]
+    assert [r.name for r in out.metadata.owner_references] == ["owner2", "owner"]
+    out = core.patch_namespaced_config_map("c", namespace, {"metadata": {"finalizers": ["a.io/x", "c.io/z"]}})
+    assert out.metadata.finalizers == ["b.io/y", "a.io/x", "c.io/z"]
     core.patch_namespaced_config_map("c", namespace, [{"op": "remove", "path": "/metadata/finalizers"}])
+
+
+def test_strategic_merge_keeps_live_order_of_keyed_items(cluster: Cluster, namespace: str) -> None:
+    apps = client.AppsV1Api(cluster.api_client())
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "d"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "d"}},
+                 "template": {"metadata": {"labels": {"app": "d"}},
+                              "spec": {"containers": [{"name": n, "image": "nginx:1"} for n in "abc"]}}}})
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"},
+                                                           {"name": "new", "image": "nginx:2"},
+                                                           {"name": "a", "image": "nginx:2"}]}}}}
+    out = apps.patch_namespaced_deployment("d", namespace, patch)
+    # patch items keep the patch's order; a live-only item goes before a patch item the live list put after it
+    assert [(c.name, c.image) for c in out.spec.template.spec.containers] == [
+        ("b", "nginx:1"), ("c", "nginx:2"), ("new", "nginx:2"), ("a", "nginx:2")]
+
+
+def test_json_patch_with_field_manager_records_the_manager(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"a": "1"}})
+    out = core.patch_namespaced_config_map("c", namespace, [{"op": "add", "path": "/data/b", "value": "2"}],
+                                           field_manager="netwarden-certs")
+    assert out.data == {"a": "1", "b": "2"}
+    entry = next(m for m in out.metadata.managed_fields if m.manager == "netwarden-certs")
+    assert entry.operation == "Update" and "f:b" in entry.fields_v1["f:data"]
 
 
 def test_merge_patch_replaces_lists(core: client.CoreV1Api, namespace: str) -> None:
@@ -268,7 +305,7 @@ def test_owner_deletion_garbage_collects_dependents(cluster: Cluster, namespace:
                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
     ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": rs.metadata.uid,
            "controller": True, "blockOwnerDeletion": True}
-    body = pod_body("rs-pod")
+    body = pod_body("rs-pod", {"app": "x"})  # a ReplicaSet controller releases pods its selector misses
     body["metadata"]["ownerReferences"] = [ref]
     core.create_namespaced_pod(namespace, body)
     apps.delete_namespaced_replica_set("rs", namespace, propagation_policy="Background")
@@ -369,11 +406,43 @@ def test_watch_streams_added_modified_deleted(core: client.CoreV1Api, namespace:
 
 def test_watch_from_zero_starts_with_synthetic_added(core: client.CoreV1Api, namespace: str) -> None:
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "pre"}})
+    wait_for(lambda: root_ca_config_map(core, namespace))
     w = watch.Watch()
+    seen = []
     for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version="0", timeout_seconds=2):
-        assert (ev["type"], ev["object"].metadata.name) == ("ADDED", "pre")
-        w.stop()
-        break
+        seen.append((ev["type"], ev["object"].metadata.name))
+        if len(seen) == 2:
+            w.stop()
+    assert sorted(seen) == [("ADDED", "kube-root-ca.crt"), ("ADDED", "pre")]
+
+
+def root_ca_config_map(core: client.CoreV1Api, namespace: str) -> Any:
+    items = core.list_namespaced_config_map(namespace, field_selector="metadata.name=kube-root-ca.crt").items
+    return items[0] if items else None
+
+
+def test_every_namespace_gets_the_root_ca_config_map_back(core: client.CoreV1Api, namespace: str) -> None:
+    cm = wait_for(lambda: root_ca_config_map(core, namespace))
+    assert cm.data["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    assert cm.metadata.annotations["kubernetes.io/description"].startswith("Contains a CA bundle")
+    core.patch_namespaced_config_map("kube-root-ca.crt", namespace, {"data": {"ca.crt": "tampered"}})
+    assert wait_for(lambda: root_ca_config_map(core, namespace).data["ca.crt"] == cm.data["ca.crt"])
+    core.delete_namespaced_config_map("kube-root-ca.crt", namespace)
+    assert wait_for(lambda: (root_ca_config_map(core, namespace) or cm).metadata.uid != cm.metadata.uid)
+
+
+def test_deployment_status_subresource_keeps_labels(cluster: Cluster, namespace: str) -> None:
+    apps = client.AppsV1Api(cluster.api_client())
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "d", "labels": {"a": "1"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "d"}},
+                 "template": {"metadata": {"labels": {"app": "d"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    out = apps.patch_namespaced_deployment_status("d", namespace, {"metadata": {"labels": {"a": "2"},
+                                                                                "annotations": {"n": "1"}},
+                                                                   "status": {"observedGeneration": 7}})
+    assert out.metadata.labels == {"a": "1"} and out.metadata.annotations["n"] == "1"
+    assert out.status.observed_generation == 7
 
 
 def test_watch_applies_label_selector_transitions(core: client.CoreV1Api, namespace: str) -> None:
