@@ -15,8 +15,9 @@ from reconciler.core.engine import DecisionEngine
 from reconciler.core.risk import POLICY_DROPS
 from reconciler.signals.parse import parse_alertmanager_payload, parse_falco_event, parse_hubble_line
 from tests.core.corekit import with_config
+from tests.support.data import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason="shared payloads not present")
 
 REVIEWS = PodRef("bookinfo.deploy.reviews-v1", "bookinfo", "reviews-v1-545db77b95-s6jb8", "inst-reviews", "10.0.2.16")

@@ -12,8 +12,9 @@ import requests
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert
 from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
 from reconciler.signals.streams import SignalCounters
+from tests.support.data import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 TOKEN = "s3cret-token"
 
 

@@ -17,8 +17,9 @@ from reconciler.signals.parse import (
     parse_hubble_line,
     parse_rfc3339,
 )
+from tests.support.data import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def lines(path: Path) -> list[dict]:

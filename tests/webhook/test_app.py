@@ -13,8 +13,9 @@ from flask.testing import FlaskClient
 from netwarden import names
 from netwarden.config import NetwardenConfig, WebhookConfig
 from webhook.app import create_app
+from tests.support.data import SHARED_DATA
 
-DATA = Path("/work/shared/data/admission")
+DATA = SHARED_DATA / "admission"
 
 
 @pytest.fixture()
