@@ -35,19 +35,22 @@ RECONCILER: frozenset[Triple] = frozenset(
     | _grant("coordination.k8s.io", ("leases",), ("get", "create", "update"))
 )
 
-#: Certificate Jobs (built-in certificates only): the TLS/CA Secrets (get/update by name) and
-#: caBundle of netwarden's own two webhook configurations (by name).
+#: Certificate rotation CronJob (built-in certificates only): the TLS/CA Secrets (get/update by
+#: name) and caBundle of netwarden's own two webhook configurations (by name).
 CERTS: frozenset[Triple] = frozenset(
-    _grant("", ("secrets",), ("create", "get", "update"))
+    _grant("", ("secrets",), ("get", "update"))
     | _grant("admissionregistration.k8s.io", ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"), ("get", "patch"))
 )
+
+#: Install/upgrade hook Jobs: the CronJob's rules, plus creating the Secrets the first time.
+CERTS_HOOK: frozenset[Triple] = CERTS | _grant("", ("secrets",), ("create",))
 
 #: Per ServiceAccount. "certs" runs the rotation CronJob; "certs-hook" the install/upgrade hooks.
 EXPECTED_RBAC: dict[str, frozenset[Triple]] = {
     "webhook": WEBHOOK,
     "reconciler": RECONCILER,
     "certs": CERTS,
-    "certs-hook": CERTS,
+    "certs-hook": CERTS_HOOK,
 }
 
 #: Which component's code each ServiceAccount runs (for the coverage test).

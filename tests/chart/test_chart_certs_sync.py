@@ -1,119 +1,133 @@
-"""charts/netwarden/files/certs-sync.py: the commands it runs work with the real `netwarden certs`,
-the certificate covers both Services, and the caBundle patch is minimal."""
+"""The chart's certificate Jobs run the real `netwarden certs sync`: its parser accepts exactly the
+rendered args, the names they carry are the chart's own objects, and run against the local API
+server the hook creates a pair covering both Services that the rotation CronJob then keeps."""
 
 from __future__ import annotations
 
+import argparse
 import base64
-import importlib.util
-import subprocess
-import sys
+import io
+from contextlib import redirect_stdout
 from pathlib import Path
-from types import ModuleType
+from typing import Any, Iterator
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "charts" / "netwarden" / "files" / "certs-sync.py"
+pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
+
+from certs import pki  # noqa: E402
+from localkube import LocalKube  # noqa: E402
+from netwarden.cli import build_parser  # noqa: E402
+from tests.chart.chartkit import CHART_DIR, NAMESPACE, Manifest, of_kind, one, pod_specs, render  # noqa: E402
+
+HOOK_JOBS = {"nw-netwarden-certs-secret": "pre-install,pre-upgrade",
+             "nw-netwarden-certs-cabundle": "post-install,post-upgrade"}
 
 
-@pytest.fixture(scope="module")
-def sync() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("certs_sync", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def certs_args(docs: list[Manifest]) -> dict[str, list[str]]:
+    """Object name -> container args of every certificate Job and the CronJob."""
+    jobs = of_kind(docs, "Job") + of_kind(docs, "CronJob")
+    return {name: spec["containers"][0]["args"] for name, spec in pod_specs(jobs)}
+
+
+def parse(args: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(args)
+
+
+def run(args: list[str], kubeconfig: str) -> int:
+    parsed = parse([*args, "--kubeconfig", kubeconfig])
+    with redirect_stdout(io.StringIO()):
+        return int(parsed.func(parsed))
 
 
 @pytest.fixture()
-def job_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment the chart gives the Jobs (values from a default render)."""
-    pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
-    from tests.chart.chartkit import one, render
-
-    container = one(render(), "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    for item in container["env"]:
-        monkeypatch.setenv(item["name"], item["value"])
+def kube() -> Iterator[LocalKube]:
+    with LocalKube() as server:
+        client.CoreV1Api(server.api_client()).create_namespace({"metadata": {"name": NAMESPACE}})
+        yield server
 
 
-def netwarden(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from netwarden.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+def secret(kube: LocalKube, name: str) -> dict[str, Any] | None:
+    core = client.CoreV1Api(kube.api_client())
+    try:
+        return kube.api_client().sanitize_for_serialization(core.read_namespaced_secret(name, NAMESPACE))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
-def test_ca_bundle_patch_sets_missing_and_changed_bundles_only(sync: ModuleType) -> None:
-    config = {"webhooks": [
-        {"name": "a", "clientConfig": {"service": {}}},
-        {"name": "b", "clientConfig": {"caBundle": "T0xE"}},
-        {"name": "c", "clientConfig": {"caBundle": "TkVX"}},
-    ]}
-    assert sync.ca_bundle_patch(config, "TkVX") == [
-        {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "TkVX"},
-        {"op": "replace", "path": "/webhooks/1/clientConfig/caBundle", "value": "TkVX"},
-    ]
-    assert sync.ca_bundle_patch({"webhooks": [{"clientConfig": {"caBundle": "TkVX"}}]}, "TkVX") == []
-
-
-def test_generated_certificate_covers_webhook_and_signal_services(sync: ModuleType, job_env: None, tmp_path: Path) -> None:
-    pytest.importorskip("certs.cli", reason="certs package not importable")
-    out = tmp_path / "certs"
-    result = netwarden(*sync.generate_args(out))
-    assert result.returncode == 0, result.stderr
-    from certs import pki
-
-    info = pki.describe((out / "tls.crt").read_bytes())
-    for service in ("nw-netwarden-webhook", "nw-netwarden-reconciler"):
-        assert f"{service}.netwarden-system.svc" in info.dns_names
-    files = sync.read_dir(out)
-    assert set(sync.TLS_KEYS) | set(sync.CA_KEYS) <= set(files)
-    # What the Secrets hold round-trips back to the same files.
-    assert sync.secret_files(sync.encode(files, sync.TLS_KEYS), sync.TLS_KEYS) == {k: files[k] for k in sync.TLS_KEYS}
-
-
-def test_rotation_of_a_fresh_certificate_changes_nothing(sync: ModuleType, job_env: None, tmp_path: Path) -> None:
-    pytest.importorskip("certs.cli", reason="certs package not importable")
-    out = tmp_path / "certs"
-    assert netwarden(*sync.generate_args(out)).returncode == 0
-    before = sync.read_dir(out)
-    # The CronJob rebuilds the directory from the two Secrets, then rotates it.
-    rebuilt = tmp_path / "rebuilt"
-    rebuilt.mkdir()
-    sync.write_dir(rebuilt, {k: before[k] for k in (*sync.TLS_KEYS, "ca.key")})
-    result = netwarden(*sync.rotate_args(rebuilt))
-    assert result.returncode == 0, result.stderr
-    assert "nothing to rotate" in result.stdout
-    assert sync.read_dir(rebuilt) == {k: before[k] for k in (*sync.TLS_KEYS, "ca.key")}
-
-
-def test_forced_rotation_renews_the_serving_certificate(sync: ModuleType, job_env: None, tmp_path: Path) -> None:
-    pytest.importorskip("certs.cli", reason="certs package not importable")
-    out = tmp_path / "certs"
-    assert netwarden(*sync.generate_args(out)).returncode == 0
-    before = sync.read_dir(out)
-    result = netwarden(*sync.rotate_args(out), "--force")
-    assert result.returncode == 0, result.stderr
-    assert sync.read_dir(out)["tls.crt"] != before["tls.crt"]
-
-
-def test_the_script_rejects_an_unknown_phase(sync: ModuleType) -> None:
-    assert sync.main(["explode"]) == 2
-    assert sync.main([]) == 2
-
-
-def test_the_jobs_run_the_script_as_shipped_in_the_chart() -> None:
-    pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
-    from tests.chart.chartkit import of_kind, pod_specs, render
-
+def test_every_certificate_job_runs_netwarden_certs_sync_with_args_its_parser_accepts() -> None:
     docs = render()
-    phases = {}
+    args = certs_args(docs)
+    assert set(args) == {*HOOK_JOBS, "nw-netwarden-certs-rotate"}
     for name, spec in pod_specs(of_kind(docs, "Job") + of_kind(docs, "CronJob")):
-        command = spec["containers"][0]["command"]
-        assert command[:2] == ["python", "-c"] and command[2] == SCRIPT.read_text()
-        phases[name] = command[3]
-    assert phases == {"nw-netwarden-certs-secret": "secret", "nw-netwarden-certs-cabundle": "cabundle", "nw-netwarden-certs-rotate": "rotate"}
+        assert "command" not in spec["containers"][0], f"{name}: the image's ENTRYPOINT (netwarden) runs"
+        parsed = parse(args[name])
+        assert (parsed.command, parsed.certs_command) == ("certs", "sync"), name
     hooks = {d["metadata"]["name"]: d["metadata"]["annotations"]["helm.sh/hook"] for d in of_kind(docs, "Job")}
-    assert hooks == {"nw-netwarden-certs-secret": "pre-install,pre-upgrade", "nw-netwarden-certs-cabundle": "post-install,post-upgrade"}
+    assert hooks == HOOK_JOBS
 
 
-def test_base64_of_ca_is_what_the_webhooks_receive(sync: ModuleType) -> None:
-    assert sync.encode({"ca.crt": b"PEM"}, ("ca.crt",)) == {"ca.crt": base64.b64encode(b"PEM").decode()}
+def test_the_jobs_name_the_chart_s_own_secrets_and_webhook_configurations() -> None:
+    docs = render()
+    webhook = one(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]
+    tls_volume = next(v for v in webhook["volumes"] if v["name"] == "tls")["secret"]
+    for name, args in certs_args(docs).items():
+        parsed = parse(args)
+        assert parsed.secret == f"{NAMESPACE}/{tls_volume['secretName']}", name
+        assert {item["key"] for item in tls_volume["items"]} == {"tls.crt", "tls.key", "ca.crt"}
+        assert parsed.ca_secret == f"{NAMESPACE}/nw-netwarden-webhook-ca", name
+        assert parsed.mutating == [one(docs, "MutatingWebhookConfiguration")["metadata"]["name"]], name
+        assert parsed.validating == [one(docs, "ValidatingWebhookConfiguration")["metadata"]["name"]], name
+        assert "app.kubernetes.io/managed-by=Helm" not in parsed.label, "netwarden writes the Secrets, not Helm"
+
+
+def test_only_the_install_hook_may_generate_a_pair() -> None:
+    for name, args in certs_args(render()).items():
+        parsed = parse(args)
+        if name in HOOK_JOBS:
+            assert (parsed.service, parsed.namespace) == ("nw-netwarden-webhook", NAMESPACE), name
+        else:
+            assert parsed.service is None and parsed.namespace is None, name
+
+
+def test_builtin_certificate_values_reach_the_command_line() -> None:
+    values = {"certificates": {"builtin": {"validityDays": 90, "caValidityDays": 700, "renewWithinDays": 10}}}
+    for name, args in certs_args(render(values)).items():
+        parsed = parse(args)
+        assert (parsed.days, parsed.ca_days, parsed.renew_within) == (90, 700, 10), name
+
+
+def test_the_hook_creates_a_pair_covering_both_services_and_the_cronjob_keeps_it(kube: LocalKube, tmp_path: Path) -> None:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    args = certs_args(render())
+    assert run(args["nw-netwarden-certs-secret"], kubeconfig) == 0
+    tls, ca = secret(kube, "nw-netwarden-webhook-tls"), secret(kube, "nw-netwarden-webhook-ca")
+    assert tls is not None and ca is not None
+    assert tls["type"] == "kubernetes.io/tls" and set(tls["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert set(ca["data"]) == {"ca.crt", "ca.key"}
+    assert tls["metadata"]["labels"]["app.kubernetes.io/instance"] == "nw"
+    assert tls["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "netwarden"
+    info = pki.describe(base64.b64decode(tls["data"]["tls.crt"]))
+    for service in ("nw-netwarden-webhook", "nw-netwarden-reconciler"):
+        assert f"{service}.{NAMESPACE}.svc" in info.dns_names
+    # Post-install (webhook configurations absent here) and a fresh CronJob run change nothing.
+    assert run(args["nw-netwarden-certs-cabundle"], kubeconfig) == 0
+    assert run(args["nw-netwarden-certs-rotate"], kubeconfig) == 0
+    assert secret(kube, "nw-netwarden-webhook-tls")["metadata"]["resourceVersion"] == tls["metadata"]["resourceVersion"]
+    assert secret(kube, "nw-netwarden-webhook-ca")["metadata"]["resourceVersion"] == ca["metadata"]["resourceVersion"]
+
+
+def test_the_cronjob_never_generates_a_missing_pair(kube: LocalKube, tmp_path: Path) -> None:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    assert run(certs_args(render())["nw-netwarden-certs-rotate"], kubeconfig) != 0
+    assert secret(kube, "nw-netwarden-webhook-tls") is None and secret(kube, "nw-netwarden-webhook-ca") is None
+
+
+def test_no_script_ships_with_the_chart() -> None:
+    assert not (CHART_DIR / "files").exists()
+    for path in (CHART_DIR / "templates").iterdir():
+        assert ".Files.Get" not in path.read_text(), path.name

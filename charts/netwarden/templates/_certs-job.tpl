@@ -1,9 +1,15 @@
 {{/*
-The pod spec of the certificate Jobs: `python -c <files/certs-sync.py> PHASE` in the netwarden
-image. Call with (dict "ctx" $ "phase" "secret" "serviceAccount" "...").
+The pod spec of the certificate Jobs: `netwarden certs sync` in the netwarden image (its
+ENTRYPOINT is `netwarden`). Call with (dict "ctx" $ "serviceAccount" "..." "generate" true|false).
+
+`certs sync` reads both Secrets, generates the pair when there is none (only with `generate`:
+the install/upgrade hook, whose role may create Secrets), otherwise moves the CA rollover one
+step when it is due, and writes CA Secret -> caBundle of both webhooks -> TLS Secret, in that
+order. Idempotent: a run with nothing due changes nothing (or heals a caBundle that drifted).
 */}}
 {{- define "netwarden.certs.podSpec" -}}
 {{- $ctx := .ctx -}}
+{{- $ns := $ctx.Release.Namespace -}}
 serviceAccountName: {{ .serviceAccount }}
 # The ServiceAccount disables automounting; these Jobs call the API, so they opt in here.
 automountServiceAccountToken: true
@@ -18,30 +24,38 @@ containers:
   - name: certs
     image: {{ include "netwarden.image" $ctx }}
     imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
-    command: ["python", "-c", {{ $ctx.Files.Get "files/certs-sync.py" | quote }}, {{ .phase | quote }}]
-    env:
-      - name: NAMESPACE
-        value: {{ $ctx.Release.Namespace | quote }}
-      - name: SERVICE
-        value: {{ include "netwarden.webhook.fullname" $ctx | quote }}
-      - name: EXTRA_DNS
-        value: {{ include "netwarden.tls.dnsNames" $ctx | fromYamlArray | join "," | quote }}
-      - name: TLS_SECRET
-        value: {{ include "netwarden.tls.secretName" $ctx | quote }}
-      - name: CA_SECRET
-        value: {{ include "netwarden.certs.caSecretName" $ctx | quote }}
-      - name: MUTATING_WEBHOOK
-        value: {{ include "netwarden.mutatingWebhook.name" $ctx | quote }}
-      - name: VALIDATING_WEBHOOK
-        value: {{ include "netwarden.validatingWebhook.name" $ctx | quote }}
-      - name: VALIDITY_DAYS
-        value: {{ $ctx.Values.certificates.builtin.validityDays | quote }}
-      - name: CA_VALIDITY_DAYS
-        value: {{ $ctx.Values.certificates.builtin.caValidityDays | quote }}
-      - name: RENEW_WITHIN_DAYS
-        value: {{ $ctx.Values.certificates.builtin.renewWithinDays | quote }}
-      - name: SECRET_LABELS
-        value: {{ include "netwarden.componentLabels" (dict "ctx" $ctx "component" "certs") | fromYaml | toJson | quote }}
+    args:
+      - certs
+      - sync
+      - --secret
+      - {{ printf "%s/%s" $ns (include "netwarden.tls.secretName" $ctx) | quote }}
+      - --ca-secret
+      - {{ printf "%s/%s" $ns (include "netwarden.certs.caSecretName" $ctx) | quote }}
+      - --mutating
+      - {{ include "netwarden.mutatingWebhook.name" $ctx | quote }}
+      - --validating
+      - {{ include "netwarden.validatingWebhook.name" $ctx | quote }}
+      {{- if .generate }}
+      - --service
+      - {{ include "netwarden.webhook.fullname" $ctx | quote }}
+      - --namespace
+      - {{ $ns | quote }}
+      {{- range include "netwarden.tls.dnsNames" $ctx | fromYamlArray }}
+      - --dns
+      - {{ . | quote }}
+      {{- end }}
+      {{- end }}
+      - --days
+      - {{ $ctx.Values.certificates.builtin.validityDays | quote }}
+      - --ca-days
+      - {{ $ctx.Values.certificates.builtin.caValidityDays | quote }}
+      - --renew-within
+      - {{ $ctx.Values.certificates.builtin.renewWithinDays | quote }}
+      {{- /* The chart's labels, except managed-by: netwarden writes these Secrets, not Helm. */}}
+      {{- range $key, $value := omit (include "netwarden.componentLabels" (dict "ctx" $ctx "component" "certs") | fromYaml) "app.kubernetes.io/managed-by" }}
+      - --label
+      - {{ printf "%s=%s" $key $value | quote }}
+      {{- end }}
     resources:
       {{- toYaml $ctx.Values.certificates.builtin.resources | nindent 6 }}
     securityContext:
@@ -50,7 +64,7 @@ containers:
       - name: tmp
         mountPath: /tmp
 volumes:
-  # `netwarden certs` writes the pair here before it is stored; the root filesystem is read-only.
+  # Scratch space for Python; the root filesystem is read-only and `certs sync` keeps keys in memory.
   - name: tmp
     emptyDir:
       medium: Memory

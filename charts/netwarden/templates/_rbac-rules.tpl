@@ -65,12 +65,17 @@ code makes. Change all three together.
   verbs: ["get", "create", "update"]
 {{- end -}}
 
-{{/* Certificate Jobs (release namespace only): the serving-certificate Secrets. */}}
-{{- define "netwarden.rules.certs" -}}
-# Create cannot be limited by name (the name is not known to RBAC before the object exists).
+{{/* Install/upgrade hook only (release namespace): create the Secrets the first time. Create
+cannot be limited by name (RBAC sees no name before the object exists), so the long-lived rotation
+CronJob does not get it: it only reads and updates the two Secrets by name. */}}
+{{- define "netwarden.rules.certsCreate" -}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["create"]
+{{- end -}}
+
+{{/* Certificate Jobs (release namespace only): the serving-certificate Secrets, by name. */}}
+{{- define "netwarden.rules.certs" -}}
 - apiGroups: [""]
   resources: ["secrets"]
   resourceNames: [{{ include "netwarden.tls.secretName" . | quote }}, {{ include "netwarden.certs.caSecretName" . | quote }}]
