@@ -82,7 +82,7 @@ def test_reconciler_gets_its_lease_pod_name_and_token_file() -> None:
     env = container_env(docs, "-reconciler")
     assert env["NETWARDEN_RECONCILER_LEASE_NAME"] == "nw-netwarden-reconciler"
     assert env["NETWARDEN_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert env["NETWARDEN_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["NETWARDEN_RECONCILER_LEASE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["NETWARDEN_RECONCILER_TOKEN_FILE"] == "/etc/netwarden/signal-token/token"
     spec = one(docs, "Deployment", "-reconciler")["spec"]["template"]["spec"]
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/etc/netwarden/signal-token")

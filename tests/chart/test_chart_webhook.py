@@ -54,12 +54,6 @@ def test_failure_policy_and_timeout_are_as_configured() -> None:
         assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Fail", 12)
 
 
-def test_webhook_failure_mode_env_matches_the_failure_policy() -> None:
-    docs = render({"webhook": {"failurePolicy": "Fail"}})
-    env = {e["name"]: e.get("value") for e in one(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["NETWARDEN_FAILURE_MODE"] == "Fail"
-
-
 def test_mutating_webhook_handles_pod_creation_with_dry_run_safe_side_effects() -> None:
     hook = one(render(), "MutatingWebhookConfiguration")["webhooks"][0]
     assert hook["admissionReviewVersions"] == ["v1"]
