@@ -101,6 +101,13 @@ ANNOTATION_EVIDENCE = f"{PREFIX}/evidence"
 #: Who or what made the last change (reconciler, cli:<user>, approve, rollback, ...).
 ANNOTATION_CHANGED_BY = f"{PREFIX}/changed-by"
 
+# --- Leader election ---------------------------------------------------------------------------
+#: On the reconciler's Lease: where the leader takes signals (URL); standbys forward signals there.
+ANNOTATION_LEADER_ADDRESS = f"{PREFIX}/leader-address"
+#: HTTP header on a signal a standby forwarded to the leader (value: the standby's identity);
+#: a forwarded signal is never forwarded again.
+HEADER_FORWARDED_BY = "X-Netwarden-Forwarded-By"
+
 # --- ANNOTATION_REASON values the reconciler writes ---------------------------------------------
 REASON_BACKFILL = "backfill"
 REASON_RESTORED = "restored-after-drift"
@@ -176,6 +183,8 @@ METRIC_API_RETRIES = "netwarden_api_retries_total"
 METRIC_SCORE = "netwarden_workload_risk_score"
 #: 1 while this reconciler replica holds the leader Lease.
 METRIC_LEADER = "netwarden_leader"
+#: Signal requests a standby replica passed on to the leader, by kind and result.
+METRIC_SIGNALS_FORWARDED = "netwarden_signals_forwarded_total"
 
 
 def wire_names_table() -> str:

@@ -173,6 +173,7 @@ def cmd_policy_op(args: argparse.Namespace) -> int:
 def run_reconciler(args: argparse.Namespace) -> int:
     from reconciler.controller import ControllerSettings
     from reconciler.core.config import CoreConfig
+    from reconciler.forwarding import SignalForwarder, advertised_address
     from reconciler.leader import AlwaysOpen, LeaderElector
     from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app, ingest_flow_stream
     from reconciler.runtime import ReconcilerRuntime, RuntimeSettings, resolve_dns_target
@@ -210,12 +211,17 @@ def run_reconciler(args: argparse.Namespace) -> int:
                                                   write_burst=core.write_burst, max_history=core.max_history,
                                                   history_max_bytes=core.history_max_bytes))
     runtime_holder: list[Any] = []
+    forwarder: SignalForwarder | None = None
     if not rc.leader_elect:
         gate: Any = AlwaysOpen()
     else:
         identity = os.environ.get("NETWARDEN_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         gate = LeaderElector(kube, rc.lease_namespace, rc.lease_name, identity,
-                             on_started=lambda: runtime_holder and runtime_holder[0].on_leadership())
+                             on_started=lambda: runtime_holder and runtime_holder[0].on_leadership(),
+                             address=advertised_address(rc.port, tls=bool(rc.cert and rc.key)))
+        # A standby passes signals to the leader (its engine is the one that acts), never scores them itself.
+        forwarder = SignalForwarder(gate.is_open, gate.leader_address, identity,
+                                    pinned_cert=rc.cert if rc.cert and rc.key else None)
     runtime = ReconcilerRuntime(kube, settings, core, gate=gate)
     runtime_holder.append(runtime)
     if isinstance(gate, LeaderElector):
@@ -224,7 +230,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
     counters = SignalCounters()
     app = create_receiver_app(runtime, token=None if args.no_auth else TokenFile(rc.token_file),
                               counters=counters, ready=runtime.ready, max_body_bytes=rc.max_body_bytes,
-                              sources=rc.signal_sources)
+                              sources=rc.signal_sources, forwarder=forwarder)
     server = ReceiverServer(app, rc.host, rc.port, cert=rc.cert, key=rc.key).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,10 @@ change (its own monotonic clock), never by comparing the holder's timestamps wit
 The gate closes by itself `renew_deadline` seconds after the last successful renewal, even if the
 renewal thread is stuck, so a partitioned leader stops writing before another can take over
 (`renew_deadline < lease_duration`).
+
+The leader publishes where it takes signals (`address`, e.g. https://10.0.0.5:8444) in the Lease's
+netwarden.io/leader-address annotation; a standby reads it on every round, so signals that reach
+a standby through the Service can be forwarded to the one process that acts on them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Callable
 
 from kubernetes.client.rest import ApiException
 
+from netwarden import names
 from netwarden.kube import KubeClient
 from reconciler import metrics
 
@@ -41,6 +46,10 @@ class WriterGate:
     def check(self) -> None:
         if not self.is_open():
             raise NotLeader("not the leader: write refused")
+
+    def leader_address(self) -> str | None:
+        """Where the current leader takes signals, when another process leads and said so."""
+        return None
 
 
 class AlwaysOpen(WriterGate):
@@ -71,8 +80,11 @@ class LeaderElector(WriterGate):
                  timing: LeaseTiming = LeaseTiming(), *,
                  on_started: Callable[[], None] | None = None, on_stopped: Callable[[], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 address: str | None = None) -> None:
         self.kube = kube
+        #: Where this process takes signals, published on the Lease while it leads.
+        self.address = address
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -85,6 +97,8 @@ class LeaderElector(WriterGate):
         self._leading = False
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
+        self._other_leader_address: str | None = None
+        self._other_valid_until = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.transitions_seen = 0
@@ -96,6 +110,11 @@ class LeaderElector(WriterGate):
     @property
     def is_leader(self) -> bool:
         return self.is_open()
+
+    def leader_address(self) -> str | None:
+        if self.is_open() or self.monotonic() >= self._other_valid_until:
+            return None
+        return self._other_leader_address
 
     # -- one round ----------------------------------------------------------------------------
     def try_acquire_or_renew(self) -> bool:
@@ -115,7 +134,11 @@ class LeaderElector(WriterGate):
             duration = float(spec.get("leaseDurationSeconds") or self.timing.lease_duration)
             held_by_other = holder and holder != self.identity
             if held_by_other and attempt_started < self._observed_at + duration:
+                annotations = (lease.get("metadata") or {}).get("annotations") or {}
+                self._other_leader_address = annotations.get(names.ANNOTATION_LEADER_ADDRESS) or None
+                self._other_valid_until = self._observed_at + duration
                 return self._lost()
+            self._other_leader_address, self._other_valid_until = None, 0.0
             transitions = int(spec.get("leaseTransitions") or 0)
             if holder != self.identity:
                 transitions += 1
@@ -148,6 +171,12 @@ class LeaderElector(WriterGate):
         if acquired is not None:
             spec["acquireTime"] = micro_time(acquired)
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        annotations = dict(((lease or {}).get("metadata") or {}).get("annotations") or {})
+        annotations.pop(names.ANNOTATION_LEADER_ADDRESS, None)
+        if self.address:
+            annotations[names.ANNOTATION_LEADER_ADDRESS] = self.address
+        if annotations:
+            metadata["annotations"] = annotations
         if lease is not None:
             metadata["resourceVersion"] = (lease.get("metadata") or {}).get("resourceVersion")
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
@@ -208,6 +237,7 @@ class LeaderElector(WriterGate):
                                       acquired=None)
             manifest["spec"]["holderIdentity"] = ""
             manifest["spec"]["leaseDurationSeconds"] = 1
+            manifest["metadata"].get("annotations", {}).pop(names.ANNOTATION_LEADER_ADDRESS, None)
             self.kube.replace_lease(manifest)
         except Exception as exc:  # noqa: BLE001 - the Lease expires on its own anyway
             log.warning("lease %s/%s: release failed: %s", self.namespace, self.name, exc)

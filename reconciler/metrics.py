@@ -21,3 +21,6 @@ LEADER = Gauge(names.METRIC_LEADER, "1 while this process holds the leader Lease
 API_RETRIES = Counter(names.METRIC_API_RETRIES, "Kubernetes API calls retried after a transient fault.",
                       registry=REGISTRY)
 SCORE = Gauge(names.METRIC_SCORE, "Current risk score of a workload.", ["identity"], registry=REGISTRY)
+SIGNALS_FORWARDED = Counter(names.METRIC_SIGNALS_FORWARDED,
+                            "Signal requests a standby passed on to the leader, by kind and result.",
+                            ["kind", "result"], registry=REGISTRY)

@@ -5,6 +5,10 @@ POST /signals/falco          a falcosidekick webhook body (one alert), or an arr
 POST /signals/alertmanager   an Alertmanager webhook body (version 4)
 GET  /healthz /readyz /metrics
 
+On a standby replica (leader election on, another process leads) a signal is not scored here: it is
+forwarded to the leader (reconciler/forwarding.py), or answered 503 + Retry-After when no leader can
+take it.
+
 Every signal request needs `Authorization: Bearer <token>`; the token is read from a file (re-read
 when the file changes, so a rotated Secret applies without a restart) and compared in constant
 time. Bodies over the limit get 413. Each bad record is rejected with its index and reason and
@@ -31,8 +35,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from netwarden import names
 from reconciler import metrics
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
+from reconciler.forwarding import RETRY_AFTER_SECONDS, ForwardError, SignalForwarder
 from reconciler.signals.parse import detect_flow_format, parse_alertmanager_payload, parse_falco_event, parse_flow_any
 from reconciler.signals.streams import SignalCounters, SignalCountersCollector, iter_json_lines
 
@@ -182,8 +188,12 @@ def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
 def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: SignalCounters | None = None,
                         max_body_bytes: int = DEFAULT_MAX_BODY, ready: Callable[[], bool] = lambda: True,
                         registry: CollectorRegistry | None = None,
-                        sources: Iterable[str] = SIGNAL_SOURCES) -> Flask:
-    """The receiver WSGI app. `token=None` disables auth (only for explicit local use)."""
+                        sources: Iterable[str] = SIGNAL_SOURCES,
+                        forwarder: SignalForwarder | None = None) -> Flask:
+    """The receiver WSGI app. `token=None` disables auth (only for explicit local use).
+
+    With a `forwarder`, a replica that is not the leader passes signals on instead of scoring them.
+    """
     app = Flask("netwarden-receivers")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     counters = counters if counters is not None else SignalCounters()
@@ -211,6 +221,27 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
     def body() -> bytes:
         return request.get_data(cache=False)
 
+    def elsewhere(kind: str) -> Response | None:
+        """None when this replica takes the signal; else the leader's answer (or 503 + Retry-After)."""
+        if forwarder is None or forwarder.takes_locally():
+            return None
+        if request.headers.get(names.HEADER_FORWARDED_BY):
+            result, answer = "not-leader", {"error": "forwarded to a replica that is not the leader"}
+        else:
+            try:
+                forwarded = forwarder.forward(request.full_path.rstrip("?"), body(), request.headers)
+                metrics.SIGNALS_FORWARDED.labels(kind, "forwarded").inc()
+                log.info(json.dumps({"event": "signals_forwarded", "kind": kind, "status": forwarded.status}))
+                return Response(forwarded.body, status=forwarded.status, content_type=forwarded.content_type)
+            except ForwardError as exc:
+                result, answer = "leader-unavailable", {"error": f"not the leader, and the leader is unavailable: {exc}"}
+        metrics.SIGNALS_FORWARDED.labels(kind, result).inc()
+        log.warning(json.dumps({"event": "signals_not_taken", "kind": kind, "why": result, "detail": answer["error"]}))
+        response = jsonify(answer)
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
         return jsonify({"error": "request body too large", "limit_bytes": max_body_bytes}), 413
@@ -230,6 +261,9 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
     def flows() -> Any:
         if not authorised():
             return unauthorised()
+        passed_on = elsewhere("flows")
+        if passed_on is not None:
+            return passed_on
         started = time.perf_counter()
         result = ingest_flow_records(iter_records(body()), sink, counters)
         log_signal("flows", result, started)
@@ -239,6 +273,9 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
     def falco() -> Any:
         if not authorised():
             return unauthorised()
+        passed_on = elsewhere("falco")
+        if passed_on is not None:
+            return passed_on
         started = time.perf_counter()
         result = ingest_falco_records(iter_records(body()), sink, counters)
         log_signal("falco", result, started)
@@ -248,6 +285,9 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
     def alertmanager() -> Any:
         if not authorised():
             return unauthorised()
+        passed_on = elsewhere("alertmanager")
+        if passed_on is not None:
+            return passed_on
         started = time.perf_counter()
         raw = body()
         try:
