@@ -107,8 +107,22 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
             for rule in spec.get(direction) or []:
                 for p in rule.get("ports") or []:
                     p.setdefault("protocol", "TCP")
+        obj["spec"] = omit_empty(spec)
+        obj["spec"].setdefault("podSelector", {})
     elif rt.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         obj.setdefault("spec", {}).setdefault("replicas", 1)
+
+
+def omit_empty(value: Any) -> Any:
+    """What Go's `omitempty` does to a NetworkPolicy spec on the way through the real server: null
+    fields, empty lists and empty label maps vanish (`ingress: []` is stored as no `ingress` key);
+    empty selectors (`podSelector: {}`, `namespaceSelector: {}`) and empty rules (`{}`) stay."""
+    if isinstance(value, dict):
+        return {k: omit_empty(v) for k, v in value.items()
+                if not (v is None or v == [] or (v == {} and k == "matchLabels"))}
+    if isinstance(value, list):
+        return [omit_empty(v) for v in value]
+    return value
 
 
 def reset_status_on_create(rt: ResourceType, obj: Obj) -> None:

@@ -42,8 +42,20 @@ class PolicyOpError(RuntimeError):
     """An operator command cannot be carried out (nothing pending, no such revision, adopted...)."""
 
 
+def canonical_spec(value: Any) -> Any:
+    """A spec as the API server stores it: Go's omitempty drops null fields, empty lists and empty
+    label maps (`ingress: []` comes back as no `ingress`), so compare and hash only this form."""
+    if isinstance(value, Mapping):
+        return {k: canonical_spec(v) for k, v in value.items()
+                if not (v is None or v == [] or (v == {} and k == "matchLabels"))}
+    if isinstance(value, list):
+        return [canonical_spec(v) for v in value]
+    return value
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+    canonical = canonical_spec(spec)
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
 
 
 def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -179,7 +191,7 @@ class PolicyWriter:
         history = history_of(current, self.max_history, self.history_max_bytes)
         current_spec = current.get("spec") or {}
         current_annotations = annotations_of(current)
-        spec_changes = current_spec != desired_spec
+        spec_changes = canonical_spec(current_spec) != canonical_spec(desired_spec)
         if spec_changes:
             history = history.push(current_spec, current_annotations.get(names.ANNOTATION_STEP, ""), change.reason, now)
         manifest = copy.deepcopy(current)

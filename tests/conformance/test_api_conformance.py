@@ -384,6 +384,20 @@ def test_valid_network_policy_round_trips(cluster: Cluster, namespace: str) -> N
     assert out.spec.egress[0].to[0].ip_block.var_except == ["10.1.0.0/16"]
 
 
+def test_network_policy_empty_lists_and_label_maps_are_omitted(cluster: Cluster, namespace: str) -> None:
+    """Go's omitempty: a spec written with `ingress: []` comes back without the key (anything that
+    hashes or compares the spec it wrote must expect that), while empty selectors and rules stay."""
+    net = client.NetworkingV1Api(cluster.api_client())
+    net.create_namespaced_network_policy(namespace, {"metadata": {"name": "np"}, "spec": {
+        "podSelector": {"matchLabels": {"a": "b"}, "matchExpressions": []}, "policyTypes": ["Ingress", "Egress"],
+        "ingress": [], "egress": [{}, {"to": [{"podSelector": {}, "namespaceSelector": {"matchLabels": {}}}],
+                                       "ports": [{"protocol": "UDP", "port": 53}]}]}})
+    raw = json.loads(net.read_namespaced_network_policy("np", namespace, _preload_content=False).data)
+    assert raw["spec"] == {"podSelector": {"matchLabels": {"a": "b"}}, "policyTypes": ["Ingress", "Egress"],
+                           "egress": [{}, {"to": [{"podSelector": {}, "namespaceSelector": {}}],
+                                           "ports": [{"protocol": "UDP", "port": 53}]}]}
+
+
 def test_dry_run_create_persists_nothing(core: client.CoreV1Api, namespace: str) -> None:
     made = core.create_namespaced_config_map(namespace, {"metadata": {"name": "dry"}}, dry_run="All")
     assert made.metadata.name == "dry"
