@@ -43,6 +43,8 @@ class ManagedProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    #: The environment it was started with on top of ours (what `Stack.restart` starts it with again).
+    env: dict[str, str] = field(default_factory=dict)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -100,6 +102,14 @@ class Stack:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; last log lines:\n{proc.tail()}")
 
+    def restart(self, name: str) -> ManagedProcess:
+        """Stop one child (webhook, reconciler) and start it again with the same command and environment."""
+        old = next(p for p in self.processes if p.name == name)
+        old.stop()
+        new = _spawn(name, [str(a) for a in old.popen.args], self.workdir, old.env)  # type: ignore[union-attr]
+        self.processes[self.processes.index(old)] = new
+        return new
+
     def stop(self) -> None:
         for close in reversed(self.closers):
             try:
@@ -118,7 +128,7 @@ def _spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None
     popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=full_env,
                              start_new_session=True)
     log.close()
-    return ManagedProcess(name, popen, log_path)
+    return ManagedProcess(name, popen, log_path, dict(env or {}))
 
 
 def _wait(what: str, probe: Callable[[], bool], timeout: float, proc: ManagedProcess | None = None) -> None:
