@@ -264,6 +264,13 @@ def _roll_rate(b: Baseline, bucket: int) -> None:
 def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Deviation]]:
     """Learn from one flow view, or report how it deviates from what was learned."""
     cfg = b.config
+    if b.flows_seen == 0:
+        # Learning and the rate history start with the first flow, not when the workload was first
+        # tracked (a pod's readiness or a policy's history can come long before any traffic).
+        b.first_seen = now
+        b.learning_until = now + cfg.learning_seconds
+        b.bucket = int(now // cfg.rate_bucket_seconds)
+        b.drop_window = int(now // cfg.drop_burst_window_seconds)
     learning = b.learning
     if learning and (now >= b.learning_until or b.flows_seen >= cfg.learning_max_flows):
         b.learning = learning = False

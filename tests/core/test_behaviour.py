@@ -186,3 +186,15 @@ def test_distinct_peers_are_capped_and_evictions_counted() -> None:
         observe(b, view(port=port, t=1.0), 1.0)
     assert len(b.edges) == 8 and b.evicted_edges == 92
     assert (EGRESS, PEER_IDENTITY, DB, "shop", 99, "TCP") in b.edges  # the most recent survive
+
+
+def test_learning_and_rate_history_start_at_the_first_flow_not_when_tracking_began() -> None:
+    """Regression: a workload tracked early (pod readiness, policy history) and silent for a while used
+    to start with its learning window closed and a zero-rate history, so its first traffic deviated."""
+    b = Baseline(API, "shop", 0.0, FAST)  # tracked at t=0
+    found = []
+    for n in range(100):  # first traffic an hour later, steady
+        t = 3600.0 + n
+        found += observe(b, view(t=t), t)[1]
+    assert found == []
+    assert b.learning_until == 3600.0 + FAST.learning_seconds
