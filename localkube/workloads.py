@@ -91,8 +91,10 @@ class WorkloadController:
         self._dirty.set()
         for w in self._watches:
             w.stop()
+        # Watch threads blocked in a read notice the stop at their next event or timeout; they are
+        # daemons, so do not wait them out (the reconcile thread exits at once).
         for thread in self._threads:
-            thread.join(timeout=3)
+            thread.join(timeout=0.1)
 
     def __enter__(self) -> "WorkloadController":
         return self.start()
@@ -105,7 +107,7 @@ class WorkloadController:
         self._watches.append(w)
         while not self._stop.is_set():
             try:
-                for _ in w.stream(lister, timeout_seconds=30, _request_timeout=40):
+                for _ in w.stream(lister, timeout_seconds=10, _request_timeout=15):
                     self._dirty.set()
                     if self._stop.is_set():
                         return
