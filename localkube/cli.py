@@ -12,21 +12,25 @@ from localkube.server import LocalKube
 
 def run_local_cluster(port: int | None, kubeconfig: str | None, https: bool = False) -> int:
     """Serve until SIGINT/SIGTERM; prints the kubeconfig path. Returns a process exit code."""
-    done = threading.Event()
     with LocalKube(port=port or 0, https=https) as kube:
-        path = kube.write_kubeconfig(kubeconfig)
-        print(f"localkube listening on {kube.url}", flush=True)
-        print(f"kubeconfig: {path}", flush=True)
-        print(f"export KUBECONFIG={path}", flush=True)
-        previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not done.wait(0.5):
-                pass
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        serve_until_signalled(f"localkube listening on {kube.url}", kube.write_kubeconfig(kubeconfig))
     print("localkube stopped", flush=True)
     return 0
+
+
+def serve_until_signalled(banner: str, kubeconfig: str) -> None:
+    """Print where the cluster is, then block until SIGINT/SIGTERM (restoring the old handlers after)."""
+    done = threading.Event()
+    print(banner, flush=True)
+    print(f"kubeconfig: {kubeconfig}", flush=True)
+    print(f"export KUBECONFIG={kubeconfig}", flush=True)
+    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_kube_cluster(kubeconfig: str | None) -> int:
@@ -34,7 +38,6 @@ def run_kube_cluster(kubeconfig: str | None) -> int:
     from localkube.controlplane_build import ControlPlaneNotBuilt
     from localkube.kube_engine import KubeControlPlane
 
-    done = threading.Event()
     try:
         plane = KubeControlPlane()
     except ControlPlaneNotBuilt as exc:
@@ -42,16 +45,7 @@ def run_kube_cluster(kubeconfig: str | None) -> int:
         return 2
     with plane:
         path = plane.write_kubeconfig(kubeconfig) if kubeconfig else str(plane.kubeconfig)
-        print(f"kube-apiserver listening on {plane.url} (ready in {plane.startup_seconds:.1f}s)", flush=True)
-        print(f"kubeconfig: {path}", flush=True)
-        print(f"export KUBECONFIG={path}", flush=True)
-        previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not done.wait(0.5):
-                pass
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        serve_until_signalled(f"kube-apiserver listening on {plane.url} (ready in {plane.startup_seconds:.1f}s)", path)
     print("control plane stopped", flush=True)
     return 0
 

@@ -257,54 +257,42 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
             return app.post(f"/signals/{source}")(view) if source in enabled else view
         return register
 
-    @route("flows")
-    def flows() -> Any:
+    def receive(kind: str, ingest: Callable[[bytes], tuple[IngestResult, int]]) -> Any:
+        """What every signal endpoint does around its own parsing: auth, forwarding, timing, the log line."""
         if not authorised():
             return unauthorised()
-        passed_on = elsewhere("flows")
+        passed_on = elsewhere(kind)
         if passed_on is not None:
             return passed_on
         started = time.perf_counter()
-        result = ingest_flow_records(iter_records(body()), sink, counters)
-        log_signal("flows", result, started)
-        return jsonify(result.to_dict())
+        result, status = ingest(body())
+        log_signal(kind, result, started)
+        return jsonify(result.to_dict()), status
+
+    @route("flows")
+    def flows() -> Any:
+        return receive("flows", lambda raw: (ingest_flow_records(iter_records(raw), sink, counters), 200))
 
     @route("falco")
     def falco() -> Any:
-        if not authorised():
-            return unauthorised()
-        passed_on = elsewhere("falco")
-        if passed_on is not None:
-            return passed_on
-        started = time.perf_counter()
-        result = ingest_falco_records(iter_records(body()), sink, counters)
-        log_signal("falco", result, started)
-        return jsonify(result.to_dict())
+        return receive("falco", lambda raw: (ingest_falco_records(iter_records(raw), sink, counters), 200))
 
-    @route("alertmanager")
-    def alertmanager() -> Any:
-        if not authorised():
-            return unauthorised()
-        passed_on = elsewhere("alertmanager")
-        if passed_on is not None:
-            return passed_on
-        started = time.perf_counter()
-        raw = body()
+    def ingest_alertmanager(raw: bytes) -> tuple[IngestResult, int]:
+        """One payload per POST (Alertmanager's own shape), so a bad body is one rejected record and a 400."""
         try:
-            payload = json.loads(raw)
-            alerts = parse_alertmanager_payload(payload)
+            alerts = parse_alertmanager_payload(json.loads(raw))
         except (ValueError, RecursionError) as exc:
             error = exc if isinstance(exc, SignalError) else SignalError("bad-json", str(exc))
             counters.record_error("alertmanager", error)
-            result = IngestResult(0, [_rejection(0, error)], 1)
-            log_signal("alertmanager", result, started)
-            return jsonify(result.to_dict()), 400
+            return IngestResult(0, [_rejection(0, error)], 1), 400
         counters.record_ok("alertmanager", len(alerts))
         if alerts:
             sink.accept_metric_alerts(alerts)
-        result = IngestResult(len(alerts), [], 0)
-        log_signal("alertmanager", result, started)
-        return jsonify(result.to_dict())
+        return IngestResult(len(alerts), [], 0), 200
+
+    @route("alertmanager")
+    def alertmanager() -> Any:
+        return receive("alertmanager", ingest_alertmanager)
 
     @app.get("/healthz")
     def healthz() -> Any:
