@@ -232,6 +232,8 @@ def _parse_path(path: str) -> tuple[ResourceType, str | None, str, str] | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: Go servers set TCP_NODELAY on every connection: keep-alive clients never wait on a delayed ACK.
+    disable_nagle_algorithm = True
     server: _Server
     server_version = "localkube"
 

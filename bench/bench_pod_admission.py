@@ -1,0 +1,176 @@
+"""Pod create latency through the API server without netwarden's webhook and with it, on both engines.
+
+The figure a platform team asks for before installing an admission webhook. For each engine
+(local: localkube as its own process, like `netwarden demo`; kube: the real etcd + kube-apiserver +
+kube-controller-manager) it creates N bare pods in an opted-in namespace with no webhook registered,
+then starts the webhook (gunicorn, TLS, 2 workers x 4 threads) and registers it exactly as the chart
+does (Mutating + Validating configurations, caBundle, failurePolicy Ignore, timeoutSeconds 5) and
+creates N more. Every pod is a new bare-pod workload, so every admission with the webhook also
+writes that pod's baseline NetworkPolicy from inside the request: the worst case (replicas of a
+known workload take the cached path). One client, sequential creates; the raw response is read but
+not deserialised into models. No reconciler and no kubelet run, so nothing else loads the server.
+
+Run: .venv/bin/python bench/bench_pod_admission.py [PODS] [--engine local|kube|both]
+(default 1000 pods, both engines; the kube rows need `netwarden controlplane build`).
+The ratio is "with webhook / without" on the same engine (the baseline row has ratio 1.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from kubernetes import client
+
+from netwarden import names
+from netwarden.kube import load_api_client
+from netwarden.stack import (
+    ManagedProcess,
+    _https_ready,
+    _spawn,
+    _wait,
+    ensure_dns_service,
+    free_port,
+    make_tls,
+    webhook_configurations,
+)
+
+WARM_UP = 20
+
+
+@dataclass(frozen=True)
+class Row:
+    engine: str
+    webhook: bool
+    pods: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    policies: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def opted_in_namespace(api: client.ApiClient) -> str:
+    core = client.CoreV1Api(api)
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name, "annotations": {
+        names.ANNOTATION_INJECT: names.INJECT_ENABLED, names.ANNOTATION_MODE: names.MODE_ENFORCE}}})
+    deadline = time.monotonic() + 60
+    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no default ServiceAccount in {name}")
+        time.sleep(0.05)
+    return name
+
+
+def create_pods(api: client.ApiClient, namespace: str, count: int, prefix: str) -> list[float]:
+    """Seconds per create, as the client sees it (request, admission, storage, response)."""
+    core = client.CoreV1Api(api)
+    latencies = []
+    for i in range(count):
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{prefix}-{i}", "annotations": {names.ANNOTATION_PURPOSE: "frontend"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 8080}]}]}}
+        started = time.perf_counter()
+        response = core.create_namespaced_pod(namespace, body, _preload_content=False)
+        response.data  # noqa: B018 - read the whole body inside the timing
+        latencies.append(time.perf_counter() - started)
+        if response.status != 201:
+            raise RuntimeError(f"pod create answered {response.status}")
+    return latencies
+
+
+def measure(engine: str, api: client.ApiClient, pods: int, webhook: bool) -> Row:
+    namespace = opted_in_namespace(api)
+    create_pods(api, namespace, WARM_UP, "warm")
+    latencies = create_pods(api, namespace, pods, "pod")
+    policies = len(client.NetworkingV1Api(api).list_namespaced_network_policy(namespace).items)
+    if webhook and policies < pods:
+        raise RuntimeError(f"the webhook wrote {policies} baselines for {pods + WARM_UP} pods: was it called?")
+    if not webhook and policies:
+        raise RuntimeError("policies were written without the webhook")
+    ms = [x * 1000 for x in latencies]
+    return Row(engine, webhook, pods, percentile(ms, 0.50), percentile(ms, 0.99), statistics.fmean(ms), policies)
+
+
+def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient) -> ManagedProcess:
+    ensure_dns_service(api)
+    ca_file, cert, key = make_tls(workdir / "tls", "netwarden")
+    config = workdir / "netwarden.yaml"
+    config.write_text(yaml.safe_dump({"cluster": {"dns_service": "kube-system/kube-dns",
+                                                  "default_mode": names.MODE_ENFORCE}}))
+    port = free_port()
+    proc = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
+                              "--port", str(port), "--kubeconfig", kubeconfig, "--workers", "2", "--threads", "4"],
+                  workdir, {"NETWARDEN_CONFIG": str(config), "NETWARDEN_LOG_LEVEL": "WARNING"})
+    url = f"https://127.0.0.1:{port}"
+    _wait("webhook", lambda: _https_ready(f"{url}/readyz", ca_file), 30, proc)
+    mutating, validating = webhook_configurations(url, Path(ca_file).read_bytes())
+    admission = client.AdmissionregistrationV1Api(api)
+    admission.create_mutating_webhook_configuration(mutating)
+    admission.create_validating_webhook_configuration(validating)
+    time.sleep(1.0)  # the real apiserver picks configurations up from its informer
+    return proc
+
+
+def run_engine(engine: str, pods: int) -> list[Row]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-admission-{engine}-"))
+    kubeconfig = str(workdir / "kubeconfig")
+    stoppers: list[Callable[[], Any]] = []
+    try:
+        if engine == "kube":
+            from localkube.kube_engine import KubeControlPlane
+
+            plane = KubeControlPlane(log_dir=workdir)
+            stoppers.append(plane.stop)
+            plane.start()
+            plane.write_kubeconfig(kubeconfig)
+        else:
+            server = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
+            stoppers.append(server.stop)
+            _wait("localkube", lambda: Path(kubeconfig).exists() and bool(
+                client.VersionApi(load_api_client(kubeconfig)).get_code()), 20, server)
+        api = load_api_client(kubeconfig)
+        rows = [measure(engine, api, pods, webhook=False)]
+        webhook = start_webhook(workdir, kubeconfig, api)
+        stoppers.append(webhook.stop)
+        rows.append(measure(engine, api, pods, webhook=True))
+        return rows
+    finally:
+        for stop in reversed(stoppers):
+            stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pods", nargs="?", type=int, default=1000)
+    parser.add_argument("--engine", choices=["local", "kube", "both"], default="both")
+    args = parser.parse_args()
+    engines = ["local", "kube"] if args.engine == "both" else [args.engine]
+    rows = [row for engine in engines for row in run_engine(engine, args.pods)]
+    print(f"pod create latency, {args.pods} pods per row (+{WARM_UP} warm-up), one sequential client")
+    print(f"{'engine':8} {'webhook':8} {'pods':>6} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
+          f"{'p50 ratio':>10} {'p99 ratio':>10} {'policies':>9}")
+    for row in rows:
+        base = next(r for r in rows if r.engine == row.engine and not r.webhook)
+        print(f"{row.engine:8} {'yes' if row.webhook else 'no':8} {row.pods:6d} {row.p50_ms:8.2f} {row.p99_ms:8.2f} "
+              f"{row.mean_ms:8.2f} {row.p50_ms / base.p50_ms:10.2f} {row.p99_ms / base.p99_ms:10.2f} "
+              f"{row.policies:9d}")
+
+
+if __name__ == "__main__":
+    main()
