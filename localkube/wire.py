@@ -1,10 +1,12 @@
-"""Wire shapes localkube speaks: metav1.Status and AdmissionReview v1 (typed once, no logic)."""
+"""Wire shapes localkube speaks: metav1.Status, watch events, and the AdmissionReview it sends (no logic)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+# The AdmissionReview format has one home, shared with the webhook.
+from netwarden.wire_admission import AdmissionRequest, AdmissionResponse, UserInfo  # noqa: F401 - re-exported
+
 WatchEventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
 
 
@@ -39,53 +41,9 @@ class WatchEvent(TypedDict):
     object: dict[str, Any]
 
 
-class GroupVersionKind(TypedDict):
-    group: str
-    version: str
-    kind: str
-
-
-class GroupVersionResource(TypedDict):
-    group: str
-    version: str
-    resource: str
-
-
-class UserInfo(TypedDict, total=False):
-    username: str
-    uid: str
-    groups: list[str]
-
-
-class AdmissionRequest(TypedDict, total=False):
-    uid: str
-    kind: GroupVersionKind
-    resource: GroupVersionResource
-    subResource: str
-    requestKind: GroupVersionKind
-    requestResource: GroupVersionResource
-    requestSubResource: str
-    name: str
-    namespace: str
-    operation: Operation
-    userInfo: UserInfo
-    object: dict[str, Any] | None
-    oldObject: dict[str, Any] | None
-    dryRun: bool
-    options: dict[str, Any] | None
-
-
-class AdmissionResponse(TypedDict, total=False):
-    uid: str
-    allowed: bool
-    status: dict[str, Any]
-    patch: str
-    patchType: Literal["JSONPatch"]
-    warnings: list[str]
-    auditAnnotations: dict[str, str]
-
-
 class AdmissionReview(TypedDict, total=False):
+    """What the local API server sends a webhook (and reads its answer from)."""
+
     apiVersion: Literal["admission.k8s.io/v1"]
     kind: Literal["AdmissionReview"]
     request: AdmissionRequest

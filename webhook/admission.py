@@ -24,7 +24,7 @@ from netwarden.declarations import parse_peer_declarations
 from netwarden.identity import OwnerRef, PodOrigin, Workload, resolve_workload
 from netwarden.labels import NamespaceFacts, derive_pod_labels, is_opted_in, is_reserved_label, namespace_mode, spoofed_label_keys
 from netwarden.policy import DnsTarget, PolicyMeta, PortSpec, baseline_intent, baseline_policy_name, render_network_policy
-from webhook.wire import (
+from netwarden.wire_admission import (
     API_VERSION_V1,
     API_VERSION_V1BETA1,
     KIND_ADMISSION_REVIEW,

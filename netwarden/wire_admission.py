@@ -1,5 +1,7 @@
 """The AdmissionReview wire format (admission.k8s.io v1 and v1beta1), typed once. No logic.
 
+One home for both sides of the wire: the webhook answers these, the local API server sends them.
+
 Modelled on kopf's `structs/reviews.py`. v1beta1 has the same shape minus a few optional fields
 (`requestKind`, `requestResource`, `name`, `dryRun`, `options` may be absent), so one set of
 TypedDicts with `total=False` covers both; the response must answer in the request's apiVersion.
