@@ -91,6 +91,7 @@ class Stack:
     closers: list[Callable[[], None]] = field(default_factory=list)
     #: The kubelet stand-in (localkube.kubelet.FakeKubelet): pod IPs, readiness, restarts.
     kubelet: Any = None
+    _session: requests.Session | None = None
 
     def api_client(self) -> client.ApiClient:
         return load_api_client(self.kubeconfig)
@@ -98,7 +99,9 @@ class Stack:
     def post_signal(self, path: str, body: Any, *, timeout: float = 10.0) -> dict[str, Any]:
         """POST to a reconciler signal endpoint, authenticated, over TLS."""
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        response = requests.post(
+        if self._session is None:
+            self._session = requests.Session()  # keep-alive, as real senders (falcosidekick, Alertmanager) do
+        response = self._session.post(
             f"{self.signals_url}{path}", data=data, timeout=timeout, verify=self.ca_file,
             headers={"Authorization": f"Bearer {self.signal_token}", "Content-Type": "application/json"},
         )

@@ -402,37 +402,50 @@ def _quarantine(
             QUARANTINE_WORKLOAD, LEVEL_QUARANTINE, state, risk, mode, guard, now, ctx, score,
             f"score {score:.1f} >= quarantine threshold; {why}: isolate the workload", names.STEP_QUARANTINED,
             intents=(intent,), expires_at=now + cfg.quarantine_expiry_seconds,
-            blast_pods=max(1, len(replica_instances)),
+            # Only the replicas not already isolated one by one are new under quarantine.
+            blast_pods=max(1, len(replica_instances - quarantined)),
         )
-        return [decision] if decision is not None else []
+        if decision is not None and decision.action == QUARANTINE_WORKLOAD:
+            return [decision]
+        # The workload-wide step was refused by a guard rail: still isolate the pods the evidence names.
+        refused = [decision] if decision is not None else []
+        return refused + _quarantine_pods(state, risk, mode, guard, now, ctx, score, hot, quarantined)
     if hot:
-        pods_by_instance = {r.instance: r.pod for r in ctx.replicas if r.instance}
-        out = []
-        now_quarantined = set(quarantined)
-        for instance in hot:
-            now_quarantined.add(instance)
-            intents = (
-                quarantine_intent(state.namespace, state.identity, instance, ctx.exceptions),
-                keep_excluded(state.intent, now_quarantined),
-            )
-            decision = _escalate(
-                QUARANTINE_POD, LEVEL_QUARANTINE, state, risk, mode, guard, now, ctx, score,
-                f"pod score {risk.instance_score(instance, now):.1f} >= quarantine threshold {threshold:g}: isolate the pod",
-                state.step, instances=(instance,), pods=(pods_by_instance.get(instance, ""),), intents=intents,
-                expires_at=now + cfg.quarantine_expiry_seconds, blast_pods=len(now_quarantined - quarantined),
-                evidence_instance=instance,
-            )
-            if decision is None:
-                continue
-            if decision.action != QUARANTINE_POD:
-                out.append(decision)
-                break  # one guard-rail alert covers the rest
-            out.append(decision)
-        return out
+        return _quarantine_pods(state, risk, mode, guard, now, ctx, score, hot, quarantined)
     if state.step == names.STEP_BASELINE:
         decision = decide_tighten(state, risk, mode, guard, now, ctx, score)
         return [decision] if decision is not None else []
     return []
+
+
+def _quarantine_pods(
+    state: WorkloadState, risk: RiskState, mode: str, guard: GuardRails, now: float, ctx: DecideContext,
+    score: float, hot: list[str], quarantined: set[str],
+) -> list[Decision]:
+    """Isolate each pod whose own evidence crosses the quarantine threshold."""
+    threshold = ctx.config.quarantine_threshold
+    pods_by_instance = {r.instance: r.pod for r in ctx.replicas if r.instance}
+    out = []
+    now_quarantined = set(quarantined)
+    for instance in hot:
+        now_quarantined.add(instance)
+        intents = (
+            quarantine_intent(state.namespace, state.identity, instance, ctx.exceptions),
+            keep_excluded(state.intent, now_quarantined),
+        )
+        decision = _escalate(
+            QUARANTINE_POD, LEVEL_QUARANTINE, state, risk, mode, guard, now, ctx, score,
+            f"pod score {risk.instance_score(instance, now):.1f} >= quarantine threshold {threshold:g}: isolate the pod",
+            state.step, instances=(instance,), pods=(pods_by_instance.get(instance, ""),), intents=intents,
+            expires_at=now + ctx.config.quarantine_expiry_seconds, blast_pods=len(now_quarantined - quarantined),
+            evidence_instance=instance,
+        )
+        if decision is None:
+            continue
+        out.append(decision)
+        if decision.action != QUARANTINE_POD:
+            break  # one guard-rail alert covers the rest
+    return out
 
 
 def _escalate(

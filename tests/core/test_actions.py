@@ -319,3 +319,26 @@ def test_configured_exceptions_stay_open_into_a_quarantined_pod() -> None:
 def test_a_malformed_exception_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="quarantine_exceptions"):
         engine(with_config(quarantine_exceptions=("bogus",)))
+
+
+def test_escalating_to_the_workload_counts_only_replicas_not_yet_isolated() -> None:
+    """Regression: the blast radius counted already-quarantined replicas twice and refused the escalation."""
+    e = engine(with_config(blast_max_pod_fraction=0.4))  # 5 pods: two may be under automatic quarantine
+    t = learn_api_to_db(e)
+    assert e.ingest_alert(falco(t, "api-7d9f-a"), t)[0].action == A.QUARANTINE_POD
+    (second,) = e.ingest_alert(falco(t + 1, "api-7d9f-b"), t + 1)
+    assert second.action == A.QUARANTINE_WORKLOAD and second.blast_pods == 1
+
+
+def test_a_refused_workload_quarantine_still_isolates_the_pod_the_alert_names() -> None:
+    """Regression: when the workload-wide step was refused, the named pod was left running unisolated."""
+    weights = {**FAST.deviation_weights, "rate-spike": 30.0}
+    e = engine(with_config(blast_max_pod_fraction=0.4, deviation_weights=weights))  # 5 pods: two allowed
+    t = learn_api_to_db(e)
+    spike = []
+    for _ in range(400):  # workload-level evidence on both ends: db (1 pod) is isolated, api (2 more) would exceed
+        spike += e.ingest_flow(flow(t + 5, ip(API), ip(DB), 5432), t + 5)
+    api = [d.action for d in spike if d.identity == API]
+    assert A.ALERT_ONLY in api and A.QUARANTINE_WORKLOAD not in api
+    decisions = e.ingest_alert(falco(t + 6, "api-7d9f-a"), t + 6)
+    assert [d.action for d in decisions] == [A.QUARANTINE_POD] and decisions[0].instances == ("inst-api-a",)
