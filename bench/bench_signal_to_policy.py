@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_signal_to_policy.py [--pods 60]
 
 Starts the real stack (local API server, webhook on gunicorn/TLS, reconciler with TLS signal endpoints),
-deploys one Deployment with --pods replicas, then for each pod POSTs one falcosidekick alert and times
-until its quarantine NetworkPolicy is visible through a watch. Baseline in the same run: the round trip
+deploys one Deployment with --pods + 1 replicas, then for --pods of them POSTs one falcosidekick alert each
+and times until that pod's quarantine NetworkPolicy is visible through a watch (one replica stays clean:
+evidence covering every replica quarantines the workload instead, a different policy). Baseline in the same run: the round trip
 of an authenticated POST that carries no evidence (an empty flow batch), which is the floor any signal pays.
 """
 
@@ -45,14 +46,14 @@ def main() -> None:
         core.create_namespace({"metadata": {"name": "bench", "annotations": {names.ANNOTATION_INJECT: "enabled",
                                                                           names.ANNOTATION_MODE: "enforce"}}})
         apps.create_namespaced_deployment("bench", {
-            "metadata": {"name": "app"}, "spec": {"replicas": args.pods, "selector": {"matchLabels": {"app": "app"}},
+            "metadata": {"name": "app"}, "spec": {"replicas": args.pods + 1, "selector": {"matchLabels": {"app": "app"}},
             "template": {"metadata": {"labels": {"app": "app"}},
                          "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}}}})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             pods = [p for p in core.list_namespaced_pod("bench").items if p.status.pod_ip
                     and (p.metadata.labels or {}).get(names.LABEL_INSTANCE)]
-            if len(pods) >= args.pods:
+            if len(pods) >= args.pods + 1:
                 break
             time.sleep(0.2)
         seen: dict[str, float] = {}

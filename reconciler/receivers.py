@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -364,6 +365,15 @@ class ReceiverServer:
             self.reloader = CertificateReloader(cert, key)
             ssl_context = self.reloader.context()
         self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
+        accept = self.server.get_request
+
+        def get_request() -> tuple[socket.socket, Any]:
+            # Small JSON answers written in pieces stall on Nagle + delayed ACK (~15 ms each) without this.
+            conn, address = accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return conn, address
+
+        self.server.get_request = get_request  # type: ignore[method-assign]
         self.port = self.server.server_port
         self._thread: threading.Thread | None = None
 
