@@ -1,8 +1,9 @@
 """The RBAC netwarden's chart grants, as (apiGroup, resource, verb) per ServiceAccount role.
 
-Kept by hand next to charts/netwarden/templates/_rbac-rules.tpl: test_chart_rbac.py checks the
-rendered chart grants exactly this, and a coverage test compares it with the API calls the code
-makes. Keys are ServiceAccount names without the "<release>-netwarden-" prefix. "" is the core group.
+Kept by hand next to charts/netwarden/templates/_rbac-rules.tpl: test_chart_security.py checks the
+rendered chart grants exactly this (fast), and test_rbac_coverage.py checks it is exactly what each
+ServiceAccount was observed calling while the installed chart ran (and that netwarden.kube.API_CALLS
+and certs.inject.CERT_JOB_API_CALLS are the unions). Keys are ServiceAccount names without the "<release>-netwarden-" prefix. "" is the core group.
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ WEBHOOK: frozenset[Triple] = frozenset(
     | _grant("apps", ("replicasets", "statefulsets", "daemonsets"), ("get",))
     | _grant("batch", ("jobs",), ("get",))
     | _grant("", ("services",), ("get",))
-    | _grant("networking.k8s.io", ("networkpolicies",), ("create", "get"))
+    | _grant("networking.k8s.io", ("networkpolicies",), ("create",))
     | _grant("", ("events",), ("create",))
 )
 
-#: Reconciler: ClusterRole (pods, namespaces, policies, Events, DNS Service) + Role for its Lease.
+#: Reconciler: ClusterRole (informers, backfill + owner checks, policies, Events, DNS Service) + Role for its Lease.
 RECONCILER: frozenset[Triple] = frozenset(
-    _grant("", ("pods",), ("get", "list", "watch", "patch"))
-    | _grant("", ("namespaces",), ("get", "list", "watch"))
+    _grant("", ("pods",), ("list", "watch", "patch"))
+    | _grant("", ("namespaces",), ("list", "watch"))
+    | _grant("apps", ("replicasets", "statefulsets", "daemonsets", "deployments"), ("get",))
+    | _grant("batch", ("jobs", "cronjobs"), ("get",))
     | _grant("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "update", "patch", "delete"))
-    | _grant("", ("events",), ("create", "patch"))
-    | _grant("events.k8s.io", ("events",), ("create", "patch"))
+    | _grant("", ("events",), ("create",))
     | _grant("", ("services",), ("get",))
     | _grant("coordination.k8s.io", ("leases",), ("get", "create", "update"))
 )

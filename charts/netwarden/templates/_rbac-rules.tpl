@@ -22,10 +22,10 @@ code makes. Change all three together.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get"]
-# The baseline NetworkPolicy written at admission.
+# The baseline NetworkPolicy written at admission (create only: 409 means it exists).
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["create", "get"]
+  verbs: ["create"]
 # Audit Events on pods and policies.
 - apiGroups: [""]
   resources: ["events"]
@@ -34,24 +34,30 @@ code makes. Change all three together.
 
 {{/* Reconciler (cluster-wide): watch pods and namespaces, manage policies, record Events. */}}
 {{- define "netwarden.rules.reconciler" -}}
-# Pod index for signals; label backfill for pods admitted while the webhook was away.
+# Pod index for signals (list/watch); label backfill for pods admitted while the webhook was away.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
+# Namespace opt-in and modes, from the informer (no per-namespace reads).
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+# Backfill verifies a pod's owner as admission does (the owner's uid and its own owner); start-up
+# garbage collection checks whether the workload owning a pod-less policy still exists.
+- apiGroups: ["apps"]
+  resources: ["replicasets", "statefulsets", "daemonsets", "deployments"]
+  verbs: ["get"]
+- apiGroups: ["batch"]
+  resources: ["jobs", "cronjobs"]
+  verbs: ["get"]
 # The policies netwarden manages: tighten, relax, quarantine, roll back, clean up.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Audit Events (core/v1 and events.k8s.io/v1).
+# Audit Events (core/v1, created once each).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 # The cluster DNS Service.
 - apiGroups: [""]
   resources: ["services"]
