@@ -169,7 +169,9 @@ def test_pods_the_replicaset_controller_creates_get_labels_and_one_baseline_owne
     reviews = wait_for(lambda: [r for r in admission_reviews(stack, opted_in) if r.get("workload") == identity]
                        if len(admission_reviews(stack, opted_in)) >= 3 else None, "3 admission reviews logged")
     assert {r["user"] for r in reviews} == {REPLICASET_CONTROLLER}
-    assert sorted(r["policy"] for r in reviews)[0] == "cached" and sum(r["policy"] == "created" for r in reviews) == 1
+    # one write created the baseline; the others found it (this worker's cache, or a 409 from the other worker)
+    assert sorted(r["policy"] for r in reviews).count("created") == 1
+    assert {r["policy"] for r in reviews} <= {"created", "cached", "exists"}
 
 
 def test_the_real_garbage_collector_removes_the_baseline_with_its_deployment(api: client.ApiClient,
@@ -195,7 +197,8 @@ def test_a_server_side_dry_run_is_mutated_but_has_no_side_effects(stack: Stack, 
     assert kubectl.returncode == 0, kubectl.stderr
     assert json.loads(kubectl.stdout)["metadata"]["labels"][names.LABEL_IDENTITY] == f"{opted_in}.pod.phantom"
     reviews = [r for r in admission_reviews(stack, opted_in) if r.get("pod") in ("ghost", "phantom")]
-    assert sorted((r["pod"], r["dry_run"]) for r in reviews) == [("ghost", True), ("phantom", True)]
+    assert sorted((r["pod"], r["dry_run"], r["policy"]) for r in reviews) == [("ghost", True, "dry-run"),
+                                                                              ("phantom", True, "dry-run")]
     for name in ("ghost", "phantom"):
         assert missing(lambda: core.read_namespaced_pod(name, opted_in))
         assert missing(lambda: net.read_namespaced_network_policy(f"netwarden-pod-{name}", opted_in))
