@@ -226,7 +226,8 @@ class Release:
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.root), "LANG": "C.UTF-8",
                "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
                "KUBECONFIG": self.kubeconfig_for(spec["serviceAccountName"])}
-        fields = {"metadata.namespace": doc["metadata"].get("namespace", NAMESPACE), "metadata.name": pod_name}
+        fields = {"metadata.namespace": doc["metadata"].get("namespace", NAMESPACE), "metadata.name": pod_name,
+                  "status.podIP": "127.0.0.1"}  # every "pod" is a process on this host
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = remap(str(item["value"]))

@@ -77,11 +77,12 @@ def test_quarantine_threshold_below_tighten_threshold_fails_the_install() -> Non
         render({"config": {"thresholds": {"tighten": 30, "quarantine": 20}}})
 
 
-def test_reconciler_gets_its_lease_pod_name_and_token_file() -> None:
+def test_reconciler_gets_its_lease_pod_name_pod_ip_and_token_file() -> None:
     docs = render()
     env = container_env(docs, "-reconciler")
     assert env["NETWARDEN_RECONCILER_LEASE_NAME"] == "nw-netwarden-reconciler"
     assert env["NETWARDEN_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["NETWARDEN_POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}  # advertised to the other replicas
     assert env["NETWARDEN_RECONCILER_LEASE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["NETWARDEN_RECONCILER_TOKEN_FILE"] == "/etc/netwarden/signal-token/token"
     spec = one(docs, "Deployment", "-reconciler")["spec"]["template"]["spec"]

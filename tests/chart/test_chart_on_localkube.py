@@ -29,7 +29,7 @@ from tests.chart.install import ADMIN_TOKEN, Release, eventually, local_port_val
 
 DATA = Path("/work/shared/data")
 #: NETWARDEN_* variables the code reads besides the config options (netwarden/config.py).
-CODE_ENV = {"NETWARDEN_CONFIG", "NETWARDEN_POD_NAME"}
+CODE_ENV = {"NETWARDEN_CONFIG", "NETWARDEN_POD_NAME", "NETWARDEN_POD_IP"}
 
 
 @pytest.fixture(scope="module")

@@ -121,9 +121,11 @@ def test_webhook_port_admits_only_the_api_server_cidrs_and_metrics_scrapers() ->
     assert rule["from"][1:] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
-def test_signal_port_admits_only_configured_sources_and_nothing_when_none() -> None:
+def test_signal_port_admits_only_the_other_replicas_and_configured_sources() -> None:
     source = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "falcosidekick"}}, "namespaceSelector": {}}
     policy = one(render({"networkPolicy": {"signalSources": [source], "metricsSources": []}}), "NetworkPolicy", "-reconciler")
-    assert policy["spec"]["ingress"] == [{"ports": [{"port": "signals", "protocol": "TCP"}], "from": [source]}]
+    # A standby forwards signals to the leader: replicas reach each other (same namespace, same selector).
+    replicas = {"ports": [{"port": "signals", "protocol": "TCP"}], "from": [{"podSelector": policy["spec"]["podSelector"]}]}
+    assert policy["spec"]["ingress"] == [replicas, {"ports": [{"port": "signals", "protocol": "TCP"}], "from": [source]}]
     closed = one(render({"networkPolicy": {"signalSources": [], "metricsSources": []}}), "NetworkPolicy", "-reconciler")
-    assert closed["spec"]["ingress"] == []
+    assert closed["spec"]["ingress"] == [replicas]
