@@ -93,6 +93,10 @@ class ReconcilerRuntime:
         self._ticker = threading.Thread(target=self._tick_loop, name="engine-ticker", daemon=True)
         self._ticker.start()
         self.started.set()
+        if self.gate.is_open():
+            # Leadership that arrived while we were starting was skipped by on_leadership: look again now,
+            # or pods admitted while the webhook was down would wait for their next event to be backfilled.
+            self.on_leadership()
         return self
 
     def stop(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from netwarden import names
 from netwarden.kube import KubeClient
 from netwarden.labels import NamespaceFacts
 from reconciler.controller import ControllerSettings
+from reconciler.leader import WriterGate
 from reconciler.policy_ops import (Change, Pending, PolicyWriter, approve, canonical_spec, reject, rollback, spec_hash,
                                   store_pending)
 from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
@@ -79,6 +81,45 @@ def test_pod_admitted_without_the_webhook_is_labelled_and_gets_the_webhooks_base
     assert written["spec"] == canonical_spec(baseline_manifest("shop", "web")["spec"])  # as stored (omitempty)
     assert written["metadata"]["annotations"][names.ANNOTATION_REASON] == names.REASON_BACKFILL
     wait_until(lambda: events(core, "shop", names.EVENT_LABELS_BACKFILLED))
+
+
+class LeadershipDuringStart(WriterGate):
+    """A writer gate that is won while the runtime is starting (between its first resync and ready)."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def is_open(self) -> bool:
+        return self.open
+
+
+def test_leadership_won_while_starting_still_backfills_pods_that_existed_before(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    """Regression: on_leadership skipped until started, so a Lease won mid-start backfilled nothing."""
+    make_namespace(core, "shop")
+    make_pod(core, "shop", "old")  # admitted while the webhook was down; nothing will touch it again
+    gate = LeadershipDuringStart()
+    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=GRACE, default_mode=names.MODE_ENFORCE,
+                                                  write_rate_per_second=100, write_burst=100),
+                               tick_seconds=0.2, sync_timeout_seconds=10)
+    rt = ReconcilerRuntime(kube, settings, gate=gate, backoff=Backoff(0.01, 0.1))
+    first_resync = rt.controller.resync
+
+    def resync_then_win_the_lease() -> None:
+        first_resync()  # as a follower: the backfill is looked at, and nothing may be written
+        time.sleep(0.5)  # the worker has handled (and, as a follower, dropped) the pod's key
+        gate.open = True
+        rt.on_leadership()  # the elector's callback, arriving before the runtime is ready
+        rt.controller.resync = first_resync
+
+    rt.controller.resync = resync_then_win_the_lease
+    rt.start()
+    try:
+        assert wait_until(lambda: (core.read_namespaced_pod("old", "shop").metadata.labels or {})
+                          .get(names.LABEL_IDENTITY)) == "shop.pod.old"
+        assert wait_until(lambda: policy(net, "shop", "netwarden-pod-old"))
+    finally:
+        rt.stop()
 
 
 def test_pod_in_namespace_not_opted_in_is_left_alone(runtime, core: client.CoreV1Api,
