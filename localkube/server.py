@@ -447,8 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                   params.get("labelSelector"), params.get("fieldSelector"),
                                                   options, req))
         else:
-            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
-                           f"resource")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     # --- watch ------------------------------------------------------------------------------
     def _watch(self, rt: ResourceType, namespace: str | None, name: str, params: dict[str, str],

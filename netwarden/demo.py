@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from netwarden.report import (MapEdge, MapNode, ReportData, TimelineEntry, merge
 from netwarden.identity import namespace_of_identity, workload_identity_value
 from netwarden.scenario import Scenario, ScenarioError, Step, WorkloadSpec, parse_endpoint, parse_scenario
 from netwarden.stack import Stack, start_stack
-from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
+from netwarden.traffic import PodEnd, WorldEnd, steady_flows
 
 #: Reconciler settings for a story told in seconds rather than hours.
 DEMO_RECONCILER_CONFIG: dict[str, Any] = {

@@ -20,9 +20,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from kubernetes.client.rest import ApiException
 
 from netwarden import names
 from netwarden.identity import OwnerRef

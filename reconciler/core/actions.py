@@ -40,7 +40,6 @@ from netwarden.policy import (
 )
 from reconciler.core.behaviour import (
     EGRESS,
-    INGRESS,
     PEER_ADDRESS,
     PEER_IDENTITY,
     PEER_NAMESPACE,

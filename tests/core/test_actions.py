@@ -10,7 +10,7 @@ from reconciler.core import actions as A
 from reconciler.core.behaviour import PodRef
 from reconciler.core.config import ConfigError
 from reconciler.core.types import MetricAlert
-from tests.core.corekit import API, CACHE, DB, FAST, engine, falco, flow, health, ip, learn_api_to_db, pod_ref, with_config
+from tests.core.corekit import API, DB, FAST, engine, falco, flow, health, ip, learn_api_to_db, with_config
 
 
 def new_peers(e, t: float, count: int, src: int = 0, start_port: int = 1000):
@@ -183,7 +183,6 @@ def test_modes_are_per_namespace() -> None:
 def test_a_protected_namespace_gets_alert_only_once_per_escalation() -> None:
     e = engine()
     e.upsert_pod(PodRef("kube-system.deploy.metrics", "kube-system", "metrics-0", "inst-m", "10.0.8.1"))
-    t = 0.0
     for n in range(150):
         e.ingest_flow(flow(float(n), "10.0.8.1", ip(DB), 5432), float(n))
     decisions = []

@@ -84,7 +84,7 @@ def test_sigkill_and_restart_resume_without_duplicate_writes_through_watch_fault
     spawn_reconciler(stack, "reconciler-restarted", "netwarden-demo-0", port)
     # Pod events (a container restart), so the cut watch has something to be cut on.
     wait_until(lambda: cluster.faults() == [] or stack.kubelet.restart("ops", ops["r3"].name) is None,
-               interval=0.5, what=f"every injected fault hit")
+               interval=0.5, what="every injected fault hit")
     time.sleep(2.0)  # a negative claim: give a duplicate write the time to happen
     after = snapshot(cluster)
     assert after[0] == before[0], "no managed policy was written again after the restart"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -20,8 +19,7 @@ from netwarden.traffic import PodEnd, WorldEnd
 
 from .conftest import learn
 from .harness import (CLEANUP_GRACE_SECONDS, DNS, DNS_POD, SIGNAL_TO_POLICY_BOUND_SECONDS, App, Cluster, PolicyRecorder,
-                      connectivity, edge_flows, falco_body, flows_body, is_step, key, quarantines, record_latency, send,
-                      wait_until)
+                      connectivity, edge_flows, falco_body, flows_body, is_step, quarantines, record_latency, send, wait_until)
 
 WEB = App("shop", "web", 2, (8080,), {names.ANNOTATION_PURPOSE: "frontend",
                                       names.ANNOTATION_ALLOW_FROM: "cidr=0.0.0.0/0",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kubernetes import client
 
 from netwarden.kube import KubeClient
 from reconciler.leader import LeaderElector, LeaseTiming, NotLeader

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.core.types import Flow
 from reconciler.signals.parse import (
     detect_flow_format,
     parse_alertmanager_payload,
