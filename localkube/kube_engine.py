@@ -82,6 +82,14 @@ APISERVER_DNS_NAMES: tuple[str, ...] = (
 )
 APISERVER_IPS: tuple[str, ...] = ("127.0.0.1", "10.96.0.1")
 CERT_LIFETIME = timedelta(days=2)
+#: Audit policy for `audit_log=`: one JSON line per request at Metadata level (who, verb, object,
+#: response code; no bodies). A watch logs when it starts and when it ends (one auditID).
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
 #: SIGTERM grace before SIGKILL when stopping; state is thrown away, so there is nothing to flush.
 STOP_GRACE_SECONDS = 3.0
 
@@ -210,12 +218,15 @@ class KubeControlPlane:
         log_dir: Path | None = None,
         extra_apiserver_args: Sequence[str] = (),
         extra_controller_manager_args: Sequence[str] = (),
+        audit_log: Path | None = None,
     ) -> None:
         self.binaries = binaries if binaries is not None else find_binaries()
         self.startup_timeout = startup_timeout
         self._log_dir = log_dir
         self._extra_apiserver_args = tuple(extra_apiserver_args)
         self._extra_controller_manager_args = tuple(extra_controller_manager_args)
+        #: kube-apiserver's audit log (JSON lines, AUDIT_POLICY), when asked for; kept after stop().
+        self.audit_log = audit_log
         self._children: list[_Child] = []
         self._workdir: Path | None = None
         self._lock = threading.Lock()
@@ -345,6 +356,13 @@ class KubeControlPlane:
         paths.write("sa.key", pki.service_account_private_pem)
         paths.write("sa.pub", pki.service_account_public_pem, 0o644)
 
+        audit_args: list[str] = []
+        if self.audit_log is not None:
+            policy = paths.write("audit-policy.yaml", yaml.safe_dump(AUDIT_POLICY).encode(), 0o644)
+            Path(self.audit_log).parent.mkdir(parents=True, exist_ok=True)
+            audit_args = [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                          "--audit-log-format=json", "--audit-log-mode=blocking", "--audit-log-maxbackup=0"]
+
         etcd_client, etcd_peer, apiserver_port, kcm_port = free_ports(4)
         self.url = f"https://127.0.0.1:{apiserver_port}"
         self.kubeconfig = paths.write(
@@ -399,6 +417,7 @@ class KubeControlPlane:
                 # A loopback address is not a valid Endpoints IP; do not try to publish one.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *audit_args,
                 *self._extra_apiserver_args,
             ],
             log_dir,

@@ -12,6 +12,13 @@ What a cluster would do with the rendered manifests, done here so the chart and 
   namespace and name;
 - the Services resolve (`service_addresses`) through targetPort to the containerPort the process
   listens on, so the rendered webhook configurations reach the webhook over TLS with their caBundle.
+
+`start_release(..., engine="kube")` installs onto the real control plane instead
+(localkube.kube_engine.KubeControlPlane, RBAC enforced, audit log on): each ServiceAccount's token
+comes from the TokenRequest API, the workloads the chart runs (Deployment, Job, CronJob) are run as
+the processes above rather than stored (the real controllers would start pods nobody runs), and
+every Service gets an EndpointSlice at this host's address and the containerPort, which
+kube-apiserver (--enable-aggregator-routing) resolves the webhook configurations' Service through.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any, Callable, Iterable
 import requests
 
 from localkube import LocalKube
+from localkube.audit import AuditRecord
 from localkube.resources import RESOURCES, ResourceType
 from tests.chart.chartkit import NAMESPACE, Manifest, of_kind, render
 
@@ -45,6 +53,17 @@ HOOK_PHASES = ("pre-install", "post-install", "pre-upgrade", "post-upgrade")
 #: Kinds a cluster runs rather than stores (their containers are started explicitly).
 WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
 _BY_KIND: dict[tuple[str, str], ResourceType] = {(r.api_version, r.kind): r for r in RESOURCES}
+
+
+def host_address() -> str:
+    """A non-loopback address of this host (EndpointSlices refuse 127.0.0.0/8); "" if there is none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.255", 9))  # no packet is sent: this only picks the route's source
+            address = str(sock.getsockname()[0])
+        except OSError:
+            return ""
+    return "" if address.startswith("127.") else address
 
 
 def free_port() -> int:
@@ -130,16 +149,39 @@ class Process:
 
 @dataclass
 class Release:
-    """A rendered chart installed onto a running LocalKube; `stop()` ends every process it started."""
+    """A rendered chart installed onto a running LocalKube (or the real control plane, engine "kube");
+    `stop()` ends every process it started."""
 
-    kube: LocalKube
+    kube: Any  # LocalKube, or localkube.kube_engine.KubeControlPlane when engine == "kube"
     docs: list[Manifest]
     root: Path
-    #: username -> bearer token, for every ServiceAccount the chart creates
+    #: bearer token -> username, for every ServiceAccount the chart creates (kube: filled by TokenRequest)
     tokens: dict[str, str]
-    #: container port -> the local port its process listens on (the same number: rendered values)
     processes: list[Process] = field(default_factory=list)
     job_results: list[tuple[str, int, str]] = field(default_factory=list)
+    engine: str = "local"
+    #: engine "kube": the address EndpointSlices point the Services at (this host, not loopback)
+    host: str = ""
+    #: engine "kube": (namespace, Service, port) -> 127.0.0.1:<containerPort>, fixed at the first install
+    #: (an upgrade's render picks new free ports, but the processes keep listening where they started)
+    addresses: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+    def admin_api(self) -> Any:
+        """A kubernetes.client.ApiClient as the cluster admin."""
+        return self.kube.api_client() if self.engine == "kube" else self.kube.api_client(ADMIN_TOKEN)
+
+    def admin_kubeconfig(self, path: Path) -> str:
+        if self.engine == "kube":
+            return str(self.kube.write_kubeconfig(path))
+        return str(self.kube.write_kubeconfig(path, token=ADMIN_TOKEN))
+
+    def audit(self) -> list[AuditRecord]:
+        """Every request the API server has recorded so far, in order."""
+        if self.engine == "kube":
+            from tests.chart.rbac_check import read_audit_file
+
+            return [event.record for event in read_audit_file(Path(self.kube.audit_log))]
+        return list(self.kube.audit)
 
     # -- API access as the cluster admin ---------------------------------------------------------
     def url(self, doc: Manifest, *, collection: bool = False) -> str:
@@ -151,6 +193,15 @@ class Release:
         return f"{self.kube.url}{base}{scope}/{rt.plural}{name}"
 
     def admin(self, method: str, url: str, body: Any = None) -> requests.Response:
+        if self.engine == "kube":
+            pki = self.root / "admin-pki"
+            if not pki.exists():
+                pki.mkdir(parents=True)
+                for name, data in (("ca.crt", self.kube.pki.ca.cert_pem), ("admin.crt", self.kube.pki.admin.cert_pem),
+                                   ("admin.key", self.kube.pki.admin.key_pem)):
+                    (pki / name).write_bytes(data)
+            return requests.request(method, url, json=body, timeout=30, verify=str(pki / "ca.crt"),
+                                    cert=(str(pki / "admin.crt"), str(pki / "admin.key")))
         return requests.request(method, url, json=body, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
     def apply(self, doc: Manifest) -> None:
@@ -165,6 +216,33 @@ class Release:
             body["metadata"]["resourceVersion"] = existing.json()["metadata"]["resourceVersion"]
             response = self.admin("PUT", self.url(doc), body)
         assert response.status_code in (200, 201), f"{doc['kind']} {doc['metadata']['name']}: {response.text[:500]}"
+        if self.engine == "kube" and doc["kind"] == "Service":
+            self.apply_endpoints(doc)
+
+    def apply_endpoints(self, service: Manifest) -> None:
+        """The EndpointSlice a cluster's endpointslice controller would write, at this host's address."""
+        namespace = service["metadata"].get("namespace", NAMESPACE)
+        name = service["metadata"]["name"]
+        addresses = self.addresses or service_addresses(self.docs)
+        ports = [{"name": port.get("name", ""), "protocol": port.get("protocol", "TCP"),
+                  "port": int(addresses[(namespace, name, int(port["port"]))].rsplit(":", 1)[1])}
+                 for port in service["spec"]["ports"]]
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": f"{name}-local", "namespace": namespace,
+                             "labels": {"kubernetes.io/service-name": name,
+                                        "endpointslice.kubernetes.io/managed-by": "tests.chart.install"}},
+                "addressType": "IPv4", "ports": ports,
+                "endpoints": [{"addresses": [self.host], "conditions": {"ready": True}}]}
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        discovery = client.DiscoveryV1Api(self.admin_api())
+        try:
+            discovery.create_namespaced_endpoint_slice(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            discovery.replace_namespaced_endpoint_slice(body["metadata"]["name"], namespace, body)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = NAMESPACE) -> Manifest | None:
         response = self.admin("GET", self.url({"apiVersion": api_version, "kind": kind,
@@ -182,8 +260,15 @@ class Release:
     # -- running containers ----------------------------------------------------------------------
     def kubeconfig_for(self, service_account: str) -> str:
         user = f"system:serviceaccount:{NAMESPACE}:{service_account}"
+        if self.engine == "kube" and user not in self.tokens.values():
+            from kubernetes import client
+
+            # What the kubelet mounts: a bound token from the TokenRequest API.
+            request = client.CoreV1Api(self.admin_api()).create_namespaced_service_account_token(
+                service_account, NAMESPACE, {"spec": {"expirationSeconds": 7200}})
+            self.tokens[request.status.token] = user
         token = next(token for token, name in self.tokens.items() if name == user)
-        return self.kube.write_kubeconfig(self.root / "kubeconfigs" / service_account, token=token)
+        return str(self.kube.write_kubeconfig(self.root / "kubeconfigs" / service_account, token=token))
 
     def pod_files(self, pod_name: str, spec: Manifest, container: Manifest) -> dict[str, str]:
         """Write the container's volumes under root/<pod>; mountPath -> local directory."""
@@ -259,7 +344,8 @@ class Release:
         """Apply a phase's hook objects by weight (Jobs run to completion, they must succeed)."""
         hooks = sorted((doc for doc in docs if phase in hook_phases(doc)), key=hook_weight)
         for doc in hooks:
-            self.apply(doc)
+            if self.stores(doc):
+                self.apply(doc)
             if doc["kind"] == "Job":
                 code = self.run_job(doc)
                 assert code == 0, f"hook {doc['metadata']['name']} failed:\n{self.job_results[-1][2]}"
@@ -269,9 +355,13 @@ class Release:
         self.docs = docs
         self.run_hooks(docs, pre)
         for doc in docs:
-            if not hook_phases(doc):
+            if not hook_phases(doc) and self.stores(doc):
                 self.apply(doc)
         self.run_hooks(docs, post)
+
+    def stores(self, doc: Manifest) -> bool:
+        """On the real control plane the workloads are run here as processes, not handed to its controllers."""
+        return self.engine != "kube" or doc["kind"] not in WORKLOAD_KINDS
 
     def deployment(self, suffix: str) -> Manifest:
         (doc,) = [d for d in of_kind(self.docs, "Deployment") if d["metadata"]["name"].endswith(suffix)]
@@ -347,9 +437,28 @@ def local_port_values(values: dict[str, Any] | None = None) -> dict[str, Any]:
     return merged
 
 
-def start_release(root: Path, values: dict[str, Any], *, extra_users: dict[str, str] | None = None) -> Release:
-    """LocalKube with a token per chart ServiceAccount, the release namespace, and the chart installed."""
+def start_release(root: Path, values: dict[str, Any], *, extra_users: dict[str, str] | None = None,
+                  engine: str = "local") -> Release:
+    """LocalKube with a token per chart ServiceAccount, and the release namespace; `install()` installs.
+
+    engine "kube": the real control plane instead, with RBAC enforced and its audit log at
+    root/audit.log; ServiceAccount tokens come from TokenRequest once the accounts exist.
+    """
     docs = render(values)
+    if engine == "kube":
+        from localkube.kube_engine import KubeControlPlane
+
+        host = host_address()
+        assert host, "no non-loopback address for the EndpointSlices kube-apiserver resolves webhooks through"
+        plane = KubeControlPlane(audit_log=root / "audit.log",
+                                 extra_apiserver_args=["--enable-aggregator-routing=true"]).start()
+        release = Release(plane, docs, root, {}, engine="kube", host=host, addresses=service_addresses(docs))
+        try:
+            release.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+            return release
+        except BaseException:
+            plane.stop()
+            raise
     users = {username(doc) for doc in of_kind(docs, "ServiceAccount")}
     tokens = {secrets.token_hex(16): user for user in sorted(users)}
     tokens[ADMIN_TOKEN] = "system:admin"

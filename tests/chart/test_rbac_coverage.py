@@ -9,6 +9,8 @@ backfill of a pod that predates the install, admission of Deployment/StatefulSet
 quarantine, automatic rollback, scale-down cleanup, namespace deletion), a CA rollover step by the
 CronJob and an upgrade's hooks. Per ServiceAccount, every request must be allowed by a rendered
 Role/ClusterRole rule (namespace and resourceNames included) and every rule must have been used.
+The scenario is tests/chart/rbac_scenario.py and the comparison tests/chart/rbac_check.py, shared with
+tests/kube/test_kube_least_privilege.py, which runs both on the real kube-apiserver.
 
 tests/chart/RBAC.md lists each rule and the scenario phase that exercised it; the test checks it.
 Regenerate with NETWARDEN_WRITE_RBAC_MD=1 after a deliberate change.
@@ -16,317 +18,24 @@ Regenerate with NETWARDEN_WRITE_RBAC_MD=1 after a deliberate change.
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import os
-import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
-from kubernetes import client  # noqa: E402
-
-from certs import cli as certs_cli  # noqa: E402
 from certs import inject  # noqa: E402
-from certs.inject import ObjectRef, Targets  # noqa: E402
 from localkube.audit import AuditRecord  # noqa: E402
 from netwarden import kube as netwarden_kube  # noqa: E402
-from netwarden import names  # noqa: E402
-from netwarden.kube import KubeClient  # noqa: E402
-from netwarden.stack import Stack  # noqa: E402
-from tests.chart.chartkit import NAMESPACE, RELEASE, Manifest, of_kind, render  # noqa: E402
+from tests.chart.chartkit import render  # noqa: E402
 from tests.chart.expected_rbac import EXPECTED_RBAC  # noqa: E402
-from tests.chart.install import ADMIN_TOKEN, Release, eventually, local_port_values, start_release  # noqa: E402
+from tests.chart.rbac_check import compare, grants, records_by_account  # noqa: E402
+from tests.chart.rbac_scenario import STORY_VALUES, UPGRADE_VALUES, Observed, run_scenario  # noqa: E402
 
 RBAC_MD = Path(__file__).with_name("RBAC.md")
-PREFIX = f"{RELEASE}-netwarden-"
-#: Chart values for a story told in seconds (the demo's settings, through the chart's own values).
-STORY_VALUES: dict[str, Any] = {
-    "config": {
-        "learning": {"windowSeconds": 5},
-        "grace": {"cleanupSeconds": 2},
-        "blastRadius": {"maxPercent": 50},
-        "core": {"rate_bucket_seconds": 0.5, "rate_min_buckets": 4, "deviation_weights": {"rate-spike": 12.0}},
-    },
-}
-UPGRADE_VALUES: dict[str, Any] = {"commonLabels": {"example.com/team": "platform"}}
-
-
-# --- what the chart grants -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Grant:
-    """One (apiGroup, resource, verb[, resourceName]) of a rendered rule, where it applies."""
-
-    service_account: str
-    role: str  # "ClusterRole/NAME" or "Role/NAME"
-    api_group: str
-    resource: str
-    verb: str
-    resource_name: str  # "" = any name
-    namespace: str  # "" = every namespace (ClusterRole via ClusterRoleBinding)
-
-    def allows(self, record: AuditRecord) -> bool:
-        resource = f"{record.resource}/{record.subresource}" if record.subresource else record.resource
-        return (self.api_group == record.api_group and self.resource == resource and self.verb == record.verb
-                and (not self.namespace or self.namespace == record.namespace)
-                and (not self.resource_name or self.resource_name == record.name))
-
-    def row(self) -> tuple[str, str, str, str, str, str]:
-        return (self.service_account, self.role, self.api_group or '""', self.resource, self.verb,
-                self.resource_name or "*")
-
-
-def grants(docs: list[Manifest]) -> list[Grant]:
-    roles = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs if doc["kind"] in ("Role", "ClusterRole")}
-    out: list[Grant] = []
-    for binding in docs:
-        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
-            continue
-        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
-        namespace = binding["metadata"].get("namespace", "") if binding["kind"] == "RoleBinding" else ""
-        for subject in binding["subjects"]:
-            account = subject["name"].removeprefix(PREFIX)
-            for rule in role["rules"]:
-                for group in rule["apiGroups"]:
-                    for resource in rule["resources"]:
-                        for verb in rule["verbs"]:
-                            for name in rule.get("resourceNames") or [""]:
-                                out.append(Grant(account, f"{role['kind']}/{role['metadata']['name']}", group,
-                                                 resource, verb, name, namespace))
-    return out
-
-
-# --- the scenario --------------------------------------------------------------------------------
-@dataclass
-class Observed:
-    release: Release
-    #: (phase title, first audit index of the phase), in order
-    phases: list[tuple[str, int]]
-    records: list[AuditRecord]
-    docs: list[Manifest]
-
-    def phase_of(self, index: int) -> str:
-        title = self.phases[0][0]
-        for name, start in self.phases:
-            if index >= start:
-                title = name
-        return title
-
-
-class ReleaseStack(Stack):
-    """netwarden.stack.Stack over the installed release: signals go through the reconciler Service."""
-
-    release: Any = None
-
-    def post_signal(self, path: str, body: Any, *, timeout: float = 10.0) -> dict[str, Any]:
-        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        raw = data.encode() if isinstance(data, str) else data
-        token = self.release.secret_data(f"{PREFIX}signal-token")["token"].decode()
-        status, answer = self.release.request("-reconciler", "POST", path, raw, {
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        if status >= 300:
-            raise RuntimeError(f"POST {path} -> {status}: {answer[:300]!r}")
-        return json.loads(answer) if answer else {}
-
-    def check_alive(self) -> None:
-        for process in self.release.processes:
-            if process.name.endswith("-0") and process.popen.poll() is not None:  # a Deployment's pod
-                raise RuntimeError(f"{process.name} exited:\n{process.tail()}")
-
-
-def owner(obj: Any, kind: str, api_version: str) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": kind, "name": obj.metadata.name, "uid": obj.metadata.uid,
-            "controller": True, "blockOwnerDeletion": True}
-
-
-def pod_body(name: str, owner_ref: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": labels, "ownerReferences": [owner_ref]},
-            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9",
-                                     "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}}
-
-
-def template(labels: dict[str, str]) -> dict[str, Any]:
-    return {"metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}}
-
-
-def run_scenario(root: Path) -> Observed:
-    from localkube.kubelet import FakeKubelet
-    from localkube.workloads import WorkloadController
-    from netwarden.demo import DemoFailure, Player, load_scenario
-    from netwarden.scenario import NamespaceSpec
-
-    release = start_release(root, local_port_values(STORY_VALUES))
-    installed_docs = release.docs
-    phases: list[tuple[str, int]] = []
-    closers: list[Any] = []
-
-    def phase(title: str) -> None:
-        phases.append((title, len(release.kube.audit)))
-
-    try:
-        api = release.kube.api_client(ADMIN_TOKEN)
-        core, apps, batch, net = (client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api),
-                                  client.NetworkingV1Api(api))
-        core.create_namespaced_service("kube-system", {
-            "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns"}},
-            "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})
-        opted_in = {names.LABEL_INJECT: names.INJECT_ENABLED}
-        core.create_namespace({"metadata": {"name": "legacy", "labels": opted_in,
-                                            "annotations": {names.ANNOTATION_MODE: names.MODE_ENFORCE}}})
-        # Workloads that predate the install: one pod per owner kind the backfill verifies.
-        agent_labels, db_labels, web_labels, nightly_labels = ({"app": n} for n in ("agent", "db", "web", "nightly"))
-        agent = apps.create_namespaced_daemon_set("legacy", {
-            "metadata": {"name": "agent"}, "spec": {"selector": {"matchLabels": agent_labels},
-                                                    "template": template(agent_labels)}})
-        db = apps.create_namespaced_stateful_set("legacy", {
-            "metadata": {"name": "db"}, "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": db_labels},
-                                                 "template": template(db_labels)}})
-        web = apps.create_namespaced_replica_set("legacy", {
-            "metadata": {"name": "web-5d4f8"}, "spec": {"replicas": 1, "selector": {"matchLabels": web_labels},
-                                                        "template": template(web_labels)}})
-        nightly = batch.create_namespaced_cron_job("legacy", {
-            "metadata": {"name": "nightly"},
-            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {
-                "metadata": {"labels": nightly_labels},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}}}}}})
-        job = batch.create_namespaced_job("legacy", {
-            "metadata": {"name": "nightly-28000000", "ownerReferences": [owner(nightly, "CronJob", "batch/v1")]},
-            "spec": {"template": {"metadata": {"labels": nightly_labels},
-                                  "spec": {"restartPolicy": "Never",
-                                           "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}}}})
-        legacy_pods = {
-            "agent-old": pod_body("agent-old", owner(agent, "DaemonSet", "apps/v1"), agent_labels),
-            "db-0": pod_body("db-0", owner(db, "StatefulSet", "apps/v1"), db_labels),
-            "web-5d4f8-a1": pod_body("web-5d4f8-a1", owner(web, "ReplicaSet", "apps/v1"), web_labels),
-            "nightly-28000000-a1": pod_body("nightly-28000000-a1", owner(job, "Job", "batch/v1"), nightly_labels),
-        }
-        for body in legacy_pods.values():
-            core.create_namespaced_pod("legacy", body)
-        kubelet = FakeKubelet(api)
-        closers.append(kubelet.stop)
-
-        phase("install: pre-install hook creates the certificate Secrets, post-install hook fills caBundle")
-        release.install(release.docs)
-        phase("webhook and reconciler start (DNS Service, readiness, watches, leader Lease); the reconciler "
-              "backfills pods that predate the install (ReplicaSet, StatefulSet, DaemonSet, Job owners)")
-        release.start_deployment("-webhook")
-        release.start_deployment("-reconciler")
-
-        eventually(lambda: release.get("coordination.k8s.io/v1", "Lease", f"{PREFIX}reconciler"), "a leader")
-
-        def backfilled() -> bool:
-            # A pod event after leadership is certain (the reconciler was seen to skip its start-up
-            # backfill when it became leader after its first sync; reported as a reconciler issue).
-            done = True
-            for name in legacy_pods:
-                if not (core.read_namespaced_pod(name, "legacy").metadata.labels or {}).get(names.LABEL_IDENTITY):
-                    core.patch_namespaced_pod(name, "legacy", {"metadata": {"annotations": {"touched": str(time.time())}}})
-                    done = False
-            time.sleep(0.5)
-            return done
-
-        eventually(backfilled, "the pods that predate the install to be backfilled")
-
-        phase("admission: a DaemonSet pod and a CronJob's Job pod (owner verification Job -> CronJob)")
-        core.create_namespaced_pod("legacy", pod_body("agent-new", owner(agent, "DaemonSet", "apps/v1"), agent_labels))
-        pod = core.create_namespaced_pod("legacy", pod_body("nightly-28000000-x1", owner(job, "Job", "batch/v1"),
-                                                            {"app": "nightly"}))
-        assert pod.metadata.labels[names.LABEL_IDENTITY] == "legacy.cronjob.nightly", pod.metadata.labels
-
-        controller = WorkloadController(api).start()
-        closers.append(controller.stop)
-        stack = ReleaseStack(root, release.kube.write_kubeconfig(root / "admin-kubeconfig", token=ADMIN_TOKEN),
-                             "", "", "", "", "local", [], [], kubelet)
-        stack.release = release
-        scenario = load_scenario(None)
-        # The chart opts namespaces in by label (namespaceSelectorMode: label), the demo by annotation.
-        scenario = dataclasses.replace(scenario, namespaces=tuple(
-            NamespaceSpec(ns.name, {**ns.labels, **opted_in}, ns.annotations) for ns in scenario.namespaces))
-        # The legacy workloads' policies stay through the story.
-        legacy_policies = 4
-        eventually(lambda: len(net.list_namespaced_network_policy("legacy").items) == legacy_policies,
-                   "one policy per legacy workload")
-        scenario = dataclasses.replace(scenario, steps=tuple(
-            dataclasses.replace(step, args={**step.args, "checks": [
-                {"policies": check["policies"] + legacy_policies} if "policies" in check else check
-                for check in step.args["checks"]]}) if step.kind == "expect" else step
-            for step in scenario.steps))
-        player = Player(stack, scenario, out=lambda _line: None)
-        # One phase: the story's reactions are asynchronous, so a step boundary is no attribution.
-        phase("demo story (netwarden/scenarios/shop.yaml): Deployments and a StatefulSet admitted, learning, "
-              "tighten, quarantine, automatic rollback, scale-down cleanup, namespaces deleted")
-        for step in scenario.steps:
-            stack.check_alive()
-            try:
-                getattr(player, f"step_{step.kind}")(step)
-            except DemoFailure as failure:  # the story's timing claims are the demo's tests; here the calls count
-                print(f"demo expectation not met (the RBAC checks below still apply): {failure}")
-
-        phase("reconciler restart: start-up garbage collection checks the owners of workloads without pods")
-        apps.create_namespaced_deployment("legacy", {
-            "metadata": {"name": "reports"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reports"}},
-                                                      "template": template({"app": "reports"})}})
-        eventually(lambda: [p for p in net.list_namespaced_network_policy("legacy").items
-                            if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.deploy.reports"], "reports' baseline")
-        (reconciler,) = [process for process in release.processes if process.name == f"{PREFIX}reconciler-0"]
-        reconciler.stop()
-        release.processes.remove(reconciler)
-        # While it is down: the Deployment scales to zero, the CronJob's run finishes (its pods go).
-        apps.patch_namespaced_deployment("reports", "legacy", {"spec": {"replicas": 0}})
-        eventually(lambda: not core.list_namespaced_pod("legacy", label_selector="app=reports").items, "reports at zero")
-        for name in [p.metadata.name for p in core.list_namespaced_pod("legacy", label_selector="app=nightly").items]:
-            core.delete_namespaced_pod(name, "legacy", grace_period_seconds=0)
-        release.start_deployment("-reconciler")
-        # (Owners that exist get the normal grace; here 2 s, after which their policies go too.)
-        eventually(lambda: not [p for p in net.list_namespaced_network_policy("legacy").items
-                                if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.deploy.reports"],
-                   "the scaled-to-zero Deployment's policy to go after the grace period")
-
-        phase("cleanup: the CronJob is deleted (its Job and pod with it); its policy goes after the grace period")
-        batch.delete_namespaced_cron_job("nightly", "legacy", propagation_policy="Background")  # GC: Job, pod
-        eventually(lambda: not [p for p in net.list_namespaced_network_policy("legacy").items
-                                if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.cronjob.nightly"],
-                   "the CronJob's policy to be removed")
-
-        # A certificate pair near the end of its CA's life, as if installed ~10 years ago.
-        admin_kube = KubeClient(api)
-        targets = Targets(secret=ObjectRef(NAMESPACE, f"{PREFIX}webhook-tls"),
-                          ca_secret=ObjectRef(NAMESPACE, f"{PREFIX}webhook-ca"),
-                          mutating=(f"{PREFIX}mutate",), validating=(f"{PREFIX}validate",))
-        for ref in (targets.secret, targets.ca_secret):
-            core.delete_namespaced_secret(ref.name, NAMESPACE)
-        long_ago = datetime.now(timezone.utc) - timedelta(days=3640)
-        assert certs_cli.run_sync(admin_kube, targets, now=long_ago, window=timedelta(days=30),
-                                  service=f"{PREFIX}webhook", namespace=NAMESPACE, stdout=open(os.devnull, "w")) == 0
-        phase("rotation CronJob: CA within its renewal window -> rollover step 1 (Secrets updated, caBundle patched)")
-        before = release.secret_data(targets.ca_secret.name)["ca.crt"]
-        (cronjob,) = of_kind(release.docs, "CronJob")
-        assert release.run_job(cronjob) == 0, release.job_results[-1][2]
-        assert release.secret_data(targets.ca_secret.name)["ca.crt"] != before
-
-        phase("upgrade (new chart labels): pre-upgrade hook relabels the Secrets, post-upgrade hook syncs caBundle")
-        upgraded = render({**local_port_values(STORY_VALUES), **UPGRADE_VALUES})
-        release.install(upgraded, upgrade=True)
-        labels = release.get("v1", "Secret", targets.secret.name)["metadata"]["labels"]
-        assert labels["example.com/team"] == "platform"
-        time.sleep(3)  # one more Lease renewal and resync after the last phase, so they are attributed
-        phase("end")
-        return Observed(release, phases, list(release.kube.audit), installed_docs)
-    finally:
-        for close in reversed(closers):
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - stopping must go on
-                pass
-        release.stop()
-        release.kube.stop()
 
 
 @pytest.fixture(scope="module")
@@ -334,38 +43,18 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     yield run_scenario(tmp_path_factory.mktemp("rbac"))
 
 
-def accounts(docs: list[Manifest]) -> dict[str, str]:
-    """Username -> ServiceAccount key ("webhook", "reconciler", "certs", "certs-hook")."""
-    return {f"system:serviceaccount:{NAMESPACE}:{doc['metadata']['name']}": doc["metadata"]["name"].removeprefix(PREFIX)
-            for doc in of_kind(docs, "ServiceAccount")}
-
-
 def resource_records(observed: Observed) -> dict[str, list[tuple[int, AuditRecord]]]:
-    users = accounts(observed.docs)
-    per: dict[str, list[tuple[int, AuditRecord]]] = {key: [] for key in users.values()}
-    for index, record in enumerate(observed.records):
-        if record.user in users and record.resource:  # non-resource URLs (discovery) are every user's
-            per[users[record.user]].append((index, record))
-    return per
+    return records_by_account(observed.docs, observed.records)
 
 
 # --- the checks ------------------------------------------------------------------------------------
 def test_every_request_of_every_service_account_is_allowed_by_the_chart(observed: Observed) -> None:
-    granted = grants(observed.docs)
-    missing = {}
-    for account, records in resource_records(observed).items():
-        rules = [grant for grant in granted if grant.service_account == account]
-        denied = sorted({(r.verb, r.api_group, r.resource, r.subresource, r.namespace, r.name)
-                         for _, r in records if not any(rule.allows(r) for rule in rules)})
-        if denied:
-            missing[account] = denied
-    assert not missing, f"requests the chart's RBAC would refuse: {json.dumps(missing, indent=1)}"
+    denied = compare(observed.docs, observed.records).denied
+    assert not denied, f"requests the chart's RBAC would refuse: {json.dumps(denied, indent=1)}"
 
 
 def test_every_rule_the_chart_grants_was_exercised(observed: Observed) -> None:
-    per = resource_records(observed)
-    unused = [grant.row() for grant in grants(observed.docs)
-              if not any(grant.allows(record) for _, record in per[grant.service_account])]
+    unused = compare(observed.docs, observed.records).unused
     assert not unused, f"rules nothing called: {unused}"
 
 
@@ -376,9 +65,7 @@ def test_the_upgrade_render_grants_the_same_rules() -> None:
 
 
 def test_the_code_s_call_lists_and_the_expected_rbac_are_what_was_observed(observed: Observed) -> None:
-    triples: dict[str, set[tuple[str, str, str]]] = {
-        account: {(r.api_group, r.resource, r.verb) for _, r in records}
-        for account, records in resource_records(observed).items()}
+    triples = compare(observed.docs, observed.records).called
     assert {key: set(value) for key, value in EXPECTED_RBAC.items()} == triples
     assert set(netwarden_kube.API_CALLS) == triples["webhook"] | triples["reconciler"]
     assert set(inject.CERT_JOB_API_CALLS) == triples["certs"] | triples["certs-hook"]
