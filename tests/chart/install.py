@@ -59,7 +59,7 @@ def host_address() -> str:
     """A non-loopback address of this host (EndpointSlices refuse 127.0.0.0/8); "" if there is none."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            sock.connect(("192.0.2.255", 9))  # no packet is sent: this only picks the route's source
+            sock.connect(("198.51.100.1", 9))  # (TEST-NET-2) no packet is sent: this only picks the route's source
             address = str(sock.getsockname()[0])
         except OSError:
             return ""

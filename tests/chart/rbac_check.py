@@ -115,6 +115,10 @@ class AuditEvent:
 
     record: AuditRecord
     code: int
+    #: the authorizer's verdict ("allow", "forbid"; "" before authorization, e.g. an unauthenticated request)
+    decision: str = ""
+    #: responseStatus.message of a failed request
+    message: str = ""
 
 
 def read_audit_log(lines: Iterable[str]) -> list[AuditEvent]:
@@ -148,7 +152,10 @@ def read_audit_log(lines: Iterable[str]) -> list[AuditEvent]:
             name=str(ref.get("name", "")),
             path=str(event.get("requestURI", "")),
         )
-        out.append(AuditEvent(record, int((event.get("responseStatus") or {}).get("code", 0))))  # type: ignore[union-attr]
+        status: dict[str, object] = event.get("responseStatus") or {}  # type: ignore[assignment]
+        annotations: dict[str, str] = event.get("annotations") or {}  # type: ignore[assignment]
+        out.append(AuditEvent(record, int(status.get("code", 0)),  # type: ignore[call-overload]
+                              annotations.get("authorization.k8s.io/decision", ""), str(status.get("message", ""))))
     return out
 
 
