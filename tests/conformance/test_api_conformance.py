@@ -412,6 +412,8 @@ def test_watch_streams_added_modified_deleted(core: client.CoreV1Api, namespace:
     events = []
     for ev in watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version=rv,
                                    timeout_seconds=2):
+        if ev["object"].metadata.name != "w":
+            continue  # kube-root-ca.crt is published into new namespaces asynchronously, on both engines
         events.append((ev["type"], ev["object"].metadata.name))
         if len(events) == 3:
             break
