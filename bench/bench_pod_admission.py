@@ -20,29 +20,19 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
 from kubernetes import client
 
 from netwarden import names
 from netwarden.kube import load_api_client
-from netwarden.stack import (
-    ManagedProcess,
-    _https_ready,
-    _spawn,
-    _wait,
-    ensure_dns_service,
-    free_port,
-    make_tls,
-    webhook_configurations,
-)
+from netwarden.stack import ManagedProcess, ensure_dns_service, make_tls, start_api_server, start_webhook
 
 WARM_UP = 20
 
@@ -106,22 +96,13 @@ def measure(engine: str, api: client.ApiClient, pods: int, webhook: bool) -> Row
     return Row(engine, webhook, pods, percentile(ms, 0.50), percentile(ms, 0.99), statistics.fmean(ms), policies)
 
 
-def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient) -> ManagedProcess:
+def start_bench_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient) -> ManagedProcess:
     ensure_dns_service(api)
-    ca_file, cert, key = make_tls(workdir / "tls", "netwarden")
     config = workdir / "netwarden.yaml"
     config.write_text(yaml.safe_dump({"cluster": {"dns_service": "kube-system/kube-dns",
                                                   "default_mode": names.MODE_ENFORCE}}))
-    port = free_port()
-    proc = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
-                              "--port", str(port), "--kubeconfig", kubeconfig, "--workers", "2", "--threads", "4"],
-                  workdir, {"NETWARDEN_CONFIG": str(config), "NETWARDEN_LOG_LEVEL": "WARNING"})
-    url = f"https://127.0.0.1:{port}"
-    _wait("webhook", lambda: _https_ready(f"{url}/readyz", ca_file), 30, proc)
-    mutating, validating = webhook_configurations(url, Path(ca_file).read_bytes())
-    admission = client.AdmissionregistrationV1Api(api)
-    admission.create_mutating_webhook_configuration(mutating)
-    admission.create_validating_webhook_configuration(validating)
+    proc, _ = start_webhook(workdir, kubeconfig, api, make_tls(workdir / "tls", "netwarden"),
+                            {"NETWARDEN_CONFIG": str(config), "NETWARDEN_LOG_LEVEL": "WARNING"})
     time.sleep(1.0)  # the real apiserver picks configurations up from its informer
     return proc
 
@@ -129,29 +110,20 @@ def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient) -> Mana
 def run_engine(engine: str, pods: int) -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-admission-{engine}-"))
     kubeconfig = str(workdir / "kubeconfig")
-    stoppers: list[Callable[[], Any]] = []
+    processes: list[ManagedProcess] = []
+    closers: list[Callable[[], None]] = []
     try:
-        if engine == "kube":
-            from localkube.kube_engine import KubeControlPlane
-
-            plane = KubeControlPlane(log_dir=workdir)
-            stoppers.append(plane.stop)
-            plane.start()
-            plane.write_kubeconfig(kubeconfig)
-        else:
-            server = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
-            stoppers.append(server.stop)
-            _wait("localkube", lambda: Path(kubeconfig).exists() and bool(
-                client.VersionApi(load_api_client(kubeconfig)).get_code()), 20, server)
+        start_api_server(workdir, engine, kubeconfig, processes, closers, progress=lambda _: None)
         api = load_api_client(kubeconfig)
         rows = [measure(engine, api, pods, webhook=False)]
-        webhook = start_webhook(workdir, kubeconfig, api)
-        stoppers.append(webhook.stop)
+        processes.append(start_bench_webhook(workdir, kubeconfig, api))
         rows.append(measure(engine, api, pods, webhook=True))
         return rows
     finally:
-        for stop in reversed(stoppers):
-            stop()
+        for proc in processes:
+            proc.stop()
+        for close in closers:
+            close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

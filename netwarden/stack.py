@@ -235,6 +235,46 @@ def ensure_namespace(api: client.ApiClient, name: str) -> None:
             raise
 
 
+def start_api_server(workdir: Path, engine: str, kubeconfig: str, processes: list[ManagedProcess],
+                     closers: list[Callable[[], None]], progress: Callable[[str], None] = print) -> None:
+    """The local API server (a process) or the real control plane; writes `kubeconfig` once it answers."""
+    if engine == "kube":
+        from localkube.kube_engine import KubeControlPlane
+
+        plane = KubeControlPlane(log_dir=workdir)
+        closers.append(plane.stop)
+        plane.start()
+        plane.write_kubeconfig(kubeconfig)
+        progress(f"real control plane up: {plane.url}")
+        return
+    proc = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
+    processes.append(proc)
+    _wait("local API server", lambda: Path(kubeconfig).exists() and bool(
+        client.VersionApi(load_api_client(kubeconfig)).get_code()), 20, proc)
+    progress(f"local API server up (kubeconfig {kubeconfig})")
+
+
+def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tuple[str, str, str],
+                  env: dict[str, str], port: int | None = None) -> tuple[ManagedProcess, str]:
+    """`netwarden webhook` on gunicorn over TLS, registered with the API server as a cluster would have it."""
+    ca_file, cert, key = tls
+    port = port or free_port()
+    webhook = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
+                                 "--port", str(port), "--kubeconfig", kubeconfig, "--workers", "2", "--threads", "4"],
+                     workdir, env)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        _wait("webhook", lambda: _https_ready(f"{url}/readyz", ca_file), 30, webhook)
+        mutating, validating = webhook_configurations(url, Path(ca_file).read_bytes())
+        admission = client.AdmissionregistrationV1Api(api)
+        admission.create_mutating_webhook_configuration(mutating)
+        admission.create_validating_webhook_configuration(validating)
+    except BaseException:
+        webhook.stop()
+        raise
+    return webhook, url
+
+
 def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict[str, Any] | None = None,
                 mode: str = names.MODE_ENFORCE, progress: Callable[[str], None] = print) -> Stack:
     """Start everything; on any failure, stop what was started and raise."""
@@ -248,27 +288,14 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
     os.chmod(token_file, 0o600)
     stack = Stack(workdir, kubeconfig, "", "", token, "", engine, processes, closers)
     try:
-        if engine == "kube":
-            from localkube.kube_engine import KubeControlPlane
-
-            plane = KubeControlPlane(log_dir=workdir)
-            closers.append(plane.stop)
-            plane.start()
-            plane.write_kubeconfig(kubeconfig)
-            progress(f"real control plane up: {plane.url}")
-        else:
-            proc = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
-            processes.append(proc)
-            _wait("local API server", lambda: Path(kubeconfig).exists() and bool(
-                client.VersionApi(load_api_client(kubeconfig)).get_code()), 20, proc)
-            progress(f"local API server up (kubeconfig {kubeconfig})")
+        start_api_server(workdir, engine, kubeconfig, processes, closers, progress)
         api = load_api_client(kubeconfig)
         ensure_namespace(api, NETWARDEN_NAMESPACE)
         ensure_dns_service(api)
 
         ca_file, cert, key = make_tls(workdir / "tls", "netwarden")
         stack.ca_file = ca_file
-        webhook_port, signals_port = free_port(), free_port()
+        signals_port = free_port()
         config_file = workdir / "netwarden.yaml"
         config_file.write_text(yaml.safe_dump({
             "cluster": {"dns_service": "kube-system/kube-dns", "default_mode": mode},
@@ -279,16 +306,8 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         }))
         env = {"NETWARDEN_CONFIG": str(config_file), "NETWARDEN_POD_NAME": "netwarden-demo-0",
                "NETWARDEN_LOG_LEVEL": "INFO"}
-        webhook = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
-                                     "--port", str(webhook_port), "--kubeconfig", kubeconfig,
-                                     "--workers", "2", "--threads", "4"], workdir, env)
+        webhook, stack.webhook_url = start_webhook(workdir, kubeconfig, api, (ca_file, cert, key), env)
         processes.append(webhook)
-        stack.webhook_url = f"https://127.0.0.1:{webhook_port}"
-        _wait("webhook", lambda: _https_ready(f"{stack.webhook_url}/readyz", ca_file), 30, webhook)
-        mutating, validating = webhook_configurations(stack.webhook_url, Path(ca_file).read_bytes())
-        admission = client.AdmissionregistrationV1Api(api)
-        admission.create_mutating_webhook_configuration(mutating)
-        admission.create_validating_webhook_configuration(validating)
         progress(f"webhook up on {stack.webhook_url} (gunicorn, TLS), registered as a MutatingWebhookConfiguration")
 
         reconciler = _spawn("reconciler", [sys.executable, "-m", "netwarden.cli", "reconciler", "--kubeconfig", kubeconfig,
