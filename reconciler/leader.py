@@ -16,6 +16,8 @@ a standby through the Service can be forwarded to the one process that acts on t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import logging
 import math
 import threading
@@ -37,11 +39,12 @@ class NotLeader(RuntimeError):
     """A write was attempted by a process that does not (or no longer) hold the Lease."""
 
 
-class WriterGate:
+class WriterGate(ABC):
     """Checked before every write. `AlwaysOpen` for single-instance runs without election."""
 
+    @abstractmethod
     def is_open(self) -> bool:
-        raise NotImplementedError
+        """True while this process may write."""
 
     def check(self) -> None:
         if not self.is_open():

@@ -138,24 +138,31 @@ def _flow_format_or_unknown(record: Any) -> str:
         return "unknown"
 
 
-def ingest_flow_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
-                        counters: SignalCounters) -> IngestResult:
-    flows: list[Flow] = []
+def parse_records(records: Iterable[tuple[int, Any]], parse: Callable[[Any], Any], error_format: Callable[[Any], str],
+                  counters: SignalCounters) -> tuple[list[Any], list[dict[str, Any]], int]:
+    """Parse a batch record by record: good ones kept, bad ones rejected with a reason (listed up to a bound) and counted."""
+    parsed: list[Any] = []
     rejected: list[dict[str, Any]] = []
     total_rejected = 0
     for index, record in records:
         try:
             if isinstance(record, SignalError):
                 raise record
-            flow = parse_flow_any(record)
+            item = parse(record)
         except SignalError as error:
             total_rejected += 1
-            counters.record_error(_flow_format_or_unknown(record), error)
+            counters.record_error(error_format(record), error)
             if len(rejected) < MAX_REJECTED_LISTED:
                 rejected.append(_rejection(index, error))
             continue
-        counters.record_ok(flow.source_format)
-        flows.append(flow)
+        counters.record_ok(item.source_format)
+        parsed.append(item)
+    return parsed, rejected, total_rejected
+
+
+def ingest_flow_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
+                        counters: SignalCounters) -> IngestResult:
+    flows, rejected, total_rejected = parse_records(records, parse_flow_any, _flow_format_or_unknown, counters)
     if flows:
         sink.accept_flows(flows)
     return IngestResult(len(flows), rejected, total_rejected)
@@ -163,24 +170,10 @@ def ingest_flow_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
 
 def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
                          counters: SignalCounters) -> IngestResult:
-    accepted = 0
-    rejected: list[dict[str, Any]] = []
-    total_rejected = 0
-    for index, record in records:
-        try:
-            if isinstance(record, SignalError):
-                raise record
-            alert = parse_falco_event(record)
-        except SignalError as error:
-            total_rejected += 1
-            counters.record_error("falco", error)
-            if len(rejected) < MAX_REJECTED_LISTED:
-                rejected.append(_rejection(index, error))
-            continue
-        counters.record_ok(alert.source_format)
+    alerts, rejected, total_rejected = parse_records(records, parse_falco_event, lambda _: "falco", counters)
+    for alert in alerts:
         sink.accept_alert(alert)
-        accepted += 1
-    return IngestResult(accepted, rejected, total_rejected)
+    return IngestResult(len(alerts), rejected, total_rejected)
 
 
 # --- the app ---------------------------------------------------------------------------------
