@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Iterator
 
@@ -13,6 +12,7 @@ from kubernetes.client.rest import ApiException
 from localkube.controlplane_build import ControlPlaneBinaries, ControlPlaneNotBuilt, find_binaries
 from localkube.kube_engine import KubeControlPlane
 from localkube.kubelet import FakeKubelet
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -62,16 +62,6 @@ def _exists(read: Any) -> bool:
         raise
 
 
-def wait_for(condition: Any, what: str, timeout: float = 60.0) -> Any:
-    """Poll `condition` until truthy; controllers are asynchronous. Fails (not times) the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any, Iterator
 
@@ -44,6 +43,7 @@ from netwarden.policy import (
 )
 from netwarden.stack import Stack, free_port, start_stack
 from reconciler.policy_ops import canonical_spec
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -51,16 +51,6 @@ REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller
 DNS = DnsTarget.from_selector("kube-system", {"k8s-app": "kube-dns"})
 
 
-def wait_for(condition: Any, what: str, timeout: float = 60.0) -> Any:
-    """Poll `condition` until truthy (controllers and processes are asynchronous); fails, never times."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
