@@ -180,8 +180,9 @@ def run_reconciler(args: argparse.Namespace) -> int:
     from reconciler.signals.streams import SignalCounters
 
     from netwarden.config import ConfigError, load_config, overrides_from_args
+    from netwarden.logs import configure_json_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_json_logging(os.environ.get("NETWARDEN_LOG_LEVEL", "INFO").upper())
     env = dict(os.environ)
     if args.config:
         env["NETWARDEN_CONFIG"] = args.config

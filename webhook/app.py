@@ -53,7 +53,7 @@ from webhook.admission import (
     read_review,
     request_namespace,
 )
-from webhook.serving import log_json
+from netwarden.logs import log_json
 
 log = logging.getLogger("netwarden.webhook")
 

@@ -12,19 +12,17 @@ matches cert); a bad pair keeps the old context and logs an error.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import ssl
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from io import BytesIO
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable
 
 from cryptography import x509
+from netwarden.logs import JsonLogFormatter, log_json
 
 DEFAULT_BIND = "0.0.0.0:8443"
 #: Longer than typical client idle pools would be wasteful; shorter makes the API server reconnect.
@@ -42,31 +40,6 @@ EVENT_CERT_RELOAD_FAILED = "tls_certificate_reload_failed"
 EVENT_BODY_TOO_LARGE = "request_body_too_large"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def log_json(event: str, level: str = "info", stream: TextIO | None = None, **fields: Any) -> None:
-    """One JSON object per line on stderr: what log shippers parse without configuration."""
-    record = {"ts": datetime.now(timezone.utc).isoformat(), "level": level, "event": event, "pid": os.getpid()}
-    record.update(fields)
-    out = stream or sys.stderr
-    out.write(json.dumps(record, default=str) + "\n")
-    out.flush()
-
-
-class JsonLogFormatter(logging.Formatter):
-    """Gunicorn's own log lines, as JSON objects, so the pod log is uniformly machine-readable."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload)
 
 
 # --- certificate reloading ---------------------------------------------------------------------

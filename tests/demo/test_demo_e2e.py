@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,9 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -
     assert 'id="network-map"' in page and 'class="node node-quarantined"' in page
     assert page.count('class="timeline-entry"') >= 10
     assert (workdir / "map.svg").read_text().startswith("<svg")
+    for component in ("webhook", "reconciler"):  # structured logs: one JSON object per line
+        lines = (workdir / f"{component}.log").read_text().splitlines()
+        assert lines and all(isinstance(json.loads(line), dict) for line in lines), component
     time.sleep(0.5)
     assert processes_mentioning(str(workdir)) == []
 
