@@ -111,13 +111,16 @@ class Player:
         return self.api.sanitize_for_serialization(obj)
 
     def _watch_policies(self) -> None:
+        """Resumes from the last resourceVersion, so no change is missed between watch calls; 410 re-lists."""
         selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE}"
+        resource_version = ""
         while not self._stop.is_set():
             w = watch.Watch()
             try:
                 for event in w.stream(self.net.list_network_policy_for_all_namespaces, label_selector=selector,
-                                      timeout_seconds=5):
+                                      resource_version=resource_version, timeout_seconds=5):
                     obj = self._dict(event["object"])
+                    resource_version = obj["metadata"]["resourceVersion"]
                     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
                     with self.policy_log.lock:
                         if event["type"] == "ADDED" and key not in self.policy_log.current:
@@ -131,7 +134,11 @@ class Player:
                             self.policy_log.current[key] = obj
                     if self._stop.is_set():
                         break
-            except Exception:  # noqa: BLE001 - the watch is restarted
+            except ApiException as exc:
+                if exc.status == 410:
+                    resource_version = ""  # too old: start again from the current state (known keys are not recounted)
+                time.sleep(0.2)
+            except Exception:  # noqa: BLE001 - the watch is restarted where it left off
                 time.sleep(0.2)
 
     def pods_of(self, key: str) -> list[dict[str, Any]]:
