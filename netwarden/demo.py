@@ -522,7 +522,9 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
         report_path.write_text(render_report_html(data))
         (workdir / "map.svg").write_text(render_map_svg(data))
         print_summary(player, out)
-        out(f"report: {report_path}")
+        temporary = not keep and out_dir is None and failed is None
+        if not temporary:
+            out(f"report: {report_path} (working directory {workdir} kept)")
         if keep and failed is None:
             out(f"--keep: cluster left running; export KUBECONFIG={stack.kubeconfig}; Ctrl-C to stop")
             try:
@@ -531,11 +533,11 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
             except KeyboardInterrupt:
                 pass
         stack.stop()
-        if not keep and out_dir is None and failed is None:
-            keep_files = Path(tempfile.gettempdir()) / "netwarden-demo-report.html"
-            shutil.copy(report_path, keep_files)
+        if temporary:
+            kept = Path(tempfile.gettempdir()) / "netwarden-demo-report.html"
+            shutil.copy(report_path, kept)
             shutil.rmtree(workdir, ignore_errors=True)
-            out(f"report copied to {keep_files} (working directory removed)")
+            out(f"report: {kept} (the temporary working directory was removed; --out DIR keeps it)")
     if failed is not None:
         out(f"DEMO FAILED: {failed}")
         return 1
