@@ -23,17 +23,15 @@ REGISTRATIONS: tuple[tuple[str, str], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netwarden", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="netwarden",
+        description="Adaptive network access control for Kubernetes: identity labels and baseline NetworkPolicies "
+                    "at admission; policies that tighten, quarantine, relax and roll back with runtime signals.",
+        epilog="Start with `netwarden demo`: the whole story on an embedded local API server.")
     parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name, function_name in REGISTRATIONS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # that part is not built yet
-            raise
-        register: Callable[[argparse._SubParsersAction], None] = getattr(module, function_name)
+        register: Callable[[argparse._SubParsersAction], None] = getattr(importlib.import_module(module_name), function_name)
         register(subparsers)
     return parser
 
