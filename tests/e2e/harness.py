@@ -13,6 +13,7 @@ with its own tests), and the blast radius allows one pod of ten.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -23,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import requests
 from kubernetes import client, watch
@@ -33,6 +34,7 @@ from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodI
 from netwarden.stack import ManagedProcess, Stack, _spawn, _wait
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow
 from tests.support.nca import NcaConnectivity, nca_connectivity
+from tests.support.waiting import wait_for
 
 DATA = Path("/work/shared/data")
 #: The issue's behavioural bound: a signal leads to its policy within 1 s. Measured values are
@@ -125,6 +127,15 @@ class Cluster:
               and names.LABEL_INSTANCE in p["metadata"].get("labels", {})]
         return ok if len(ok) == app.replicas == len(pods) else None
 
+    def deploy_ready(self, apps: Sequence[App]) -> dict[str, list[PodEnd]]:
+        """Deploy apps, wait until every pod has an IP and netwarden's labels and every baseline exists."""
+        for app in apps:
+            self.deploy(app)
+        ends = {app.name: [self.end(p) for p in wait_until(lambda a=app: self.ready_pods(a), what=f"{app.name} pods")]
+                for app in apps}
+        wait_until(lambda: all(self.workload_policy(a) for a in apps), what="baseline policies")
+        return ends
+
     def end(self, pod: dict[str, Any]) -> PodEnd:
         meta = pod["metadata"]
         return PodEnd(meta["namespace"], meta["name"], pod["status"]["podIP"], meta.get("labels", {}))
@@ -169,17 +180,8 @@ class Cluster:
         return response
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Wait for an eventual state; the bound is generous, never a speed claim."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(interval)
+#: Wait for an eventual state; the bound is generous, never a speed claim.
+wait_until = functools.partial(wait_for, timeout=20.0, interval=0.05)
 
 
 # --- the policy watch --------------------------------------------------------------------------

@@ -32,12 +32,7 @@ def standby(stack: Stack) -> tuple[ManagedProcess, str]:
 @pytest.fixture(scope="module")
 def pair(stack: Stack, cluster: Cluster, recorder: PolicyRecorder) -> dict[str, PodEnd]:
     cluster.namespace("pair")
-    for app in APPS:
-        cluster.deploy(app)
-    ends = {app.name: cluster.end(wait_until(lambda a=app: cluster.ready_pods(a), what=f"{app.name} pods")[0])
-            for app in APPS}
-    wait_until(lambda: all(cluster.workload_policy(a) for a in APPS), what="baseline policies")
-    return ends
+    return {name: pods[0] for name, pods in cluster.deploy_ready(APPS).items()}
 
 
 def lease(cluster: Cluster) -> dict:

@@ -28,11 +28,7 @@ def upstream(i: int) -> WorldEnd:
 @pytest.fixture(scope="module")
 def ops(stack: Stack, cluster: Cluster, recorder: PolicyRecorder) -> dict[str, PodEnd]:
     cluster.namespace("ops")
-    for app in APPS:
-        cluster.deploy(app)
-    ends = {app.name: cluster.end(wait_until(lambda a=app: cluster.ready_pods(a), what=f"{app.name} pods")[0])
-            for app in APPS}
-    wait_until(lambda: all(cluster.workload_policy(a) for a in APPS), what="baseline policies")
+    ends = {name: pods[0] for name, pods in cluster.deploy_ready(APPS).items()}
     learn(stack, [(ends[app.name], upstream(i), 443, 2) for i, app in enumerate(APPS, 1)])
     return ends
 

@@ -63,11 +63,7 @@ def shop(stack: Stack, cluster: Cluster, recorder: PolicyRecorder) -> Shop:
         cluster.namespace(namespace)
     cluster.namespace("monitoring", opted_in=False)
     cluster.bare_pod("monitoring", "prometheus-0", {"app": "prometheus"})
-    for app in APPS:
-        cluster.deploy(app)
-    ends = {app.name: [cluster.end(p) for p in wait_until(lambda a=app: cluster.ready_pods(a), what=f"{app.name} pods")]
-            for app in APPS}
-    wait_until(lambda: all(cluster.workload_policy(a) for a in APPS), what="baseline policies")
+    ends = cluster.deploy_ready(APPS)
     wait_until(lambda: (cluster.pods("monitoring")[0].get("status") or {}).get("podIP"), what="prometheus IP")
     web, api, cart, db = ends["web"], ends["api"], ends["cart"], ends["db"][0]
     learn(stack, [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import functools
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from kubernetes import client
@@ -12,6 +12,7 @@ from kubernetes import client
 from localkube import LocalKube
 from netwarden import names
 from netwarden.kube import KubeClient, RetryPolicy
+from tests.support.waiting import wait_for
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.1, request_timeout=5.0)
 
@@ -37,16 +38,8 @@ def net(cluster: LocalKube) -> client.NetworkingV1Api:
     return client.NetworkingV1Api(cluster.api_client())
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Wait for an eventual state (watch-driven); the bound is generous, never a speed assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
-        time.sleep(interval)
+#: Wait for an eventual state (watch-driven); the bound is generous, never a speed assertion.
+wait_until = functools.partial(wait_for, timeout=15.0, interval=0.05)
 
 
 def make_namespace(core: client.CoreV1Api, name: str, *, opted_in: bool = True, mode: str | None = None) -> None:

@@ -6,7 +6,8 @@ import time
 from typing import Any, Callable
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+def wait_for(condition: Callable[[], Any], what: str = "condition", timeout: float = 60.0,
+             interval: float = 0.1) -> Any:
     """Poll `condition` until truthy (controllers and processes are asynchronous); fails, never times."""
     deadline = time.monotonic() + timeout
     while True:
@@ -15,4 +16,4 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(0.1)
+        time.sleep(interval)
