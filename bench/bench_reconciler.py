@@ -25,7 +25,7 @@ from reconciler.receivers import create_receiver_app  # noqa: E402
 from reconciler.signals.parse import parse_flow_any  # noqa: E402
 from reconciler.watch import ClusterIndex  # noqa: E402
 
-DATA = Path("/work/shared/data/hubble/hubble-otel_gke-istio_2021_l3l4_10flows.jsonl")
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "hubble" / "hubble-otel_gke-istio_2021_l3l4_10flows.jsonl"
 
 
 class NullSink:

@@ -34,7 +34,7 @@ from certs.pki import generate_ca, issue_certificate  # noqa: E402
 from localkube import LocalKube  # noqa: E402
 from netwarden import names  # noqa: E402
 
-DATA = Path("/work/shared/data/admission")
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "admission"
 
 
 def free_port() -> int:

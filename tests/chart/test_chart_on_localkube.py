@@ -27,7 +27,9 @@ from netwarden import names  # noqa: E402
 from tests.chart.chartkit import NAMESPACE, of_kind, render  # noqa: E402
 from tests.chart.install import ADMIN_TOKEN, Release, eventually, local_port_values, pod_template, start_release  # noqa: E402
 
-DATA = Path("/work/shared/data")
+from tests.support.data import PAYLOADS
+
+DATA = PAYLOADS
 #: NETWARDEN_* variables the code reads besides the config options (netwarden/config.py).
 CODE_ENV = {"NETWARDEN_CONFIG", "NETWARDEN_POD_NAME", "NETWARDEN_POD_IP"}
 

@@ -1,4 +1,4 @@
-"""The core fed with real tool payloads (parsed by reconciler.signals) from /work/shared/data."""
+"""The core fed with real tool payloads (parsed by reconciler.signals) from tests/data."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from reconciler.core.engine import DecisionEngine
 from reconciler.core.risk import POLICY_DROPS
 from reconciler.signals.parse import parse_alertmanager_payload, parse_falco_event, parse_hubble_line
 from tests.core.corekit import with_config
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="shared payloads not present")
+DATA = PAYLOADS
 
 REVIEWS = PodRef("bookinfo.deploy.reviews-v1", "bookinfo", "reviews-v1-545db77b95-s6jb8", "inst-reviews", "10.0.2.16")
 PROMETHEUS = PodRef("istio-system.deploy.prometheus", "istio-system", "prometheus-6655946b9f-hx9ln", "inst-prom", "10.0.1.4")

@@ -36,7 +36,9 @@ from netwarden.traffic import PodEnd, WorldEnd, hubble_flow
 from tests.support.nca import NcaConnectivity, nca_connectivity
 from tests.support.waiting import wait_for
 
-DATA = Path("/work/shared/data")
+from tests.support.data import PAYLOADS
+
+DATA = PAYLOADS
 #: The issue's behavioural bound: a signal leads to its policy within 1 s. Measured values are
 #: tens of milliseconds (the decision is written before the POST is answered), so the bound
 #: holds with a margin of more than 10x even on a loaded 2-core machine.

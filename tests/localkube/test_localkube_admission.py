@@ -12,7 +12,7 @@ from kubernetes import client
 
 from localkube_webhook import Webhook, patch_b64
 from localkube import LocalKube
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
 POD = {"metadata": {"name": "p", "labels": {"app": "web"}},
        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
@@ -168,7 +168,7 @@ def test_bearer_token_names_the_user_in_the_review(webhook: Webhook) -> None:
     assert webhook.seen[0]["request"]["userInfo"]["username"] == "alice"
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(str(SHARED_DATA / "admission" / "v1*_pod-create_*.json"))))
+@pytest.mark.parametrize("path", sorted(glob.glob(str(PAYLOADS / "admission" / "v1*_pod-create_*.json"))))
 def test_real_admission_payload_pods_create_in_their_namespace(kube: LocalKube, core: client.CoreV1Api,
                                                                webhook: Webhook, path: str) -> None:
     review = json.load(open(path))

@@ -8,9 +8,9 @@ from hypothesis import given, strategies as st
 
 from netwarden.identity import OwnerRef, PodOrigin, Workload, namespace_of_identity, resolve_workload
 from netwarden.labelvalues import is_valid_label_value
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA / "admission"
+DATA = PAYLOADS / "admission"
 
 RS = OwnerRef("apps/v1", "ReplicaSet", "api-7d9f8b6c5d", "rs-uid", controller=True)
 DEPLOY = OwnerRef("apps/v1", "Deployment", "api", "deploy-uid", controller=True)

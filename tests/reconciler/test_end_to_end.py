@@ -14,9 +14,9 @@ from reconciler.receivers import ReceiverServer, create_receiver_app
 
 from .conftest import make_namespace, make_pod, wait_until
 from .test_controller import policy, start_runtime
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA
+DATA = PAYLOADS
 
 
 def test_critical_falco_alert_quarantines_exactly_the_named_pod(kube: KubeClient, core: client.CoreV1Api,

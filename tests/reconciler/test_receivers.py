@@ -12,9 +12,9 @@ import requests
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert
 from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
 from reconciler.signals.streams import SignalCounters
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA
+DATA = PAYLOADS
 TOKEN = "s3cret-token"
 
 

@@ -16,9 +16,9 @@ from reconciler.signals.parse import (
     parse_hubble_line,
     parse_rfc3339,
 )
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA
+DATA = PAYLOADS
 
 
 def lines(path: Path) -> list[dict]:

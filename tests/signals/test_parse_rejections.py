@@ -22,9 +22,9 @@ from reconciler.signals.parse import (
     parse_rfc3339,
 )
 from reconciler.signals.streams import SignalCounters, iter_json_lines, iter_parsed
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA
+DATA = PAYLOADS
 HUBBLE_DROP = json.loads((DATA / "hubble/cilium-1.18.3_policy-drop_egress-denied-by.jsonl").read_text())
 CALICO_DENY = json.loads((DATA / "calico/calico-enterprise_flows-log-file_deny_2022.jsonl").read_text())
 FALCO = json.loads((DATA / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())

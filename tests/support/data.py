@@ -1,12 +1,8 @@
-"""Where the shared real-tool payloads live: ../shared/data beside the repository (as in CI), or
-$NETWARDEN_SHARED_DATA. Missing data is an error, not a skip: those tests are the point."""
+"""Where the real-tool payloads the tests read live: tests/data, copied from the project's shared set
+(tests/data/README.md gives each file's provenance). Inside the repository, so a fresh clone runs them."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-SHARED_DATA = Path(os.environ.get("NETWARDEN_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
-
-if not SHARED_DATA.is_dir():
-    raise RuntimeError(f"shared payloads not found at {SHARED_DATA}: set NETWARDEN_SHARED_DATA")
+PAYLOADS = Path(__file__).resolve().parents[1] / "data"

@@ -31,9 +31,9 @@ from webhook.admission import (
     label_patch,
     read_review,
 )
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA / "admission"
+DATA = PAYLOADS / "admission"
 V1_FILES = sorted(p.name for p in DATA.glob("v1_pod-create_*.json"))
 OPTED_IN = {names.LABEL_INJECT: names.INJECT_ENABLED}
 SETTINGS = AdmissionSettings(dns=DnsTarget("kube-system", (("k8s-app", "kube-dns"),)),

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from netwarden import names
 from netwarden.config import NetwardenConfig, WebhookConfig
 from webhook.app import create_app
-from tests.support.data import SHARED_DATA
+from tests.support.data import PAYLOADS
 
-DATA = SHARED_DATA / "admission"
+DATA = PAYLOADS / "admission"
 
 
 @pytest.fixture()
