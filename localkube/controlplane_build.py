@@ -335,6 +335,11 @@ def _build_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         binaries = build(args.cache_dir, progress=lambda line: print(line, flush=True), force=args.force, nice=args.nice)
+        if not args.skip_enforcer:  # the kube tier's packet tests run it (localkube/enforcer_build.py)
+            from localkube import enforcer_build
+
+            enforcer_build.build(args.cache_dir, progress=lambda line: print(line, flush=True), force=args.force,
+                                 nice=args.nice)
     except (ControlPlaneBuildError, ControlPlaneNotBuilt) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -350,6 +355,10 @@ def _where_command(args: argparse.Namespace) -> int:
         return 1
     for name, path in binaries.paths().items():
         print(f"{name}\t{path}")
+    from localkube import enforcer_build
+
+    enforcer = enforcer_build.verified(args.cache_dir)
+    print(f"kube-network-policies\t{enforcer.path if enforcer else '(not built)'}")
     return 0
 
 
@@ -366,6 +375,8 @@ def add_controlplane_parser(subparsers: argparse._SubParsersAction) -> None:
     build_parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: $NETWARDEN_CACHE or ~/.cache/netwarden)")
     build_parser.add_argument("--force", action="store_true", help="rebuild even when the cached binaries are current")
     build_parser.add_argument("--nice", type=int, default=10, help="niceness of the go build (default 10; 0 to disable)")
+    build_parser.add_argument("--skip-enforcer", action="store_true",
+                              help="do not build the NetworkPolicy enforcer (kube-network-policies, tools/knp)")
     build_parser.set_defaults(func=_build_command)
     where_parser = commands.add_parser("where", help="print the paths of the cached binaries (exit 1 if not built)")
     where_parser.add_argument("--cache-dir", type=Path, default=None)
