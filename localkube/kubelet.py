@@ -9,6 +9,12 @@ deleted pods do not linger. The kube-apiserver accepts status updates on pods wi
 spec.nodeName, so no Node object and no binding are needed.
 
 Tests drive health signals with `set_ready(ns, name, False)` and `restart(ns, name)`.
+
+Network-namespace mode (`network=PodNetwork`, `node_name=`): the kubelet registers a Node, binds
+Pending pods to it (a one-node scheduler) and gives each a real network stack
+(`localkube.podnet`: a namespace, a veth, a /32 from 198.19.64.0/20, a real listener per declared
+containerPort) before reporting it Running with that podIP; a deleted pod's namespace goes with it.
+A NetworkPolicy enforcer on that node then filters real packets between the pods.
 The status-building functions are pure (time passed in); the class is the thin adapter.
 """
 
@@ -21,10 +27,13 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+if TYPE_CHECKING:
+    from localkube.podnet import PodNetwork
 
 log = logging.getLogger("localkube.kubelet")
 
@@ -82,6 +91,29 @@ def needs_start(pod: Pod) -> bool:
         and status.get("phase", "Pending") == "Pending"
         and not metadata.get("deletionTimestamp")
     )
+
+
+def pending_for_node(pod: Pod, node_name: str) -> bool:
+    """A Pending pod, not deleting, unscheduled or bound to `node_name` (network-namespace mode)."""
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return (
+        (pod.get("spec") or {}).get("nodeName") in (None, "", node_name)
+        and status.get("phase", "Pending") == "Pending"
+        and not metadata.get("deletionTimestamp")
+    )
+
+
+def declared_ports(pod: Pod) -> tuple[list[int], list[int]]:
+    """(TCP ports, UDP ports) the pod's containers declare: where its listeners go."""
+    tcp: list[int] = []
+    udp: list[int] = []
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            number = port.get("containerPort")
+            if isinstance(number, int):
+                (udp if port.get("protocol") == "UDP" else tcp).append(number)
+    return sorted(set(tcp)), sorted(set(udp))
 
 
 def _condition(kind: str, ready: bool, now: datetime) -> dict[str, Any]:
@@ -170,8 +202,12 @@ class FakeKubelet:
         namespaces: tuple[str, ...] | None = None,
         clock: Clock = lambda: datetime.now(timezone.utc),
         start: bool = True,
+        network: PodNetwork | None = None,
+        node_name: str = "netwarden-node",
     ) -> None:
         self._core = client.CoreV1Api(api_client)
+        self._network = network
+        self.node_name = node_name
         self._namespaces = namespaces
         self._clock = clock
         self._ips = PodIPAllocator()
@@ -185,6 +221,8 @@ class FakeKubelet:
             self.start()
 
     def start(self) -> FakeKubelet:
+        if self._network is not None:
+            self._register_node()
         self._thread.start()
         return self
 
@@ -252,6 +290,32 @@ class FakeKubelet:
                     raise
         raise RuntimeError(f"pods/{namespace}/{name}/status: too many conflicts")
 
+    def _register_node(self) -> None:
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": self.node_name, "labels": {"kubernetes.io/hostname": self.node_name}}}
+        try:
+            self._core.create_node(node)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def _start_in_netns(self, pod: Pod) -> None:
+        """Bind to our node (when unscheduled), build the pod's network stack, report it Running."""
+        assert self._network is not None
+        metadata = pod.get("metadata") or {}
+        namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+        if not (pod.get("spec") or {}).get("nodeName"):
+            binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": namespace},
+                       "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}}
+            self._core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False)
+        tcp, udp = declared_ports(pod)
+        sandbox = self._network.add_pod(uid, namespace, name, tcp, udp)
+        now = self._clock()
+        self._update_status(namespace, name, lambda current: running_status(current, sandbox.ip, now)
+                            if pending_for_node(current, self.node_name) else current.get("status") or {})
+        log.debug(json.dumps({"msg": "pod started in netns", "namespace": namespace, "pod": name,
+                              "podIP": sandbox.ip, "netns": sandbox.netns}))
+
     def _wanted(self, pod: Pod) -> bool:
         return self._namespaces is None or (pod.get("metadata") or {}).get("namespace") in self._namespaces
 
@@ -264,12 +328,17 @@ class FakeKubelet:
             if event_type == "DELETED":
                 with self._lock:
                     self._ips.release(uid)
+                if self._network is not None:
+                    self._network.remove_pod(uid)
             elif metadata.get("deletionTimestamp"):
                 # A kubelet confirms graceful deletion once containers stopped; ours stop at once.
                 self._core.delete_namespaced_pod(
                     name, namespace, grace_period_seconds=0,
                     body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)),
                 )
+            elif self._network is not None:
+                if pending_for_node(pod, self.node_name):
+                    self._start_in_netns(pod)
             elif needs_start(pod):
                 with self._lock:
                     ip = self._ips.allocate(uid)

@@ -91,6 +91,10 @@ class Stack:
     closers: list[Callable[[], None]] = field(default_factory=list)
     #: The kubelet stand-in (localkube.kubelet.FakeKubelet): pod IPs, readiness, restarts.
     kubelet: Any = None
+    #: With `real_packets`: the pods' network namespaces (localkube.podnet.PodNetwork) and the
+    #: NetworkPolicy enforcer filtering their packets (localkube.enforcer.Enforcer).
+    pod_network: Any = None
+    enforcer: Any = None
     _session: requests.Session | None = None
 
     def api_client(self) -> client.ApiClient:
@@ -276,8 +280,14 @@ def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tu
 
 
 def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict[str, Any] | None = None,
-                mode: str = names.MODE_ENFORCE, progress: Callable[[str], None] = print) -> Stack:
-    """Start everything; on any failure, stop what was started and raise."""
+                mode: str = names.MODE_ENFORCE, progress: Callable[[str], None] = print,
+                real_packets: bool = False, admin_network_policy: bool = True) -> Stack:
+    """Start everything; on any failure, stop what was started and raise.
+
+    `real_packets` (engine kube, root): pods get network namespaces and real listeners, and the pinned
+    enforcer (kube-network-policies, AdminNetworkPolicy on unless `admin_network_policy=False`)
+    filters their connections; see `real_packets_missing()` for what it needs.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig = str(workdir / "kubeconfig")
     processes: list[ManagedProcess] = []
@@ -319,8 +329,20 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
 
         from localkube.kubelet import FakeKubelet
 
-        kubelet = FakeKubelet(load_api_client(kubeconfig))
+        if real_packets:
+            _start_pod_network(stack, admin_network_policy, progress)
+        kubelet = FakeKubelet(load_api_client(kubeconfig), network=stack.pod_network)
         closers.append(kubelet.stop)
+        if real_packets:
+            from localkube.enforcer import Enforcer
+
+            stack.enforcer = Enforcer(stack.pod_network, load_api_client(kubeconfig), kubelet.node_name,
+                                      admin_network_policy=admin_network_policy,
+                                      log_path=workdir / "kube-network-policies.log")
+            closers.append(stack.enforcer.stop)
+            stack.enforcer.start()
+            progress("NetworkPolicy enforcer up (kube-network-policies"
+                     f"{', AdminNetworkPolicy on' if admin_network_policy else ''}): pods' packets are filtered")
         if engine != "kube":
             from localkube.workloads import WorkloadController
 
@@ -331,3 +353,27 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
     except BaseException:
         stack.stop()
         raise
+
+
+def real_packets_missing(engine: str = "kube") -> list[str]:
+    """What `start_stack(real_packets=True)` lacks here (empty when it can run)."""
+    if engine != "kube":
+        return ["the kube engine (the enforcer needs the real API server)"]
+    from localkube.enforcer_build import EnforcerNotBuilt, find_enforcer
+    from localkube.podnet import missing_prerequisites
+
+    missing = missing_prerequisites()
+    try:
+        find_enforcer()
+    except EnforcerNotBuilt:
+        missing.append("the built enforcer (netwarden controlplane build)")
+    return missing
+
+
+def _start_pod_network(stack: Stack, admin_network_policy: bool, progress: Callable[[str], None]) -> None:
+    from localkube.podnet import PodNetwork
+
+    stack.pod_network = PodNetwork()
+    stack.closers.append(stack.pod_network.stop)  # runs last of the three: after the kubelet and the enforcer
+    stack.pod_network.start()
+    progress(f"pod network {stack.pod_network.cidr} in network namespaces {stack.pod_network.id}-*")
