@@ -233,11 +233,13 @@ def go_binary() -> str:
 
 
 def _run_go_build(
-    go: str, component: Component, output: Path, progress: Progress, *, nice: int
+    go: str, component: Component, output: Path, progress: Progress, *, nice: int,
+    module_dir: Path = GO_MODULE_DIR, ldflags: str | None = None,
 ) -> None:
     """`go build -o` into a temporary name, then rename: a killed build never leaves a half binary."""
     partial = output.with_name(output.name + ".partial")
-    ldflags = version_ldflags(KUBERNETES_VERSION) if component.name != "etcd" else "-s -w"
+    if ldflags is None:
+        ldflags = version_ldflags(KUBERNETES_VERSION) if component.name != "etcd" else "-s -w"
     command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), component.package]
     if nice and shutil.which("nice"):
         command = ["nice", "-n", str(nice), *command]
@@ -247,7 +249,7 @@ def _run_go_build(
     started = time.monotonic()
     # go build is silent until it fails: collect its output in a file, print a heartbeat meanwhile.
     with tempfile.TemporaryFile() as output_file:
-        process = subprocess.Popen(command, cwd=GO_MODULE_DIR, env=env, stdout=output_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=module_dir, env=env, stdout=output_file, stderr=subprocess.STDOUT)
         next_heartbeat = started + HEARTBEAT_SECONDS
         try:
             while process.poll() is None:
@@ -267,7 +269,7 @@ def _run_go_build(
         partial.unlink(missing_ok=True)
         raise ControlPlaneBuildError(
             f"building {component.name} failed (exit {process.returncode}):\n"
-            f"  cd {GO_MODULE_DIR} && {' '.join(command)}\n{text[-4000:]}"
+            f"  cd {module_dir} && {' '.join(command)}\n{text[-4000:]}"
         )
     partial.replace(output)
     progress(f"  built {component.name} in {time.monotonic() - started:.0f} s")
@@ -328,22 +330,92 @@ def _go_version(go: str) -> str:
         return "unknown go version"
 
 
+# --- helm: the CLI users install the chart with, from its own pinned module --------------------
+
+#: Pinned in `tools/helm/go.mod` (checked before every build); its own module, so helm's newer
+#: client-go never moves the control plane's module graph.
+HELM_VERSION = "v4.3.2"
+HELM_MODULE = "helm.sh/helm/v4"
+HELM_MODULE_DIR = GO_MODULE_DIR.parent / "helm"
+HELM = Component("helm", f"{HELM_MODULE}/cmd/helm", ("version", "--template", "{{.Version}}"), r"v?(\d+\.\d+\.\d+\S*)")
+HELM_BUILD_COMMAND = "netwarden controlplane build --component helm"
+
+
+class HelmNotBuilt(ControlPlaneNotBuilt):
+    """The helm binary is missing; the message says which command builds it."""
+
+
+def helm_path(cache_dir: Path | None = None) -> Path:
+    """`<cache>/helm/<version>/bin/helm`: a new pin gets a new directory."""
+    root = cache_dir if cache_dir is not None else cache_root()
+    return root / "helm" / HELM_VERSION / "bin" / "helm"
+
+
+def check_helm_go_mod(go_mod_text: str) -> list[str]:
+    """Why tools/helm/go.mod disagrees with HELM_VERSION (empty when they agree)."""
+    have = pinned_versions(go_mod_text).get(HELM_MODULE)
+    return [] if have == HELM_VERSION else [f"go.mod requires {HELM_MODULE} {have}, the pin is {HELM_VERSION}"]
+
+
+def helm_ldflags() -> str:
+    """helm reports only "v4.3" unless its internal version variable is set at link time."""
+    return f"-s -w -X {HELM_MODULE}/internal/version.version={HELM_VERSION} -X {HELM_MODULE}/internal/version.gitTreeState=clean"
+
+
+def find_helm(cache_dir: Path | None = None) -> Path:
+    """The cached helm binary, or HelmNotBuilt naming the build command."""
+    path = helm_path(cache_dir)
+    if not os.access(path, os.X_OK):
+        raise HelmNotBuilt(f"helm {HELM_VERSION} is not built: {path} missing. Build it once (about 2-4 minutes "
+                           f"on 2 cores, cached afterwards) with:\n    {HELM_BUILD_COMMAND}")
+    return path
+
+
+def build_helm(cache_dir: Path | None = None, progress: Progress = print, *, force: bool = False, nice: int = 10) -> Path:
+    """Build helm unless the cached binary reports the pin; verify the version either way."""
+    path = helm_path(cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    expected = HELM_VERSION.lstrip("v")
+    have = None if force else reported_version(HELM, path)
+    if have == expected:
+        progress(f"  helm: {have} already built, skipping")
+    else:
+        go_mod = HELM_MODULE_DIR / "go.mod"
+        if not go_mod.is_file():
+            raise ControlPlaneBuildError(f"{go_mod} not found: building needs a source checkout of netwarden")
+        problems = check_helm_go_mod(go_mod.read_text())
+        if problems:
+            raise ControlPlaneBuildError("tools/helm/go.mod disagrees with the pin: " + "; ".join(problems))
+        progress(f"building helm {HELM_VERSION} from {HELM.package} -> {path}")
+        _run_go_build(go_binary(), HELM, path, progress, nice=nice, module_dir=HELM_MODULE_DIR, ldflags=helm_ldflags())
+    have = reported_version(HELM, path)
+    if have != expected:
+        raise ControlPlaneBuildError(f"{path} reports version {have!r}, expected {expected}")
+    progress(f"helm ready: {expected}")
+    return path
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 
 def _build_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    components = args.component or ["controlplane", "helm"]
+    progress = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        binaries = build(args.cache_dir, progress=lambda line: print(line, flush=True), force=args.force, nice=args.nice)
-        if not args.skip_enforcer:  # the kube tier's packet tests run it (localkube/enforcer_build.py)
-            from localkube import enforcer_build
+        if "controlplane" in components:
+            binaries = build(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
+            if not args.skip_enforcer:  # the kube tier's packet tests run it (localkube/enforcer_build.py)
+                from localkube import enforcer_build
 
-            enforcer_build.build(args.cache_dir, progress=lambda line: print(line, flush=True), force=args.force,
-                                 nice=args.nice)
+                enforcer_build.build(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
+            print(f"control plane done in {time.monotonic() - started:.1f} s; binaries in {binaries.bin_dir}")
+        if "helm" in components:
+            helm = build_helm(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
+            print(f"helm done in {time.monotonic() - started:.1f} s: {helm}")
     except (ControlPlaneBuildError, ControlPlaneNotBuilt) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"done in {time.monotonic() - started:.1f} s; binaries in {binaries.bin_dir}")
     return 0
 
 
@@ -359,6 +431,8 @@ def _where_command(args: argparse.Namespace) -> int:
 
     enforcer = enforcer_build.verified(args.cache_dir)
     print(f"kube-network-policies\t{enforcer.path if enforcer else '(not built)'}")
+    if os.access(helm_path(args.cache_dir), os.X_OK):
+        print(f"helm\t{helm_path(args.cache_dir)}")
     return 0
 
 
@@ -366,7 +440,7 @@ def add_controlplane_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `netwarden controlplane build|where`."""
     parser = subparsers.add_parser(
         "controlplane",
-        help="build or locate the real upstream control plane (etcd, kube-apiserver, kube-controller-manager)",
+        help="build or locate the real upstream control plane (etcd, kube-apiserver, kube-controller-manager) and helm",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -377,6 +451,8 @@ def add_controlplane_parser(subparsers: argparse._SubParsersAction) -> None:
     build_parser.add_argument("--nice", type=int, default=10, help="niceness of the go build (default 10; 0 to disable)")
     build_parser.add_argument("--skip-enforcer", action="store_true",
                               help="do not build the NetworkPolicy enforcer (kube-network-policies, tools/knp)")
+    build_parser.add_argument("--component", action="append", choices=("controlplane", "helm"),
+                              help="build only this (repeatable; default: the control plane and helm, from tools/helm/go.mod)")
     build_parser.set_defaults(func=_build_command)
     where_parser = commands.add_parser("where", help="print the paths of the cached binaries (exit 1 if not built)")
     where_parser.add_argument("--cache-dir", type=Path, default=None)

@@ -73,3 +73,28 @@ def test_a_warm_build_skips_binaries_that_report_the_pinned_version(tmp_path: Pa
     assert binaries.missing() == []
     assert sum("skipping" in line for line in lines) == 3
     assert not any("building" in line for line in lines)
+
+
+def test_helm_go_mod_requires_the_python_pin_and_builds_the_cli() -> None:
+    text = (cb.HELM_MODULE_DIR / "go.mod").read_text()
+    assert cb.check_helm_go_mod(text) == []
+    assert cb.HELM.package in text  # the `tool` line go build resolves
+    assert cb.check_helm_go_mod(text.replace(f"{cb.HELM_MODULE} {cb.HELM_VERSION}", f"{cb.HELM_MODULE} v4.0.0"))
+
+
+def test_helm_is_cached_per_version_and_reports_the_pin_through_ldflags(tmp_path: Path) -> None:
+    assert cb.helm_path(tmp_path) == tmp_path / "helm" / cb.HELM_VERSION / "bin" / "helm"
+    assert f"internal/version.version={cb.HELM_VERSION}" in cb.helm_ldflags()
+    assert cb.parse_version(cb.HELM, cb.HELM_VERSION) == cb.HELM_VERSION.lstrip("v")
+    with pytest.raises(cb.HelmNotBuilt, match="--component helm"):
+        cb.find_helm(tmp_path)
+
+
+def test_a_warm_helm_build_needs_no_go(tmp_path: Path) -> None:
+    path = cb.helm_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(f"#!/bin/sh\necho '{cb.HELM_VERSION}'\n")
+    path.chmod(0o755)
+    lines: list[str] = []
+    assert cb.build_helm(tmp_path, progress=lines.append) == path
+    assert any("already built" in line for line in lines) and not any("building" in line for line in lines)
