@@ -155,6 +155,8 @@ EVENT_DRY_RUN = "NetwardenDryRun"
 EVENT_GUARD_RAIL = "NetwardenGuardRail"
 #: A pod admitted while the webhook was down got its labels from the reconciler.
 EVENT_LABELS_BACKFILLED = "NetwardenLabelsBackfilled"
+#: A pod NetworkPolicy cannot reach (hostNetwork): no baseline, no quarantine; the message says why.
+EVENT_POD_UNENFORCEABLE = "NetwardenPodUnenforceable"
 
 #: Component name used as Event source / field manager.
 FIELD_MANAGER = "netwarden"
@@ -185,6 +187,10 @@ METRIC_SCORE = "netwarden_workload_risk_score"
 METRIC_LEADER = "netwarden_leader"
 #: Signal requests a standby replica passed on to the leader, by kind and result.
 METRIC_SIGNALS_FORWARDED = "netwarden_signals_forwarded_total"
+#: Alerts kept as evidence but not acted on, by kind and reason (duplicate, too-old).
+METRIC_ALERTS_IGNORED = "netwarden_alerts_ignored_total"
+#: Quarantine steps (quarantine, release) that failed and were queued for a retry with backoff.
+METRIC_QUARANTINE_RETRIES = "netwarden_quarantine_step_retries_total"
 
 
 def wire_names_table() -> str:

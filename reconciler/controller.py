@@ -14,6 +14,7 @@ and log only (dry-run), or stored as a proposal on the workload's policy (approv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,8 +29,7 @@ from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient
 from netwarden.labels import is_opted_in
 from netwarden.labelvalues import fit_label_value
-from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy, render_pod_selector
-from netwarden.policy import PolicyIntent
+from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy
 from reconciler import metrics
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
@@ -52,17 +52,30 @@ from reconciler.policy_ops import (
     spec_hash,
     store_pending,
 )
+from reconciler.quarantine import (
+    NetworkPolicyBackend,
+    QuarantineBackend,
+    QuarantinePlan,
+    QuarantineRelease,
+    QuarantineWork,
+    QuarantineWriter,
+    carved_out,
+    with_carve_outs,
+)
 from reconciler.queue import WorkQueue
 from reconciler.watch import DELETED, ClusterIndex, PodView, obj_key
 
 log = logging.getLogger("netwarden.reconciler.controller")
 
 Obj = dict[str, Any]
-WL, POD, NP = "wl:", "pod:", "np:"
+WL, POD, NP, QR = "wl:", "pod:", "np:", "qr:"
 
 # Decision effects and actions (reconciler.core.actions); strings so this adapter does not need the core loaded.
 EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD = "write", "pending", "record"
 ACTION_ROLLBACK, ACTION_ALERT_ONLY = "rollback", "alert-only"
+ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE = "quarantine-pod", "lift-quarantine"
+#: Actions whose workload-policy write only opens or undoes: they spend the safety budget.
+SAFETY_ACTIONS = ("rollback", "relax", "lift-quarantine")
 EVIDENCE_SUMMARY_ITEMS = 5
 
 
@@ -74,6 +87,9 @@ class ControllerSettings:
     default_mode: str = names.MODE_ENFORCE
     write_rate_per_second: float = 5.0
     write_burst: int = 20
+    #: Rollbacks, relaxations, quarantine releases and cleanups: their own budget, never behind tightenings.
+    safety_write_rate_per_second: float = 5.0
+    safety_write_burst: int = 20
     max_history: int = 10
     history_max_bytes: int = 64 * 1024
     workers: int = 2
@@ -101,7 +117,9 @@ class Reconciler:
     def __init__(self, kube: KubeClient, index: ClusterIndex, settings: ControllerSettings = ControllerSettings(),
                  *, gate: WriterGate | None = None, queue: WorkQueue | None = None,
                  clock: Callable[[], float] = time.time, on_health: Callable[[HealthSignal], None] | None = None,
-                 on_pending_resolved: Callable[[str, bool], None] | None = None) -> None:
+                 on_pending_resolved: Callable[[str, bool], None] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 quarantine_backend: QuarantineBackend | None = None) -> None:
         self.kube = kube
         self.index = index
         self.settings = settings
@@ -110,10 +128,20 @@ class Reconciler:
         self.clock = clock
         self.on_health = on_health
         self.on_pending_resolved = on_pending_resolved
-        self._budget = WriteBudget(settings.write_rate_per_second, settings.write_burst, time.monotonic())
+        self.monotonic = monotonic
+        self._budget = WriteBudget(settings.write_rate_per_second, settings.write_burst, monotonic())
+        self._safety_budget = WriteBudget(settings.safety_write_rate_per_second, settings.safety_write_burst,
+                                          monotonic())
         self._budget_lock = threading.Lock()
         self.writer = PolicyWriter(kube, guard=self._before_write, clock=clock, max_history=settings.max_history,
-                                   history_max_bytes=settings.history_max_bytes)
+                                   history_max_bytes=settings.history_max_bytes, may_emit=self.gate.is_open)
+        backend = quarantine_backend or NetworkPolicyBackend(kube, self.writer)
+        self.quarantines = QuarantineWriter(kube, self.writer, backend, self._holder_name)
+        #: Quarantine plans and releases not yet fully written, by (namespace, instance): retried from
+        #: the queue (key `qr:<namespace>/<instance>`) with backoff until every step holds.
+        self._quarantine_work: dict[tuple[str, str], QuarantinePlan | tuple[str, str, str]] = {}
+        #: Serialises quarantine steps with every other write of a workload policy (no interleaving).
+        self._write_lock = threading.RLock()
         #: First time a workload was seen with no live pod (cleanup grace starts there).
         self._gone_since: dict[str, float] = {}
         #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
@@ -126,17 +154,25 @@ class Reconciler:
         self.stats: dict[str, int] = {}
 
     # -- writes pass here ---------------------------------------------------------------------
-    def _before_write(self) -> None:
+    def _before_write(self, safety: bool = False) -> None:
         self.gate.check()
         while True:
-            with self._budget_lock:
-                now = time.monotonic()
-                if self._budget.try_take(now):
-                    break
-                wait = max(0.01, (1.0 - self._budget.available(now)) / self._budget.rate)
+            wait = self.write_token_wait(safety)
+            if wait == 0.0:
+                break
             if self._stop.wait(min(wait, 1.0)):
                 raise NotLeader("reconciler stopping")
             self.gate.check()
+
+    def write_token_wait(self, safety: bool) -> float:
+        """Take a write token (0.0) or say how long until one is due. Safety writes (rollback, relax,
+        release, cleanup) have their own bucket, so a busy minute of tightenings never delays them."""
+        budget = self._safety_budget if safety else self._budget
+        with self._budget_lock:
+            now = self.monotonic()
+            if budget.try_take(now):
+                return 0.0
+            return max(0.01, (1.0 - budget.available(now)) / budget.rate)
 
     def _count(self, what: str) -> None:
         with self._lock:
@@ -238,6 +274,8 @@ class Reconciler:
             return None
         if key.startswith(NP):
             self.reconcile_policy(namespace, name)
+        if key.startswith(QR):
+            self._retry_quarantine(namespace, name)
         return None
 
     # -- workloads: baseline presence and cleanup ---------------------------------------------
@@ -253,6 +291,7 @@ class Reconciler:
                 if namespace is not None and namespace.opted_in:
                     self._create_baseline(live[0], reason=names.REASON_BACKFILL)
             self._collect_orphan_quarantines(policies)
+            self._settle_carve_outs(identity, live)
             return None
         if not policies:
             self._gone_since.pop(identity, None)
@@ -447,6 +486,10 @@ class Reconciler:
         self._count("recreated")
 
     # -- decisions from the engine ------------------------------------------------------------
+    def _holder_name(self, identity: str) -> str | None:
+        holder = self.baseline_policy_of(identity)
+        return obj_key(holder)[1] if holder is not None else None
+
     def baseline_policy_of(self, identity: str) -> Obj | None:
         for policy in self.index.policies_of(identity):
             if labels_of(policy).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE:
@@ -474,70 +517,160 @@ class Reconciler:
                 self.writer.event(pod, reason, message)
             self.writer.audit_log(record)
             return
-        if decision.action == ACTION_ROLLBACK:
-            self._apply_rollback(decision, holder, pods)
-            return
-        changes, deletes = self.changes_for(decision, holder, pods, evidence)
         if effect == EFFECT_PENDING:
             if holder is None:
                 log.warning("no policy of %s to hold a proposal; proposal dropped", decision.identity)
                 return
+            changes, deletes = self.changes_for(decision, holder, pods, evidence)
             pending = Pending(tuple(c.manifest for c in changes), tuple(deletes), decision.reason,
                               f"{decision.action} (score {decision.score:.1f}): {decision.reason}",
                               round(decision.score, 3), self.clock(), tuple(evidence))
             store_pending(self.writer, holder, pending, pods_stub(pods))
             return
-        for change in changes:
-            self.writer.apply(change)
-        for namespace, name in deletes:
-            current = self.index.policy(namespace, name) or self.kube.get_policy(namespace, name)
-            if current is not None:
-                self.writer.delete(current, event_reason=names.EVENT_QUARANTINE_LIFTED,
-                                   message=f"{decision.action}: {decision.reason}", reason=names.REASON_QUARANTINE_LIFTED,
-                                   pods=pods_stub(pods))
+        with self._write_lock:
+            if decision.action == ACTION_ROLLBACK:
+                self._apply_rollback(decision, holder, pods)
+            elif decision.action == ACTION_QUARANTINE_POD:
+                for plan in self.quarantine_plans(decision, pods, evidence):
+                    self.submit_quarantine(plan)
+            elif decision.action == ACTION_LIFT_QUARANTINE:
+                for instance in decision.remove_instances:
+                    pod = self.index.pod_by_instance(instance)
+                    self.submit_quarantine(QuarantineRelease(
+                        decision.namespace, decision.identity, instance, f"{decision.action}: {decision.reason}",
+                        tuple(pods_stub([pod] if pod is not None else pods))))
+            else:
+                changes, _ = self.changes_for(decision, holder, pods, evidence)
+                for change in changes:
+                    self.writer.apply(change)
 
-    def _apply_rollback(self, decision: Any, holder: Obj | None, pods: Sequence[PodView]) -> None:
-        if holder is None:
-            return
-        namespace, name = obj_key(holder)
-        if decision.restore_spec is not None:
-            manifest = dict(holder)
-            manifest["spec"] = dict(decision.restore_spec)
-            self.writer.apply(Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
-                                     names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
-                                     annotations={names.ANNOTATION_STEP: decision.step_after,
-                                                  names.ANNOTATION_SCORE: f"{decision.score:.2f}"}))
-            return
-        try:
-            rollback(self.writer, namespace, name, decision.restore_revision, changed_by="reconciler",
-                     reason_detail=decision.reason, pods=pods_stub(pods))
-        except PolicyOpError as exc:
-            log.warning("automatic rollback of %s/%s impossible: %s", namespace, name, exc)
+    # -- quarantine steps ---------------------------------------------------------------------
+    def submit_quarantine(self, work: QuarantineWork) -> bool:
+        """Run a quarantine (or release) in its safe order now; on a failure keep it and retry it from
+        the queue with backoff until every step holds. True when it completed now."""
+        key = (work.namespace, work.instance)
+        with self._write_lock:
+            self._quarantine_work[key] = work  # a newer decision about this pod replaces an older one
+            try:
+                self.quarantines.run(work)
+            except NotLeader:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the plan, retry
+                step = "quarantine" if isinstance(work, QuarantinePlan) else "release"
+                metrics.QUARANTINE_RETRIES.labels(step).inc()
+                delay = self.queue.add_rate_limited(f"{QR}{work.namespace}/{work.instance}")
+                log.warning(json.dumps({"event": "quarantine_step_failed", "step": step, "identity": work.identity,
+                                        "instance": work.instance, "error": f"{type(exc).__name__}: {exc}",
+                                        "retry_in": round(delay, 3)}))
+                return False
+            self._quarantine_work.pop(key, None)
+        self.queue.forget(f"{QR}{work.namespace}/{work.instance}")
+        return True
 
-    def changes_for(self, decision: Any, holder: Obj | None, pods: Sequence[PodView],
-                    evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:
-        """Manifests (rendered by the shared policy model) and deletes that carry a decision out."""
+    def _retry_quarantine(self, namespace: str, instance: str) -> None:
+        with self._write_lock:
+            work = self._quarantine_work.get((namespace, instance))
+            if work is None:
+                return
+            step = "quarantine" if isinstance(work, QuarantinePlan) else "release"
+            try:
+                self.quarantines.run(work)  # raises: the worker re-queues with backoff
+            except NotLeader:
+                raise
+            except Exception:
+                metrics.QUARANTINE_RETRIES.labels(step).inc()
+                raise
+            if self._quarantine_work.get((namespace, instance)) is work:
+                del self._quarantine_work[(namespace, instance)]
+        log.info(json.dumps({"event": "quarantine_step_completed", "step": step, "identity": work.identity,
+                             "instance": instance}))
+
+    def pending_quarantine_work(self) -> dict[tuple[str, str], QuarantineWork]:
+        with self._write_lock:
+            return dict(self._quarantine_work)
+
+    def _settle_carve_outs(self, identity: str, live: Sequence[PodView]) -> None:
+        """Resume from the cluster (after a restart or failover): a carve-out whose quarantine is missing
+        is undone (the pod goes back under its workload's policy); a quarantine whose pod is not yet
+        carved out is completed. Pods with a step still queued in this process are left to it."""
+        holder = self.baseline_policy_of(identity)
+        if holder is None or is_adopted(holder) or not self.quarantines.backend.needs_carve_out:
+            return
+        namespace = obj_key(holder)[0]
+        with self._write_lock:
+            releasing = {i for (ns, i), w in self._quarantine_work.items()
+                         if ns == namespace and isinstance(w, QuarantineRelease)}
+            held = {annotations_of(p).get(names.ANNOTATION_TARGET_POD) for p in self.index.policies_of(identity)
+                    if labels_of(p).get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE}
+            if carved_out(holder) == (held - {None}) - releasing:
+                return  # consistent as far as the index knows: no API call
+            self.quarantines.carve(namespace, identity, releasing=tuple(releasing), event_reason=names.EVENT_POLICY_RESTORED,
+                                   message="carve-outs set to the quarantines that exist (resumed from the cluster)")
+
+    def quarantine_plans(self, decision: Any, pods: Sequence[PodView],
+                         evidence: list[dict[str, Any]]) -> list[QuarantinePlan]:
+        """The per-pod quarantines of a decision, rendered by the shared policy model."""
+        annotations = self._decision_annotations(decision, evidence)
+        plans = []
+        for intent in decision.intents:
+            if intent.instance is None:
+                continue
+            pod = self.index.pod_by_instance(intent.instance)
+            owner = ({"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}
+                     if pod is not None else None)
+            meta = PolicyMeta(quarantine_policy_name(intent.instance), names.REASON_QUARANTINE,
+                              role=names.ROLE_QUARANTINE, mode=decision.mode, owner=owner, annotations=annotations)
+            manifest = render_network_policy(intent, meta, self.settings.dns)
+            stubs = tuple(pods_stub([pod] if pod is not None else pods))
+            change = Change(manifest, names.EVENT_POD_QUARANTINED,
+                            f"pod instance {intent.instance} quarantined (score {decision.score:.1f}): "
+                            f"{decision.reason}", names.REASON_QUARANTINE, evidence, stubs)
+            plans.append(QuarantinePlan(decision.namespace, decision.identity, intent.instance, intent, change, stubs))
+        return plans
+
+    def _decision_annotations(self, decision: Any, evidence: list[dict[str, Any]]) -> dict[str, str]:
         annotations = {
             names.ANNOTATION_SCORE: f"{decision.score:.2f}",
             names.ANNOTATION_EVIDENCE: json.dumps(evidence, sort_keys=True, separators=(",", ":")),
         }
         if decision.expires_at is not None:
             annotations[names.ANNOTATION_EXPIRES_AT] = iso_time(decision.expires_at)
-        changes: list[Change] = []
+        return annotations
+
+    def _apply_rollback(self, decision: Any, holder: Obj | None, pods: Sequence[PodView]) -> None:
+        if holder is None:
+            return
+        namespace, name = obj_key(holder)
+        align = functools.partial(self.quarantines.align, namespace=namespace, identity=decision.identity)
+        if decision.restore_spec is not None:
+            manifest = dict(holder)
+            manifest["spec"] = dict(decision.restore_spec)
+            manifest = align(manifest)
+            self.writer.apply(Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
+                                     names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
+                                     annotations={names.ANNOTATION_STEP: decision.step_after,
+                                                  names.ANNOTATION_SCORE: f"{decision.score:.2f}"}, safety=True))
+            return
+        try:
+            rollback(self.writer, namespace, name, decision.restore_revision, changed_by="reconciler",
+                     reason_detail=decision.reason, pods=pods_stub(pods), align=align)
+        except PolicyOpError as exc:
+            log.warning("automatic rollback of %s/%s impossible: %s", namespace, name, exc)
+
+    def changes_for(self, decision: Any, holder: Obj | None, pods: Sequence[PodView],
+                    evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:
+        """Manifests (rendered by the shared policy model) and deletes that carry a decision out, in a safe
+        order (quarantine before carve-out; carve-out ended before the quarantine goes). Workload-policy
+        manifests carve out exactly the quarantines that exist (plus, for a quarantine, its own)."""
+        annotations = self._decision_annotations(decision, evidence)
+        plans = self.quarantine_plans(decision, pods, evidence)
+        changes: list[Change] = [plan.change for plan in plans]
         stubs = pods_stub(pods)
+        safety = decision.action in SAFETY_ACTIONS
+        adding = tuple(p.instance for p in plans)
+        releasing = tuple(decision.remove_instances)
         for intent in decision.intents:
             if intent.instance is not None:
-                pod = self.index.pod_by_instance(intent.instance)
-                owner = ({"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}
-                         if pod is not None else None)
-                meta = PolicyMeta(quarantine_policy_name(intent.instance), names.REASON_QUARANTINE,
-                                  role=names.ROLE_QUARANTINE, mode=decision.mode, owner=owner,
-                                  annotations=annotations)
-                manifest = render_network_policy(intent, meta, self.settings.dns)
-                changes.append(Change(manifest, names.EVENT_POD_QUARANTINED,
-                                      f"pod instance {intent.instance} quarantined (score {decision.score:.1f}): "
-                                      f"{decision.reason}", names.REASON_QUARANTINE, evidence,
-                                      pods_stub([pod]) if pod is not None else stubs))
                 continue
             name = obj_key(holder)[1] if holder is not None else None
             if name is None:
@@ -547,30 +680,26 @@ class Reconciler:
             meta = PolicyMeta(name, decision.reason, role=names.ROLE_BASELINE, mode=decision.mode,
                               owner=owner_refs[0] if owner_refs else None, annotations=annotations)
             manifest = render_network_policy(intent, meta, self.settings.dns)
+            if decision.action in (ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE):
+                # Only the carve-out changes: the rest of the workload's current spec stays as it is.
+                manifest = dict(holder)  # type: ignore[arg-type]
+            exclusions = self.quarantines.exclusions_for(decision.namespace, decision.identity, adding=adding,
+                                                         releasing=releasing)
+            manifest = with_carve_outs(manifest, decision.namespace, decision.identity, exclusions)
+            if decision.action in (ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE):
+                event = names.EVENT_POD_QUARANTINED if adding else names.EVENT_QUARANTINE_LIFTED
+                changes.append(Change(manifest, event, f"{decision.action}: {decision.reason}",
+                                      names.REASON_QUARANTINE_EXCLUSION if adding else names.REASON_QUARANTINE_LIFTED,
+                                      evidence, stubs, safety=safety))
+                continue
             if not decision.expires_at:
                 manifest["metadata"]["annotations"].pop(names.ANNOTATION_EXPIRES_AT, None)
             changes.append(Change(manifest, decision.event_reason or names.EVENT_POLICY_TIGHTENED,
                                   f"{decision.action} (score {decision.score:.1f}): {decision.reason}",
-                                  decision.reason, evidence, stubs,
+                                  decision.reason, evidence, stubs, safety=safety,
                                   annotations={} if decision.expires_at else {names.ANNOTATION_EXPIRES_AT: None}))
         deletes = [(decision.namespace, quarantine_policy_name(i)) for i in decision.remove_instances]
-        if deletes and holder is not None and not any(i.instance is None for i in decision.intents):
-            # Lifting a quarantine also ends the carve-out in the workload's own policy.
-            changes.append(self._exclusion_change(decision, holder, [], remove=set(decision.remove_instances)))
         return changes, deletes
-
-    def _exclusion_change(self, decision: Any, holder: Obj, add: Iterable[str], remove: set[str]) -> Change:
-        selector = (holder.get("spec") or {}).get("podSelector") or {}
-        current = set()
-        for expression in selector.get("matchExpressions") or []:
-            if expression.get("key") == names.LABEL_INSTANCE and expression.get("operator") == "NotIn":
-                current.update(expression.get("values") or [])
-        excluded = (current | set(add)) - remove
-        intent = PolicyIntent(decision.namespace, decision.identity, excluded_instances=tuple(sorted(excluded)))
-        manifest = dict(holder)
-        manifest["spec"] = {**(holder.get("spec") or {}), "podSelector": render_pod_selector(intent)}
-        return Change(manifest, names.EVENT_QUARANTINE_LIFTED, f"{decision.action}: {decision.reason}",
-                      names.REASON_QUARANTINE_LIFTED)
 
     def _pods_of_decision(self, decision: Any) -> list[PodView]:
         found: dict[tuple[str, str], PodView] = {}

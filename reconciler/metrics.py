@@ -24,3 +24,8 @@ SCORE = Gauge(names.METRIC_SCORE, "Current risk score of a workload.", ["identit
 SIGNALS_FORWARDED = Counter(names.METRIC_SIGNALS_FORWARDED,
                             "Signal requests a standby passed on to the leader, by kind and result.",
                             ["kind", "result"], registry=REGISTRY)
+ALERTS_IGNORED = Counter(names.METRIC_ALERTS_IGNORED, "Alerts recorded as evidence but not acted on, by kind and reason.",
+                         ["kind", "reason"], registry=REGISTRY)
+QUARANTINE_RETRIES = Counter(names.METRIC_QUARANTINE_RETRIES,
+                             "Quarantine steps that failed and were queued for a retry, by step.", ["step"],
+                             registry=REGISTRY)

@@ -30,8 +30,9 @@ from reconciler.core.history import HistoryError, PolicyHistory
 log = logging.getLogger("netwarden.reconciler.audit")
 
 Obj = dict[str, Any]
-#: Called before every API write; raises to refuse it (the leader gate, the write budget).
-WriteGuard = Callable[[], None]
+#: Called before every policy write with `safety` (True for writes that undo or open: rollback, relax,
+#: quarantine release, cleanup); raises to refuse it (the leader gate), waits for the write budget.
+WriteGuard = Callable[[bool], None]
 
 #: Server-set metadata a manifest must not carry into a create.
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink",
@@ -122,6 +123,9 @@ class Change:
     changed_by: str = "reconciler"
     #: Extra annotations to set (None removes one), beside the bookkeeping ones.
     annotations: Mapping[str, str | None] = field(default_factory=dict)
+    #: A write that undoes or opens (rollback, relax, quarantine release, cleanup): it has its own
+    #: write budget and never waits behind tightenings.
+    safety: bool = False
 
     @property
     def namespace(self) -> str:
@@ -141,11 +145,14 @@ class Outcome:
 class PolicyWriter:
     """Applies Changes through the KubeClient with bookkeeping and audit. Every write passes `guard`."""
 
-    def __init__(self, kube: KubeClient, *, guard: WriteGuard = lambda: None, clock: Callable[[], float] = time.time,
-                 max_history: int = 10, history_max_bytes: int = 64 * 1024,
-                 audit_log: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, kube: KubeClient, *, guard: WriteGuard = lambda safety=False: None,
+                 clock: Callable[[], float] = time.time, max_history: int = 10, history_max_bytes: int = 64 * 1024,
+                 audit_log: Callable[[dict[str, Any]], None] | None = None,
+                 may_emit: Callable[[], bool] = lambda: True) -> None:
         self.kube = kube
         self.guard = guard
+        #: Events are best effort: only the leader records them, and they never spend the write budget.
+        self.may_emit = may_emit
         self.clock = clock
         self.max_history = max_history
         self.history_max_bytes = history_max_bytes
@@ -181,7 +188,7 @@ class PolicyWriter:
             annotations[names.ANNOTATION_SPEC_HASH] = spec_hash(desired_spec)
             annotations[names.ANNOTATION_CHANGED_BY] = change.changed_by
             _merge_annotations(annotations, change.annotations)
-            self.guard()
+            self.guard(change.safety)
             status, created = self.kube.create_policy(manifest)
             if status == "exists":
                 raise ApiException(status=409, reason="created concurrently")
@@ -213,16 +220,17 @@ class PolicyWriter:
         manifest["spec"] = copy.deepcopy(desired_spec)
         if manifest == current:
             return Outcome("unchanged", current)
-        self.guard()
+        self.guard(change.safety)
         return Outcome("updated", self.kube.replace_policy(manifest))
 
     def delete(self, obj: Mapping[str, Any], *, event_reason: str, message: str, reason: str,
                pods: Sequence[Mapping[str, Any]] = (), changed_by: str = "reconciler") -> Outcome:
+        """Deletes only ever remove restrictions netwarden added (cleanup, release): safety writes."""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
         if is_adopted(obj):
             return Outcome("skipped-adopted", dict(obj))
-        self.guard()
+        self.guard(True)
         self.own_deletes.add(key)
         deleted = self.kube.delete_policy(*key)
         metrics.POLICY_WRITES.labels("delete", "ok" if deleted else "gone").inc()
@@ -233,7 +241,7 @@ class PolicyWriter:
 
     def patch_annotations(self, obj: Mapping[str, Any], annotations: Mapping[str, str | None]) -> Obj:
         meta = obj.get("metadata") or {}
-        self.guard()
+        self.guard(False)
         return self.kube.patch_policy_annotations(meta["namespace"], meta["name"], annotations,
                                                   resource_version=meta.get("resourceVersion"))
 
@@ -263,11 +271,13 @@ class PolicyWriter:
         })
 
     def event(self, involved: Mapping[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
-        try:
-            self.guard()
-        except Exception:  # noqa: BLE001 - a non-leader records nothing
+        """Best effort: a non-leader records nothing; a failed Event never fails the change it reports."""
+        if not self.may_emit():
             return
-        self.kube.emit_event(involved, reason, message, type_=type_)
+        try:
+            self.kube.emit_event(involved, reason, message, type_=type_)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("event %s on %s not recorded: %s", reason, _ref(involved), exc)
 
 
 def _as_pod(pod: Mapping[str, Any]) -> Obj:
@@ -289,8 +299,12 @@ def _merge_annotations(target: dict[str, str], extra: Mapping[str, str | None]) 
 
 
 def rollback(writer: PolicyWriter, namespace: str, name: str, to_revision: int | None = None, *,
-             changed_by: str = "cli", reason_detail: str = "", pods: Sequence[Mapping[str, Any]] = ()) -> Outcome:
-    """Put back the previous spec (or the one at `to_revision`) from the policy's own history."""
+             changed_by: str = "cli", reason_detail: str = "", pods: Sequence[Mapping[str, Any]] = (),
+             align: Callable[[Obj], Obj] | None = None) -> Outcome:
+    """Put back the previous spec (or the one at `to_revision`) from the policy's own history.
+
+    `align` adjusts the restored manifest before it is written (the reconciler keeps the carve-outs
+    of quarantines that still hold: an old spec must not end them)."""
     current = writer.kube.get_policy(namespace, name)
     if current is None:
         raise PolicyOpError(f"networkpolicy {namespace}/{name} not found")
@@ -304,6 +318,8 @@ def rollback(writer: PolicyWriter, namespace: str, name: str, to_revision: int |
                             f"history of {namespace}/{name} (kept: {kept})")
     manifest = copy.deepcopy(current)
     manifest["spec"] = copy.deepcopy(dict(entry.spec))
+    if align is not None:
+        manifest = align(manifest)
     annotations = annotations_of(current)
     if to_revision is None:
         # Walk back: the entry becomes current again and leaves the history.
@@ -323,7 +339,7 @@ def _write_rollback(writer: PolicyWriter, manifest: Obj, current: Obj, revision:
         annotations[names.ANNOTATION_STEP] = step
     message = f"rolled back to the spec of revision {revision}" + (f": {detail}" if detail else "")
     change = Change(manifest, names.EVENT_POLICY_ROLLED_BACK, message, names.REASON_ROLLED_BACK,
-                    pods=pods, changed_by=changed_by)
+                    pods=pods, changed_by=changed_by, safety=True)
     if push:
         return writer.apply(change)
     # pop(): the history annotation in `manifest` is already the popped one; write it as is.
@@ -331,7 +347,7 @@ def _write_rollback(writer: PolicyWriter, manifest: Obj, current: Obj, revision:
     annotations[names.ANNOTATION_REASON] = names.REASON_ROLLED_BACK
     annotations[names.ANNOTATION_SPEC_HASH] = spec_hash(manifest.get("spec") or {})
     annotations[names.ANNOTATION_CHANGED_BY] = changed_by
-    writer.guard()
+    writer.guard(True)
     written = writer.kube.replace_policy(manifest)
     metrics.POLICY_WRITES.labels("rollback", "ok").inc()
     outcome = Outcome("updated", written)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from netwarden import names
@@ -23,7 +24,7 @@ from reconciler.controller import ControllerSettings, Reconciler
 from reconciler.core.behaviour import PodRef
 from reconciler.core.config import CoreConfig
 from reconciler.core.engine import DecisionEngine
-from reconciler.core.types import Flow, HealthSignal, MetricAlert, SecurityAlert
+from reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from reconciler.leader import AlwaysOpen, WriterGate
 from reconciler.policy_ops import annotations_of, labels_of
 from reconciler.queue import WorkQueue
@@ -134,6 +135,12 @@ class ReconcilerRuntime:
                         self.engine.set_base_intent(pod.identity, base_intent_of(pod, self.index.mode_of(pod.namespace)))
             elif resource == "networkpolicies" and kind != DELETED:
                 labels = labels_of(obj)
+                if old is None:
+                    restored = restored_policy(obj, self.clock())
+                    if restored is not None and self.engine.restore(restored, self.clock()):
+                        log.info(json.dumps({"event": "restored_from_cluster", "policy": obj["metadata"].get("name"),
+                                             "identity": restored.identity, "step": restored.step,
+                                             "instance": restored.instance, "expires_at": restored.expires_at}))
                 if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and old is None:
                     annotations = annotations_of(obj)
                     try:
@@ -203,6 +210,35 @@ class ReconcilerRuntime:
             with self._engine_lock:
                 decisions = self.engine.tick(self.clock())
             self.apply(decisions)
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def restored_policy(obj: Obj, now: float) -> RestoredPolicy | None:
+    """What a managed policy's annotations say a previous leader did (None when nothing to take over)."""
+    labels, annotations = labels_of(obj), annotations_of(obj)
+    meta = obj.get("metadata") or {}
+    if labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY_VALUE or meta.get("deletionTimestamp"):
+        return None
+    if annotations.get(names.ANNOTATION_ADOPTED, "").lower() == "true":
+        return None
+    identity = labels.get(names.LABEL_IDENTITY)
+    role = labels.get(names.LABEL_POLICY_ROLE)
+    if not identity or role not in (names.ROLE_BASELINE, names.ROLE_QUARANTINE):
+        return None
+    created = meta.get("creationTimestamp")
+    since = _epoch(created if isinstance(created, str) else None) or now
+    pod = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Pod"), None)
+    return RestoredPolicy(identity, meta.get("namespace") or "", role, annotations.get(names.ANNOTATION_STEP, ""),
+                          since, _epoch(annotations.get(names.ANNOTATION_EXPIRES_AT)),
+                          annotations.get(names.ANNOTATION_TARGET_POD), pod)
 
 
 def resolve_dns_target(kube: KubeClient, dns_service: str) -> DnsTarget:

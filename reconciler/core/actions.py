@@ -162,6 +162,9 @@ class QuarantinedPod:
     pod: str | None
     since: float
     expires_at: float
+    #: Read back from the cluster after a restart: the evidence died with the old process, so only
+    #: the expiry (not a decayed score) ends it.
+    restored: bool = False
 
 
 @dataclass
@@ -191,6 +194,8 @@ class WorkloadState:
     #: Health when the last automatic tightening was applied.
     health_snapshot: dict[str, tuple[bool, int]] | None = None
     last_decision: Decision | None = None
+    #: The step was read back from the cluster after a restart: only its expiry relaxes it.
+    restored: bool = False
 
     @classmethod
     def new(cls, identity: str, namespace: str, base_intent: PolicyIntent | None = None, max_history: int = 10) -> "WorkloadState":
@@ -276,6 +281,19 @@ def tightened_intent(state: WorkloadState, baseline: Baseline | None, recent: Re
     )
 
 
+def thin_baseline(baseline: Baseline | None, now: float, config: CoreConfig) -> str | None:
+    """Why a learned baseline is too little to tighten to (None when it is enough): nothing learned,
+    or learned for less than the learning window (a flow cap that ended learning early is enough)."""
+    if baseline is None or baseline.flows_seen == 0:
+        return "no traffic learned yet (empty baseline)"
+    if baseline.is_learning(now):
+        return (f"baseline learned for only {max(0.0, now - baseline.first_seen):.0f}s of the "
+                f"{config.learning_seconds:g}s learning window ({baseline.flows_seen} flows)")
+    if not baseline.learned_edges():
+        return "the learned baseline is empty"
+    return None
+
+
 def keep_excluded(intent: PolicyIntent, instances: Iterable[str]) -> PolicyIntent:
     """The workload policy with these pod instances carved out (they have their own quarantine policy)."""
     if intent.instance is not None:
@@ -332,7 +350,8 @@ def decide(
         pod_score = risk.instance_score(instance, now)
         gone = bool(ctx.replicas) and instance not in replica_instances
         expired = now >= held.expires_at
-        if gone or pod_score < cfg.lift_threshold or (expired and pod_score < cfg.quarantine_threshold):
+        cooled = pod_score < cfg.lift_threshold and not held.restored
+        if gone or cooled or (expired and pod_score < cfg.quarantine_threshold):
             still_quarantined.discard(instance)
             why = "pod is gone" if gone else ("quarantine expired" if expired else "pod score fell below the lift threshold")
             intent = keep_excluded(state.intent, still_quarantined)
@@ -343,30 +362,40 @@ def decide(
 
     expired = state.expires_at is not None and now >= state.expires_at
     if state.step == names.STEP_QUARANTINED:
-        if score < cfg.lift_threshold or (expired and score < cfg.quarantine_threshold):
-            intent = tightened_intent(state, ctx.baseline, ctx.recent)
-            intent = keep_excluded(intent, still_quarantined)
+        if (score < cfg.lift_threshold and not state.restored) or (expired and score < cfg.quarantine_threshold):
             why = "quarantine expired" if expired else f"score {score:.1f} fell below {cfg.lift_threshold:g}"
-            decisions.append(
-                _plain(RELAX, state, mode, now, score, f"{why}: quarantine relaxed to the learned baseline",
-                       names.STEP_TIGHTENED, guard, intents=(intent,), expires_at=now + cfg.tighten_expiry_seconds)
-            )
+            thin = thin_baseline(ctx.baseline, now, cfg)
+            if thin is None:
+                intent = keep_excluded(tightened_intent(state, ctx.baseline, ctx.recent), still_quarantined)
+                decisions.append(
+                    _plain(RELAX, state, mode, now, score, f"{why}: quarantine relaxed to the learned baseline",
+                           names.STEP_TIGHTENED, guard, intents=(intent,), expires_at=now + cfg.tighten_expiry_seconds)
+                )
+            else:
+                intent = keep_excluded(state.base_intent, still_quarantined)
+                decisions.append(
+                    _plain(RELAX, state, mode, now, score, f"{why}: quarantine relaxed to the declared baseline "
+                           f"({thin})", names.STEP_BASELINE, guard, intents=(intent,))
+                )
         return decisions
+    # Evidence about pods already isolated one by one says nothing about their siblings: the
+    # workload's own policy steps on what is left.
+    siblings = max(0.0, score - sum(risk.instance_score(i, now) for i in still_quarantined))
 
     if score >= cfg.quarantine_threshold:
         decisions.extend(_quarantine(state, risk, mode, guard, now, ctx, score, replica_instances, still_quarantined))
         return decisions
     if state.step == names.STEP_TIGHTENED:
-        if score < cfg.relax_threshold or (expired and score < cfg.tighten_threshold):
+        if (siblings < cfg.relax_threshold and not state.restored) or (expired and siblings < cfg.tighten_threshold):
             intent = keep_excluded(state.base_intent, still_quarantined)
-            why = "tightening expired" if expired else f"score {score:.1f} fell below {cfg.relax_threshold:g}"
+            why = "tightening expired" if expired else f"score {siblings:.1f} fell below {cfg.relax_threshold:g}"
             decisions.append(
                 _plain(RELAX, state, mode, now, score, f"{why}: back to the declared baseline", names.STEP_BASELINE,
                        guard, intents=(intent,))
             )
         return decisions
-    if score >= cfg.tighten_threshold:
-        tightened = decide_tighten(state, risk, mode, guard, now, ctx, score)
+    if siblings >= cfg.tighten_threshold:
+        tightened = decide_tighten(state, risk, mode, guard, now, ctx, siblings)
         if tightened is not None:
             decisions.append(tightened)
     return decisions
@@ -411,8 +440,11 @@ def _quarantine(
         return refused + _quarantine_pods(state, risk, mode, guard, now, ctx, score, hot, quarantined)
     if hot:
         return _quarantine_pods(state, risk, mode, guard, now, ctx, score, hot, quarantined)
-    if state.step == names.STEP_BASELINE:
-        decision = decide_tighten(state, risk, mode, guard, now, ctx, score)
+    # What is left once the isolated pods' own evidence is set aside decides the siblings' policy:
+    # one pod's alert never tightens the replicas it did not come from.
+    siblings = max(0.0, score - sum(risk.instance_score(i, now) for i in quarantined))
+    if state.step == names.STEP_BASELINE and siblings >= cfg.tighten_threshold:
+        decision = decide_tighten(state, risk, mode, guard, now, ctx, siblings)
         return [decision] if decision is not None else []
     return []
 
@@ -464,6 +496,10 @@ def _escalate(
         blocked = f"automatic changes paused until {state.cooldown_until:.0f} after a rollback"
     elif action in (QUARANTINE_POD, QUARANTINE_WORKLOAD):
         blocked = guard.blast.check(state.identity, blast_pods, ctx.total_pods, now)
+    elif action == TIGHTEN:
+        thin = thin_baseline(ctx.baseline, now, ctx.config)
+        if thin is not None:
+            blocked = f"{thin}: tightening to it would cut traffic never observed; refused (alert-only)"
     if blocked is None and action == TIGHTEN and ctx.recent is not None:
         horizon_views = ctx.recent.views(now, ctx.config.what_if_horizon_seconds)
         edges = ctx.baseline.edges if ctx.baseline is not None else ()
@@ -559,6 +595,8 @@ def apply_decision(state: WorkloadState, decision: Decision, guard: GuardRails, 
     now = decision.time
     action = decision.action
     state.last_decision = decision
+    if action not in (ALERT_ONLY, QUARANTINE_POD, LIFT_QUARANTINE):
+        state.restored = False  # the workload's step is this process's own decision from now on
     if action == ALERT_ONLY:
         state.alerted_level = max(state.alerted_level, decision.level)
     elif action in (TIGHTEN, QUARANTINE_WORKLOAD):

@@ -22,7 +22,7 @@ from reconciler.core.config import CoreConfig, ConfigError
 from reconciler.core.guard import GuardRails
 from reconciler.core.history import PolicyHistory
 from reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation
-from reconciler.core.types import Flow, HealthSignal, MetricAlert, SecurityAlert
+from reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from reconciler.core.whatif import IsAllowed, RecentFlows, intent_allows
 
 
@@ -150,6 +150,35 @@ class DecisionEngine:
             max_entries=self.config.max_history,
             max_bytes=self.config.history_max_bytes,
         )
+
+    def restore(self, restored: RestoredPolicy, now: float) -> bool:
+        """Take over what a previous leader wrote (read back from the cluster at start-up or failover):
+        its quarantines and steps end at their `expires-at`, not never (the old memory is gone) and not
+        at once (the old evidence is gone too). Idempotent; True when it changed what the engine holds."""
+        tracked = self._track(restored.identity, restored.namespace, now)
+        state = tracked.state
+        cfg = self.config
+        if restored.role == names.ROLE_QUARANTINE:
+            if not restored.instance or restored.instance in state.quarantined:
+                return False
+            expires = restored.expires_at if restored.expires_at is not None else now + cfg.quarantine_expiry_seconds
+            state.quarantined[restored.instance] = actions.QuarantinedPod(
+                restored.instance, restored.pod, restored.since, expires, restored=True)
+            state.intent = actions.keep_excluded(state.intent, state.quarantined)
+        elif restored.role == names.ROLE_BASELINE and restored.step in (names.STEP_TIGHTENED, names.STEP_QUARANTINED):
+            if state.step != names.STEP_BASELINE or state.changed_at is not None:
+                return False  # this process has decided about it itself since
+            state.step = restored.step
+            state.step_since = restored.since
+            state.expires_at = restored.expires_at
+            state.restored = True
+            if restored.step == names.STEP_QUARANTINED:
+                intent = actions.workload_quarantine_intent(state.namespace, state.identity, self.exceptions)
+                state.intent = actions.keep_excluded(intent, state.quarantined)
+        else:
+            return False
+        self._active.add(restored.identity)
+        return True
 
     # --- signals ------------------------------------------------------------------------------
     def ingest_flow(self, flow: Flow, now: float) -> list[Decision]:
@@ -294,7 +323,9 @@ class DecisionEngine:
             "step": state.step,
             "score": round(tracked.risk.score_at(now), 4),
             "expires_at": state.expires_at,
-            "quarantined": {i: {"pod": q.pod, "since": q.since, "expires_at": q.expires_at} for i, q in sorted(state.quarantined.items())},
+            "quarantined": {i: {"pod": q.pod, "since": q.since, "expires_at": q.expires_at, "restored": q.restored}
+                            for i, q in sorted(state.quarantined.items())},
+            "restored": state.restored,
             "baseline": tracked.baseline.summary(),
             "evidence": tracked.risk.explain(now),
             "pending": [d.to_dict() for d in state.pending],

@@ -86,3 +86,20 @@ class HealthSignal:
     pod: str
     ready: bool
     restarts: int
+
+
+@dataclass(frozen=True)
+class RestoredPolicy:
+    """What a previous leader wrote, read back from a managed policy's annotations at start-up or
+    failover: enough to end its quarantines and steps when they were meant to end."""
+
+    identity: str
+    namespace: str
+    role: str  # baseline | quarantine
+    step: str
+    #: When the change was made (the quarantine policy's creation; epoch seconds).
+    since: float
+    expires_at: float | None = None
+    #: Quarantine role: the pod instance it isolates, and the pod's name when known.
+    instance: str | None = None
+    pod: str | None = None

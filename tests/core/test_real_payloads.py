@@ -12,6 +12,7 @@ from reconciler.core import actions as A
 from reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, PodIndex, PodRef, resolve_flow
 from reconciler.core.engine import DecisionEngine
 from reconciler.core.risk import POLICY_DROPS
+from reconciler.core.types import Endpoint, Flow
 from reconciler.signals.parse import parse_alertmanager_payload, parse_falco_event, parse_hubble_line
 from tests.core.corekit import with_config
 from tests.support.data import PAYLOADS
@@ -78,6 +79,10 @@ def test_real_alertmanager_alerts_on_every_replica_tighten_rather_than_quarantin
     identity = f"{namespace[:20]}.deploy.d4583"
     for n, alert in enumerate(alerts):
         e.upsert_pod(PodRef(identity, namespace, alert.pod or "", f"inst-{n}", f"10.2.0.{n + 1}"))
+    # A learned baseline first (a flow well over a learning window before the alerts): without one,
+    # tightening would cut everything (tests/core/test_siblings.py).
+    start = min(a.time for a in alerts) - e.config.learning_seconds - 60
+    e.ingest_flow(Flow(start, Endpoint(ip="10.2.0.1"), Endpoint(ip="203.0.113.9", world=True), 443, "TCP"), start)
     decisions = []
     for alert in sorted(alerts, key=lambda a: a.time):
         decisions += e.ingest_metric_alert(alert, alert.time)
