@@ -6,16 +6,34 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Callable
 
 from localkube.server import LocalKube
+from netwarden.startup import StartupError, run_command
 
 
 def run_local_cluster(port: int | None, kubeconfig: str | None, https: bool = False) -> int:
     """Serve until SIGINT/SIGTERM; prints the kubeconfig path. Returns a process exit code."""
-    with LocalKube(port=port or 0, https=https) as kube:
-        serve_until_signalled(f"localkube listening on {kube.url}", kube.write_kubeconfig(kubeconfig))
+    server = LocalKube(port=port or 0, https=https)
+    try:
+        server.start()
+    except OSError as exc:
+        raise StartupError(f"cannot listen on 127.0.0.1:{port or 0} ({exc.strerror or exc})",
+                           "choose a free port with --port N, or leave --port unset for any free one") from None
+    try:
+        serve_until_signalled(f"localkube listening on {server.url}", _written(server.write_kubeconfig, kubeconfig))
+    finally:
+        server.stop()
     print("localkube stopped", flush=True)
     return 0
+
+
+def _written(write: Callable[[str | None], str], kubeconfig: str | None) -> str:
+    try:
+        return write(kubeconfig)
+    except OSError as exc:
+        raise StartupError(f"cannot write the kubeconfig to {kubeconfig} ({exc.strerror or exc})",
+                           "give a writable path with --kubeconfig FILE, or leave it unset for a temporary file") from None
 
 
 def serve_until_signalled(banner: str, kubeconfig: str) -> None:
@@ -41,10 +59,9 @@ def run_kube_cluster(kubeconfig: str | None) -> int:
     try:
         plane = KubeControlPlane()
     except ControlPlaneNotBuilt as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+        raise StartupError(str(exc)) from None  # its message names the directory and the build command
     with plane:
-        path = plane.write_kubeconfig(kubeconfig) if kubeconfig else str(plane.kubeconfig)
+        path = _written(plane.write_kubeconfig, kubeconfig) if kubeconfig else str(plane.kubeconfig)
         serve_until_signalled(f"kube-apiserver listening on {plane.url} (ready in {plane.startup_seconds:.1f}s)", path)
     print("control plane stopped", flush=True)
     return 0
@@ -73,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="local: this in-process server; kube: real etcd + kube-apiserver + kube-controller-manager")
     args = parser.parse_args(argv)
     if args.engine == "kube":
-        return run_kube_cluster(args.kubeconfig)
-    return run_local_cluster(args.port, args.kubeconfig, https=args.https)
+        return run_command("localkube", lambda: run_kube_cluster(args.kubeconfig))
+    return run_command("localkube", lambda: run_local_cluster(args.port, args.kubeconfig, https=args.https))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    from netwarden.startup import run_command
+
+    return run_command(f"netwarden {args.command}", lambda: func(args))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from netwarden import names
+from netwarden.startup import StartupError
 from netwarden.identity import OwnerRef
 
 log = logging.getLogger("netwarden.kube")
@@ -111,14 +112,27 @@ class WatchStream:
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """--kubeconfig FILE, else the in-cluster configuration, else KUBECONFIG / ~/.kube/config."""
+    """--kubeconfig FILE, else the in-cluster configuration, else KUBECONFIG / ~/.kube/config.
+
+    None of them usable: a StartupError naming what was tried and how to give one.
+    """
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        config.load_kube_config(client_configuration=configuration)
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(client_configuration=configuration)
+    except (config.ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        if kubeconfig:
+            tried = f"the kubeconfig {kubeconfig} is unusable ({exc})"
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            tried = f"the in-cluster configuration is unusable ({exc})"
+        else:
+            where = os.environ.get("KUBECONFIG") or os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)
+            tried = f"cannot reach Kubernetes: no in-cluster configuration and no usable kubeconfig at {where} ({exc})"
+        raise StartupError(tried, "pass --kubeconfig FILE, set KUBECONFIG, or run in a pod with a service account")
     # Fail a hung request instead of holding a thread forever; retries decide what next.
     configuration.retries = False
     return client.ApiClient(configuration)

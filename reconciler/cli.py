@@ -181,6 +181,8 @@ def run_reconciler(args: argparse.Namespace) -> int:
 
     from netwarden.config import ConfigError, load_config, overrides_from_args
     from netwarden.logs import configure_json_logging
+    from netwarden.startup import StartupError
+    from webhook.serving import load_serving_certificate
 
     configure_json_logging(os.environ.get("NETWARDEN_LOG_LEVEL", "INFO").upper())
     env = dict(os.environ)
@@ -204,6 +206,12 @@ def run_reconciler(args: argparse.Namespace) -> int:
         print("error: a signal token file is required (--token-file or NETWARDEN_RECONCILER_TOKEN_FILE) "
               "unless --no-auth", file=sys.stderr)
         return 2
+    tls = None
+    if rc.cert or rc.key:
+        if not (rc.cert and rc.key):
+            raise StartupError("the signal receiver needs both a certificate and its key",
+                               "give --cert FILE --key FILE (or NETWARDEN_RECONCILER_CERT / _KEY), or neither")
+        tls = load_serving_certificate(rc.cert, rc.key, flags="--cert FILE --key FILE (NETWARDEN_RECONCILER_CERT / _KEY)")
     kube = _kube(config.cluster.kubeconfig)
     settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=rc.cleanup_grace_seconds,
                                                   dns=resolve_dns_target(kube, config.cluster.dns_service),
@@ -231,8 +239,8 @@ def run_reconciler(args: argparse.Namespace) -> int:
     counters = SignalCounters()
     app = create_receiver_app(runtime, token=None if args.no_auth else TokenFile(rc.token_file),
                               counters=counters, ready=runtime.ready, max_body_bytes=rc.max_body_bytes,
-                              sources=rc.signal_sources, forwarder=forwarder)
-    server = ReceiverServer(app, rc.host, rc.port, cert=rc.cert, key=rc.key).start()
+                              sources=rc.signal_sources, forwarder=forwarder, tls=tls)
+    server = ReceiverServer(app, rc.host, rc.port, tls=tls).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -14,8 +14,9 @@ when the file changes, so a rotated Secret applies without a restart) and compar
 time. Bodies over the limit get 413. Each bad record is rejected with its index and reason and
 counted; good records in the same batch are still accepted.
 
-The receiver runs inside the reconciler process (the engine's state lives there), served by a
-threaded werkzeug server, with TLS from the same live-reloading certificate holder as the webhook.
+The receiver runs inside the reconciler process (the engine's state lives there), served by
+reconciler/httpserver.py (slow and idle clients cannot stall it; bounded threads and connections),
+with TLS from the same live-reloading certificate holder as the webhook.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import io
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -34,14 +34,16 @@ from typing import IO, Any, Callable, Iterable, Iterator, Protocol, Sequence
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from netwarden import names
 from reconciler import metrics
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
+from reconciler.httpserver import GuardedHttpServer, ServerLimits
 from reconciler.forwarding import RETRY_AFTER_SECONDS, ForwardError, SignalForwarder
 from reconciler.signals.parse import detect_flow_format, parse_alertmanager_payload, parse_falco_event, parse_flow_any
-from reconciler.signals.streams import SignalCounters, SignalCountersCollector, iter_json_lines
+from reconciler.signals.streams import (DECODE_REASONS, SignalCounters, SignalCountersCollector, decode_json,
+                                        iter_json_lines)
+from webhook.serving import CertificateReloader
 
 log = logging.getLogger("netwarden.reconciler.receivers")
 
@@ -102,6 +104,13 @@ class IngestResult:
     def to_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rejected": self.rejected, "rejected_total": self.rejected_total}
 
+    @property
+    def undecodable(self) -> bool:
+        """Nothing in the body could even be decoded (bad JSON or UTF-8, too deep, lone surrogates): a 400,
+        unlike a batch whose decoded records are only partly usable (200, each rejection listed)."""
+        return (self.accepted == 0 and self.rejected_total > 0
+                and all(r["reason"] in DECODE_REASONS for r in self.rejected))
+
 
 # --- body decoding ---------------------------------------------------------------------------
 
@@ -114,11 +123,11 @@ def iter_records(body: bytes) -> Iterator[tuple[int, Any]]:
     stripped = body.lstrip()
     if stripped[:1] == b"[":
         try:
-            value = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            yield 0, SignalError("bad-json", f"body is not a JSON array: {exc}")
+            value = decode_json(body, "body (a JSON array)")
+        except SignalError as error:
+            yield 0, error
             return
-        for index, item in enumerate(value):
+        for index, item in enumerate(value):  # type: ignore[arg-type]
             if not isinstance(item, dict):
                 yield index, SignalError("not-an-object", f"record {index} is a {type(item).__name__}")
             else:
@@ -181,12 +190,14 @@ def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
 
 def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: SignalCounters | None = None,
                         max_body_bytes: int = DEFAULT_MAX_BODY, ready: Callable[[], bool] = lambda: True,
+                        tls: CertificateReloader | None = None,
                         registry: CollectorRegistry | None = None,
                         sources: Iterable[str] = SIGNAL_SOURCES,
                         forwarder: SignalForwarder | None = None) -> Flask:
     """The receiver WSGI app. `token=None` disables auth (only for explicit local use).
 
     With a `forwarder`, a replica that is not the leader passes signals on instead of scoring them.
+    With `tls`, /readyz fails while the certificate being served is expired or not yet valid.
     """
     app = Flask("netwarden-receivers")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -261,6 +272,9 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
         started = time.perf_counter()
         result, status = ingest(body())
         log_signal(kind, result, started)
+        if result.undecodable or status == 400:
+            first = result.rejected[0] if result.rejected else {"reason": "bad-request", "message": ""}
+            return jsonify({"error": f"{first['reason']}: {first['message']}", **result.to_dict()}), 400
         return jsonify(result.to_dict()), status
 
     @route("flows")
@@ -274,9 +288,9 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
     def ingest_alertmanager(raw: bytes) -> tuple[IngestResult, int]:
         """One payload per POST (Alertmanager's own shape), so a bad body is one rejected record and a 400."""
         try:
-            alerts = parse_alertmanager_payload(json.loads(raw))
-        except (ValueError, RecursionError) as exc:
-            error = exc if isinstance(exc, SignalError) else SignalError("bad-json", str(exc))
+            alerts = parse_alertmanager_payload(decode_json(raw, "body"))
+        except (SignalError, ValueError, TypeError, AttributeError) as exc:  # the parser's own faults: still a 400
+            error = exc if isinstance(exc, SignalError) else SignalError("bad-field", str(exc))
             counters.record_error("alertmanager", error)
             return IngestResult(0, [_rejection(0, error)], 1), 400
         counters.record_ok("alertmanager", len(alerts))
@@ -294,9 +308,12 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
 
     @app.get("/readyz")
     def readyz() -> Any:
+        problem = tls.validity_problem() if tls is not None else None
+        if problem is not None:
+            return jsonify({"status": "not ready", "reason": problem}), 503
         if ready():
             return jsonify({"status": "ready"})
-        return jsonify({"status": "not ready"}), 503
+        return jsonify({"status": "not ready", "reason": "the reconciler is not ready"}), 503
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -347,36 +364,19 @@ def ingest_flow_stream(stream: IO[str] | IO[bytes], sink: SignalSink, counters: 
 
 
 class ReceiverServer:
-    """A threaded werkzeug server in a background thread (TLS when cert/key are given)."""
+    """The receiver app on reconciler/httpserver.py's bounded server (TLS from a live-reloading holder when given)."""
 
     def __init__(self, app: Flask, host: str = "0.0.0.0", port: int = 8444, *,
-                 cert: str | None = None, key: str | None = None) -> None:
-        ssl_context = None
-        if cert and key:
-            from webhook.serving import CertificateReloader
-
-            self.reloader = CertificateReloader(cert, key)
-            ssl_context = self.reloader.context()
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
-        accept = self.server.get_request
-
-        def get_request() -> tuple[socket.socket, Any]:
-            # Small JSON answers written in pieces stall on Nagle + delayed ACK (~15 ms each) without this.
-            conn, address = accept()
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return conn, address
-
-        self.server.get_request = get_request  # type: ignore[method-assign]
-        self.port = self.server.server_port
-        self._thread: threading.Thread | None = None
+                 tls: CertificateReloader | None = None, limits: ServerLimits | None = None) -> None:
+        self.reloader = tls
+        limits = limits or ServerLimits(max_body_bytes=app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY)
+        self.server = GuardedHttpServer(app, host, port, limits=limits,
+                                        ssl_context=tls.context if tls is not None else None)
+        self.port = self.server.port
 
     def start(self) -> "ReceiverServer":
-        self._thread = threading.Thread(target=self.server.serve_forever, name="signal-receiver", daemon=True)
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self.server.stop()

@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from netwarden.config import ConfigError, add_section_arguments, export_to_env, load_config, overrides_from_args
+from netwarden.startup import run_command
 
 APP_FACTORY = "webhook.app:create_app_from_environment()"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -59,6 +60,11 @@ def run_webhook(args: argparse.Namespace) -> int:
     if not hook.cert or not hook.key:
         print("netwarden webhook: --cert and --key are required (or NETWARDEN_WEBHOOK_CERT / _KEY)", file=sys.stderr)
         return 2
+    # Every worker builds its API client from the same settings: refuse here, in one line, rather than
+    # let each worker die with a traceback (no kubeconfig, no in-cluster configuration).
+    from netwarden.kube import load_api_client
+
+    load_api_client(config.cluster.kubeconfig)
     export_to_env(config)
     prepare_multiproc_dir()
     from webhook.serving import serve
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netwarden")
     add_webhook_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["webhook", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    return run_command("netwarden webhook", lambda: args.func(args))
 
 
 if __name__ == "__main__":

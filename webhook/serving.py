@@ -18,11 +18,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from io import BytesIO
 from typing import Any, Callable, Iterable
 
 from cryptography import x509
+
+from certs.pki import validity_problem
 from netwarden.logs import JsonLogFormatter, log_json
+from netwarden.startup import StartupError, run_command
 
 DEFAULT_BIND = "0.0.0.0:8443"
 #: Longer than typical client idle pools would be wasteful; shorter makes the API server reconnect.
@@ -38,6 +42,7 @@ DEFAULT_RELOAD_INTERVAL = 5.0
 EVENT_CERT_LOADED = "tls_certificate_loaded"
 EVENT_CERT_RELOAD_FAILED = "tls_certificate_reload_failed"
 EVENT_BODY_TOO_LARGE = "request_body_too_large"
+EVENT_CERT_NOT_VALID = "tls_certificate_not_valid"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -60,9 +65,19 @@ def _file_state(paths: Iterable[str]) -> _FileState:
     return _FileState(tuple(stats))
 
 
-def _serial_of(cert_path: str) -> str:
+@dataclass(frozen=True)
+class _Served:
+    """What the loaded certificate says about itself: its serial and when it may be served."""
+
+    serial: str
+    not_before: datetime
+    not_after: datetime
+
+
+def _served_of(cert_path: str) -> _Served:
     with open(cert_path, "rb") as handle:
-        return format(x509.load_pem_x509_certificates(handle.read())[0].serial_number, "x")
+        cert = x509.load_pem_x509_certificates(handle.read())[0]
+    return _Served(format(cert.serial_number, "x"), cert.not_valid_before_utc, cert.not_valid_after_utc)
 
 
 class CertificateReloader:
@@ -91,7 +106,9 @@ class CertificateReloader:
         # Fail loudly at start: there is no previous context to fall back on.
         self._state, self._context = self._load()
         self._checked_at = clock()
-        self.serial = _serial_of(cert)
+        self._served = _served_of(cert)
+        self.serial = self._served.serial
+        self._reported: tuple[str, str] | None = None
         log_json(EVENT_CERT_LOADED, cert=cert, serial=self.serial, initial=True)
 
     def _paths(self) -> list[str]:
@@ -143,7 +160,7 @@ class CertificateReloader:
                 return False
             try:
                 state, context = self._load()
-                serial = _serial_of(self._cert)
+                served = _served_of(self._cert)
             except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
                 self._failed_state = current  # log once per bad pair, not per handshake
                 log_json(
@@ -156,9 +173,23 @@ class CertificateReloader:
                 )
                 return False
             previous = self.serial
-            self._state, self._context, self.serial, self._failed_state = state, context, serial, None
-        log_json(EVENT_CERT_LOADED, cert=self._cert, serial=serial, previous_serial=previous, initial=False)
+            self._state, self._context, self._failed_state = state, context, None
+            self._served, self.serial = served, served.serial
+        log_json(EVENT_CERT_LOADED, cert=self._cert, serial=served.serial, previous_serial=previous, initial=False)
         return True
+
+    def validity_problem(self, now: datetime | None = None) -> str | None:
+        """Why the certificate being served is not valid now (expired, not yet valid), for /readyz; None if it is.
+
+        Logged once per certificate and problem, not once per probe.
+        """
+        self.maybe_reload()
+        served = self._served
+        problem = validity_problem(served.not_before, served.not_after, now=now or datetime.now(timezone.utc))
+        if problem is not None and self._reported != (served.serial, problem):
+            self._reported = (served.serial, problem)
+            log_json(EVENT_CERT_NOT_VALID, level="error", cert=self._cert, serial=served.serial, reason=problem)
+        return problem
 
     def context(self) -> ssl.SSLContext:
         """The newest good context (checking the files at most once per interval)."""
@@ -171,6 +202,17 @@ class CertificateReloader:
         if sock.context is not newest:
             sock.context = newest
         return None
+
+
+def load_serving_certificate(cert: str, key: str, *, flags: str, extra_ca: str | None = None,
+                             check_interval: float = DEFAULT_RELOAD_INTERVAL) -> CertificateReloader:
+    """The reloader for a process's serving pair; unreadable or mismatched files are a StartupError
+    naming the files and how to give good ones (`flags`, e.g. "--cert FILE --key FILE")."""
+    try:
+        return CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=check_interval)
+    except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
+        raise StartupError(f"cannot read the serving certificate {cert} / key {key} ({exc})",
+                           f"give a readable PEM pair with {flags} (netwarden certs generate writes one)") from None
 
 
 class _ReloadingContextHook:
@@ -277,9 +319,8 @@ def serve(
     from gunicorn.app.base import BaseApplication
 
     # Refuse to start on a bad pair rather than failing every handshake later.
-    hook = _ReloadingContextHook(
-        CertificateReloader(cert, key, extra_ca=extra_ca, check_interval=reload_interval)
-    )
+    hook = _ReloadingContextHook(load_serving_certificate(
+        cert, key, flags="--cert FILE --key FILE", extra_ca=extra_ca, check_interval=reload_interval))
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers,
@@ -329,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reload-interval", type=float, default=DEFAULT_RELOAD_INTERVAL)
     parser.add_argument("--extra-ca", default=None, help="CA bundle to verify client certificates with, when presented")
     args = parser.parse_args(argv)
-    serve(
+    return run_command("webhook.serving", lambda: serve(
         args.app,
         cert=args.cert,
         key=args.key,
@@ -341,8 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         max_request_body=args.max_request_body,
         reload_interval=args.reload_interval,
         extra_ca=args.extra_ca,
-    )
-    return 0
+    ))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Thin: the only I/O is reading the file object it is given; parsing stays in pars
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterable, Iterator, TypeVar
@@ -18,6 +19,33 @@ from reconciler.core.types import SignalError
 MAX_LINE = 1 << 20
 
 T = TypeVar("T")
+
+#: The reasons that mean "could not even be decoded" (as opposed to a decoded record of the wrong shape).
+DECODE_REASONS = frozenset({"bad-json", "bad-encoding", "line-too-long"})
+#: A JSON escape of a UTF-16 surrogate; only bodies containing one pay for the full surrogate check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def decode_json(text: str | bytes, what: str) -> object:
+    """One JSON document, or a SignalError that says why not (bad UTF-8, bad JSON, nesting too deep,
+    a lone surrogate: a string Python holds but no API call or log can encode)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SignalError("bad-encoding", f"{what} is not UTF-8 ({err.reason} at byte {err.start})") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise SignalError("bad-json", f"{what}: JSON nested too deeply") from None
+    except ValueError as err:
+        raise SignalError("bad-json", f"{what}: {err}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise SignalError("bad-encoding", f"{what} holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+    return value
 
 
 def _read_line(fileobj: IO[str] | IO[bytes], limit: int) -> tuple[str | bytes, bool]:
@@ -45,20 +73,12 @@ def iter_json_lines(
         if too_long:
             yield lineno, SignalError("line-too-long", f"line {lineno} is longer than {max_line}")
             continue
-        if isinstance(line, bytes):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                yield lineno, SignalError("bad-encoding", f"line {lineno} is not UTF-8")
-                continue
-        else:
-            text = line
-        if not text.strip():
+        if not line.strip():
             continue
         try:
-            value = json.loads(text)
-        except (ValueError, RecursionError) as err:
-            yield lineno, SignalError("bad-json", f"line {lineno}: {err}")
+            value = decode_json(line, f"line {lineno}")
+        except SignalError as err:
+            yield lineno, err
             continue
         if not isinstance(value, dict):
             yield lineno, SignalError("not-an-object", f"line {lineno} is a {type(value).__name__}")

@@ -140,3 +140,27 @@ def test_health_ready_and_metrics_need_no_token(served) -> None:
     requests.post(f"{url}/signals/flows", json=[{}], headers=auth())
     metrics = requests.get(f"{url}/metrics").text
     assert "netwarden_signals_rejected_total" in metrics
+
+
+MALFORMED = {
+    "deep-array": b"[" * 10_000 + b"]" * 10_000,
+    "deep-object": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+    "bad-utf8": b'{"rule": "x\xff\xfe"}',
+    "lone-surrogate": b'{"rule": "Terminal shell", "output": "\\ud800", "priority": "Critical",'
+                      b' "output_fields": {"k8s.pod.name": "\\udfff", "k8s.ns.name": "shop"}}',
+}
+
+
+@pytest.mark.parametrize("endpoint", ["flows", "falco", "alertmanager"])
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_envelopes_get_a_json_400_with_a_reason_and_are_counted(served, endpoint: str, case: str) -> None:
+    url, sink, counters, _ = served
+    before = sum(counters.rejected.values())
+    response = requests.post(f"{url}/signals/{endpoint}", data=MALFORMED[case], headers=auth())
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    answer = response.json()
+    assert answer["accepted"] == 0 and answer["rejected"][0]["reason"] in ("bad-json", "bad-encoding")
+    assert answer["error"].startswith(answer["rejected"][0]["reason"])
+    assert sum(counters.rejected.values()) == before + 1
+    assert sink.flows == [] and sink.alerts == [] and sink.metric_alerts == []
