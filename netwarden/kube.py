@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -124,7 +125,7 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=configuration)
         else:
             config.load_kube_config(client_configuration=configuration)
-    except (config.ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (config.ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
         if kubeconfig:
             tried = f"the kubeconfig {kubeconfig} is unusable ({exc})"
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
