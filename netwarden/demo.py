@@ -172,10 +172,11 @@ class Player:
                     "metadata": {"name": ns.name, "labels": dict(ns.labels), "annotations": dict(ns.annotations)}}
             self.core.create_namespace(body)
         for workload in self.scenario.workloads:
-            self._create_workload(workload)
+            self.create_workload(workload)
         self.say(f"created {len(self.scenario.namespaces)} namespaces and {len(self.scenario.workloads)} workloads")
 
-    def _create_workload(self, w: WorkloadSpec) -> None:
+    def create_workload(self, w: WorkloadSpec) -> None:
+        """A Deployment or StatefulSet as the scenario declares it (pods then pass through admission)."""
         labels = {"app": w.name, **w.labels}
         template = {
             "metadata": {"labels": labels, "annotations": dict(w.annotations)},
@@ -258,15 +259,10 @@ class Player:
 
     def step_alertmanager(self, step: Step) -> None:
         pod = self.pod(str(step.args["target"]), step.args.get("pod"))
-        status = step.args.get("status", "firing")
-        alert = {"status": status, "labels": {"alertname": step.args.get("alertname", "PodHighErrorRate"),
-                 "severity": step.args.get("severity", "critical"), "namespace": pod["metadata"]["namespace"],
-                 "pod": pod["metadata"]["name"]},
-                 "annotations": {"summary": "demo alert"}, "startsAt": _iso(time.time()),
-                 "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph", "fingerprint": "demo"}
-        body = {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status, "receiver": "netwarden",
-                "groupLabels": {}, "commonLabels": alert["labels"], "commonAnnotations": {},
-                "externalURL": "http://alertmanager", "alerts": [alert]}
+        body = alertmanager_body(pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                 status=step.args.get("status", "firing"),
+                                 severity=step.args.get("severity", "critical"),
+                                 alertname=step.args.get("alertname", "PodHighErrorRate"))
         self.stack.post_signal("/signals/alertmanager", body)
         self.last_signal = time.monotonic()
 
@@ -488,6 +484,18 @@ def _pod_info(pod: dict[str, Any]) -> PodInfo:
     return PodInfo(namespace=pod["metadata"]["namespace"], name=pod["metadata"]["name"],
                    labels=pod["metadata"].get("labels", {}), ip=(pod.get("status") or {}).get("podIP"),
                    container_ports=ports)
+
+
+def alertmanager_body(namespace: str, pod: str, *, status: str = "firing", severity: str = "critical",
+                      alertname: str = "PodHighErrorRate", fingerprint: str = "demo") -> dict[str, Any]:
+    """An Alertmanager webhook (v4) POST naming one pod (the demo's and the soak's alerts)."""
+    alert = {"status": status, "labels": {"alertname": alertname, "severity": severity, "namespace": namespace,
+             "pod": pod},
+             "annotations": {"summary": "demo alert"}, "startsAt": _iso(time.time()),
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint}
+    return {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status, "receiver": "netwarden",
+            "groupLabels": {}, "commonLabels": alert["labels"], "commonAnnotations": {},
+            "externalURL": "http://alertmanager", "alerts": [alert]}
 
 
 def _iso(epoch: float) -> str:

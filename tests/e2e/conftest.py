@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from netwarden.stack import Stack, start_stack
+from netwarden.stack import Stack
 from netwarden.traffic import PodEnd, WorldEnd
 from tests.support.nca import nca_available
 
-from .harness import E2E_CONFIG, LATENCIES, LEARNING_SECONDS, Cluster, PolicyRecorder, edge_flows, flows_body, latency_table
+from .harness import (E2E_CONFIG, LATENCIES, LEARNING_SECONDS, Cluster, PolicyRecorder, edge_flows, flows_body, latency_table,
+                      running_stack)
 
 Edge = tuple[PodEnd | WorldEnd, PodEnd | WorldEnd, int, int]  # source, destination, port, flows per tick
 
@@ -31,18 +31,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(latency_table())
 
 
-def running_stack(workdir: Path) -> Stack:
-    # The reconciler publishes where it takes signals (the pod IP in a cluster; loopback here).
-    os.environ["NETWARDEN_POD_IP"] = "127.0.0.1"
-    try:
-        return start_stack(workdir, reconciler_config=E2E_CONFIG, progress=lambda _m: None)
-    finally:
-        os.environ.pop("NETWARDEN_POD_IP", None)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = running_stack(tmp_path_factory.mktemp("stack"))
+    running = running_stack(tmp_path_factory.mktemp("stack"), E2E_CONFIG)
     try:
         yield running
     finally:

@@ -31,7 +31,7 @@ from kubernetes import client, watch
 
 from netwarden import names
 from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.stack import ManagedProcess, Stack, _spawn, _wait
+from netwarden.stack import ManagedProcess, Stack, _spawn, _wait, start_stack
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow
 from tests.support.nca import NcaConnectivity, nca_connectivity
 from tests.support.waiting import wait_for
@@ -409,6 +409,16 @@ def key(pod: Mapping[str, Any]) -> str:
 
 
 # --- processes ---------------------------------------------------------------------------------
+
+
+def running_stack(workdir: Path, config: Mapping[str, Any]) -> Stack:
+    """The stack the end-to-end tests and the soak run: replicas publish where they take signals."""
+    # The reconciler publishes where it takes signals (the pod IP in a cluster; loopback here).
+    os.environ["NETWARDEN_POD_IP"] = "127.0.0.1"
+    try:
+        return start_stack(workdir, reconciler_config=dict(config), progress=lambda _m: None)
+    finally:
+        os.environ.pop("NETWARDEN_POD_IP", None)
 
 
 def reconciler_process(stack: Stack, name: str = "reconciler") -> ManagedProcess:
