@@ -137,6 +137,8 @@ class SoakSettings:
     check_seconds: float = 2.0
     #: After the run: no churn, no faults; every divergence must converge within this.
     settle_seconds: float = 90.0
+    #: Fault kinds (names in `fault_menu`) left out of the draw.
+    without_faults: tuple[str, ...] = ()
 
 
 # --- the record ------------------------------------------------------------------------------
@@ -233,11 +235,12 @@ def slope_per_hour(samples: Sequence[ProcSample], value: Callable[[ProcSample], 
 
 
 def after_warmup(series: ProcSeries) -> list[ProcSample]:
-    """Samples after start-up (the first 20% of the process's life, at most 2 minutes)."""
+    """Samples after start-up: imports, TLS, informer sync and first caches take the first minute
+    (more on a loaded machine); a fifth of a long life, at most 2 minutes."""
     if not series.samples:
         return []
     first, last = series.samples[0].t, series.samples[-1].t
-    cut = first + min(120.0, 0.2 * (last - first))
+    cut = first + min(120.0, max(60.0, 0.2 * (last - first)))
     return [s for s in series.samples if s.t >= cut]
 
 
@@ -458,6 +461,8 @@ class SoakResult:
     alive: dict[str, bool]
     ready: dict[str, bool]
     settle_seconds: float | None
+    #: netwarden's Events by reason (what it did: created, tightened, quarantined, relaxed, removed, ...).
+    events: dict[str, int] = field(default_factory=dict)
 
 
 class Soak:
@@ -523,6 +528,7 @@ class Soak:
         started = time.monotonic()
         end = started + self.settings.minutes * 60.0
         next_kill = started + self.settings.rates.leader_kill
+        next_progress = started + 60.0
         while time.monotonic() < end:
             dead = [p for p in stack.processes if not p.alive()]
             if dead:  # not one we killed (kill_leader restarts its own before returning)
@@ -532,6 +538,9 @@ class Soak:
             if time.monotonic() >= next_kill and end - time.monotonic() > 30:
                 self.kill_leader(stack)
                 next_kill += self.settings.rates.leader_kill
+            if time.monotonic() >= next_progress:
+                next_progress += 60.0
+                self.progress()
             self._stop_all.wait(min(1.0, max(0.0, end - time.monotonic())))
         ran = (time.monotonic() - started) / 60.0
         self.log.write("world_stopped", minutes=round(ran, 2))
@@ -547,11 +556,30 @@ class Soak:
         ready = self.readiness(stack)
         unconverged = list(self.open.values())
         result = SoakResult(round(ran, 2), list(self.series.values()), self.closed + unconverged, unconverged,
-                            self.kills, self.fault_counts, self.counters, alive, ready, settle)
-        self.log.write("end", duration_minutes=result.duration_minutes, alive=alive, ready=ready,
+                            self.kills, self.fault_counts, self.counters, alive, ready, settle, self.netwarden_events())
+        self.log.write("end", duration_minutes=result.duration_minutes, alive=alive, ready=ready, events=result.events,
                        unconverged=[asdict(d) for d in unconverged], counters=asdict(self.counters),
                        faults=self.fault_counts, settle_seconds=settle, processes=process_rows(result.series))
         return result
+
+    def progress(self) -> None:
+        """A minute's summary in the log (to follow a long run with tail -f)."""
+        with self._lock:
+            pods = sum(1 for p in self.latest_pods if is_live(p))
+        self.log.write("progress", open_divergences=len(self.open), divergences=len(self.open) + len(self.closed),
+                       live_pods=pods, kills=len(self.kills), counters=asdict(self.counters))
+
+    def netwarden_events(self) -> dict[str, int]:
+        """Events netwarden recorded, by reason: what it did during the soak (its audit trail)."""
+        counts: dict[str, int] = {}
+        try:
+            events = self.cluster.core.list_event_for_all_namespaces().items
+        except Exception:  # noqa: BLE001
+            return counts
+        for event in events:
+            if (event.reason or "").startswith("Netwarden"):
+                counts[event.reason] = counts.get(event.reason, 0) + max(1, event.count or 1)
+        return dict(sorted(counts.items()))
 
     def settle(self) -> float | None:
         """No more churn or faults: wait for every open divergence to converge; seconds taken (None: never)."""
@@ -825,7 +853,7 @@ class Soak:
 
     # -- faults ---------------------------------------------------------------------------------
     def event_fault(self) -> None:
-        kind, body = self.rng.choice(fault_menu(self.rng))
+        kind, body = self.rng.choice([f for f in fault_menu(self.rng) if f[0] not in self.settings.without_faults])
         fault_id = self.cluster.fault(**body)
         self.faults[fault_id] = kind
         self.fault_counts.setdefault(kind, {"injected": 0, "hit": 0, "unhit": 0})["injected"] += 1
@@ -899,6 +927,12 @@ class Soak:
             return False
 
 
+#: A namespace read that fails inside an admission review: the webhook answers 500, the API server
+#: applies failurePolicy Ignore, the pod starts without netwarden's labels and the reconciler must
+#: backfill them.
+WEBHOOK_DOWN = "500 namespace read (webhook)"
+
+
 def _quietly(call: Callable[[], Any]) -> Any:
     """The call's value, or None when it raised (an injected fault may answer any read)."""
     try:
@@ -918,7 +952,7 @@ def fault_menu(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
         ("429 pod list", {"method": "GET", "path_regex": r"/pods(\?(?!.*watch)|$)", "status": 429, "retry_after": 1,
                           "times": times}),
         ("500 pod create", {"method": "POST", "path_regex": r"/pods(\?|$)", "status": 500, "times": times}),
-        ("500 namespace read (webhook)", {"method": "GET", "path_regex": r"/api/v1/namespaces/(shop|payments)$",
+        (WEBHOOK_DOWN, {"method": "GET", "path_regex": r"/api/v1/namespaces/(shop|payments)$",
                                           "status": 500, "times": times}),
         ("delay 1.5s policy read", {"method": "GET", "path_regex": r"/networkpolicies", "delay": 1.5, "times": times}),
         ("dropped pod watch", {"method": "GET", "path_regex": r"/pods\?.*watch=(1|true)", "drop_watch_after": rng.randint(0, 3),
@@ -976,6 +1010,7 @@ def render_table(result: SoakResult) -> str:
     lines.append(f"leader kills: {len(result.kills)}; failover s: "
                  f"{[k.failover_seconds for k in result.kills]}; killed one ready again s: "
                  f"{[k.restarted_ready_seconds for k in result.kills]}")
+    lines.append("netwarden's Events: " + ", ".join(f"{k.removeprefix('Netwarden')} {v}" for k, v in result.events.items()))
     lines.append(f"alive: {result.alive}; ready: {result.ready}")
     by_kind: dict[str, list[Divergence]] = {}
     for d in result.divergences:
