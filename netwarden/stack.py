@@ -30,6 +30,9 @@ from netwarden.kube import load_api_client
 
 NETWARDEN_NAMESPACE = "netwarden"
 RECONCILER_USER = f"system:serviceaccount:{NETWARDEN_NAMESPACE}:netwarden-reconciler"
+#: Patience for a child to answer (kubeconfig written, /readyz 200): a bound, never a speed claim. On the
+#: shared 2-core machine under load, importing flask/kubernetes alone can take tens of seconds.
+START_TIMEOUT_SECONDS = 90.0
 
 
 def free_port() -> int:
@@ -254,7 +257,7 @@ def start_api_server(workdir: Path, engine: str, kubeconfig: str, processes: lis
     proc = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
     processes.append(proc)
     _wait("local API server", lambda: Path(kubeconfig).exists() and bool(
-        client.VersionApi(load_api_client(kubeconfig)).get_code()), 20, proc)
+        client.VersionApi(load_api_client(kubeconfig)).get_code()), START_TIMEOUT_SECONDS, proc)
     progress(f"local API server up (kubeconfig {kubeconfig})")
 
 
@@ -268,7 +271,7 @@ def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tu
                      workdir, env)
     url = f"https://127.0.0.1:{port}"
     try:
-        _wait("webhook", lambda: _https_ready(f"{url}/readyz", ca_file), 30, webhook)
+        _wait("webhook", lambda: _https_ready(f"{url}/readyz", ca_file), START_TIMEOUT_SECONDS, webhook)
         mutating, validating = webhook_configurations(url, Path(ca_file).read_bytes())
         admission = client.AdmissionregistrationV1Api(api)
         admission.create_mutating_webhook_configuration(mutating)
@@ -324,7 +327,8 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
                                            "--port", str(signals_port), "--cert", cert, "--key", key], workdir, env)
         processes.append(reconciler)
         stack.signals_url = f"https://127.0.0.1:{signals_port}"
-        _wait("reconciler", lambda: _https_ready(f"{stack.signals_url}/readyz", ca_file), 30, reconciler)
+        _wait("reconciler", lambda: _https_ready(f"{stack.signals_url}/readyz", ca_file), START_TIMEOUT_SECONDS,
+              reconciler)
         progress(f"reconciler up, signal endpoints on {stack.signals_url} (bearer token, TLS)")
 
         from localkube.kubelet import FakeKubelet

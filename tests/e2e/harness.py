@@ -31,7 +31,7 @@ from kubernetes import client, watch
 
 from netwarden import names
 from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.stack import ManagedProcess, Stack, _spawn, _wait, start_stack
+from netwarden.stack import START_TIMEOUT_SECONDS, ManagedProcess, Stack, _spawn, _wait, start_stack
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow
 from tests.support.nca import NcaConnectivity, nca_connectivity
 from tests.support.waiting import wait_for
@@ -436,7 +436,7 @@ def spawn_reconciler(stack: Stack, name: str, pod_name: str, port: int) -> Manag
     proc = _spawn(name, argv, stack.workdir, env)
     stack.processes.append(proc)
     _wait(name, lambda: requests.get(f"https://127.0.0.1:{port}/readyz", timeout=2,
-                                     verify=stack.ca_file).status_code == 200, 40, proc)
+                                     verify=stack.ca_file).status_code == 200, START_TIMEOUT_SECONDS, proc)
     return proc
 
 
