@@ -193,7 +193,9 @@ def read_proc(pid: int) -> tuple[int, int, int] | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    rss = int(fields.get("VmRSS", "0 kB").split()[0])
+    if "VmRSS" not in fields:  # a zombie (killed, not yet reaped): nothing left to measure
+        return None
+    rss = int(fields["VmRSS"].split()[0])
     return rss, fds, int(fields.get("Threads", "0").strip())
 
 
@@ -555,6 +557,8 @@ class Soak:
         alive = {p.name: p.alive() for p in stack.processes}
         ready = self.readiness(stack)
         unconverged = list(self.open.values())
+        for divergence in unconverged:
+            divergence.leader_kill_near = any(divergence.due - 20 <= k for k in self.kill_times)
         result = SoakResult(round(ran, 2), list(self.series.values()), self.closed + unconverged, unconverged,
                             self.kills, self.fault_counts, self.counters, alive, ready, settle, self.netwarden_events())
         self.log.write("end", duration_minutes=result.duration_minutes, alive=alive, ready=ready, events=result.events,
