@@ -1033,6 +1033,33 @@ def render_table(result: SoakResult) -> str:
     return "\n".join(lines)
 
 
+def load_result(path: Path) -> SoakResult:
+    """A finished soak read back from its JSON lines log (to print the table again, or compare runs)."""
+    series: dict[tuple[str, int], ProcSeries] = {}
+    divergences: dict[tuple[str, str, float], Divergence] = {}
+    kills: list[LeaderKill] = []
+    end: dict[str, Any] = {}
+    fields = {f for f in Divergence.__dataclass_fields__}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        kind = record["type"]
+        if kind == "sample":
+            series.setdefault((record["process"], record["pid"]), ProcSeries(record["process"], record["pid"])).samples.append(
+                ProcSample(record["t"], record["rss_kib"], record["fds"], record["threads"]))
+        elif kind in ("divergence", "converged"):
+            divergence = Divergence(**{k: v for k, v in record.items() if k in fields})
+            divergences[(divergence.kind, divergence.subject, divergence.due)] = divergence
+        elif kind == "leader_kill":
+            kills.append(LeaderKill(**{k: v for k, v in record.items() if k in LeaderKill.__dataclass_fields__}))
+        elif kind == "end":
+            end = record
+    unconverged = [Divergence(**{k: v for k, v in d.items() if k in fields}) for d in end.get("unconverged", [])]
+    counters = Counters(**end["counters"]) if end else Counters()
+    return SoakResult(end.get("duration_minutes", 0.0), list(series.values()), list(divergences.values()), unconverged,
+                      kills, end.get("faults", {}), counters, end.get("alive", {}), end.get("ready", {}),
+                      end.get("settle_seconds"), end.get("events", {}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0)
@@ -1040,7 +1067,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--short", action="store_true", help="the slow test's fewer events (SHORT_RATES)")
     parser.add_argument("--workdir", help="keep the stack's working directory (logs) here")
+    parser.add_argument("--report", metavar="LOG", help="print the table of a finished soak from its log, run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        print(render_table(load_result(Path(args.report))))
+        return 0
     settings = SoakSettings(args.minutes, SHORT_RATES if args.short else Rates(), Path(args.out),
                             Path(args.workdir) if args.workdir else None, args.seed)
     result = Soak(settings).run()
