@@ -12,7 +12,10 @@ matches cert); a bad pair keeps the old context and logs an error.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
+import socket
 import ssl
 import sys
 import threading
@@ -37,6 +40,12 @@ DEFAULT_THREADS = 8
 #: AdmissionReviews are well under this; etcd's default object limit is 1.5 MiB, reviews carry up to two objects.
 DEFAULT_MAX_REQUEST_BODY = 4 * 1024 * 1024
 DEFAULT_RELOAD_INTERVAL = 5.0
+#: The API server finishes a handshake in milliseconds; a client that takes longer is closed.
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+#: One request's head and body must arrive within this (under the API server's 10 s default webhook timeout).
+DEFAULT_REQUEST_TIMEOUT = 10.0
+#: Open connections per worker (waiting ones cost a file descriptor, not a thread); past it a worker stops accepting.
+DEFAULT_WORKER_CONNECTIONS = 4096
 
 # Log event names (one JSON object per line).
 EVENT_CERT_LOADED = "tls_certificate_loaded"
@@ -230,6 +239,212 @@ class _ReloadingContextHook:
         return self.reloader.context()
 
 
+# --- slow and idle clients --------------------------------------------------------------------
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """A TLS socket whose reads for one request share one deadline (slowloris: a head or body sent a
+    byte at a time), and whose writes each get `write_timeout`.
+
+    gthread calls `setblocking(True)` each time a worker thread takes the connection for a request;
+    that starts the request's deadline. A read past it raises ECONNRESET, which gunicorn drops quietly.
+    """
+
+    request_timeout: float = 10.0
+    write_timeout: float = 10.0
+    _deadline: float | None = None
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self._deadline = time.monotonic() + self.request_timeout
+            self.settimeout(self.request_timeout)
+        else:
+            self._deadline = None
+            super().setblocking(False)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 - ssl.SSLSocket's signature
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectionResetError(errno.ECONNRESET, "request not received within its deadline")
+            self.settimeout(remaining)
+            try:
+                return super().read(len, buffer)
+            except TimeoutError:
+                raise ConnectionResetError(errno.ECONNRESET, "request not received within its deadline") from None
+        return super().read(len, buffer)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if self._deadline is not None:
+            self.settimeout(self.write_timeout)
+        super().sendall(data, flags)
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
+#: Largest request head buffered before gunicorn's own parser sees it (and refuses it past its limits).
+_MAX_HEAD = 128 * 1024
+
+
+def _complete_request(buffered: bytes, max_body: int) -> bool:
+    """Whether `buffered` holds a whole request head, and its body when that is sized and allowed."""
+    end = buffered.find(b"\r\n\r\n")
+    if end < 0:
+        return len(buffered) > _MAX_HEAD  # too long: the parser refuses it
+    match = _CONTENT_LENGTH.search(buffered, 0, end + 2)
+    if match is None:
+        return True  # no sized body (chunked bodies are read by a thread, under the request deadline)
+    length = int(match.group(1))
+    return length > max_body or len(buffered) >= end + 4 + length
+
+
+def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_body: int) -> type:
+    """gunicorn's gthread worker, changed so a slow or idle client never holds a thread while it waits.
+
+    gthread hands a new connection to a thread that waits up to 5 s for its first bytes and then
+    does a blocking TLS handshake without a timeout: 16 clients that stop halfway held every thread.
+    Here a thread only ever does what is already possible: a connection with nothing to read goes
+    straight back to the poller; the handshake runs in non-blocking steps, each one deferred to the
+    poller until the client sends more, and is abandoned after `handshake_timeout`; a request's head
+    and (sized) body are gathered the same way, without a thread, until complete or `request_timeout`
+    passes, and only then handed to gunicorn's parser; a chunked body is read by the thread under the
+    same deadline (_DeadlineSSLSocket). Idle keep-alive connections wait in the poller for
+    `keepalive` seconds, as before. Built on gunicorn 27's gthread (its deferral to the
+    poller); pyproject pins that major version.
+    """
+    from gunicorn import http as gunicorn_http
+    from gunicorn import sock as gunicorn_sock
+    from gunicorn.workers import gthread
+
+    _DeadlineSSLSocket.request_timeout = request_timeout
+
+    class HandshakenConn(gthread.TConn):  # type: ignore[misc, name-defined]
+        """A connection whose TLS handshake the worker runs in steps, due within `handshake_timeout` of accept."""
+
+        handshaken = False
+
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.handshake_deadline = time.monotonic() + handshake_timeout
+            self.buffered = bytearray()
+            self.request_deadline: float | None = None
+
+        def gather(self) -> bool | None:
+            """Read what the client sent so far without blocking: True when the request is complete,
+            None while more is to come, False when the client closed or ran out of time."""
+            if self.parser is not None and self.parser.unreader.buf.getvalue():
+                return True  # gunicorn read ahead into this request already
+            self.sock.setblocking(False)
+            while True:
+                try:
+                    chunk = self.sock.recv(65536)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    break
+                except (ssl.SSLError, OSError):
+                    return False
+                if not chunk:
+                    return False
+                if self.request_deadline is None:
+                    self.request_deadline = time.monotonic() + request_timeout
+                self.buffered += chunk
+                if _complete_request(bytes(self.buffered), max_body):
+                    return True
+            if self.request_deadline is not None and time.monotonic() > self.request_deadline:
+                return False
+            return None
+
+        def hand_over(self) -> None:
+            """Give the gathered bytes to gunicorn's parser, as if it had read them itself."""
+            self.init()
+            if self.buffered:
+                self.parser.unreader.unread(bytes(self.buffered))
+            self.buffered = bytearray()
+            self.request_deadline = None
+
+        def init(self) -> None:
+            if self.initialized:
+                return
+            if isinstance(self.sock, ssl.SSLSocket):  # the worker finished the handshake already
+                self.initialized = True
+                self.sock.setblocking(True)
+                self.parser = gunicorn_http.get_parser(self.cfg, self.sock, self.client)
+                return
+            super().init()
+
+        def has_data(self) -> bool:
+            """Bytes to act on now (the TLS layer may hold some the socket no longer shows)."""
+            if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+                return True
+            self.data_ready = False
+            return bool(self.wait_for_data(0))
+
+    class GuardedThreadWorker(gthread.ThreadWorker):  # type: ignore[misc, name-defined]
+        def accept(self, listener: socket.socket) -> None:
+            try:
+                client, address = listener.accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
+            self.nr_conns += 1
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.enqueue_req(HandshakenConn(self.cfg, client, address, listener.getsockname()))
+
+        def handle(self, conn: Any) -> Any:
+            if not conn.initialized:
+                if not conn.data_ready and not conn.has_data():
+                    return gthread._DEFER  # nothing sent yet: wait in the poller, not in a thread
+                if self.cfg.is_ssl and not conn.handshaken:
+                    step = self._handshake_step(conn)
+                    if step is not True:
+                        return step
+            complete = conn.gather()
+            if complete is None:
+                conn.data_ready = False
+                return gthread._DEFER  # part of a request: wait for the rest in the poller
+            if complete is False:
+                return False
+            conn.hand_over()
+            conn.data_ready = True
+            return super().handle(conn)
+
+        def _handshake_step(self, conn: Any) -> Any:
+            """Advance the TLS handshake with what the client has sent; True when done."""
+            try:
+                if not isinstance(conn.sock, ssl.SSLSocket):
+                    context = gunicorn_sock.ssl_context(self.cfg)
+                    context.sslsocket_class = _DeadlineSSLSocket
+                    conn.sock = context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False,
+                                                    suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
+                conn.sock.setblocking(False)
+                conn.sock.do_handshake()
+            except ssl.SSLWantReadError:
+                if time.monotonic() > conn.handshake_deadline:
+                    return False  # closed: a handshake that did not finish in time
+                conn.data_ready = False
+                return gthread._DEFER
+            except (ssl.SSLError, OSError):
+                return False
+            conn.handshaken = True
+            return True
+
+        def murder_pending(self) -> None:
+            """gthread closes waiting connections after `keepalive`; a handshake gets `handshake_timeout`,
+            a request begun `request_timeout`."""
+            super().murder_pending()
+            now = time.monotonic()
+            for conn in [c for c in self.pending_conns if (not c.handshaken and c.handshake_deadline < now)
+                         or (c.request_deadline is not None and c.request_deadline < now)]:
+                self.pending_conns.remove(conn)
+                try:
+                    self.poller.unregister(conn.sock)
+                except (OSError, KeyError, ValueError):
+                    pass
+                self.nr_conns -= 1
+                conn.close()
+
+    return GuardedThreadWorker
+
+
 # --- request body limit ------------------------------------------------------------------------
 
 
@@ -314,6 +529,9 @@ def serve(
     max_request_body: int,
     reload_interval: float,
     extra_ca: str | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    worker_connections: int = DEFAULT_WORKER_CONNECTIONS,
 ) -> None:
     """Run gunicorn in this process until it is told to stop (SIGTERM drains gracefully)."""
     from gunicorn.app.base import BaseApplication
@@ -324,7 +542,8 @@ def serve(
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": guarded_worker_class(handshake_timeout, request_timeout, max_request_body),
+        "worker_connections": worker_connections,
         "threads": threads,
         "timeout": timeout,
         "graceful_timeout": timeout,
@@ -369,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-request-body", type=int, default=DEFAULT_MAX_REQUEST_BODY)
     parser.add_argument("--reload-interval", type=float, default=DEFAULT_RELOAD_INTERVAL)
     parser.add_argument("--extra-ca", default=None, help="CA bundle to verify client certificates with, when presented")
+    parser.add_argument("--handshake-timeout", type=float, default=DEFAULT_HANDSHAKE_TIMEOUT)
+    parser.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT)
     args = parser.parse_args(argv)
     return run_command("webhook.serving", lambda: serve(
         args.app,
@@ -382,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         max_request_body=args.max_request_body,
         reload_interval=args.reload_interval,
         extra_ca=args.extra_ca,
+        handshake_timeout=args.handshake_timeout,
+        request_timeout=args.request_timeout,
     ))
 
 

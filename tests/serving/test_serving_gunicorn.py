@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -89,7 +90,8 @@ def rotate_now(directory: Path) -> None:
 
 
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    extra: list[str] = getattr(request, "param", [])
     certs = tmp_path / "certs"
     assert cli.run_generate(certs, service="netwarden", namespace="netwarden-system",
                             now=datetime.now(timezone.utc), ips=("127.0.0.1",)) == 0
@@ -99,7 +101,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     command = [sys.executable, "-m", "webhook.serving", "tiny_wsgi_app:create_app()",
                "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
                "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--timeout", "30",
-               "--keepalive", "30", "--max-request-body", str(MAX_BODY), "--reload-interval", "0.2"]
+               "--keepalive", "30", "--max-request-body", str(MAX_BODY), "--reload-interval", "0.2", *extra]
     with log.open("wb") as log_handle:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_handle, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -305,3 +307,49 @@ def test_ca_rollover_serves_a_cert_from_the_new_ca_that_bundle_holders_trust(ser
     with pytest.raises(ssl.SSLCertVerificationError):
         conn.request("GET", "/ping")
     conn.close()
+
+
+SLOW_CLIENTS = 64
+#: The API server gives a webhook `timeoutSeconds` (the chart: 5 s) to answer; a probe waits about as long.
+CLIENT_TIMEOUT = 5.0
+
+
+def test_slow_and_idle_tls_clients_do_not_stall_a_review(server: Server) -> None:
+    """64 clients hold connections the ways an attacker would: silent TCP, a ClientHello cut short, a request
+    head that never ends, a body that never comes. Reviews are still answered before the client gives up."""
+    with ExitStack() as hostile:
+        for n in range(SLOW_CLIENTS):
+            raw = hostile.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=CLIENT_TIMEOUT))
+            kind = n % 4
+            if kind == 1:
+                raw.sendall(b"\x16\x03\x01\x02\x00\x01")  # the first bytes of a ClientHello, then nothing
+            elif kind >= 2:
+                tls = hostile.enter_context(server.context().wrap_socket(raw, server_hostname=HOSTNAME))
+                tls.sendall(b"POST /review HTTP/1.1\r\nHost: x\r\n" if kind == 2 else
+                            b"POST /review HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{")
+        for _ in range(3):
+            conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=server.context(),
+                                               timeout=CLIENT_TIMEOUT)
+            try:
+                conn.request("POST", "/review", body=b'{"kind":"AdmissionReview"}')
+                response = conn.getresponse()
+                assert response.status == 200 and json.loads(response.read())["received"] == 26
+            finally:
+                conn.close()
+
+
+@pytest.mark.parametrize("server", [["--handshake-timeout", "0.5", "--request-timeout", "0.5"]], indirect=True)
+def test_stalled_handshakes_heads_and_bodies_are_closed_at_their_timeouts(server: Server) -> None:
+    silent = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE)
+    hello = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE)
+    hello.sendall(b"\x16\x03\x01\x02\x00\x01")
+    head = server.context().wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE),
+                                        server_hostname=HOSTNAME)
+    head.sendall(b"POST /review HTTP/1.1\r\nHost: x\r\n")
+    body = server.context().wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE),
+                                        server_hostname=HOSTNAME)
+    body.sendall(b"POST /review HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    for sock in (silent, hello, head, body):
+        with sock:
+            assert sock.recv(100) == b"", "closed by the server once its timeout passed"
+    assert new_connection_serial(server)  # and still serving
