@@ -54,6 +54,7 @@ from webhook.admission import (
     request_namespace,
 )
 from netwarden.logs import log_json
+from webhook.serving import certificate_file_problem
 
 log = logging.getLogger("netwarden.webhook")
 
@@ -302,9 +303,10 @@ class WebhookRuntime:
             return True, "not configured (TLS terminated elsewhere)"
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
+            problem = certificate_file_problem(cert)
+        except (OSError, ssl.SSLError, ValueError) as exc:
             return False, f"cannot load {cert} / {key}: {exc}"
-        return True, "loaded"
+        return (False, problem) if problem else (True, "loaded")
 
     def _check_api(self) -> tuple[bool, str]:
         if self.probe_kube is None:

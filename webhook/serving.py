@@ -213,6 +213,23 @@ class CertificateReloader:
         return None
 
 
+_reported_problems: set[tuple[str, str, str]] = set()
+
+
+def certificate_file_problem(cert_path: str, now: datetime | None = None) -> str | None:
+    """Why the certificate in `cert_path` must not be served now (expired, not yet valid), or None.
+
+    For /readyz of a process that reads the files itself (the webhook's workers); logged once per
+    process, certificate and problem.
+    """
+    served = _served_of(cert_path)
+    problem = validity_problem(served.not_before, served.not_after, now=now or datetime.now(timezone.utc))
+    if problem is not None and (cert_path, served.serial, problem) not in _reported_problems:
+        _reported_problems.add((cert_path, served.serial, problem))
+        log_json(EVENT_CERT_NOT_VALID, level="error", cert=cert_path, serial=served.serial, reason=problem)
+    return problem
+
+
 def load_serving_certificate(cert: str, key: str, *, flags: str, extra_ca: str | None = None,
                              check_interval: float = DEFAULT_RELOAD_INTERVAL) -> CertificateReloader:
     """The reloader for a process's serving pair; unreadable or mismatched files are a StartupError
