@@ -218,6 +218,8 @@ def run_reconciler(args: argparse.Namespace) -> int:
                                                   default_mode=core.default_mode,
                                                   write_rate_per_second=core.write_rate_per_second,
                                                   write_burst=core.write_burst, max_history=core.max_history,
+                                                  safety_write_rate_per_second=core.safety_write_rate_per_second,
+                                                  safety_write_burst=core.safety_write_burst,
                                                   history_max_bytes=core.history_max_bytes))
     runtime_holder: list[Any] = []
     forwarder: SignalForwarder | None = None

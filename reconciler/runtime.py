@@ -20,6 +20,7 @@ from netwarden.declarations import parse_peer_declarations
 from netwarden.identity import Workload
 from netwarden.kube import KubeClient
 from netwarden.policy import DnsTarget, baseline_intent
+from reconciler import metrics
 from reconciler.controller import ControllerSettings, Reconciler
 from reconciler.core.behaviour import PodRef
 from reconciler.core.config import CoreConfig
@@ -164,6 +165,12 @@ class ReconcilerRuntime:
     def accept_alert(self, alert: SecurityAlert) -> None:
         with self._engine_lock:
             decisions = self.engine.ingest_alert(alert, self.clock())
+            ignored = self.engine.last_alert_ignored
+        if ignored is not None:
+            metrics.ALERTS_IGNORED.labels(alert.source_format, ignored).inc()
+            log.info(json.dumps({"event": "alert_not_acted_on", "why": ignored, "namespace": alert.namespace,
+                                 "pod": alert.pod, "rule": alert.rule, "alert_time": alert.time,
+                                 "alert_id": alert.alert_id}))
         self.apply(decisions)
 
     def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> None:
@@ -172,6 +179,8 @@ class ReconcilerRuntime:
         with self._engine_lock:
             for alert in alerts:
                 decisions.extend(self.engine.ingest_metric_alert(alert, now))
+                if self.engine.last_alert_ignored is not None:
+                    metrics.ALERTS_IGNORED.labels("alertmanager", self.engine.last_alert_ignored).inc()
         self.apply(decisions)
 
     def accept_health(self, signal: HealthSignal) -> None:

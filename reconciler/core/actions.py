@@ -534,9 +534,9 @@ def _plain(
     guard: GuardRails, *, instances: tuple[str, ...] = (), pods: tuple[str, ...] = (),
     intents: tuple[PolicyIntent, ...] = (), remove_instances: tuple[str, ...] = (), expires_at: float | None = None,
 ) -> Decision:
-    """A de-escalation: no guard rail stops it, but it still spends the write budget."""
+    """A de-escalation: no guard rail stops it; it spends the safety budget, never the tightenings' one."""
     effect = mode_effect(mode, action)
-    if effect == EFFECT_WRITE and not guard.budget.try_take(now):
+    if effect == EFFECT_WRITE and not guard.safety_budget.try_take(now):
         effect = EFFECT_DEFERRED
         reason += " (deferred: API write budget exhausted)"
     return Decision(

@@ -99,6 +99,14 @@ class CoreConfig:
     alert_severity_weights: Mapping[str, float] = field(
         default_factory=lambda: _frozen({"critical": 12.0, "warning": 5.0, "info": 1.0, "none": 0.0, DEFAULT_SEVERITY: 2.0})
     )
+    #: A Falco alert older than this when it arrives (its own `time`) is evidence of the past: recorded
+    #: and explained, never acted on (a replayed or long-queued alert is not a reason to isolate now).
+    alert_max_age_seconds: float = 600.0
+    #: An alert seen again (same falcosidekick uuid, or the same content when it has none) within this
+    #: long is a duplicate: counted once. Longer than the max age, so a replay is caught either way.
+    alert_dedup_seconds: float = 3600.0
+    #: Alert ids remembered for de-duplication (oldest forgotten first).
+    alert_dedup_max: int = 10000
     #: Evidence loses half its weight every this many seconds.
     half_life_seconds: float = 900.0
     #: Evidence items kept per workload for `explain` (the strongest survive).
@@ -125,6 +133,10 @@ class CoreConfig:
     #: Token bucket for API writes: sustained writes per second and burst size.
     write_rate_per_second: float = 1.0
     write_burst: int = 10
+    #: Rollbacks, relaxations, quarantine releases and cleanups have their own bucket: a busy minute
+    #: of tightenings never makes them wait (Events spend no budget at all).
+    safety_write_rate_per_second: float = 5.0
+    safety_write_burst: int = 20
     #: Health lost within this long after an automatic tightening rolls it back.
     rollback_window_seconds: float = 300.0
     #: After a rollback, no automatic tightening of that workload for this long.
@@ -219,7 +231,10 @@ def _check_ranges(c: CoreConfig) -> list[str]:
         "tighten_expiry_seconds",
         "quarantine_expiry_seconds",
         "write_rate_per_second",
+        "safety_write_rate_per_second",
         "what_if_horizon_seconds",
+        "alert_max_age_seconds",
+        "alert_dedup_seconds",
     )
     for name in positive:
         value = getattr(c, name)
@@ -234,8 +249,10 @@ def _check_ranges(c: CoreConfig) -> list[str]:
         "max_history",
         "what_if_window",
         "write_burst",
+        "safety_write_burst",
         "drop_burst_flows",
         "rate_min_buckets",
+        "alert_dedup_max",
     )
     for name in at_least_one:
         if getattr(c, name) < 1:

@@ -9,7 +9,8 @@ The adapter keeps the pod index and per-namespace modes up to date and carries o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from netwarden import names
@@ -17,6 +18,7 @@ from netwarden.declarations import parse_peer_declarations
 from netwarden.policy import DnsTarget, PolicyIntent, render_policy_spec
 from reconciler.core import actions
 from reconciler.core.actions import DecideContext, Decision, WorkloadState
+from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, alert_verdict
 from reconciler.core.behaviour import Baseline, PodIndex, PodRef, observe, resolve_flow
 from reconciler.core.config import CoreConfig, ConfigError
 from reconciler.core.guard import GuardRails
@@ -57,7 +59,7 @@ class StatusRow:
 class _Tracked:
     """Everything the engine keeps for one workload (one dict lookup per flow view)."""
 
-    __slots__ = ("baseline", "recent", "risk", "state", "history")
+    __slots__ = ("baseline", "recent", "risk", "state", "history", "past_alerts")
 
     def __init__(self, baseline: Baseline, recent: RecentFlows, risk: RiskState, state: WorkloadState, history: PolicyHistory) -> None:
         self.baseline = baseline
@@ -65,6 +67,8 @@ class _Tracked:
         self.risk = risk
         self.state = state
         self.history = history
+        #: Alerts too old to act on: evidence of the past, shown by `explain` (bounded).
+        self.past_alerts: deque[dict[str, Any]] = deque(maxlen=16)
 
 
 @dataclass
@@ -73,6 +77,8 @@ class EngineCounters:
     views: int = 0
     unresolved_flows: int = 0
     unattributed_alerts: int = 0
+    #: Alerts recorded but not acted on, by reason (duplicate, too-old).
+    alerts_ignored: dict[str, int] = field(default_factory=dict)
     deviations: int = 0
 
 
@@ -100,6 +106,9 @@ class DecisionEngine:
         self.modes: dict[str, str] = {}
         self.base_intents: dict[str, PolicyIntent] = {}
         self.counters = EngineCounters()
+        self.alert_memory = AlertMemory.from_config(self.config)
+        #: Why the last alert ingested was not acted on (None when it was a reason to act).
+        self.last_alert_ignored: str | None = None
         self._tracked: dict[str, _Tracked] = {}
         #: Workloads with something to re-check on tick (score > 0, not at baseline, quarantines, pending).
         self._active: set[str] = set()
@@ -207,10 +216,22 @@ class DecisionEngine:
         return out
 
     def ingest_alert(self, alert: SecurityAlert, now: float) -> list[Decision]:
-        """A Falco alert: evidence about the pod it names (about its workload when no instance is known)."""
+        """A Falco alert: evidence about the pod it names (about its workload when no instance is known).
+        A duplicate (same id within the window) adds nothing; one older than the max age is recorded
+        as evidence of the past and explained, never acted on."""
+        verdict = self.last_alert_ignored = alert_verdict(alert, self.alert_memory, self.config, now)
+        if verdict is not None:
+            self.counters.alerts_ignored[verdict] = self.counters.alerts_ignored.get(verdict, 0) + 1
         ref = self._ref_of(alert.namespace, alert.pod)
         if ref is None:
             self.counters.unattributed_alerts += 1
+            return []
+        if verdict is not None:
+            if verdict == TOO_OLD:
+                tracked = self._track(ref.identity, ref.namespace, now)
+                past = security_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
+                tracked.past_alerts.append({**past.to_dict(), "ignored": verdict, "age_seconds": round(now - alert.time, 1),
+                                            "received": now})
             return []
         tracked = self._track(ref.identity, ref.namespace, now)
         deviation = security_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
@@ -226,6 +247,12 @@ class DecisionEngine:
             self.counters.unattributed_alerts += 1
             return []
         tracked = self._track(ref.identity, ref.namespace, now)
+        self.last_alert_ignored = None
+        if alert.firing and tracked.risk.is_firing(metric_alert_key(alert)):
+            # Alertmanager re-sends a firing alert every repeat interval: the same alert, not new evidence.
+            self.last_alert_ignored = DUPLICATE
+            self.counters.alerts_ignored[DUPLICATE] = self.counters.alerts_ignored.get(DUPLICATE, 0) + 1
+            return []
         if alert.firing:
             deviation = metric_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
             tracked.risk.add([deviation], now)
@@ -328,6 +355,7 @@ class DecisionEngine:
             "restored": state.restored,
             "baseline": tracked.baseline.summary(),
             "evidence": tracked.risk.explain(now),
+            "past_alerts": list(tracked.past_alerts),
             "pending": [d.to_dict() for d in state.pending],
             "last_decision": state.last_decision.to_dict() if state.last_decision else None,
             "history_revisions": list(tracked.history.revisions()),

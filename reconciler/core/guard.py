@@ -3,7 +3,8 @@
 * Protected namespaces (the cluster's own, netwarden's) are never tightened or quarantined.
 * Blast radius: at most N workloads, and at most a fraction of all pods, put under automatic
   quarantine within a sliding window; beyond it, alert-only.
-* A token bucket caps API writes (time passed in, so replays are deterministic).
+* A token bucket caps API writes (time passed in, so replays are deterministic); safety writes
+  (rollback, relax, quarantine release) have a bucket of their own, so tightenings never delay them.
 """
 
 from __future__ import annotations
@@ -89,12 +90,13 @@ class BlastRadius:
 class GuardRails:
     """Everything that can turn an automatic action into alert-only (or defer it)."""
 
-    __slots__ = ("protected", "blast", "budget")
+    __slots__ = ("protected", "blast", "budget", "safety_budget")
 
     def __init__(self, config: CoreConfig, now: float = 0.0) -> None:
         self.protected = frozenset(config.protected_namespaces)
         self.blast = BlastRadius(config.blast_window_seconds, config.blast_max_workloads, config.blast_max_pod_fraction)
         self.budget = WriteBudget(config.write_rate_per_second, config.write_burst, now)
+        self.safety_budget = WriteBudget(config.safety_write_rate_per_second, config.safety_write_burst, now)
 
     def is_protected(self, namespace: str) -> bool:
         return namespace in self.protected

@@ -139,6 +139,9 @@ class RiskState:
                     self._instances.setdefault(dev.instance, _Decaying(0.0, now)).add(dev.weight, now, self.half_life)
             self._remember(dev, now)
 
+    def is_firing(self, key: str) -> bool:
+        return key in self._alerts
+
     def resolve_alert(self, key: str) -> bool:
         """A resolved alert stops contributing at once. True when it was firing."""
         return self._alerts.pop(key, None) is not None

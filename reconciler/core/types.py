@@ -61,6 +61,8 @@ class SecurityAlert:
     output: str = ""
     source_format: str = "falco"
     tags: tuple[str, ...] = ()
+    #: The sender's id of this alert (falcosidekick's `uuid`); "" when it sent none.
+    alert_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -461,6 +461,7 @@ def parse_falco_event(obj: object) -> SecurityAlert:
         output=output if isinstance(output, str) else "",
         source_format="falco",
         tags=tuple(tags),
+        alert_id=rec["uuid"] if isinstance(rec.get("uuid"), str) else "",
     )
 
 

@@ -66,7 +66,7 @@ def test_a_real_falcosidekick_notice_is_recorded_but_does_not_act() -> None:
     assert e.ingest_alert(alert, alert.time) == []
     (row,) = e.explain("ingress-nginx.ds.ingress-nginx-controller", alert.time)["evidence"]
     assert row["pod"] == "ingress-nginx-controller-slszv" and row["details"]["priority"] == "notice"
-    escalated = replace(alert, priority="critical")
+    escalated = replace(alert, priority="critical", alert_id="another-alert")  # the same uuid would be a duplicate
     (decision,) = e.ingest_alert(escalated, alert.time + 1)
     assert decision.action == A.QUARANTINE_POD and decision.instances == ("inst-nginx",)
 

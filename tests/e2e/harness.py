@@ -22,6 +22,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -296,7 +297,15 @@ def falco_body(namespace: str, pod: str, priority: str = "Critical") -> dict[str
     body["priority"] = priority
     body["output_fields"]["k8s.ns.name"] = namespace
     body["output_fields"]["k8s.pod.name"] = pod
+    # A fresh alert: its own id and time (a replayed id is a duplicate; an old time is evidence of the past).
+    body["uuid"] = str(uuid.uuid4())
+    body["time"] = rfc3339_now()
     return body
+
+
+def rfc3339_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}000Z"
 
 
 def post(url: str, path: str, body: Any, token: str, ca_file: str) -> requests.Response:

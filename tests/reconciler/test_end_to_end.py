@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 from kubernetes import client
@@ -35,6 +36,7 @@ def test_critical_falco_alert_quarantines_exactly_the_named_pod(kube: KubeClient
         wait_until(lambda: runtime.engine.index.by_pod.get(("shop", "web")))
         alert = json.loads((DATA / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())
         alert["priority"] = "Critical"
+        alert["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # fresh: an old alert is not acted on
         alert["output_fields"]["k8s.ns.name"] = "shop"
         alert["output_fields"]["k8s.pod.name"] = "web"
         answer = requests.post(f"http://127.0.0.1:{server.port}/signals/falco", json=alert).json()

@@ -252,3 +252,36 @@ def test_quarantines_made_before_a_restart_end_at_their_expires_at_not_before_an
         assert carved_out(policy(net, NS, WORKLOAD_POLICY)) == set()
     finally:
         runtime.stop()
+
+
+# --- safety writes never wait behind tightenings (issue 11) --------------------------------------
+
+def test_rollbacks_and_releases_have_their_own_budget_and_events_spend_none(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    import threading
+
+    from reconciler.controller import Reconciler
+    from reconciler.watch import ClusterIndex
+
+    frozen = [100.0]  # the injectable clock: no token refills unless the test moves it
+    controller = Reconciler(kube, ClusterIndex(), ControllerSettings(write_rate_per_second=1.0, write_burst=10,
+                                                                     safety_write_rate_per_second=5.0,
+                                                                     safety_write_burst=20),
+                            monotonic=lambda: frozen[0])
+    make_namespace(core, NS, mode=names.MODE_ENFORCE)
+    kube.create_policy(workload_manifest(PolicyIntent(NS, IDENTITY)))
+    for _ in range(10):  # a busy minute of tightenings
+        assert controller.write_token_wait(safety=False) == 0.0
+    assert controller.write_token_wait(safety=False) == 1.0, "the next tightening waits a second"
+    current = kube.get_policy(NS, WORKLOAD_POLICY)
+    rollback = Change(workload_manifest(PolicyIntent(NS, IDENTITY, egress=(Rule((), (PortSpec("TCP", 443),)),))),
+                      names.EVENT_POLICY_ROLLED_BACK, "rollback", names.REASON_ROLLED_BACK, safety=True)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (controller.writer.apply(rollback), done.set()), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert done.is_set(), "the rollback waited behind the tightenings' empty budget"
+    assert kube.get_policy(NS, WORKLOAD_POLICY)["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+    assert len([e for e in core.list_namespaced_event(NS).items if e.reason == names.EVENT_POLICY_ROLLED_BACK]) >= 1
+    assert controller.write_token_wait(safety=False) == 1.0, "its Events spent no token either"
+    controller.stop()
