@@ -64,16 +64,16 @@ def duplicate(field: str, value: Any) -> StatusCause:
 
 def _name_errors(value: str, rule: str) -> list[str]:
     if rule == "label":
-        errs = [] if DNS1123_LABEL.match(value) else [MSG_DNS1123_LABEL]
+        errs = [] if DNS1123_LABEL.fullmatch(value) else [MSG_DNS1123_LABEL]
         return (["must be no more than 63 characters"] if len(value) > 63 else []) + errs
     if rule == "dns1035":
-        errs = [] if DNS1035_LABEL.match(value) else [MSG_DNS1035_LABEL]
+        errs = [] if DNS1035_LABEL.fullmatch(value) else [MSG_DNS1035_LABEL]
         return (["must be no more than 63 characters"] if len(value) > 63 else []) + errs
     if rule == "path":
         if value in (".", ".."):
             return [f"may not be '{value}'"]
         return [f"may not contain '{c}'" for c in "/%" if c in value]
-    errs = [] if DNS1123_SUBDOMAIN.match(value) else [MSG_DNS1123_SUBDOMAIN]
+    errs = [] if DNS1123_SUBDOMAIN.fullmatch(value) else [MSG_DNS1123_SUBDOMAIN]
     return (["must be no more than 253 characters"] if len(value) > 253 else []) + errs
 
 
@@ -97,20 +97,20 @@ def label_key_errors(key: str) -> list[str]:
     if prefix:
         if len(prefix) > 253:
             errs.append("prefix part must be no more than 253 characters")
-        elif not DNS1123_SUBDOMAIN.match(prefix):
+        elif not DNS1123_SUBDOMAIN.fullmatch(prefix):
             errs.append("prefix part " + MSG_DNS1123_SUBDOMAIN)
     if not name:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
         errs.append("name part must be no more than 63 characters")
-    elif not QUALIFIED_NAME.match(name):
+    elif not QUALIFIED_NAME.fullmatch(name):
         errs.append(MSG_QUALIFIED_NAME)
     return errs
 
 
 def label_value_errors(value: str) -> list[str]:
     errs = ["must be no more than 63 characters"] if len(value) > 63 else []
-    if not LABEL_VALUE.match(value):
+    if not LABEL_VALUE.fullmatch(value):
         errs.append(MSG_LABEL_VALUE)
     return errs
 
@@ -214,7 +214,7 @@ def _validate_np_port(p: dict[str, Any], path: str) -> list[StatusCause]:
             elif end < port:
                 causes.append(invalid(f"{path}.endPort", end, "must be greater than or equal to `port`"))
     elif isinstance(port, str):
-        if len(port) > 15 or not IANA_SVC_NAME.match(port) or "--" in port or not re.search("[a-z]", port):
+        if len(port) > 15 or not IANA_SVC_NAME.fullmatch(port) or "--" in port or not re.search("[a-z]", port):
             causes.append(invalid(f"{path}.port", port, "must contain only alpha-numeric characters (a-z, 0-9), "
                                   "and hyphens (-)"))
         if end is not None:

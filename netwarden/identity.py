@@ -1,12 +1,12 @@
 """Workload identity: which workload a pod belongs to, resolved from trusted sources.
 
 The namespace comes from the request, never the pod body. The owning workload comes from the
-pod's controller ownerReference, followed one step up (ReplicaSet -> Deployment, Job -> CronJob)
-through owner objects the adapter fetched from the API, so their uids are verified. When an owner
-could not be fetched, the Deployment name is derived from the ReplicaSet name minus the
-pod-template-hash, and no owner is claimed for garbage collection.
+pod's controller ownerReference, but only when the adapter fetched that owner from the API and its
+uid matched the reference, followed one step up (ReplicaSet -> Deployment, Job -> CronJob) the
+same way. A reference nobody verified (wrong uid, owner absent, a kind netwarden cannot read, the
+API unreachable) proves nothing: the pod is then its own bare-pod workload, so it can never take
+another workload's identity or write another workload's baseline.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -78,11 +78,16 @@ class Workload:
 
     @property
     def kind_token(self) -> str:
-        return KIND_TOKENS.get(self.kind, self.kind.lower())
+        return kind_token(self.kind)
+
+
+def kind_token(kind: str) -> str:
+    """Short token of a kind; a kind netwarden does not know is reduced to lowercase alphanumerics."""
+    return KIND_TOKENS.get(kind) or "".join(c for c in kind.lower() if c.isascii() and c.isalnum())[:20] or "owner"
 
 
 def workload_identity_value(namespace: str, kind: str, name: str) -> str:
-    token = KIND_TOKENS.get(kind, kind.lower())
+    token = kind_token(kind)
     full = f"{namespace}.{token}.{name}"
     head = f"{namespace}.{token}."
     if len(full) <= 63:
@@ -118,47 +123,64 @@ def controller_of(owner_refs: Sequence[OwnerRef]) -> OwnerRef | None:
     return None
 
 
-def resolve_workload(
-    pod: PodOrigin,
-    parents: Mapping[tuple[str, str], Sequence[OwnerRef] | None] | None = None,
-) -> Workload:
-    """Resolve the owning workload of a pod.
+#: What the adapter reports per owner it was asked to verify, keyed by (kind, name) of the owner:
+#: its own ownerReferences when the API returned it with the referenced uid, None when it could not
+#: be verified. A key that is absent was not checked.
+Parents = Mapping[tuple[str, str], Sequence[OwnerRef] | None]
 
-    `parents` maps (kind, name) of the pod's direct owner to that owner's own ownerReferences as
-    fetched from the API (None when it could not be fetched). Only fetched owners become the
-    policy's GC owner, because only they have a uid the API vouched for.
+#: Kinds a pod's controller may have that the adapter can fetch and verify (first level).
+VERIFIABLE_POD_OWNERS = frozenset({"ReplicaSet", "Job", "StatefulSet", "DaemonSet"})
+#: The one level above: ReplicaSet -> Deployment, Job -> CronJob.
+VERIFIABLE_TOP_OWNERS: dict[str, str] = {"ReplicaSet": "Deployment", "Job": "CronJob"}
+
+
+def resolve_workload(pod: PodOrigin, parents: Parents | None = None) -> Workload:
+    """Resolve the owning workload of a pod from owners the API verified (uid included).
+
+    `parents[(kind, name)]` is the fetched owner's own ownerReferences, or None when it was not
+    verified. The pod's controller must be verified to count; the owner above it (Deployment,
+    CronJob) counts unless the adapter reports it unverified (the webhook always checks it). An
+    unverified controller leaves the pod its own workload: it never yields another's identity.
     """
     parents = parents or {}
     ref = controller_of(pod.owner_refs)
-    if ref is None:
+    if ref is None or ref.kind not in VERIFIABLE_POD_OWNERS:
         return Workload(pod.namespace, "Pod", bare_pod_name(pod))
     fetched = parents.get((ref.kind, ref.name))
-    if ref.kind == "ReplicaSet":
-        if fetched is not None:
-            top = controller_of(fetched)
-            if top is not None and top.kind == "Deployment":
-                return Workload(pod.namespace, "Deployment", top.name, top)
-            return Workload(pod.namespace, "ReplicaSet", ref.name, ref)
-        template_hash = pod.labels.get(POD_TEMPLATE_HASH, "")
-        if template_hash and ref.name.endswith("-" + template_hash):
-            return Workload(pod.namespace, "Deployment", ref.name[: -len(template_hash) - 1])
-        return Workload(pod.namespace, "ReplicaSet", ref.name)
-    if ref.kind == "Job":
-        if fetched is not None:
-            top = controller_of(fetched)
-            if top is not None and top.kind == "CronJob":
-                return Workload(pod.namespace, "CronJob", top.name, top)
-            return Workload(pod.namespace, "Job", ref.name, ref)
-        return Workload(pod.namespace, "Job", ref.name)
-    if ref.kind in ("StatefulSet", "DaemonSet"):
-        verified = ref if fetched is not None else None
-        return Workload(pod.namespace, ref.kind, ref.name, verified)
-    # Any other controller (a CRD operator, say) is its own workload kind.
-    return Workload(pod.namespace, ref.kind, ref.name, ref if fetched is not None else None)
+    if fetched is None:
+        return Workload(pod.namespace, "Pod", bare_pod_name(pod))
+    top_kind = VERIFIABLE_TOP_OWNERS.get(ref.kind)
+    top = controller_of(fetched)
+    if top_kind and top is not None and top.kind == top_kind:
+        if (top.kind, top.name) not in parents or parents[(top.kind, top.name)] is not None:
+            return Workload(pod.namespace, top.kind, top.name, top)
+    return Workload(pod.namespace, ref.kind, ref.name, ref)
+
+
+def unverified_owner(pod: PodOrigin, workload: Workload) -> OwnerRef | None:
+    """The controller reference the pod claimed but that did not become its workload (for a warning)."""
+    ref = controller_of(pod.owner_refs)
+    return ref if ref is not None and workload.kind == "Pod" else None
+
+
+def guess_workload(pod: PodOrigin) -> Workload:
+    """Offline guess from names alone (replay of recorded pods without API access). Never used for
+    labels or policies: a name proves nothing (a ReplicaSet name minus pod-template-hash is a guess)."""
+    ref = controller_of(pod.owner_refs)
+    if ref is None:
+        return Workload(pod.namespace, "Pod", bare_pod_name(pod))
+    template_hash = pod.labels.get(POD_TEMPLATE_HASH, "")
+    if ref.kind == "ReplicaSet" and template_hash and ref.name.endswith("-" + template_hash):
+        return Workload(pod.namespace, "Deployment", ref.name[: -len(template_hash) - 1])
+    return Workload(pod.namespace, ref.kind if ref.kind in KIND_TOKENS else "Pod", ref.name)
 
 
 def bare_pod_name(pod: PodOrigin) -> str:
-    """A bare pod is its own workload; a generateName-only pod is named by its stem."""
-    if pod.name:
-        return pod.name
-    return pod.generate_name.rstrip("-") or "unnamed"
+    """A bare pod is its own workload; a generateName pod is named by its stem.
+
+    The stem wins even once the name is generated: the mutating webhook sees the pod before the
+    API server generates its name, the validating webhook and the reconciler after, and all three
+    must give the same identity.
+    """
+    stem = pod.generate_name.rstrip("-")
+    return stem or pod.name or "unnamed"

@@ -7,6 +7,7 @@ RBAC coverage test reads `API_CALLS` below and compares it with what the Helm ch
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -147,6 +148,14 @@ class RetryPolicy:
     request_timeout: float = 10.0
 
 
+class BudgetExhausted(TimeoutError):
+    """The caller's deadline passed before this API call could be made (or made again)."""
+
+
+#: A call with less time than this left is not started: it could not finish.
+MIN_CALL_SECONDS = 0.05
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in RETRYABLE_STATUSES or exc.status == 0
@@ -169,10 +178,23 @@ def call_with_retries(
     retry: RetryPolicy = RetryPolicy(),
     on_retry: Callable[[BaseException, int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
     **kwargs: Any,
 ) -> T:
-    """Call `fn`, retrying transient API faults with exponential backoff and full jitter."""
+    """Call `fn`, retrying transient API faults with exponential backoff and full jitter.
+
+    With a `deadline` (a `clock()` value) every attempt's timeout is cut to the time left, and no
+    attempt or backoff starts past it (BudgetExhausted, or the last error): attempts x timeout can
+    never add up to more than the caller has.
+    """
+    timeout = kwargs.get("_request_timeout")
     for attempt in range(1, retry.attempts + 1):
+        if deadline is not None:
+            left = deadline - clock()
+            if left < MIN_CALL_SECONDS:
+                raise BudgetExhausted(f"API budget exhausted before {getattr(fn, '__name__', 'the call')}")
+            kwargs["_request_timeout"] = min(float(timeout), left) if isinstance(timeout, (int, float)) else left
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - classified below
@@ -181,6 +203,8 @@ def call_with_retries(
             delay = retry_after_seconds(exc)
             if delay is None:
                 delay = random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** (attempt - 1)))
+            if deadline is not None and clock() + min(delay, retry.max_delay) + MIN_CALL_SECONDS > deadline:
+                raise
             if on_retry is not None:
                 on_retry(exc, attempt)
             log.debug("retrying %s after %s (attempt %d)", getattr(fn, "__name__", fn), exc, attempt)
@@ -210,6 +234,8 @@ class KubeClient:
         self.api_client = api_client
         self.retry = retry
         self.on_retry = on_retry
+        #: time.monotonic() value after which no call starts (None: each call has its retry budget).
+        self.deadline: float | None = None
         self.core = client.CoreV1Api(api_client)
         self.networking = client.NetworkingV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -218,9 +244,16 @@ class KubeClient:
         self.admission = client.AdmissionregistrationV1Api(api_client)
 
     # -- plumbing ---------------------------------------------------------------------------
+    def bounded(self, deadline: float) -> "KubeClient":
+        """The same client (connection pool and API objects shared) whose calls all end by `deadline`."""
+        twin = copy.copy(self)
+        twin.deadline = deadline
+        return twin
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.retry.request_timeout)
-        return call_with_retries(fn, *args, retry=self.retry, on_retry=self.on_retry, **kwargs)
+        return call_with_retries(fn, *args, retry=self.retry, on_retry=self.on_retry, deadline=self.deadline,
+                                 **kwargs)
 
     def _to_dict(self, obj: Any) -> dict[str, Any]:
         return self.api_client.sanitize_for_serialization(obj)

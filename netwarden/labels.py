@@ -7,6 +7,7 @@ the pod says about itself under netwarden's prefix is ignored and overwritten.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -15,6 +16,7 @@ from netwarden.identity import Workload
 from netwarden.labelvalues import fit_label_value, is_valid_label_value
 
 UNSPECIFIED = "unspecified"
+_INSTANCE_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def derive_pod_labels(
     purpose, warnings = purpose_of(pod_labels, pod_annotations)
     derived = {
         names.LABEL_IDENTITY: workload.identity,
-        names.LABEL_WORKLOAD_KIND: workload.kind.lower(),
+        names.LABEL_WORKLOAD_KIND: fit_label_value(workload.kind.lower()),
         names.LABEL_WORKLOAD: fit_label_value(workload.name),
         names.LABEL_SERVICE_ACCOUNT: fit_label_value(service_account or "default"),
         names.LABEL_PURPOSE: purpose,
@@ -97,6 +99,16 @@ def derive_pod_labels(
                 f"label {key}={claimed!r} is reserved for netwarden and was replaced by {derived.get(key, '<removed>')!r}"
             )
     return LabelDecision(derived, tuple(warnings))
+
+
+def is_instance_value(value: str) -> bool:
+    """The instance label netwarden generates: a lowercase canonical uuid4 (36 characters)."""
+    return _INSTANCE_RE.fullmatch(value) is not None
+
+
+def netwarden_labels_of(pod_labels: Mapping[str, str]) -> dict[str, str]:
+    """The reserved labels a pod carries (netwarden's, or claimed)."""
+    return {k: v for k, v in pod_labels.items() if is_reserved_label(k)}
 
 
 def is_reserved_label(key: str) -> bool:

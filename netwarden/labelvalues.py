@@ -7,21 +7,23 @@ import re
 
 MAX_LABEL_VALUE = 63
 MAX_NAME = 253
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# fullmatch, never `$`: Python's `$` also matches before a trailing newline, which the API refuses.
+_LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def is_valid_label_value(value: str) -> bool:
-    return len(value) <= MAX_LABEL_VALUE and bool(_LABEL_VALUE_RE.match(value))
+    return len(value) <= MAX_LABEL_VALUE and bool(_LABEL_VALUE_RE.fullmatch(value))
 
 
 def is_dns_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_DNS_LABEL_RE.match(value))
+    return len(value) <= 63 and bool(_DNS_LABEL_RE.fullmatch(value))
 
 
 def short_hash(text: str, length: int = 10) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+    # surrogatepass: a lone surrogate (possible in JSON) still hashes instead of raising.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 def fit_label_value(value: str, limit: int = MAX_LABEL_VALUE) -> str:

@@ -21,7 +21,7 @@ from typing import IO, Any, Callable
 import yaml
 
 from netwarden import names
-from netwarden.identity import OwnerRef, PodOrigin, resolve_workload
+from netwarden.identity import OwnerRef, PodOrigin, guess_workload
 from reconciler.core.actions import Decision
 from reconciler.core.behaviour import PodRef
 from reconciler.core.config import CoreConfig
@@ -44,7 +44,7 @@ def pod_refs_from_snapshot(snapshot: dict[str, Any]) -> list[PodRef]:
         if not identity:
             origin = PodOrigin(meta.get("namespace", "default"), meta.get("name", ""), meta.get("generateName", ""), labels,
                                tuple(OwnerRef.from_dict(r) for r in meta.get("ownerReferences") or []))
-            identity = resolve_workload(origin).identity
+            identity = guess_workload(origin).identity
         refs.append(PodRef(identity, meta.get("namespace", "default"), meta.get("name", ""),
                            labels.get(names.LABEL_INSTANCE) or meta.get("uid") or meta.get("name"),
                            (pod.get("status") or {}).get("podIP"), labels.get(names.LABEL_PURPOSE)))

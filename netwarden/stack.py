@@ -189,34 +189,44 @@ def make_tls(directory: Path, common_name: str) -> tuple[str, str, str]:
     return str(paths[0]), str(paths[1]), str(paths[2])
 
 
-def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ignore") -> tuple[dict, dict]:
-    """The Mutating and Validating configurations, as the Helm chart renders them in `all` namespace mode."""
+def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ignore", timeout_seconds: int = 5,
+                           extra_namespace_expressions: tuple[dict[str, Any], ...] = (),
+                           review_versions: tuple[str, ...] = ("v1",)) -> tuple[dict, dict]:
+    """The Mutating and Validating configurations, as the Helm chart renders them in `all` namespace mode.
+
+    The one builder outside the chart (demo, stack, tests): the mutating webhook sees every pod
+    CREATE (no objectSelector: an opted-out pod's self-set netwarden.io/* labels are removed); the
+    validating label guard sees pod CREATE and UPDATE and pods/status UPDATE.
+    """
     ca_bundle = base64.b64encode(ca_pem).decode()
     namespace_selector = {"matchExpressions": [
-        {"key": names.LABEL_NAMESPACE_NAME, "operator": "NotIn", "values": ["kube-system", NETWARDEN_NAMESPACE]}]}
-    object_selector = {"matchExpressions": [
-        {"key": names.LABEL_INJECT, "operator": "NotIn", "values": [names.INJECT_DISABLED]}]}
+        {"key": names.LABEL_NAMESPACE_NAME, "operator": "NotIn", "values": ["kube-system", NETWARDEN_NAMESPACE]},
+        *extra_namespace_expressions]}
 
-    def hook(name: str, path: str, operations: list[str]) -> dict:
+    def rule(operations: list[str], resource: str) -> dict[str, Any]:
+        return {"operations": operations, "apiGroups": [""], "apiVersions": ["v1"], "resources": [resource],
+                "scope": "Namespaced"}
+
+    def hook(name: str, path: str, rules: list[dict[str, Any]], side_effects: str) -> dict:
         return {
             "name": name,
             "clientConfig": {"url": f"{url}{path}", "caBundle": ca_bundle},
-            "rules": [{"operations": operations, "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-                       "scope": "Namespaced"}],
+            "rules": rules,
             "namespaceSelector": namespace_selector,
-            "objectSelector": object_selector,
             "failurePolicy": failure_policy,
-            "sideEffects": "NoneOnDryRun",
-            "timeoutSeconds": 5,
-            "admissionReviewVersions": ["v1"],
+            "sideEffects": side_effects,
+            "timeoutSeconds": timeout_seconds,
+            "admissionReviewVersions": list(review_versions),
         }
 
     mutating = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
                 "metadata": {"name": "netwarden"},
-                "webhooks": [{**hook("pods.netwarden.io", "/mutate", ["CREATE"]), "reinvocationPolicy": "Never"}]}
+                "webhooks": [{**hook("pods.netwarden.io", "/mutate", [rule(["CREATE"], "pods")], "NoneOnDryRun"),
+                              "reinvocationPolicy": "Never"}]}
     validating = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
                   "metadata": {"name": "netwarden"},
-                  "webhooks": [hook("labels.netwarden.io", "/validate", ["UPDATE"])]}
+                  "webhooks": [hook("labels.netwarden.io", "/validate",
+                                    [rule(["CREATE", "UPDATE"], "pods"), rule(["UPDATE"], "pods/status")], "None")]}
     return mutating, validating
 
 

@@ -7,9 +7,11 @@ real AdmissionReview payloads and nothing else.
 Two webhooks use this module:
 * mutating `/mutate` (`decide_admission`): on pod CREATE, gives opted-in pods netwarden's labels
   (removing any reserved label the pod set itself) and renders the workload's baseline policy;
-* validating `/validate` (`decide_update`): on pod UPDATE, refuses changes to netwarden's labels by
-  anyone but netwarden. It is a *validating* webhook because it must judge the final object, after
-  every mutating webhook (which run in an unspecified order and may be reinvoked) has had its say.
+* validating `/validate`: on pod CREATE (`decide_create`), the final object's netwarden labels
+  must be exactly what `decide_admission` gives for that object; on pod UPDATE, including the
+  `status` subresource (`decide_update`), only netwarden may change them. It is a *validating*
+  webhook because it must judge the final object, after every mutating webhook (which run in an
+  unspecified order and may be reinvoked) has had its say.
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from netwarden import names
 from netwarden.declarations import parse_peer_declarations
-from netwarden.identity import OwnerRef, PodOrigin, Workload, resolve_workload
-from netwarden.labels import NamespaceFacts, derive_pod_labels, is_opted_in, is_reserved_label, namespace_mode, spoofed_label_keys
+from netwarden.identity import OwnerRef, Parents, PodOrigin, Workload, resolve_workload, unverified_owner
+from netwarden.labels import (
+    NamespaceFacts,
+    derive_pod_labels,
+    is_instance_value,
+    is_opted_in,
+    is_reserved_label,
+    namespace_mode,
+    netwarden_labels_of,
+    spoofed_label_keys,
+)
 from netwarden.policy import DnsTarget, PolicyMeta, PortSpec, baseline_intent, baseline_policy_name, render_network_policy
 from netwarden.wire_admission import (
     API_VERSION_V1,
@@ -34,13 +45,12 @@ from netwarden.wire_admission import (
     JSONPatchOp,
 )
 
-#: Parents the adapter fetched: (kind, name) of the pod's controller -> that object's ownerReferences
-#: (None when it could not be verified). Same shape as `resolve_workload`'s `parents`.
-Parents = Mapping[tuple[str, str], Sequence[OwnerRef] | None]
-
 #: Workload kinds whose verified object may own (garbage-collect) the baseline policy. A ReplicaSet
 #: is one only when no Deployment controls it (resolve_workload returns the Deployment otherwise).
 OWNER_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"})
+
+#: The labels that name the workload (judged only when the owners could be verified).
+IDENTITY_LABELS = frozenset({names.LABEL_IDENTITY, names.LABEL_WORKLOAD_KIND, names.LABEL_WORKLOAD})
 
 #: The API server truncates longer warnings; we cut them ourselves so the cut is visible.
 MAX_WARNING_LENGTH = 256
@@ -52,6 +62,9 @@ OUTCOME_SKIPPED = "skipped"  # not opted in (or not a pod CREATE): admitted unch
 OUTCOME_ALLOWED = "allowed"  # validating: nothing to object to
 OUTCOME_REFUSED = "refused"
 OUTCOME_MALFORMED = "malformed"
+#: The review's API budget ran out (or the API failed) before every owner was verified: mutating,
+#: admitted with labels from what was verified; validating, allowed without the full check.
+OUTCOME_DEGRADED = "degraded"
 
 
 @dataclass(frozen=True)
@@ -120,7 +133,89 @@ def read_review(body: Any) -> tuple[str, AdmissionRequest]:
         raise MalformedReview("AdmissionReview request has no uid", None, answer_in)
     if not isinstance(request.get("operation"), str):
         raise MalformedReview("AdmissionReview request has no operation", uid, answer_in)
+    problem = request_shape_error(request)
+    if problem:
+        raise MalformedReview(problem, uid, answer_in)
     return answer_in, request  # type: ignore[return-value]
+
+
+def _is_str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _optional(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return value is None or isinstance(value, kind)
+
+
+def request_shape_error(request: Mapping[str, Any]) -> str | None:
+    """Why this request is not shaped like one the API server sends (None: it is).
+
+    Only the fields netwarden reads are checked, with the types the API server gives them, so
+    nothing downstream meets a list where it expects a mapping.
+    """
+    for key in ("kind", "resource", "requestKind", "requestResource"):
+        value = request.get(key)
+        if not _optional(value, dict) or (value is not None and not all(isinstance(v, str) for v in value.values())):
+            return f"request.{key} must be an object of strings"
+    for key in ("name", "namespace", "subResource"):
+        if not _optional(request.get(key), str):
+            return f"request.{key} must be a string"
+    user = request.get("userInfo")
+    if not _optional(user, dict) or (user is not None and not _optional(user.get("username"), str)):
+        return "request.userInfo must be an object with a string username"
+    if not _optional(request.get("dryRun"), bool):
+        return "request.dryRun must be a boolean"
+    for key in ("object", "oldObject"):
+        if not _optional(request.get(key), dict):
+            return f"request.{key} must be an object"
+    if _is_pod(request):
+        for key in ("object", "oldObject"):
+            if request.get(key) is not None:
+                problem = pod_shape_error(request[key])
+                if problem:
+                    return f"request.{key}.{problem}"
+    return None
+
+
+def pod_shape_error(pod: Mapping[str, Any]) -> str | None:
+    """The Pod fields netwarden reads, checked against their API types."""
+    meta = pod.get("metadata")
+    if not _optional(meta, dict):
+        return "metadata must be an object"
+    meta = meta or {}
+    for key in ("name", "generateName", "namespace"):
+        if not _optional(meta.get(key), str):
+            return f"metadata.{key} must be a string"
+    for key in ("labels", "annotations"):
+        if meta.get(key) is not None and not _is_str_map(meta[key]):
+            return f"metadata.{key} must map strings to strings"
+    refs = meta.get("ownerReferences")
+    if not _optional(refs, list):
+        return "metadata.ownerReferences must be a list"
+    for ref in refs or []:
+        if not isinstance(ref, dict) or not all(_optional(ref.get(k), str) for k in ("apiVersion", "kind", "name", "uid")) \
+                or not _optional(ref.get("controller"), bool):
+            return "metadata.ownerReferences holds an entry that is not an ownerReference"
+    spec = pod.get("spec")
+    if not _optional(spec, dict):
+        return "spec must be an object"
+    spec = spec or {}
+    for key in ("serviceAccountName", "serviceAccount"):
+        if not _optional(spec.get(key), str):
+            return f"spec.{key} must be a string"
+    for key in ("containers", "initContainers"):
+        containers = spec.get(key)
+        if not _optional(containers, list):
+            return f"spec.{key} must be a list"
+        for container in containers or []:
+            if not isinstance(container, dict) or not _optional(container.get("ports"), list):
+                return f"spec.{key} holds an entry that is not a container"
+            if not _optional(container.get("restartPolicy"), str):
+                return f"spec.{key}[].restartPolicy must be a string"
+            for port in container.get("ports") or []:
+                if not isinstance(port, dict) or not _optional(port.get("protocol"), str):
+                    return f"spec.{key}[].ports holds an entry that is not a containerPort"
+    return None
 
 
 def build_response(api_version: str, uid: str, decision: AdmissionDecision) -> AdmissionReviewResponse:
@@ -279,6 +374,12 @@ def decide_admission(
     )
     spoofed = spoofed_label_keys(pod_labels)
     warnings = list(derived.warnings)  # already names every reserved label the pod set (replaced or removed)
+    claimed = unverified_owner(origin, workload)
+    if claimed is not None:
+        warnings.append(
+            f"owner {claimed.kind} {claimed.name!r} (uid {claimed.uid!r}) could not be verified through the API; "
+            f"this pod is its own workload {workload.identity!r}"
+        )
 
     declared = {}
     for key in (names.ANNOTATION_ALLOW_FROM, names.ANNOTATION_ALLOW_TO):
@@ -310,6 +411,65 @@ def decide_admission(
         workload=workload,
         labels=dict(derived.labels),
     )
+
+
+def decide_create(
+    request: AdmissionRequest | Mapping[str, Any],
+    namespace: NamespaceFacts,
+    parents: Parents,
+    config: AdmissionSettings,
+    *,
+    owners_checked: bool = True,
+) -> AdmissionDecision:
+    """Validating webhook on pod CREATE: the final object's netwarden labels must be exactly what
+    `decide_admission` gives for that same object, so a later mutating webhook cannot add or change one.
+
+    The instance label is random per pod: it must be present (on an opted-in pod) and be a
+    well-formed uuid4; it is then taken as the decision's instance, so every other label is compared
+    exactly. Also accepted: the labels of the same decision with no owner verified (the pod as its
+    own workload), which the mutating webhook gives when its API budget ran out; that never names
+    another workload. `owners_checked` False (the adapter could not verify owners itself): the
+    identity is not judged, only the reserved labels that no decision gives.
+    """
+    if not _is_pod(request) or request.get("operation") != "CREATE":
+        return AdmissionDecision(True, OUTCOME_ALLOWED)
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        return malformed_decision("a pod CREATE request carries no object")
+    actual = netwarden_labels_of(_str_map(_metadata(pod).get("labels")))
+    instance = actual.get(names.LABEL_INSTANCE, "")
+    decision = decide_admission(request, namespace, parents, instance, config)
+    if decision.outcome != OUTCOME_LABELLED:
+        expected: list[Mapping[str, str]] = [{}]
+    else:
+        unverified = {key: None for key in parents}
+        fallback = decide_admission(request, namespace, unverified, instance, config)
+        expected = [decision.labels, fallback.labels]
+        if not is_instance_value(instance):
+            return _refuse_labels(
+                [names.LABEL_INSTANCE],
+                f"label {names.LABEL_INSTANCE} must be netwarden's uuid4 for this pod, got {instance!r}",
+            )
+        if not owners_checked:
+            def unjudged(labels: Mapping[str, str]) -> dict[str, str]:
+                return {k: v for k, v in labels.items() if k not in IDENTITY_LABELS}
+
+            if set(actual) == set(decision.labels) and unjudged(actual) == unjudged(decision.labels):
+                return AdmissionDecision(True, OUTCOME_DEGRADED, labels=actual)
+    if any(dict(actual) == dict(candidate) for candidate in expected):
+        return AdmissionDecision(True, OUTCOME_ALLOWED, labels=actual)
+    want = expected[0]
+    differing = sorted(k for k in set(actual) | set(want) if actual.get(k) != want.get(k))
+    wanted = ", ".join(f"{k}={want.get(k, '<absent>')!r}" for k in differing)
+    return _refuse_labels(
+        differing,
+        f"netwarden.io/* labels on a new pod must be exactly netwarden's own ({wanted}); "
+        "another admission webhook or the pod itself set them",
+    )
+
+
+def _refuse_labels(keys: Sequence[str], message: str) -> AdmissionDecision:
+    return AdmissionDecision(False, OUTCOME_REFUSED, message=f"labels {', '.join(keys)}: {message}", code=403)
 
 
 def changed_reserved_labels(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:

@@ -10,7 +10,10 @@ Failure behaviour, on purpose:
   and counted, and the reconciler backfills the policy;
 * dryRun requests are mutated (so `kubectl --dry-run=server` shows the labels) but nothing is written;
 * a namespace lookup that fails answers HTTP 500, so the API server applies the webhook's
-  failurePolicy (Ignore: admitted unlabelled, the reconciler backfills; Fail: refused).
+  failurePolicy (Ignore: admitted unlabelled, the reconciler backfills; Fail: refused);
+* all API work of one review shares one deadline, below the API server's own timeout for the call
+  (`?timeout=` on the request): an owner that cannot be verified in time leaves the pod its own
+  workload (outcome `degraded`, no baseline written), never another workload's identity.
 
 Metrics: with PROMETHEUS_MULTIPROC_DIR set (the `netwarden webhook` command sets it) every gunicorn
 worker writes its samples to that directory and /metrics aggregates all workers, whichever worker
@@ -19,9 +22,11 @@ answers the scrape. Without it (tests, `flask run`) each app keeps a private reg
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -35,18 +40,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from netwarden import names
 from netwarden.config import NetwardenConfig, load_config
-from netwarden.identity import OwnerRef, controller_of
+from netwarden.identity import VERIFIABLE_POD_OWNERS, VERIFIABLE_TOP_OWNERS, OwnerRef, Parents, controller_of
 from netwarden.kube import KubeClient, RetryPolicy, load_api_client
 from netwarden.labels import NamespaceFacts
 from netwarden.policy import DnsTarget
 from webhook.admission import (
+    OUTCOME_DEGRADED,
+    OUTCOME_LABELLED,
     OUTCOME_MALFORMED,
     AdmissionDecision,
     AdmissionSettings,
     MalformedReview,
-    Parents,
     build_response,
     decide_admission,
+    decide_create,
     decide_update,
     malformed_decision,
     pod_origin,
@@ -58,8 +65,13 @@ from webhook.serving import certificate_file_problem
 
 log = logging.getLogger("netwarden.webhook")
 
-#: Owner kinds whose object is fetched to verify the pod's claim (and find Deployment/CronJob above it).
-VERIFIED_OWNER_KINDS = frozenset({"ReplicaSet", "Job", "StatefulSet", "DaemonSet"})
+#: The API server's default webhook timeout, when a review arrives without `?timeout=`.
+DEFAULT_REVIEW_TIMEOUT_SECONDS = 10.0
+#: Part of the API server's timeout kept free for answering (and for the last call to give up).
+REVIEW_MARGIN_FRACTION = 0.2
+REVIEW_MARGIN_MIN_SECONDS = 1.0
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DNS_RETRY_SECONDS = 60.0
 
@@ -70,6 +82,8 @@ WRITE_ERROR = "error"
 #: Not API writes (not counted in METRIC_POLICY_WRITES), only logged.
 WRITE_CACHED = "cached"
 WRITE_DRY_RUN = "dry-run"
+#: The owner could not be verified in the review's budget: the reconciler writes the baseline later.
+WRITE_SKIPPED_DEGRADED = "skipped-degraded"
 
 EVENT_REVIEW = "admission_review"
 EVENT_REVIEW_FAILED = "admission_review_failed"
@@ -125,6 +139,22 @@ def make_metrics() -> WebhookMetrics:
 
 
 # --- the runtime (caches + I/O) -------------------------------------------------------------------
+
+
+def parse_go_duration(text: str | None) -> float | None:
+    """Seconds in a Go duration ("5s", "1m30s", "500ms"), as the API server writes `?timeout=`; None if unreadable."""
+    if not text:
+        return None
+    parts = _GO_DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+
+
+def review_budget(timeout_seconds: float | None) -> float:
+    """Seconds of API work one review may spend: the API server's timeout minus a margin to answer in."""
+    timeout = timeout_seconds if timeout_seconds and timeout_seconds > 0 else DEFAULT_REVIEW_TIMEOUT_SECONDS
+    return max(0.1, timeout - max(REVIEW_MARGIN_MIN_SECONDS, REVIEW_MARGIN_FRACTION * timeout))
 
 
 class NamespaceLookupError(RuntimeError):
@@ -196,8 +226,9 @@ class WebhookRuntime:
         return target
 
     # -- lookups ----------------------------------------------------------------------------------
-    def namespace_facts(self, name: str) -> NamespaceFacts:
-        if self.kube is None:
+    def namespace_facts(self, name: str, kube: KubeClient | None = None) -> NamespaceFacts:
+        kube = kube or self.kube
+        if kube is None:
             return NamespaceFacts(name)
         with self._lock:
             cached = self._namespaces.get(name)
@@ -205,7 +236,7 @@ class WebhookRuntime:
             self.metrics.cache_hits.labels("namespace").inc()
             return cached
         try:
-            obj = self.kube.get_namespace(name)
+            obj = kube.get_namespace(name)
         except Exception as exc:  # noqa: BLE001 - becomes a 500 the failurePolicy handles
             raise NamespaceLookupError(f"netwarden could not read namespace {name!r}: {exc}") from exc
         meta = (obj or {}).get("metadata") or {}
@@ -214,34 +245,52 @@ class WebhookRuntime:
             self._namespaces[name] = facts
         return facts
 
-    def parents_of(self, req: Mapping[str, Any], namespace: str) -> Parents:
-        """The pod's controller, fetched from the API so its uid (and its own owner) is verified."""
-        if self.kube is None:
-            return {}
+    def verified_owners(self, req: Mapping[str, Any], namespace: str,
+                        kube: KubeClient | None = None) -> tuple[Parents, bool]:
+        """The pod's controller and the owner above it, each fetched and its uid compared with the reference.
+
+        Returns (parents for `resolve_workload`, complete): complete is False when an API failure or
+        the review's deadline left an owner unverified (not the same as refuted: it may exist).
+        """
+        kube = kube or self.kube
+        if kube is None:
+            return {}, False
         ref = controller_of(pod_origin(req, namespace).owner_refs)
-        if ref is None or ref.kind not in VERIFIED_OWNER_KINDS:
-            return {}
+        if ref is None or ref.kind not in VERIFIABLE_POD_OWNERS:
+            return {}, True
+        first, definitive = self._verify_owner(kube, namespace, ref)
+        parents: dict[tuple[str, str], list[OwnerRef] | None] = {(ref.kind, ref.name): first}
+        top = controller_of(first or [])
+        if first is None or top is None or top.kind != VERIFIABLE_TOP_OWNERS.get(ref.kind):
+            return parents, definitive
+        parents[(top.kind, top.name)], definitive = self._verify_owner(kube, namespace, top)
+        return parents, definitive
+
+    def _verify_owner(self, kube: KubeClient, namespace: str, ref: OwnerRef) -> tuple[list[OwnerRef] | None, bool]:
+        """(the owner's ownerReferences, or None if unverified; whether that answer is definitive)."""
+        if not ref.uid:
+            return None, True  # a reference without a uid names nothing the API can vouch for
         key = (namespace, ref.kind, ref.name, ref.uid)
         with self._lock:
             cached = self._owners.get(key)
             missing = key in self._missing_owners
         if cached is not None or missing:
             self.metrics.cache_hits.labels("owner").inc()
-            return {(ref.kind, ref.name): cached}
+            return cached, True
         try:
-            refs = self.kube.get_owner_refs(namespace, ref.kind, ref.name, ref.uid or None)
-        except Exception as exc:  # noqa: BLE001 - unverified: the identity falls back to names, no GC owner
+            refs = kube.get_owner_refs(namespace, ref.kind, ref.name, ref.uid)
+        except Exception as exc:  # noqa: BLE001 - unverified for this review; a transient failure is not remembered
             log.warning("owner %s/%s %s not verified: %s", namespace, ref.name, ref.kind, exc)
-            return {(ref.kind, ref.name): None}  # a transient failure is not remembered
+            return None, False
         with self._lock:
             if refs is None:
                 self._missing_owners[key] = True
             else:
                 self._owners[key] = refs
-        return {(ref.kind, ref.name): refs}
+        return refs, True
 
     # -- the one write per workload -------------------------------------------------------------
-    def ensure_policy(self, manifest: dict[str, Any]) -> str:
+    def ensure_policy(self, manifest: dict[str, Any], kube: KubeClient | None = None) -> str:
         """Create the workload's baseline once; concurrent reviews of one workload share the write."""
         meta = manifest["metadata"]
         key = (meta["namespace"], meta["name"])
@@ -255,18 +304,18 @@ class WebhookRuntime:
                 if key in self._workloads:
                     self.metrics.cache_hits.labels("workload").inc()
                     return WRITE_CACHED
-            result = self._create_policy(manifest)
+            result = self._create_policy(manifest, kube or self.kube)
             with self._lock:
                 if result != WRITE_ERROR:
                     self._workloads[key] = result
                 self._write_locks.pop(key, None)
         return result
 
-    def _create_policy(self, manifest: dict[str, Any]) -> str:
-        assert self.kube is not None
+    def _create_policy(self, manifest: dict[str, Any], kube: KubeClient | None) -> str:
+        assert kube is not None
         meta = manifest["metadata"]
         try:
-            result, created = self.kube.create_policy(manifest)
+            result, created = kube.create_policy(manifest)
         except Exception as exc:  # noqa: BLE001 - never block the pod; the reconciler backfills
             self.metrics.policy_writes.labels(WRITE_ERROR).inc()
             log_json(EVENT_POLICY_WRITE_FAILED, level="warning", namespace=meta["namespace"], policy=meta["name"],
@@ -275,7 +324,7 @@ class WebhookRuntime:
         self.metrics.policy_writes.labels(result).inc()
         if result == WRITE_CREATED and created is not None:
             involved = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **created}
-            self.kube.emit_event(
+            kube.emit_event(
                 involved, names.EVENT_POLICY_CREATED,
                 f"baseline NetworkPolicy created at admission for workload {meta['labels'][names.LABEL_IDENTITY]}",
             )
@@ -327,8 +376,35 @@ def _json_response(payload: Any, status: int = 200) -> Response:
 
 
 def _pod_name(req: Mapping[str, Any]) -> str:
-    meta = ((req.get("object") or {}).get("metadata") or {}) if isinstance(req.get("object"), dict) else {}
-    return str(meta.get("name") or req.get("name") or (meta.get("generateName", "") + "*" if meta.get("generateName") else ""))
+    obj = req.get("object")
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    generated = meta.get("generateName")
+    return str(meta.get("name") or req.get("name") or (f"{generated}*" if generated else ""))
+
+
+#: JSON escapes of UTF-16 surrogates; only a body with one needs the full lone-surrogate check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def decode_review_body(data: bytes) -> Any:
+    """The JSON body, or MalformedReview (no uid: HTTP 400) for anything the API server never sends:
+    not JSON, nested past the parser's depth, or a lone UTF-16 surrogate (not encodable as UTF-8)."""
+    try:
+        body = json.loads(data or b"null")
+    except RecursionError:
+        raise MalformedReview("body is nested too deeply") from None
+    except ValueError as exc:
+        raise MalformedReview(f"body is not JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(data or b""):
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            request_ = body.get("request") if isinstance(body, dict) else None
+            uid = request_.get("uid") if isinstance(request_, dict) else None
+            uid = uid if isinstance(uid, str) and uid and uid.isascii() else None
+            raise MalformedReview("body holds a lone UTF-16 surrogate (not valid Unicode)", uid) from None
+    return body
 
 
 def review(runtime: WebhookRuntime, webhook: str) -> Response:
@@ -338,17 +414,16 @@ def review(runtime: WebhookRuntime, webhook: str) -> Response:
                               "workload": None, "policy": None}
     status = 200
     try:
-        body = json.loads(request.get_data() or b"null")
-    except ValueError as exc:
-        body, fields["error"] = None, f"body is not JSON: {exc}"
-    try:
-        if "error" in fields:
-            raise MalformedReview(fields["error"])
-        api_version, req = read_review(body)
+        api_version, req = read_review(decode_review_body(request.get_data()))
         fields.update(uid=req["uid"], namespace=request_namespace(req), pod=_pod_name(req),
-                      operation=req.get("operation"), dry_run=bool(req.get("dryRun")),
-                      user=(req.get("userInfo") or {}).get("username"))
-        decision = _mutate(runtime, req, fields) if webhook == "mutate" else decide_update(req, runtime.settings)
+                      operation=req.get("operation"), subresource=req.get("subResource") or None,
+                      dry_run=bool(req.get("dryRun")), user=(req.get("userInfo") or {}).get("username"))
+        budget = review_budget(parse_go_duration(request.args.get("timeout")))
+        kube = None if runtime.kube is None else runtime.kube.bounded(started + budget)
+        if webhook == "mutate":
+            decision = _mutate(runtime, kube, req, fields)
+        else:
+            decision = _validate(runtime, kube, req)
         payload: Any = build_response(api_version, req["uid"], decision)
         fields.update(outcome=decision.outcome, allowed=decision.allowed, warnings=len(decision.warnings))
         if not decision.allowed:
@@ -364,8 +439,8 @@ def review(runtime: WebhookRuntime, webhook: str) -> Response:
         fields.update(outcome="error", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug must not crash the worker; 500 lets failurePolicy decide
         log.exception("admission review failed")
-        status, payload = 500, {"error": f"netwarden webhook internal error: {exc}"}
-        fields.update(outcome="error", error=repr(exc))
+        status, payload = 500, {"error": f"netwarden webhook internal error: {exc!r}"[:1000]}
+        fields.update(outcome="error", error=repr(exc)[:1000])
     elapsed = runtime.clock() - started
     runtime.metrics.reviews.labels(webhook, fields["outcome"]).inc()
     runtime.metrics.latency.labels(webhook).observe(elapsed)
@@ -375,25 +450,46 @@ def review(runtime: WebhookRuntime, webhook: str) -> Response:
     return _json_response(payload, status)
 
 
-def _mutate(runtime: WebhookRuntime, req: Mapping[str, Any], fields: dict[str, Any]) -> AdmissionDecision:
+def _is_pod_create(req: Mapping[str, Any]) -> bool:
+    kind = req.get("kind") or {}
+    return req.get("operation") == "CREATE" and kind.get("kind") == "Pod" and kind.get("group", "") == ""
+
+
+def _mutate(runtime: WebhookRuntime, kube: KubeClient | None, req: Mapping[str, Any],
+            fields: dict[str, Any]) -> AdmissionDecision:
     if runtime.kube is not None:
         runtime.dns_target()  # retries a failed start-up lookup, at most once a minute
-    if req.get("operation") != "CREATE" or (req.get("kind") or {}).get("kind") != "Pod":
+    if not _is_pod_create(req):
         return decide_admission(req, NamespaceFacts(request_namespace(req)), {}, "", runtime.settings)
     namespace = request_namespace(req)
-    facts = runtime.namespace_facts(namespace)
-    parents = runtime.parents_of(req, namespace)
+    facts = runtime.namespace_facts(namespace, kube)
+    parents, complete = runtime.verified_owners(req, namespace, kube)
     decision = decide_admission(req, facts, parents, str(uuid.uuid4()), runtime.settings)
     if decision.workload is not None:
         fields["workload"] = decision.workload.identity
+    degraded = decision.outcome == OUTCOME_LABELLED and not complete and kube is not None
+    if degraded:
+        decision = dataclasses.replace(decision, outcome=OUTCOME_DEGRADED)
     if decision.policy_manifest is not None:
         if req.get("dryRun"):
             fields["policy"] = WRITE_DRY_RUN
-        elif runtime.kube is None:
+        elif kube is None:
             fields["policy"] = "no-api"
+        elif degraded:
+            fields["policy"] = WRITE_SKIPPED_DEGRADED
         else:
-            fields["policy"] = runtime.ensure_policy(decision.policy_manifest)
+            fields["policy"] = runtime.ensure_policy(decision.policy_manifest, kube)
     return decision
+
+
+def _validate(runtime: WebhookRuntime, kube: KubeClient | None, req: Mapping[str, Any]) -> AdmissionDecision:
+    """CREATE: the final labels must be netwarden's own decision; UPDATE (pods, pods/status): only netwarden changes them."""
+    if not _is_pod_create(req):
+        return decide_update(req, runtime.settings)
+    namespace = request_namespace(req)
+    facts = runtime.namespace_facts(namespace, kube)
+    parents, complete = runtime.verified_owners(req, namespace, kube)
+    return decide_create(req, facts, parents, runtime.settings, owners_checked=complete)
 
 
 # --- the app ------------------------------------------------------------------------------------------

@@ -36,9 +36,16 @@ def test_own_namespace_exclusion_follows_the_release_namespace() -> None:
     assert "security" in expression(hook, "kubernetes.io/metadata.name")["values"]
 
 
-def test_label_mode_sends_only_namespaces_labelled_for_injection() -> None:
-    for hook in webhooks():
-        assert expression(hook, "netwarden.io/inject") == {"key": "netwarden.io/inject", "operator": "In", "values": ["enabled"]}
+def test_label_mode_sends_only_namespaces_labelled_for_injection_to_the_mutating_webhook() -> None:
+    hook = one(render(), "MutatingWebhookConfiguration")["webhooks"][0]
+    assert expression(hook, "netwarden.io/inject") == {"key": "netwarden.io/inject", "operator": "In", "values": ["enabled"]}
+
+
+def test_the_label_guard_sees_every_namespace_but_the_excluded_ones_in_both_modes() -> None:
+    # a pod in a namespace that is not opted in must not keep netwarden.io/* labels it set itself
+    for mode in ("label", "all"):
+        hook = one(render({"webhook": {"namespaceSelectorMode": mode}}), "ValidatingWebhookConfiguration")["webhooks"][0]
+        assert [e["key"] for e in hook["namespaceSelector"]["matchExpressions"]] == ["kubernetes.io/metadata.name"]
 
 
 def test_all_mode_sends_every_namespace_but_the_excluded_ones() -> None:
@@ -61,12 +68,14 @@ def test_mutating_webhook_handles_pod_creation_with_dry_run_safe_side_effects() 
     assert hook["reinvocationPolicy"] == "Never"
     assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}]
     assert hook["clientConfig"]["service"]["path"] == "/mutate"
-    assert hook["objectSelector"] == {"matchExpressions": [{"key": "netwarden.io/inject", "operator": "NotIn", "values": ["disabled"]}]}
+    # opted-out pods are sent too: their self-set netwarden.io/* labels are removed
+    assert "objectSelector" not in hook
 
 
-def test_validating_webhook_guards_pod_updates_without_an_object_selector() -> None:
+def test_validating_webhook_guards_pod_creates_updates_and_status_updates_without_an_object_selector() -> None:
     hook = one(render(), "ValidatingWebhookConfiguration")["webhooks"][0]
-    assert hook["rules"][0]["operations"] == ["UPDATE"] and hook["rules"][0]["resources"] == ["pods"]
+    assert [(r["operations"], r["resources"]) for r in hook["rules"]] == [
+        (["CREATE", "UPDATE"], ["pods"]), (["UPDATE"], ["pods/status"])]
     assert hook["clientConfig"]["service"]["path"] == "/validate"
     assert hook["sideEffects"] == "None"
     assert "objectSelector" not in hook

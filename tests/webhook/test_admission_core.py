@@ -139,12 +139,15 @@ def test_real_replicaset_pod_with_verified_owner_chain_belongs_to_its_deployment
     assert manifest["metadata"]["annotations"][names.ANNOTATION_REASON] == names.REASON_CREATED_AT_ADMISSION
 
 
-def test_unverified_replicaset_owner_derives_the_deployment_name_but_claims_no_gc_owner() -> None:
+def test_unverified_replicaset_owner_makes_the_pod_its_own_workload_with_a_warning_and_no_gc_owner() -> None:
     _, req = read_review(load("v1_pod-create_replicaset-controller_k8s-2025.json"))
     decision = decide_admission(req, NamespaceFacts("demo", OPTED_IN), {}, "i", SETTINGS)
-    assert decision.labels[names.LABEL_IDENTITY] == "demo.deploy.demo-crd-resource"
+    # generateName demo-crd-resource-76bf5f8695-: the pod is named by its stem, never as the Deployment
+    assert decision.labels[names.LABEL_IDENTITY] == "demo.pod.demo-crd-resource-76bf5f8695"
     assert decision.policy_manifest is not None
+    assert decision.policy_manifest["metadata"]["name"] == "netwarden-pod-demo-crd-resource-76bf5f8695"
     assert "ownerReferences" not in decision.policy_manifest["metadata"]
+    assert any("could not be verified" in w and "ReplicaSet" in w for w in decision.warnings)
 
 
 def test_v1beta1_review_is_answered_in_v1beta1() -> None:

@@ -3,7 +3,6 @@ Mutating/ValidatingWebhookConfigurations; the test drives it with the official `
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from kubernetes.client.rest import ApiException
 from certs.pki import KeyPair, generate_ca, issue_certificate
 from localkube import LocalKube
 from netwarden import names
+from netwarden.stack import webhook_configurations
 
 REPO = Path(__file__).resolve().parents[2]
 RECONCILER = "system:serviceaccount:netwarden:netwarden-reconciler"
@@ -90,43 +90,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "cond
 
 
 def webhook_configs(port: int, ca_pem: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    ca_bundle = base64.b64encode(ca_pem).decode()
-    skip_down = {"matchExpressions": [{"key": DOWN_LABEL, "operator": "DoesNotExist"}]}
-    mutating = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": "netwarden"},
-        "webhooks": [{
-            "name": "pods.netwarden.io",
-            "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": ca_bundle},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-                       "scope": "Namespaced"}],
-            "namespaceSelector": skip_down,
-            "objectSelector": {"matchExpressions": [
-                {"key": names.LABEL_INJECT, "operator": "NotIn", "values": [names.INJECT_DISABLED]}]},
-            "failurePolicy": "Fail",
-            "sideEffects": "NoneOnDryRun",
-            "admissionReviewVersions": ["v1", "v1beta1"],
-            "timeoutSeconds": 10,
-        }],
-    }
-    validating = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "netwarden"},
-        "webhooks": [{
-            "name": "pod-labels.netwarden.io",
-            "clientConfig": {"url": f"https://127.0.0.1:{port}/validate", "caBundle": ca_bundle},
-            "rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-                       "scope": "Namespaced"}],
-            "namespaceSelector": skip_down,
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 10,
-        }],
-    }
-    return mutating, validating
+    """The stack's (the chart's) configurations, failing closed, minus the "webhook down" namespaces."""
+    skip_down = {"key": DOWN_LABEL, "operator": "DoesNotExist"}
+    return webhook_configurations(f"https://127.0.0.1:{port}", ca_pem, failure_policy="Fail", timeout_seconds=10,
+                                  extra_namespace_expressions=(skip_down,), review_versions=("v1", "v1beta1"))
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -417,7 +384,9 @@ def test_every_review_writes_one_json_log_line_with_its_outcome(env: Env) -> Non
     namespace = make_namespace(env)
     env.core.create_namespaced_pod(namespace, pod_body("logged"))
     lines = [json.loads(line) for line in env.log_text().splitlines() if line.startswith("{")]
-    (record,) = [r for r in lines if r.get("event") == "admission_review" and r.get("namespace") == namespace]
+    reviews = [r for r in lines if r.get("event") == "admission_review" and r.get("namespace") == namespace]
+    assert sorted((r["webhook"], r["outcome"]) for r in reviews) == [("mutate", "labelled"), ("validate", "allowed")]
+    (record,) = [r for r in reviews if r["webhook"] == "mutate"]
     assert record["pod"] == "logged" and record["operation"] == "CREATE" and record["outcome"] == "labelled"
     assert record["workload"] == f"{namespace}.pod.logged" and record["policy"] == "created"
     assert isinstance(record["latency_ms"], float) and record["uid"]

@@ -31,6 +31,15 @@ namespaceSelector:
       values: {{ include "netwarden.webhook.excludedNamespaces" . }}
 {{- end -}}
 
+{{/* The label guard's namespaces: every one but the excluded ones, in both modes. */}}
+{{- define "netwarden.webhook.guardNamespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "netwarden.webhook.excludedNamespaces" . }}
+{{- end -}}
+
 {{- define "netwarden.webhook.matchConditions" -}}
 {{- with .Values.webhook.matchConditions }}
 matchConditions:
