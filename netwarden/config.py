@@ -82,7 +82,7 @@ class WebhookConfig:
         600.0, "how long a workload whose baseline was written (or found) is remembered; one write per workload")
     workload_cache_size: int = option(10000, "most workloads remembered per worker")
     api_timeout_seconds: float = option(
-        2.0, "per-call API timeout inside an admission review (keep attempts*timeout under the webhook timeout)")
+        2.0, "per-call API timeout inside an admission review (every call of a review also ends by its deadline, below the API server's timeout)")
     api_attempts: int = option(2, "API attempts per call inside an admission review (transient errors only)")
     ready_probe_seconds: float = option(10.0, "how long a /readyz API reachability result is reused")
 

@@ -10,7 +10,7 @@ PREFIX = "netwarden.io"
 
 # --- Opt-in / opt-out -------------------------------------------------------------------------
 #: Label: on a namespace "enabled" opts it in (the webhook's namespaceSelector); on a pod
-#: "disabled" opts that pod out (the webhook's objectSelector), "enabled" opts it in.
+#: "disabled" opts that pod out (it still loses netwarden.io/* labels it set), "enabled" opts it in.
 LABEL_INJECT = f"{PREFIX}/inject"
 #: Annotation on a namespace or a pod: "enabled" opts in, "disabled" (pod only) opts out and wins.
 ANNOTATION_INJECT = f"{PREFIX}/inject"
