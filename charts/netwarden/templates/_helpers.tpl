@@ -133,3 +133,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- $excluded := concat (list "kube-system" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq -}}
 {{- toJson $excluded -}}
 {{- end -}}
+
+{{/*
+Where the API server calls the webhook from, as CIDRs: networkPolicy.apiServerCIDRs when given,
+else the addresses of the `kubernetes` Service's endpoints in `default` (the API server's own),
+looked up at install and upgrade. Empty under `helm template` (no cluster to ask): the webhook
+NetworkPolicy then admits no API server address, and NOTES.txt says so.
+*/}}
+{{- define "netwarden.apiServerCIDRs" -}}
+{{- $cidrs := list -}}
+{{- if .Values.networkPolicy.apiServerCIDRs -}}
+{{- $cidrs = .Values.networkPolicy.apiServerCIDRs -}}
+{{- else -}}
+{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" -}}
+{{- range (get $endpoints "subsets" | default list) -}}
+{{- range (get . "addresses" | default list) -}}
+{{- $cidrs = append $cidrs (printf "%s/%s" .ip (ternary "128" "32" (contains ":" .ip))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $cidrs -}}
+{{- end -}}
