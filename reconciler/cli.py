@@ -134,12 +134,28 @@ def explain_document(policies: list[dict[str, Any]], workload: str) -> dict[str,
     return out
 
 
+def unreachable_pods(kube: Any, namespace: str | None, workload: str) -> list[dict[str, str]]:
+    """The workload's pods NetworkPolicy cannot reach (hostNetwork), with why (netwarden.reach)."""
+    from netwarden.reach import outside_policy_reach
+
+    namespace = namespace or (workload.split(".", 1)[0] if workload.count(".") >= 2 else None)
+    selector = f"{names.LABEL_IDENTITY}={workload}"
+    out = []
+    items, _ = kube.list_objects("pods", namespace=namespace, label_selector=selector)
+    for pod in items:
+        why = outside_policy_reach(pod)
+        if why:
+            out.append({"pod": f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}", "why": why})
+    return out
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from reconciler.watch import MANAGED_SELECTOR
 
     kube = _kube(args.kubeconfig)
     document = explain_document(kube.list_policies(args.namespace, MANAGED_SELECTOR), args.workload)
-    if not document["policies"]:
+    document["pods_outside_policy_reach"] = unreachable_pods(kube, args.namespace, args.workload)
+    if not document["policies"] and not document["pods_outside_policy_reach"]:
         print(f"no netwarden policy for {args.workload!r}", file=sys.stderr)
         return 1
     print(json.dumps(document, indent=2, default=str))

@@ -30,6 +30,7 @@ from netwarden.kube import KubeClient
 from netwarden.labels import is_opted_in
 from netwarden.labelvalues import fit_label_value
 from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy
+from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
@@ -146,6 +147,8 @@ class Reconciler:
         self._gone_since: dict[str, float] = {}
         #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
         self._known_good: dict[tuple[str, str], Obj] = {}
+        #: Pods (uid) already told they are outside NetworkPolicy's reach (one Event each).
+        self._unreachable_noted: set[str] = set()
         #: Last object seen per managed policy (a deleted one is re-created from it).
         self._last_seen: dict[tuple[str, str], Obj] = {}
         self._lock = threading.Lock()
@@ -286,10 +289,12 @@ class Reconciler:
         now = self.clock()
         if live:
             self._gone_since.pop(identity, None)
-            if not any(labels_of(p).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE for p in policies):
-                namespace = self.index.namespace(live[0].namespace)
+            reachable = [p for p in live if not self._note_unreachable(p)]
+            if reachable and not any(labels_of(p).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE
+                                     for p in policies):
+                namespace = self.index.namespace(reachable[0].namespace)
                 if namespace is not None and namespace.opted_in:
-                    self._create_baseline(live[0], reason=names.REASON_BACKFILL)
+                    self._create_baseline(reachable[0], reason=names.REASON_BACKFILL)
             self._collect_orphan_quarantines(policies)
             self._settle_carve_outs(identity, live)
             return None
@@ -401,7 +406,23 @@ class Reconciler:
         if decision is not None and decision.policy_manifest is not None:
             self._write_baseline(decision.policy_manifest, pod)
 
+    def _note_unreachable(self, pod: PodView) -> bool:
+        """True for a pod NetworkPolicy cannot reach (hostNetwork); says why on the pod, once per pod."""
+        reason = outside_policy_reach(pod.raw)
+        if reason is None:
+            return False
+        with self._lock:
+            first = pod.uid not in self._unreachable_noted
+            self._unreachable_noted.add(pod.uid)
+        if first and self.gate.is_open():
+            self.writer.event(pod.raw, names.EVENT_POD_UNENFORCEABLE, reason, type_="Warning")
+            log.info(json.dumps({"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.name}",
+                                 "identity": pod.identity, "why": reason}))
+        return True
+
     def _write_baseline(self, manifest: Obj, pod: PodView) -> None:
+        if self._note_unreachable(pod):
+            return  # a baseline would promise containment NetworkPolicy cannot give this pod
         meta = manifest["metadata"]
         if self.index.policy(meta["namespace"], meta["name"]) is not None:
             return

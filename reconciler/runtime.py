@@ -20,6 +20,7 @@ from netwarden.declarations import parse_peer_declarations
 from netwarden.identity import Workload
 from netwarden.kube import KubeClient
 from netwarden.policy import DnsTarget, baseline_intent
+from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.controller import ControllerSettings, Reconciler
 from reconciler.core.behaviour import PodRef
@@ -131,7 +132,7 @@ class ReconcilerRuntime:
                     decisions = self.engine.remove_pod(pod.namespace, pod.name, self.clock())
                 elif pod.identity:
                     self.engine.upsert_pod(PodRef(pod.identity, pod.namespace, pod.name, pod.instance, pod.ip,
-                                                  pod.labels.get(names.LABEL_PURPOSE)))
+                                                  pod.labels.get(names.LABEL_PURPOSE), outside_policy_reach(pod.raw)))
                     if pod.identity not in self.engine.base_intents:
                         self.engine.set_base_intent(pod.identity, base_intent_of(pod, self.index.mode_of(pod.namespace)))
             elif resource == "networkpolicies" and kind != DELETED:

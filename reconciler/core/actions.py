@@ -294,6 +294,12 @@ def thin_baseline(baseline: Baseline | None, now: float, config: CoreConfig) -> 
     return None
 
 
+def unreachable_instances(ctx: "DecideContext") -> set[str]:
+    """Instances of pods NetworkPolicy cannot reach (hostNetwork): never quarantined, never a reason
+    to tighten their siblings."""
+    return {r.instance for r in ctx.replicas if r.instance and r.outside_reach}
+
+
 def keep_excluded(intent: PolicyIntent, instances: Iterable[str]) -> PolicyIntent:
     """The workload policy with these pod instances carved out (they have their own quarantine policy)."""
     if intent.instance is not None:
@@ -378,9 +384,10 @@ def decide(
                            f"({thin})", names.STEP_BASELINE, guard, intents=(intent,))
                 )
         return decisions
-    # Evidence about pods already isolated one by one says nothing about their siblings: the
-    # workload's own policy steps on what is left.
-    siblings = max(0.0, score - sum(risk.instance_score(i, now) for i in still_quarantined))
+    # Evidence about pods already isolated one by one (or that no policy can reach) says nothing about
+    # their siblings: the workload's own policy steps on what is left.
+    set_aside = still_quarantined | unreachable_instances(ctx)
+    siblings = max(0.0, score - sum(risk.instance_score(i, now) for i in set_aside))
 
     if score >= cfg.quarantine_threshold:
         decisions.extend(_quarantine(state, risk, mode, guard, now, ctx, score, replica_instances, still_quarantined))
@@ -442,7 +449,7 @@ def _quarantine(
         return _quarantine_pods(state, risk, mode, guard, now, ctx, score, hot, quarantined)
     # What is left once the isolated pods' own evidence is set aside decides the siblings' policy:
     # one pod's alert never tightens the replicas it did not come from.
-    siblings = max(0.0, score - sum(risk.instance_score(i, now) for i in quarantined))
+    siblings = max(0.0, score - sum(risk.instance_score(i, now) for i in quarantined | unreachable_instances(ctx)))
     if state.step == names.STEP_BASELINE and siblings >= cfg.tighten_threshold:
         decision = decide_tighten(state, risk, mode, guard, now, ctx, siblings)
         return [decision] if decision is not None else []
@@ -458,8 +465,10 @@ def _quarantine_pods(
     pods_by_instance = {r.instance: r.pod for r in ctx.replicas if r.instance}
     out = []
     now_quarantined = set(quarantined)
-    for instance in hot:
-        now_quarantined.add(instance)
+    unreachable = unreachable_instances(ctx)
+    for instance in sorted(hot, key=lambda i: i in unreachable):  # the ones a policy can isolate first
+        if instance not in unreachable:
+            now_quarantined.add(instance)
         intents = (
             quarantine_intent(state.namespace, state.identity, instance, ctx.exceptions),
             keep_excluded(state.intent, now_quarantined),
@@ -474,7 +483,7 @@ def _quarantine_pods(
         if decision is None:
             continue
         out.append(decision)
-        if decision.action != QUARANTINE_POD:
+        if decision.action != QUARANTINE_POD and instance not in unreachable:
             break  # one guard-rail alert covers the rest
     return out
 
@@ -494,6 +503,11 @@ def _escalate(
         blocked = f"namespace {state.namespace} is protected: never tightened or quarantined"
     elif now < state.cooldown_until:
         blocked = f"automatic changes paused until {state.cooldown_until:.0f} after a rollback"
+    elif action == QUARANTINE_POD and evidence_instance in unreachable_instances(ctx):
+        pod = next(r for r in ctx.replicas if r.instance == evidence_instance)
+        blocked = f"pod {pod.pod}: {pod.outside_reach}"
+    elif ctx.replicas and all(r.outside_reach for r in ctx.replicas):
+        blocked = f"every pod of the workload is outside NetworkPolicy's reach ({ctx.replicas[0].outside_reach})"
     elif action in (QUARANTINE_POD, QUARANTINE_WORKLOAD):
         blocked = guard.blast.check(state.identity, blast_pods, ctx.total_pods, now)
     elif action == TIGHTEN:

@@ -45,6 +45,8 @@ class PodRef:
     instance: str | None = None
     ip: str | None = None
     purpose: str | None = None
+    #: Why NetworkPolicy cannot reach this pod (hostNetwork), None when it can (netwarden.reach).
+    outside_reach: str | None = None
 
 
 @dataclass
@@ -59,7 +61,7 @@ class PodIndex:
     def add(self, ref: PodRef) -> None:
         self.remove(ref.namespace, ref.pod)
         self.by_pod[(ref.namespace, ref.pod)] = ref
-        if ref.ip:
+        if ref.ip and ref.outside_reach is None:  # a hostNetwork pod's IP is its node's, not its own
             self.by_ip[ref.ip] = ref
         self.by_identity.setdefault(ref.identity, {})[ref.pod] = ref
 

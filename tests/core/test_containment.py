@@ -182,3 +182,17 @@ def test_after_a_busy_minute_of_tightenings_a_relax_is_not_deferred() -> None:
     assert relax.action == A.RELAX and relax.effect == A.EFFECT_WRITE, relax.reason
     assert state.step == names.STEP_BASELINE
     assert not e.guard.budget.try_take(T0), "the relax did not spend the tightenings' budget"
+
+
+# --- pods NetworkPolicy cannot reach (hostNetwork) -----------------------------------------------
+
+def test_an_alert_for_a_host_network_pod_is_alert_only_and_never_tightens_its_siblings() -> None:
+    from netwarden.reach import HOST_NETWORK_REASON
+
+    e = engine(with_config(blast_max_pod_fraction=1.0))
+    t = learn_api_to_db(e)
+    e.upsert_pod(replace(POD_A, outside_reach=HOST_NETWORK_REASON))
+    (decision,) = e.ingest_alert(falco(t, POD_A.pod), t)
+    assert decision.action == A.ALERT_ONLY and "hostNetwork" in decision.reason
+    assert all(d.action == A.ALERT_ONLY for s in range(1, 100, 9) for d in e.tick(t + s))
+    assert e.state_of(API).quarantined == {} and e.state_of(API).step == names.STEP_BASELINE
