@@ -424,8 +424,9 @@ def decide_create(
     """Validating webhook on pod CREATE: the final object's netwarden labels must be exactly what
     `decide_admission` gives for that same object, so a later mutating webhook cannot add or change one.
 
-    The instance label is random per pod: it must be present (on an opted-in pod) and be a
-    well-formed uuid4; it is then taken as the decision's instance, so every other label is compared
+    An opted-in pod with no netwarden label at all is allowed (`degraded`): the mutating webhook
+    did not run for it, as when netwarden is down, and the reconciler backfills. Otherwise the
+    instance label is random per pod: it must be present and be a well-formed uuid4; it is then taken as the decision's instance, so every other label is compared
     exactly. Also accepted: the labels of the same decision with no owner verified (the pod as its
     own workload), which the mutating webhook gives when its API budget ran out; that never names
     another workload. `owners_checked` False (the adapter could not verify owners itself): the
@@ -442,6 +443,12 @@ def decide_create(
     if decision.outcome != OUTCOME_LABELLED:
         expected: list[Mapping[str, str]] = [{}]
     else:
+        if not actual:
+            # The mutating webhook did not label it (it failed under failurePolicy Ignore, or its
+            # namespaceSelector does not send this namespace): admitted as if netwarden were down; the
+            # reconciler backfills. A pod without netwarden labels matches nobody's allow rule.
+            return AdmissionDecision(True, OUTCOME_DEGRADED, warnings=(
+                "netwarden's mutating webhook did not label this pod; the reconciler will label it",))
         unverified = {key: None for key in parents}
         fallback = decide_admission(request, namespace, unverified, instance, config)
         expected = [decision.labels, fallback.labels]

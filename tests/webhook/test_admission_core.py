@@ -17,6 +17,7 @@ from netwarden.labels import NamespaceFacts, is_reserved_label
 from netwarden.labelvalues import is_valid_label_value
 from netwarden.policy import DnsTarget
 from webhook.admission import (
+    OUTCOME_DEGRADED,
     OUTCOME_LABELLED,
     OUTCOME_MALFORMED,
     OUTCOME_REFUSED,
@@ -26,6 +27,7 @@ from webhook.admission import (
     build_response,
     container_ports,
     decide_admission,
+    decide_create,
     decide_update,
     escape_pointer_token,
     label_patch,
@@ -436,3 +438,40 @@ def test_derived_label_values_are_always_valid_and_the_patch_yields_exactly_them
     assert {k: v for k, v in result.items() if is_reserved_label(k)} == dict(decision.labels)
     assert {k: v for k, v in result.items() if not is_reserved_label(k)} == {
         k: v for k, v in (labels or {}).items() if not is_reserved_label(k)}
+
+
+# --- CREATE guard (the validating webhook judges the final object) ------------------------------
+
+
+def admitted(req: dict[str, Any], parents: Any = None, instance: str = "2d17dd5a-6757-4248-b1ae-1074c267529c") -> dict[str, Any]:
+    """The pod as netwarden's mutating webhook leaves it."""
+    decision = decide_admission(req, SHOP, parents or {}, instance, SETTINGS)
+    final = copy.deepcopy(req)
+    final["object"] = apply_patch(req["object"], decision.patch)
+    return final
+
+
+def test_create_guard_allows_exactly_netwardens_own_labels_and_refuses_any_change() -> None:
+    owner = owner_dict("StatefulSet", "db")
+    parents = {("StatefulSet", "db"): []}
+    final = admitted(pod_request(owner=owner), parents)
+    assert decide_create(final, SHOP, parents, SETTINGS).allowed
+    for key, value in ((names.LABEL_IDENTITY, "payments.deploy.gateway"), (names.LABEL_PURPOSE, "database"),
+                       (f"{names.PREFIX}/extra", "x"), (names.LABEL_INSTANCE, "not-a-uuid")):
+        changed = copy.deepcopy(final)
+        changed["object"]["metadata"]["labels"][key] = value
+        verdict = decide_create(changed, SHOP, parents, SETTINGS)
+        assert not verdict.allowed and verdict.code == 403 and key in verdict.message, key
+
+
+def test_create_guard_accepts_the_unverified_fallback_and_an_unlabelled_pod_but_refuses_labels_when_not_opted_in() -> None:
+    owner = owner_dict("StatefulSet", "db")
+    degraded = admitted(pod_request(owner=owner), {("StatefulSet", "db"): None})  # mutating ran out of time
+    assert degraded["object"]["metadata"]["labels"][names.LABEL_IDENTITY] == "shop.pod.p-1"
+    assert decide_create(degraded, SHOP, {("StatefulSet", "db"): []}, SETTINGS).allowed
+    unlabelled = pod_request(owner=owner)  # the mutating webhook did not run (failurePolicy Ignore)
+    assert decide_create(unlabelled, SHOP, {}, SETTINGS).outcome == OUTCOME_DEGRADED
+    plain = NamespaceFacts("shop")
+    spoofed = pod_request(labels={names.LABEL_IDENTITY: "shop.deploy.api"})
+    assert not decide_create(spoofed, plain, {}, SETTINGS).allowed
+    assert decide_create(pod_request(labels={"app": "x"}), plain, {}, SETTINGS).allowed

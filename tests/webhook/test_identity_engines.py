@@ -239,3 +239,19 @@ def test_values_with_a_trailing_newline_never_reach_a_label(api: client.ApiClien
         assert labels[names.LABEL_ENVIRONMENT] == "unspecified" and labels[names.LABEL_PURPOSE] == "unspecified"
     finally:
         client.CoreV1Api(api).delete_namespace(namespace)
+
+
+def test_the_ephemeral_containers_subresource_cannot_change_labels_on_the_real_server(
+        stack: Stack, api: client.ApiClient, shop: str) -> None:
+    # why the guard covers pods and pods/status only: upstream's ephemeralcontainers (and resize)
+    # strategies keep the stored metadata, and a binding only sets annotations
+    if stack.engine != "kube":
+        pytest.skip("the local engine serves only the status subresource of pods")
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(shop, pod("debugged"))
+    core.patch_namespaced_pod_ephemeralcontainers("debugged", shop, {
+        "metadata": {"labels": {names.LABEL_IDENTITY: f"{shop}.deploy.api"}},
+        "spec": {"ephemeralContainers": [{"name": "dbg", "image": "busybox:1.36"}]}})
+    after = core.read_namespaced_pod("debugged", shop)
+    assert [c.name for c in after.spec.ephemeral_containers] == ["dbg"]  # the patch itself went through
+    assert after.metadata.labels[names.LABEL_IDENTITY] == f"{shop}.pod.debugged"
