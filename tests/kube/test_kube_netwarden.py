@@ -405,3 +405,52 @@ def test_two_reconcilers_elect_one_leader_through_a_real_lease_and_fail_over(sta
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(5)
 
+
+
+# --- issue 12 item 3 on the real control plane ---------------------------------------------------
+
+def fresh_falco(namespace: str, pod: str, priority: str) -> dict[str, Any]:
+    """A falcosidekick body with its own uuid and the current time (a replay or an old alert is not acted on)."""
+    import time
+
+    now = time.time()
+    return {"uuid": str(uuid.uuid4()), "priority": priority, "rule": "Terminal shell in container",
+            "output": f"A shell was spawned in a container (k8s.ns={namespace} k8s.pod={pod})",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}000Z",
+            "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": pod, "proc.name": "sh"},
+            "source": "syscall", "tags": ["container", "shell"], "hostname": "netwarden-node"}
+
+
+def test_an_alert_for_one_replica_before_learning_never_cuts_its_sibling_on_the_real_apiserver(
+        stack: Stack, api: client.ApiClient, opted_in: str) -> None:
+    """The twin of tests/e2e/test_siblings.py: the real ReplicaSet controller makes the two replicas."""
+    from netwarden.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
+
+    body = deployment_body("api", 2)
+    body["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_ALLOW_TO] = "cidr=0.0.0.0/0:443"
+    client.AppsV1Api(api).create_namespaced_deployment(opted_in, body)
+    core, net = client.CoreV1Api(api), client.NetworkingV1Api(api)
+
+    def pods() -> list[Any] | None:
+        found = sorted(core.list_namespaced_pod(opted_in, label_selector="app=api").items, key=lambda p: p.metadata.name)
+        return found if len(found) == 2 and all(names.LABEL_INSTANCE in (p.metadata.labels or {}) for p in found) else None
+
+    target, sibling = wait_for(pods, "two labelled replicas")
+    policy_name = baseline_policy_name(Workload(opted_in, "Deployment", "api"))
+    wait_for(lambda: not missing(lambda: net.read_namespaced_network_policy(policy_name, opted_in)), "the baseline")
+    instance = target.metadata.labels[names.LABEL_INSTANCE]
+    quarantine = f"netwarden-quarantine-{instance}"
+    for priority in ("Critical", "Warning", "Error", "Critical"):
+        assert stack.post_signal("/signals/falco", fresh_falco(opted_in, target.metadata.name, priority))["accepted"] == 1
+    wait_for(lambda: not missing(lambda: net.read_namespaced_network_policy(quarantine, opted_in)), "the quarantine")
+    workload = policy_dict(api, opted_in, policy_name)
+    assert workload["metadata"]["annotations"][names.ANNOTATION_STEP] == names.STEP_BASELINE
+    managed = [api.sanitize_for_serialization(p) for p in net.list_namespaced_network_policy(opted_in).items]
+    evaluator = PolicySet(managed, [NamespaceInfo(opted_in, {names.LABEL_NAMESPACE_NAME: opted_in})])
+
+    def info(pod: Any) -> PodInfo:
+        return PodInfo(opted_in, pod.metadata.name, pod.metadata.labels or {}, "198.18.0.1")
+
+    upstream = ExternalIP("198.51.100.7")
+    assert evaluator.is_allowed(info(sibling), upstream, 443), "the sibling keeps its declared upstream"
+    assert not evaluator.is_allowed(info(target), upstream, 443), "the alerted replica is isolated"
