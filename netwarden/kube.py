@@ -376,6 +376,13 @@ class KubeClient:
         except Exception as exc:  # noqa: BLE001 - an audit Event must not fail the action it records
             log.warning("event %s on %s/%s not recorded: %s", reason, namespace, meta.get("name"), exc)
 
+    def list_events(self, namespace: str, involved_name: str) -> list[dict[str, Any]]:
+        """Events recorded on one object (by name) in a namespace, oldest first (`netwarden explain`)."""
+        listed = self._call(self.core.list_namespaced_event, namespace,
+                            field_selector=f"involvedObject.name={involved_name}")
+        items = [self._to_dict(e) for e in listed.items]
+        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
     # -- list / watch (the reconciler's informers) ----------------------------------------------
     def _lister(self, resource: str, namespace: str | None) -> Callable[..., Any]:
         if resource == "pods":

@@ -157,6 +157,8 @@ EVENT_GUARD_RAIL = "NetwardenGuardRail"
 EVENT_LABELS_BACKFILLED = "NetwardenLabelsBackfilled"
 #: A pod NetworkPolicy cannot reach (hostNetwork): no baseline, no quarantine; the message says why.
 EVENT_POD_UNENFORCEABLE = "NetwardenPodUnenforceable"
+#: An alert about the pod was older than the configured max age: kept as evidence, not acted on.
+EVENT_ALERT_NOT_ACTED_ON = "NetwardenAlertNotActedOn"
 
 #: Component name used as Event source / field manager.
 FIELD_MANAGER = "netwarden"

@@ -149,12 +149,34 @@ def unreachable_pods(kube: Any, namespace: str | None, workload: str) -> list[di
     return out
 
 
+def netwarden_events(kube: Any, document: dict[str, Any], namespace: str | None, workload: str,
+                     limit: int = 20) -> list[dict[str, str]]:
+    """netwarden's latest Events on the workload's policies and pods: what it did, and what it refused
+    to do and why (a guard rail, a baseline too thin to tighten to, an alert too old to act on)."""
+    namespace = namespace or (workload.split(".", 1)[0] if workload.count(".") >= 2 else None)
+    if namespace is None:
+        return []
+    objects = {p["policy"] for p in document["policies"]}
+    items, _ = kube.list_objects("pods", namespace=namespace, label_selector=f"{names.LABEL_IDENTITY}={workload}")
+    objects.update(p["metadata"]["name"] for p in items)
+    out = []
+    for name in sorted(objects):
+        for event in kube.list_events(namespace, name):
+            if str(event.get("reason") or "").startswith("Netwarden"):
+                involved = event.get("involved_object") or event.get("involvedObject") or {}
+                out.append({"time": str(event.get("last_timestamp") or event.get("lastTimestamp") or ""),
+                            "object": f"{involved.get('kind')}/{involved.get('name')}",
+                            "reason": event.get("reason"), "message": event.get("message")})
+    return sorted(out, key=lambda e: e["time"])[-limit:]
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from reconciler.watch import MANAGED_SELECTOR
 
     kube = _kube(args.kubeconfig)
     document = explain_document(kube.list_policies(args.namespace, MANAGED_SELECTOR), args.workload)
     document["pods_outside_policy_reach"] = unreachable_pods(kube, args.namespace, args.workload)
+    document["events"] = netwarden_events(kube, document, args.namespace, args.workload)
     if not document["policies"] and not document["pods_outside_policy_reach"]:
         print(f"no netwarden policy for {args.workload!r}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ from netwarden.policy import DnsTarget, baseline_intent
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.controller import ControllerSettings, Reconciler
+from reconciler.core.alerts import TOO_OLD
 from reconciler.core.behaviour import PodRef
 from reconciler.core.config import CoreConfig
 from reconciler.core.engine import DecisionEngine
@@ -172,6 +173,13 @@ class ReconcilerRuntime:
             log.info(json.dumps({"event": "alert_not_acted_on", "why": ignored, "namespace": alert.namespace,
                                  "pod": alert.pod, "rule": alert.rule, "alert_time": alert.time,
                                  "alert_id": alert.alert_id}))
+            pod = self.index.pod(alert.namespace, alert.pod) if alert.namespace and alert.pod else None
+            if ignored == TOO_OLD and pod is not None:  # a duplicate says nothing new: no Event for it
+                age = self.clock() - alert.time
+                self.controller.writer.event(
+                    pod.raw, names.EVENT_ALERT_NOT_ACTED_ON,
+                    f"{alert.source_format} {alert.priority}: {alert.rule} is {age:.0f}s old (max age "
+                    f"{self.engine.config.alert_max_age_seconds:g}s): kept as evidence of the past, not acted on")
         self.apply(decisions)
 
     def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> None:
