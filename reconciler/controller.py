@@ -195,6 +195,11 @@ class Reconciler:
                 if not has_drifted(obj) and annotations_of(obj).get(names.ANNOTATION_SPEC_HASH):
                     self._known_good[(namespace, name)] = obj
             self.queue.add(f"{NP}{namespace}/{name}")
+            identity = labels_of(obj).get(names.LABEL_IDENTITY)
+            if identity:
+                # A workload or quarantine policy changed (a hand edit, a CLI rollback to an older spec, a
+                # deleted quarantine): its carve-outs are checked against the quarantines that exist.
+                self.queue.add(WL + identity)
         elif resource == "namespaces" and kind != DELETED:
             for pod in self.index.pods():
                 if pod.namespace == obj_key(obj)[1] and not pod.identity:

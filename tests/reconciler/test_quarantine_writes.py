@@ -285,3 +285,20 @@ def test_rollbacks_and_releases_have_their_own_budget_and_events_spend_none(
     assert len([e for e in core.list_namespaced_event(NS).items if e.reason == names.EVENT_POLICY_ROLLED_BACK]) >= 1
     assert controller.write_token_wait(safety=False) == 1.0, "its Events spent no token either"
     controller.stop()
+
+
+def test_a_cli_rollback_to_a_spec_before_the_carve_out_does_not_end_a_quarantine_that_holds(
+        cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None) -> None:
+    from reconciler.policy_ops import rollback
+
+    runtime = start_runtime(kube)
+    try:
+        wait_until(lambda: policy(net, NS, WORKLOAD_POLICY), what="the backfilled workload policy")
+        wait_until(lambda: runtime.engine.index.by_pod.get((NS, "web")))
+        runtime.accept_alert(SecurityAlert(time.time(), NS, "web", "Terminal shell in container", "critical"))
+        assert carved_out(policy(net, NS, WORKLOAD_POLICY)) == {INSTANCE}
+        rollback(PolicyWriter(kube), NS, WORKLOAD_POLICY, changed_by="cli")  # the spec before the carve-out
+        wait_until(lambda: carved_out(policy(net, NS, WORKLOAD_POLICY)) == {INSTANCE}, what="the carve-out back")
+        assert policy(net, NS, quarantine_policy_name(INSTANCE)) is not None
+    finally:
+        runtime.stop()
