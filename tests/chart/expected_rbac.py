@@ -18,8 +18,8 @@ def _grant(group: str, resources: tuple[str, ...], verbs: tuple[str, ...]) -> se
 #: Admission webhook (ClusterRole): namespace opt-in, owner verification, DNS Service, baseline policy, Events.
 WEBHOOK: frozenset[Triple] = frozenset(
     _grant("", ("namespaces",), ("get",))
-    | _grant("apps", ("replicasets", "statefulsets", "daemonsets"), ("get",))
-    | _grant("batch", ("jobs",), ("get",))
+    | _grant("apps", ("replicasets", "statefulsets", "daemonsets", "deployments"), ("get",))
+    | _grant("batch", ("jobs", "cronjobs"), ("get",))
     | _grant("", ("services",), ("get",))
     | _grant("networking.k8s.io", ("networkpolicies",), ("create",))
     | _grant("", ("events",), ("create",))

@@ -11,12 +11,13 @@ code makes. Change all three together.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]
-# Owner verification: a pod's ownerReferences are followed to the workload it claims.
+# Owner verification: the pod's controller and the owner above it (ReplicaSet -> Deployment,
+# Job -> CronJob) are fetched and their uids compared with the references.
 - apiGroups: ["apps"]
-  resources: ["replicasets", "statefulsets", "daemonsets"]
+  resources: ["replicasets", "statefulsets", "daemonsets", "deployments"]
   verbs: ["get"]
 - apiGroups: ["batch"]
-  resources: ["jobs"]
+  resources: ["jobs", "cronjobs"]
   verbs: ["get"]
 # The cluster DNS Service (NETWARDEN_DNS_SERVICE), so baselines allow DNS egress.
 - apiGroups: [""]
