@@ -110,15 +110,17 @@ def missing(read: Any) -> bool:
     return False
 
 
-def admission_reviews(stack: Stack, namespace: str) -> list[dict[str, Any]]:
-    """The webhook's own log of the AdmissionReviews it answered for a namespace (one JSON object a line)."""
+def admission_reviews(stack: Stack, namespace: str, webhook: str = "mutate") -> list[dict[str, Any]]:
+    """The webhook's own log of the AdmissionReviews it answered for a namespace (one JSON object a line),
+    of one webhook (mutate; validate also judges every CREATE)."""
     out = []
     for line in (stack.workdir / "webhook.log").read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("event") == "admission_review" and record.get("namespace") == namespace:
+        if record.get("event") == "admission_review" and record.get("namespace") == namespace \
+                and record.get("webhook") == webhook:
             out.append(record)
     return out
 
