@@ -41,11 +41,14 @@ def fit_label_value(value: str, limit: int = MAX_LABEL_VALUE) -> str:
 
 
 def fit_object_name(value: str, limit: int = MAX_NAME) -> str:
-    """Make a DNS-1123 subdomain object name (lowercase), hashing when too long."""
+    """Make a DNS-1123 subdomain object name (lowercase), hashing when too long or when cleaning it
+    had to drop characters (empty or dash-edged parts between dots: "a..b", "a.-b")."""
     lowered = re.sub(r"[^a-z0-9.-]+", "-", value.lower()).strip("-.")
-    if len(lowered) <= limit and lowered == value:
+    cleaned = ".".join(part for part in (p.strip("-") for p in lowered.split(".")) if part)
+    if len(cleaned) <= limit and cleaned == value:
         return value
-    if len(lowered) <= limit and lowered:
-        return lowered
+    if len(cleaned) <= limit and cleaned and cleaned == lowered:
+        return cleaned
     digest = short_hash(value)
-    return f"{lowered[: limit - len(digest) - 1].strip('-.')}-{digest}"
+    head = cleaned[: limit - len(digest) - 1].strip("-.")
+    return f"{head}-{digest}" if head else digest

@@ -69,3 +69,19 @@ def test_environment_sources_in_order_and_mode_defaults() -> None:
 def test_derived_label_values_are_always_valid(labels: dict, annotations: dict, sa: str) -> None:
     decision = derive_pod_labels(API, NamespaceFacts("shop", labels, annotations), sa, labels, annotations, "i-1")
     assert all(is_valid_label_value(v) for v in decision.labels.values())
+
+
+def test_object_names_are_always_dns_subdomains_even_from_names_with_empty_parts() -> None:
+    import re
+
+    from netwarden.labelvalues import fit_object_name
+
+    # upstream's IsDNS1123Subdomain, written here independently of labelvalues.py
+    subdomain = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+    # found by the fuzzed property: a pod named "0..0" gave the baseline name "netwarden-pod-0..0"
+    for raw in ("netwarden-pod-0..0", "netwarden-pod-a.-b", "netwarden-pod-x.", "Netwarden-Pod-API", "a" * 300):
+        fitted = fit_object_name(raw)
+        assert subdomain.fullmatch(fitted) and len(fitted) <= 253, (raw, fitted)
+    assert fit_object_name("netwarden-deploy-web") == "netwarden-deploy-web"
+    assert fit_object_name("netwarden-pod-0..0") != fit_object_name("netwarden-pod-0.0")
