@@ -139,10 +139,13 @@ class GuardedHttpServer:
                 self._server.close()
             for conn in list(self._connections):
                 conn.writer.transport.abort()
+            # Aborted connections end their tasks on their own (cancelling them makes asyncio's stream
+            # callback log each one); only a task still running the app after that is cancelled.
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=2)
+                for task in pending:
+                    task.cancel()
 
         if self._thread is not None and self._loop.is_running():
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
