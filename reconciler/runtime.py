@@ -114,10 +114,26 @@ class ReconcilerRuntime:
         return self.started.is_set()
 
     def on_leadership(self) -> None:
-        """Gained the Lease: collect garbage and look at everything again."""
+        """Gained the Lease: take over what the cluster holds, collect garbage, look at everything again."""
         if self.started.is_set():
+            self.take_over()
             self.controller.collect_garbage()
             self.controller.resync()
+
+    def take_over(self) -> int:
+        """Read every managed policy's quarantine and step back into the engine. A standby's engine ticks
+        too, but its decisions were never written: one that 'lifted' an expired quarantine in memory
+        must lift it for real once it leads. Idempotent; returns how many were taken over."""
+        now = self.clock()
+        count = 0
+        with self._engine_lock:
+            for obj in self.index.policies():
+                restored = restored_policy(obj, now)
+                if restored is not None and self.engine.restore(restored, now):
+                    count += 1
+        if count:
+            log.info(json.dumps({"event": "took_over_from_cluster", "restored": count}))
+        return count
 
     # -- facts from the watch -------------------------------------------------------------------
     def _on_change(self, resource: str, kind: str, obj: Obj, old: Obj | None) -> None:

@@ -302,3 +302,28 @@ def test_a_cli_rollback_to_a_spec_before_the_carve_out_does_not_end_a_quarantine
         assert policy(net, NS, quarantine_policy_name(INSTANCE)) is not None
     finally:
         runtime.stop()
+
+
+def test_a_standby_that_saw_a_quarantine_expire_lifts_it_for_real_once_it_leads(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None) -> None:
+    """A standby's engine ticks (and 'lifts' in memory) but writes nothing; leading, it takes over from
+    the cluster again, so the expired quarantine the old leader left is lifted, not forgotten."""
+    from .test_controller import LeadershipDuringStart
+
+    expires_at = float(int(time.time()) + 1)
+    write_as_a_previous_leader(kube, core, quarantine=True, carve=True, expires_at=expires_at)
+    gate = LeadershipDuringStart()
+    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=3600, default_mode=names.MODE_ENFORCE),
+                               tick_seconds=0.1, sync_timeout_seconds=10)
+    runtime = ReconcilerRuntime(kube, settings, CoreConfig(default_mode=names.MODE_ENFORCE), gate=gate,
+                                backoff=Backoff(0.01, 0.1)).start()
+    try:
+        wait_until(lambda: time.time() > expires_at + 0.5 and runtime.engine.state_of(IDENTITY) is not None
+                   and not runtime.engine.state_of(IDENTITY).quarantined, what="the standby's engine lifting it")
+        assert policy(net, NS, quarantine_policy_name(INSTANCE)) is not None, "a standby writes nothing"
+        gate.open = True
+        runtime.on_leadership()
+        wait_until(lambda: policy(net, NS, quarantine_policy_name(INSTANCE)) is None, what="lifted by the new leader")
+        assert carved_out(policy(net, NS, WORKLOAD_POLICY)) == set()
+    finally:
+        runtime.stop()
