@@ -302,16 +302,18 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r\n
 _MAX_HEAD = 128 * 1024
 
 
-def _complete_request(buffered: bytes, max_body: int) -> bool:
-    """Whether `buffered` holds a whole request head, and its body when that is sized and allowed."""
+def _bytes_needed(buffered: bytearray, max_body: int) -> int | None:
+    """How many bytes make the whole request in `buffered`: None until its head is complete, 0 to hand it
+    over as it is (a head too long, a chunked body, or a body over the limit: the parser and BodyLimit
+    answer those), else head plus sized body."""
     end = buffered.find(b"\r\n\r\n")
     if end < 0:
-        return len(buffered) > _MAX_HEAD  # too long: the parser refuses it
+        return 0 if len(buffered) > _MAX_HEAD else None
     match = _CONTENT_LENGTH.search(buffered, 0, end + 2)
     if match is None:
-        return True  # no sized body (chunked bodies are read by a thread, under the request deadline)
+        return 0  # no sized body (chunked bodies are read by a thread, under the request deadline)
     length = int(match.group(1))
-    return length > max_body or len(buffered) >= end + 4 + length
+    return 0 if length > max_body else end + 4 + length
 
 
 def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_body: int) -> type:
@@ -343,6 +345,7 @@ def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_b
             super().__init__(*args)
             self.handshake_deadline = time.monotonic() + handshake_timeout
             self.buffered = bytearray()
+            self.needed: int | None = None
             self.request_deadline: float | None = None
 
         def gather(self) -> bool | None:
@@ -363,7 +366,9 @@ def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_b
                 if self.request_deadline is None:
                     self.request_deadline = time.monotonic() + request_timeout
                 self.buffered += chunk
-                if _complete_request(bytes(self.buffered), max_body):
+                if self.needed is None:
+                    self.needed = _bytes_needed(self.buffered, max_body)
+                if self.needed is not None and len(self.buffered) >= self.needed:
                     return True
             if self.request_deadline is not None and time.monotonic() > self.request_deadline:
                 return False
@@ -375,6 +380,7 @@ def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_b
             if self.buffered:
                 self.parser.unreader.unread(bytes(self.buffered))
             self.buffered = bytearray()
+            self.needed = None
             self.request_deadline = None
 
         def init(self) -> None:

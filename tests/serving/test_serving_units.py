@@ -195,3 +195,13 @@ def test_extra_ca_verifies_client_certificates_when_presented_but_does_not_requi
         pass
     thread.join(5)
     assert errors and isinstance(errors[0], ssl.SSLError)  # an untrusted client certificate is refused
+
+
+def test_a_request_is_handed_to_a_thread_only_once_its_head_and_sized_body_are_in() -> None:
+    head = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+    assert serving._bytes_needed(bytearray(head[:-2]), 100) is None  # head still coming
+    assert serving._bytes_needed(bytearray(head + b"ab"), 100) == len(head) + 5  # body still coming
+    assert serving._bytes_needed(bytearray(head.replace(b"5", b"500")), 100) == 0  # over the limit: 413 at once
+    chunked = b"POST /mutate HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert serving._bytes_needed(bytearray(chunked), 100) == 0  # a thread reads it, under the deadline
+    assert serving._bytes_needed(bytearray(b"G" * (serving._MAX_HEAD + 1)), 100) == 0  # the parser refuses it
