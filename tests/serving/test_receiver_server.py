@@ -131,14 +131,20 @@ def test_300_idle_and_slow_tls_clients_leave_it_answering_with_bounded_threads(t
         assert server_threads() <= 1 + 4  # the loop thread and the app pool, whatever the clients do
 
 
-def test_handshake_head_and_body_timeouts_close_stalled_connections(tmp_path: Path) -> None:
+def test_handshake_head_body_and_keepalive_timeouts_close_stalled_connections(tmp_path: Path) -> None:
     served = Receiver(tmp_path, ServerLimits(handshake_timeout=0.5, head_timeout=0.5, body_timeout=0.5))
     try:
         silent = served.raw()
         head = served.slow_tls(b"GET /healthz HTTP/1.1\r\n")
         body = served.slow_tls(b"POST /signals/flows HTTP/1.1\r\nContent-Length: 100\r\n\r\n[")
-        for sock in (silent, head, body):
-            assert sock.recv(100) == b"", "the server closes a connection that stalls past its timeout"
+        kept = http.client.HTTPSConnection("127.0.0.1", served.port, context=served.client_context(),
+                                           timeout=CLIENT_TIMEOUT)
+        kept.request("GET", "/healthz")
+        response = kept.getresponse()
+        assert response.status == 200 and response.getheader("Connection") == "keep-alive"
+        response.read()
+        for sock in (silent, head, body, kept.sock):
+            assert sock.recv(100) == b"", "the server closes a connection that stalls or idles past its timeout"
             sock.close()
         wait_for(lambda: served.server.server.open_connections == 0, "stalled connections to be dropped")
     finally:
