@@ -400,16 +400,17 @@ def build_helm(cache_dir: Path | None = None, progress: Progress = print, *, for
 
 def _build_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    components = args.component or ["controlplane", "helm"]
+    components = args.component or ["controlplane", "enforcer", "helm"]
     progress = lambda line: print(line, flush=True)  # noqa: E731
     try:
         if "controlplane" in components:
             binaries = build(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
-            if not args.skip_enforcer:  # the kube tier's packet tests run it (localkube/enforcer_build.py)
-                from localkube import enforcer_build
-
-                enforcer_build.build(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
             print(f"control plane done in {time.monotonic() - started:.1f} s; binaries in {binaries.bin_dir}")
+        if "enforcer" in components and not args.skip_enforcer:  # the kube tier's packet tests run it
+            from localkube import enforcer_build
+
+            enforcer = enforcer_build.build(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
+            print(f"enforcer done in {time.monotonic() - started:.1f} s: {enforcer.path}")
         if "helm" in components:
             helm = build_helm(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
             print(f"helm done in {time.monotonic() - started:.1f} s: {helm}")
@@ -451,8 +452,9 @@ def add_controlplane_parser(subparsers: argparse._SubParsersAction) -> None:
     build_parser.add_argument("--nice", type=int, default=10, help="niceness of the go build (default 10; 0 to disable)")
     build_parser.add_argument("--skip-enforcer", action="store_true",
                               help="do not build the NetworkPolicy enforcer (kube-network-policies, tools/knp)")
-    build_parser.add_argument("--component", action="append", choices=("controlplane", "helm"),
-                              help="build only this (repeatable; default: the control plane and helm, from tools/helm/go.mod)")
+    build_parser.add_argument("--component", action="append", choices=("controlplane", "enforcer", "helm"),
+                              help="build only this (repeatable; default: the control plane, the enforcer "
+                                   "(tools/knp/go.mod) and helm (tools/helm/go.mod))")
     build_parser.set_defaults(func=_build_command)
     where_parser = commands.add_parser("where", help="print the paths of the cached binaries (exit 1 if not built)")
     where_parser.add_argument("--cache-dir", type=Path, default=None)
