@@ -30,7 +30,7 @@ from netwarden.report import (MapEdge, MapNode, ReportData, TimelineEntry, merge
                               render_report_html, timeline_from_events)
 from netwarden.identity import namespace_of_identity, workload_identity_value
 from netwarden.scenario import Scenario, ScenarioError, Step, WorkloadSpec, parse_endpoint, parse_scenario
-from netwarden.stack import Stack, start_stack
+from netwarden.stack import Stack, real_packets_missing, start_stack
 from netwarden.traffic import PodEnd, WorldEnd, steady_flows
 
 #: Reconciler settings for a story told in seconds rather than hours.
@@ -198,6 +198,10 @@ class Player:
         if end.ip:
             return WorldEnd(end.ip)
         pod = self.pod(end.workload or "", end.pod)
+        deadline = time.monotonic() + 30.0  # a pod in a network namespace takes a moment to be Running
+        while not (pod.get("status") or {}).get("podIP") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pod = self.pod(end.workload or "", end.pod)
         ip = (pod.get("status") or {}).get("podIP")
         if not ip:
             raise DemoFailure(f"pod {pod['metadata']['name']} has no IP yet")
@@ -253,9 +257,41 @@ class Player:
             "tags": ["container", "shell", "mitre_execution"],
             "hostname": "demo-node",
         }
+        peer = self._connected_peer(pod) if self.stack.pod_network is not None else None
+        sent = time.monotonic()
         self.stack.post_signal("/signals/falco", body)
         self.last_signal = time.monotonic()
         self.say(f"Falco: {body['rule']} ({body['priority']}) in pod {pod['metadata']['name']}")
+        if peer is not None:
+            self._until_refused(peer, pod, sent)
+
+    # -- real packets (engine kube with the enforcer) --------------------------------------------
+    def _connected_peer(self, target: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
+        """A pod with a working connection to `target` right now (a real TCP handshake), and the port."""
+        ports = [p["containerPort"] for c in target["spec"].get("containers", []) for p in c.get("ports") or []
+                 if p.get("protocol", "TCP") == "TCP"]
+        pods = [self._dict(p) for p in self.core.list_namespaced_pod(target["metadata"]["namespace"]).items]
+        for port in ports:
+            for peer in pods:
+                ip = (peer.get("status") or {}).get("podIP")
+                if ip and peer["metadata"]["uid"] != target["metadata"]["uid"] and \
+                        self.stack.pod_network.probe(ip, target["status"]["podIP"], port, timeout=0.2) == "open":
+                    self.say(f"real packets: {peer['metadata']['name']} -> {target['metadata']['name']}:{port} "
+                             "connects (TCP handshake through the enforcer)")
+                    return peer, port
+        return None
+
+    def _until_refused(self, peer: tuple[dict[str, Any], int], target: dict[str, Any], since: float) -> None:
+        source, port = peer
+        deadline = since + 10.0
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            if self.stack.pod_network.probe(source["status"]["podIP"], target["status"]["podIP"], port) == "dropped":
+                self.say(f"real packets: {source['metadata']['name']} -> {target['metadata']['name']}:{port} refused "
+                         f"{(started - since) * 1000:.0f} ms after the alert (the enforcer dropped the SYN)")
+                return
+        raise DemoFailure(f"real packets: {source['metadata']['name']} -> {target['metadata']['name']}:{port} "
+                          "still connects 10 s after the alert")
 
     def step_alertmanager(self, step: Step) -> None:
         pod = self.pod(str(step.args["target"]), step.args.get("pod"))
@@ -509,9 +545,16 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
     scenario = load_scenario(scenario_path)
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="netwarden-demo-"))
     out(f"netwarden demo: scenario {scenario.name!r}, engine {engine}, working directory {workdir}")
+    real_packets = False
+    if engine == "kube":
+        missing = real_packets_missing(engine)
+        real_packets = not missing
+        out("  real packets: on (pods in network namespaces, kube-network-policies enforcing)" if real_packets
+            else f"  real packets: off (needs {'; '.join(missing)}); policies are checked by evaluation only")
     try:
         stack = start_stack(workdir, engine=engine, reconciler_config=DEMO_RECONCILER_CONFIG,
-                            progress=lambda m: out(f"  {m}"))
+                            progress=lambda m: out(f"  {m}"), real_packets=real_packets,
+                            admin_network_policy=False)  # the story's quarantine is a NetworkPolicy one
     except KeyboardInterrupt:
         out("interrupted while starting: everything started has been stopped")
         return 130

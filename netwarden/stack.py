@@ -315,6 +315,10 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         api = load_api_client(kubeconfig)
         ensure_namespace(api, NETWARDEN_NAMESPACE)
         ensure_dns_service(api)
+        if real_packets and admin_network_policy:
+            from localkube.enforcer import install_anp_crd
+
+            install_anp_crd(api)  # before the reconciler: its quarantine backend comes from discovery at start
 
         ca_file, cert, key = make_tls(workdir / "tls", "netwarden")
         stack.ca_file = ca_file

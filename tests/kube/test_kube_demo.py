@@ -27,3 +27,7 @@ def test_demo_story_holds_on_the_real_control_plane(kube_binaries: Any, tmp_path
         assert any("  ok: " in line and claim in line for line in proc.stdout.splitlines()), claim
     # nothing netwarden wrote was "edited outside netwarden": the real server stores specs as rendered
     assert "NetwardenPolicyRestored" not in (workdir / "reconciler.log").read_text()
+    if "real packets: on" in proc.stdout:  # the enforcer is built and this machine can run it
+        lines = proc.stdout.splitlines()
+        connects = next(i for i, line in enumerate(lines) if "real packets:" in line and "connects" in line)
+        assert any("real packets:" in line and "refused" in line for line in lines[connects:]), proc.stdout[-3000:]
