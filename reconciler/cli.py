@@ -241,9 +241,8 @@ def run_reconciler(args: argparse.Namespace) -> int:
         return 2
     rc = config.reconciler
     if not args.no_auth and not rc.token_file:
-        print("error: a signal token file is required (--token-file or NETWARDEN_RECONCILER_TOKEN_FILE) "
-              "unless --no-auth", file=sys.stderr)
-        return 2
+        raise StartupError("no signal token file", "give --token-file FILE (or NETWARDEN_RECONCILER_TOKEN_FILE), "
+                           "or --no-auth for local use")
     tls = None
     if rc.cert or rc.key:
         if not (rc.cert and rc.key):

@@ -112,3 +112,7 @@ def test_local_cluster_on_a_taken_port_says_so_in_one_line(home: Path) -> None:
 def test_local_cluster_kube_engine_not_built_says_so_in_one_line(home: Path) -> None:
     result = run(["local-cluster", "--engine", "kube"], home)  # an empty HOME: no build cache
     assert_one_line(result, "netwarden local-cluster:", "netwarden controlplane build")
+
+
+def test_reconciler_without_a_token_file_says_so_in_one_line(home: Path) -> None:
+    assert_one_line(run(["reconciler"], home), "netwarden reconciler:", "--token-file FILE")
