@@ -94,6 +94,8 @@ ANNOTATION_APPROVE = f"{PREFIX}/approve"
 ANNOTATION_ADOPTED = f"{PREFIX}/adopted"
 #: The pod a per-pod (quarantine) policy isolates.
 ANNOTATION_TARGET_POD = f"{PREFIX}/target-pod"
+#: On a cluster-scoped (admin-tier) quarantine object: the namespace of the pod or workload it isolates.
+ANNOTATION_TARGET_NAMESPACE = f"{PREFIX}/target-namespace"
 #: sha256 of the spec netwarden last wrote; a spec that no longer matches it was edited by hand (drift).
 ANNOTATION_SPEC_HASH = f"{PREFIX}/spec-hash"
 #: JSON summary of the strongest evidence behind the current spec (what `netwarden explain` shows).
@@ -159,6 +161,10 @@ EVENT_LABELS_BACKFILLED = "NetwardenLabelsBackfilled"
 EVENT_POD_UNENFORCEABLE = "NetwardenPodUnenforceable"
 #: An alert about the pod was older than the configured max age: kept as evidence, not acted on.
 EVENT_ALERT_NOT_ACTED_ON = "NetwardenAlertNotActedOn"
+#: Warning: a policy that is not netwarden's widens what a quarantined or tightened pod may do (on the pod and the policy).
+EVENT_CONTAINMENT_WEAK = "NetwardenContainmentWeak"
+#: Warning: a policy that is not netwarden's allows every peer in an opted-in namespace (cancels baselines).
+EVENT_ALLOW_ALL_POLICY = "NetwardenAllowAllPolicy"
 
 #: Component name used as Event source / field manager.
 FIELD_MANAGER = "netwarden"
@@ -193,6 +199,10 @@ METRIC_SIGNALS_FORWARDED = "netwarden_signals_forwarded_total"
 METRIC_ALERTS_IGNORED = "netwarden_alerts_ignored_total"
 #: Quarantine steps (quarantine, release) that failed and were queued for a retry with backoff.
 METRIC_QUARANTINE_RETRIES = "netwarden_quarantine_step_retries_total"
+#: Policies that are not netwarden's and weaken containment now, by kind (widens-quarantine, widens-tightened, allow-all).
+METRIC_WEAK_CONTAINMENT = "netwarden_weak_containment_policies"
+#: 1 for the quarantine backend in use (networkpolicy, adminnetworkpolicy, clusternetworkpolicy).
+METRIC_QUARANTINE_BACKEND = "netwarden_quarantine_backend"
 
 
 def wire_names_table() -> str:

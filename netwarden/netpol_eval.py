@@ -21,6 +21,18 @@ Semantics (Kubernetes docs, "Network Policies"):
   implementation by the spec (Calico: yes; Cilium and the NCA analyzer: no). Default here: no, set
   `ipblock_matches_pods=True` for Calico-like behaviour.
 * Connections between two external IPs are not governed by NetworkPolicy: allowed.
+
+Admin tiers (policy.networking.k8s.io: ClusterNetworkPolicy v1beta1/v1alpha2, AdminNetworkPolicy and
+BaselineAdminNetworkPolicy v1alpha1), given in the same list as the NetworkPolicies:
+* Per direction, Admin-tier policies whose subject selects the pod are checked first, in priority
+  order (lower first), each policy's rules in order: the first matching rule decides. Accept/Allow
+  and Deny are final (no NetworkPolicy can change them); Pass skips the rest of the Admin tier.
+* Otherwise the NetworkPolicies decide, as above, when one selects the pod in that direction.
+* Otherwise Baseline-tier rules decide the same way (first match); with none matching, allowed.
+* Peers: `namespaces` (every pod there), `pods` (namespace AND pod selector; absent namespace
+  selector: every namespace), `networks` (CIDRs: external IPs, and pod IPs too, as the API says).
+  Ports: ClusterNetworkPolicy `protocols` ({tcp|udp|sctp: {destinationPort: {number|range}}}),
+  AdminNetworkPolicy `ports` (portNumber, portRange, namedPort); none given: every port.
 """
 
 from __future__ import annotations
@@ -146,6 +158,41 @@ class _Policy:
         return pod.namespace == self.namespace and selector_matches(self.pod_selector, pod.labels)
 
 
+ADMIN_API_GROUP = "policy.networking.k8s.io"
+TIER_ADMIN, TIER_BASELINE = "Admin", "Baseline"
+
+
+@dataclass(frozen=True)
+class _AdminPolicy:
+    """An Admin- or Baseline-tier policy of policy.networking.k8s.io, normalised."""
+
+    name: str
+    tier: str
+    priority: int
+    subject: Mapping[str, Any]
+    ingress: tuple[Mapping[str, Any], ...]
+    egress: tuple[Mapping[str, Any], ...]
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> "_AdminPolicy":
+        spec = manifest.get("spec") or {}
+        kind = manifest.get("kind")
+        tier = spec.get("tier") or (TIER_BASELINE if kind == "BaselineAdminNetworkPolicy" else TIER_ADMIN)
+        return cls(
+            name=(manifest.get("metadata") or {}).get("name") or "",
+            tier=tier,
+            priority=int(spec.get("priority") or 0),
+            subject=spec.get("subject") or {},
+            ingress=tuple(spec.get("ingress") or ()),
+            egress=tuple(spec.get("egress") or ()),
+        )
+
+
+def is_admin_tier(manifest: Mapping[str, Any]) -> bool:
+    """True for policy.networking.k8s.io objects (evaluated as Admin or Baseline tier)."""
+    return str(manifest.get("apiVersion") or "").startswith(ADMIN_API_GROUP + "/")
+
+
 @dataclass(frozen=True)
 class RuleMatch:
     """A rule that allowed the connection: policy `namespace/name`, direction, index in its list."""
@@ -200,7 +247,12 @@ class PolicySet:
         *,
         ipblock_matches_pods: bool = False,
     ) -> None:
-        self.policies: tuple[_Policy, ...] = tuple(_Policy.from_manifest(p) for p in policies)
+        manifests = list(policies)
+        self.policies: tuple[_Policy, ...] = tuple(_Policy.from_manifest(p) for p in manifests if not is_admin_tier(p))
+        admin = sorted((_AdminPolicy.from_manifest(p) for p in manifests if is_admin_tier(p)),
+                       key=lambda a: (a.priority, a.name))
+        self.admin: tuple[_AdminPolicy, ...] = tuple(a for a in admin if a.tier == TIER_ADMIN)
+        self.baseline: tuple[_AdminPolicy, ...] = tuple(a for a in admin if a.tier == TIER_BASELINE)
         self.namespace_labels: dict[str, Mapping[str, str]] = {ns.name: ns.labels for ns in namespaces}
         self.ipblock_matches_pods = ipblock_matches_pods
 
@@ -230,11 +282,15 @@ class PolicySet:
     def _side(self, direction: Direction, subject: Endpoint, peer: Endpoint, port: int | None, protocol: str) -> DirectionVerdict:
         if not isinstance(subject, PodInfo):
             return DirectionVerdict(direction, True, False, note="not a pod: not governed by NetworkPolicy")
+        dst = subject if direction == "ingress" else peer
+        decided = self._admin_tier(self.admin, direction, subject, peer, dst, port, protocol)
+        if decided is not None:
+            return decided
         policy_type = "Ingress" if direction == "ingress" else "Egress"
         selecting = [p for p in self.policies if policy_type in p.types and p.selects(subject)]
         if not selecting:
-            return DirectionVerdict(direction, True, False)
-        dst = subject if direction == "ingress" else peer
+            return self._admin_tier(self.baseline, direction, subject, peer, dst, port, protocol) or \
+                DirectionVerdict(direction, True, False)
         matches = []
         for policy in selecting:
             rules = policy.ingress if direction == "ingress" else policy.egress
@@ -252,6 +308,45 @@ class PolicySet:
             selecting=tuple(f"{p.namespace}/{p.name}" for p in selecting),
             allowed_by=tuple(matches),
         )
+
+    def _admin_tier(self, tier: Sequence[_AdminPolicy], direction: Direction, subject: PodInfo, peer: Endpoint,
+                    dst: Endpoint, port: int | None, protocol: str) -> DirectionVerdict | None:
+        """The first matching rule of the tier's policies selecting `subject`: its verdict, or None (no match, Pass)."""
+        for policy in tier:
+            if not self._admin_peer_matches(policy.subject, subject):
+                continue
+            rules = policy.ingress if direction == "ingress" else policy.egress
+            for index, rule in enumerate(rules):
+                peers = rule.get("from" if direction == "ingress" else "to") or []
+                if not any(self._admin_peer_matches(p, peer) for p in peers):
+                    continue
+                if not _admin_ports_match(rule, dst, port, protocol):
+                    continue
+                action = str(rule.get("action") or "")
+                if action == "Pass":
+                    return None
+                where = f"{policy.tier} tier {policy.name}[{index}]"
+                match = RuleMatch(f"cluster/{policy.name}", direction, index)
+                if action in ("Accept", "Allow"):
+                    return DirectionVerdict(direction, True, True, (f"cluster/{policy.name}",), (match,),
+                                            note=f"accepted by {where}")
+                return DirectionVerdict(direction, False, True, (f"cluster/{policy.name}",),
+                                        note=f"denied by {where}")
+        return None
+
+    def _admin_peer_matches(self, peer: Mapping[str, Any], endpoint: Endpoint) -> bool:
+        """An admin-tier peer (or subject): namespaces, pods (namespace AND pod selector), networks."""
+        if "networks" in peer:
+            return any(_in_ip_block(endpoint.ip, {"cidr": cidr}) for cidr in peer.get("networks") or [])
+        if not isinstance(endpoint, PodInfo):
+            return False
+        if "namespaces" in peer:
+            return selector_matches(peer["namespaces"], self.namespace_labels_of(endpoint.namespace))
+        if "pods" in peer:
+            pods = peer["pods"] or {}
+            return (selector_matches(pods.get("namespaceSelector"), self.namespace_labels_of(endpoint.namespace))
+                    and selector_matches(pods.get("podSelector"), endpoint.labels))
+        return False  # nodes, domainNames, or nothing: not modelled, matches no pod
 
     def _peer_matches(self, peer: Mapping[str, Any], endpoint: Endpoint, policy_namespace: str) -> bool:
         if "ipBlock" in peer:
@@ -282,9 +377,7 @@ def _ports_match(ports: Sequence[Mapping[str, Any]] | None, dst: Endpoint, port:
         if port is None:
             continue
         if isinstance(want, str) and not want.isdigit():
-            if isinstance(dst, PodInfo) and any(
-                cp.name == want and cp.protocol.upper() == protocol and cp.port == port for cp in dst.container_ports
-            ):
+            if _named_port(dst, want, port, protocol):
                 return True
             continue
         low = int(want)
@@ -292,3 +385,40 @@ def _ports_match(ports: Sequence[Mapping[str, Any]] | None, dst: Endpoint, port:
         if low <= port <= (int(high) if high is not None else low):
             return True
     return False
+
+
+def _admin_ports_match(rule: Mapping[str, Any], dst: Endpoint, port: int | None, protocol: str) -> bool:
+    """ClusterNetworkPolicy `protocols` or AdminNetworkPolicy `ports`; neither given: every port."""
+    if rule.get("protocols"):
+        for entry in rule["protocols"]:
+            for proto, match in entry.items():
+                if proto.upper() != protocol:
+                    continue
+                dest = (match or {}).get("destinationPort") or {}
+                if "number" in dest and port == dest["number"]:
+                    return True
+                if "range" in dest and port is not None and dest["range"]["start"] <= port <= dest["range"]["end"]:
+                    return True
+                if "namedPort" in dest and _named_port(dst, dest["namedPort"], port, protocol):
+                    return True
+        return False
+    if rule.get("ports"):
+        for entry in rule["ports"]:
+            if "portNumber" in entry:
+                number = entry["portNumber"]
+                if str(number.get("protocol") or "TCP").upper() == protocol and port == number.get("port"):
+                    return True
+            elif "portRange" in entry:
+                span = entry["portRange"]
+                if (str(span.get("protocol") or "TCP").upper() == protocol and port is not None
+                        and span["start"] <= port <= span["end"]):
+                    return True
+            elif "namedPort" in entry and _named_port(dst, entry["namedPort"], port, protocol):
+                return True
+        return False
+    return True
+
+
+def _named_port(dst: Endpoint, name: str, port: int | None, protocol: str) -> bool:
+    return isinstance(dst, PodInfo) and any(
+        cp.name == name and cp.protocol.upper() == protocol and cp.port == port for cp in dst.container_ports)
