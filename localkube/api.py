@@ -210,10 +210,13 @@ def _touched(body: Any) -> Obj:
 class Api:
     """Create/get/list/update/patch/delete for every registered type (one implementation)."""
 
-    def __init__(self, store: Store, dispatcher: Dispatcher, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, clock: Callable[[], float] = time.time,
+                 schema_of: Callable[[ResourceType], Obj | None] = lambda rt: None) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.clock = clock
+        #: A custom resource's openAPIV3Schema (from its CRD), checked on every write.
+        self.schema_of = schema_of
 
     # --- helpers ----------------------------------------------------------------------------
     def _namespace_labels(self, rt: ResourceType, namespace: str) -> dict[str, str] | None:
@@ -250,6 +253,8 @@ class Api:
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         causes = validation.validate(rt, obj)
+        if rt.custom:
+            causes += validation.validate_custom(obj, self.schema_of(rt))
         if old is not None and rt.kind == "Pod" and rt.group == "":
             causes += validation.validate_pod_update(obj, old)
         if causes:

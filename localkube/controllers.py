@@ -10,7 +10,7 @@ import time
 from typing import Callable
 
 from localkube.errors import ApiError
-from localkube.resources import RESOURCES, lookup
+from localkube.resources import RESOURCES, Catalog, ResourceType, lookup
 from localkube.store import Change, Obj, Store
 
 NAMESPACES = lookup("", "v1", "namespaces")
@@ -28,8 +28,9 @@ class Controllers:
     """A background thread that reconciles after every change (and every `interval` seconds)."""
 
     def __init__(self, store: Store, stamp: Callable[[Obj], None], interval: float = 0.5,
-                 root_ca_pem: bytes = b"") -> None:
+                 root_ca_pem: bytes = b"", catalog: Catalog | None = None) -> None:
         self.store = store
+        self.catalog = catalog or Catalog()
         self._root_ca = root_ca_pem.decode()
         self._stamp = stamp  # fills uid/creationTimestamp for objects the controllers create
         self._interval = interval
@@ -64,6 +65,7 @@ class Controllers:
 
     def reconcile(self) -> None:
         objects = list(self.store.all_objects())
+        objects = self._custom_resources_of_deleted_crds(objects)
         uids = {o["metadata"].get("uid") for _, o in objects}
         self._service_accounts(objects)
         self._root_ca_config_maps(objects)
@@ -71,8 +73,27 @@ class Controllers:
         for key, obj in objects:
             self._collect(key, obj, uids, objects)
 
+    def _type(self, key: str) -> ResourceType:
+        return BY_KEY.get(key) or self.catalog.by_key(key) or _gone_type(key)
+
+    def _custom_resources_of_deleted_crds(self, objects: list[tuple[str, Obj]]) -> list[tuple[str, Obj]]:
+        """Deleting a CRD deletes its objects (as the apiextensions server does)."""
+        served = self.catalog.keys()
+        kept = []
+        for key, obj in objects:
+            if key in served:
+                kept.append((key, obj))
+                continue
+            meta = obj["metadata"]
+            try:
+                self.store.delete(_gone_type(key, bool(meta.get("namespace"))), meta.get("namespace", ""), meta["name"])
+            except ApiError as err:
+                if err.code != 404:
+                    raise
+        return kept
+
     def _update(self, key: str, obj: Obj) -> None:
-        rt = BY_KEY[key]
+        rt = self._type(key)
         meta = obj["metadata"]
         current = self.store.get(rt, meta.get("namespace", ""), meta["name"])
         if current is None:
@@ -80,7 +101,7 @@ class Controllers:
         self.store.update(rt, obj, meta["resourceVersion"])
 
     def _delete_or_mark(self, key: str, obj: Obj, now: str) -> None:
-        rt = BY_KEY[key]
+        rt = self._type(key)
         meta = obj["metadata"]
         try:
             if meta.get("finalizers"):
@@ -132,7 +153,7 @@ class Controllers:
                 continue
             name = ns["metadata"]["name"]
             content = [(k, o) for k, o in objects if o["metadata"].get("namespace") == name
-                       and BY_KEY[k].namespaced]
+                       and self._type(k).namespaced]
             for k, o in content:
                 self._delete_or_mark(k, o, _now())
             if content:
@@ -197,3 +218,9 @@ class Controllers:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _gone_type(key: str, namespaced: bool = False) -> ResourceType:
+    """A stand-in type for a store key whose CRD is gone (only its key and scope matter to the store)."""
+    group, _, plural = key.partition("/")
+    return ResourceType(group, "", plural, "", namespaced, "", custom=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -22,6 +25,8 @@ class ResourceType:
     status_subresource: bool = False
     #: metadata.generation tracks spec changes
     generation: bool = False
+    #: served because a CustomResourceDefinition says so (apiVersion follows the URL's version)
+    custom: bool = False
 
     @property
     def api_version(self) -> str:
@@ -70,6 +75,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     _r("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
     _r("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
     _r("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",), status=True, generation=True),
+    _r("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
+       short=("crd", "crds"), status=True, generation=True),
 )
 
 #: (group, version, plural) -> type
@@ -94,6 +101,88 @@ FIELD_SELECTORS: dict[str, tuple[str, ...]] = {
 
 def lookup(group: str, version: str, plural: str) -> ResourceType | None:
     return BY_PATH.get((group, version, plural))
+
+
+CRDS = BY_PATH[("apiextensions.k8s.io", "v1", "customresourcedefinitions")]
+
+
+def custom_types(crd: dict[str, Any]) -> list[tuple[ResourceType, dict[str, Any] | None]]:
+    """The resource types (with their openAPIV3Schema) a CustomResourceDefinition serves."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    out = []
+    for version in spec.get("versions") or []:
+        if not version.get("served"):
+            continue
+        rt = ResourceType(spec.get("group", ""), version.get("name", ""), names.get("plural", ""),
+                          names.get("kind", ""), spec.get("scope") == "Namespaced",
+                          names.get("singular") or names.get("kind", "").lower(), tuple(names.get("shortNames") or ()),
+                          status_subresource="status" in (version.get("subresources") or {}), generation=True,
+                          custom=True)
+        out.append((rt, (version.get("schema") or {}).get("openAPIV3Schema")))
+    return out
+
+
+class Catalog:
+    """What this server serves: the built-in table plus the types of every stored CRD (kept current
+    through the store's change listener, as the real server's discovery follows CRDs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._crds: dict[str, dict[str, Any]] = {}
+        self._custom: dict[tuple[str, str, str], ResourceType] = {}
+        self._schemas: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+
+    def crd_changed(self, name: str, crd: dict[str, Any] | None) -> None:
+        with self._lock:
+            if crd is None:
+                self._crds.pop(name, None)
+            else:
+                self._crds[name] = crd
+            self._custom, self._schemas = {}, {}
+            for stored in self._crds.values():
+                for rt, schema in custom_types(stored):
+                    path = (rt.group, rt.version, rt.plural)
+                    if path not in BY_PATH:
+                        self._custom[path], self._schemas[path] = rt, schema
+
+    def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
+        return BY_PATH.get((group, version, plural)) or self._custom.get((group, version, plural))
+
+    def schema(self, rt: ResourceType) -> dict[str, Any] | None:
+        return self._schemas.get((rt.group, rt.version, rt.plural))
+
+    def types(self) -> list[ResourceType]:
+        with self._lock:
+            return [*RESOURCES, *self._custom.values()]
+
+    def keys(self) -> set[str]:
+        return {rt.key for rt in self.types()}
+
+    def by_key(self, key: str) -> ResourceType | None:
+        return next((rt for rt in self.types() if rt.key == key), None)
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """group -> versions served (built-in groups first, in table order)."""
+        out: dict[str, list[str]] = {}
+        for rt in self.types():
+            versions = out.setdefault(rt.group, [])
+            if rt.version not in versions:
+                versions.append(rt.version)
+        return {group: sorted(versions, key=version_priority) for group, versions in out.items()}
+
+
+def version_priority(version: str) -> tuple[int, int, int]:
+    """Kubernetes' version order (v1 > v1beta2 > v1beta1 > v1alpha1 > other): sort key, best first."""
+    match = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if match is None:
+        return (3, 0, 0)
+    stage = {None: 0, "beta": 1, "alpha": 2}[match[2]]
+    return (stage, -int(match[1]), -int(match[3] or 0))
+
+
+def served_in(types: Iterable[ResourceType], group: str, version: str) -> list[ResourceType]:
+    return [r for r in types if r.group == group and r.version == version]
 
 
 def discovery_entry(r: ResourceType) -> list[dict[str, object]]:

@@ -23,7 +23,7 @@ from localkube.api import ADMIN, Api, Request, rfc3339
 from localkube.audit import AuditRecord, record_for
 from localkube.errors import ApiError, bad_request
 from localkube.faults import Fault, Faults
-from localkube.resources import GROUP_VERSIONS, RESOURCES, ResourceType, discovery_entry, lookup, FIELD_SELECTORS
+from localkube.resources import CRDS, Catalog, ResourceType, discovery_entry, lookup, served_in, FIELD_SELECTORS
 from localkube.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from localkube.store import Change, Obj, Store
 from localkube.tls import ServingCert, make_serving_cert
@@ -71,11 +71,14 @@ class LocalKube:
         self.service_addresses: ServiceAddresses = dict(service_addresses or {})
         self.bookmark_interval = bookmark_interval
         self.store = Store(history_size)
+        #: Built-in types plus those of stored CustomResourceDefinitions (discovery follows CRDs).
+        self.catalog = Catalog()
+        self.store.add_listener(self._on_store_change)
         self.faults = Faults()
         #: Every authenticated request, in RBAC terms (localkube/audit.py); also GET /_localkube/audit.
         self.audit: list[AuditRecord] = []
         self.dispatcher = Dispatcher(self._webhook_configs, self.service_addresses)
-        self.api = Api(self.store, self.dispatcher)
+        self.api = Api(self.store, self.dispatcher, schema_of=self.catalog.schema)
         self.cert: ServingCert | None = make_serving_cert() if https else None
         self._ssl: ssl.SSLContext | None = None
         self._server: _Server | None = None
@@ -86,7 +89,7 @@ class LocalKube:
         from localkube.controllers import Controllers
         # the cluster CA every namespace's kube-root-ca.crt carries (a throwaway one on plain HTTP)
         self.root_ca_pem = self.cert.ca_pem if self.cert else make_serving_cert().ca_pem
-        self.controllers = Controllers(self.store, self._stamp, root_ca_pem=self.root_ca_pem)
+        self.controllers = Controllers(self.store, self._stamp, root_ca_pem=self.root_ca_pem, catalog=self.catalog)
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -183,6 +186,11 @@ class LocalKube:
         return client.ApiClient(cfg)
 
     # --- internals --------------------------------------------------------------------------
+    def _on_store_change(self, change: Change) -> None:
+        if change.resource == CRDS.key:
+            name = change.obj["metadata"]["name"]
+            self.catalog.crd_changed(name, None if change.type == "DELETED" else change.obj)
+
     def _webhook_configs(self, mutating: bool) -> list[Obj]:
         rt = MUTATING if mutating else VALIDATING
         return self.store.list(rt)[0]  # type: ignore[arg-type]
@@ -203,7 +211,7 @@ class LocalKube:
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
 
-def _parse_path(path: str) -> tuple[ResourceType, str | None, str, str] | None:
+def _parse_path(path: str, catalog: Catalog) -> tuple[ResourceType, str | None, str, str] | None:
     """(type, namespace or None, name, subresource) for a resource URL, None if not one."""
     parts = [p for p in path.split("/") if p]
     if len(parts) >= 2 and parts[0] == "api":
@@ -214,12 +222,12 @@ def _parse_path(path: str) -> tuple[ResourceType, str | None, str, str] | None:
         return None
     namespace: str | None = None
     if len(rest) >= 3 and rest[0] == "namespaces":
-        rt = lookup(group, version, rest[2])
+        rt = catalog.lookup(group, version, rest[2])
         if rt is not None and rt.namespaced:
             namespace, rest = rest[1], rest[2:]
     if not rest:
         return None
-    rt = lookup(group, version, rest[0])
+    rt = catalog.lookup(group, version, rest[0])
     if rt is None:
         raise ApiError(404, "NotFound", "the server could not find the requested resource",
                        {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
@@ -272,6 +280,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    @staticmethod
+    def _as_served(rt: ResourceType, obj: Any) -> Any:
+        """A custom resource reads back in the version asked for (conversion strategy None: apiVersion only)."""
+        if not rt.custom or not isinstance(obj, dict):
+            return obj
+        if obj.get("kind") == rt.kind:
+            return {**obj, "apiVersion": rt.api_version}
+        if isinstance(obj.get("items"), list):
+            return {**obj, "items": [{**i, "apiVersion": rt.api_version} if isinstance(i, dict) else i
+                                     for i in obj["items"]]}
+        return obj
 
     def _json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(code, json.dumps(obj).encode(), headers=headers)
@@ -337,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise fault.error()
             if self._discovery(path):
                 return
-            target = _parse_path(path)
+            target = _parse_path(path, kube.catalog)
             if target is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             rt, namespace, name, sub = target
@@ -390,18 +410,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{kube.host}:{kube.port}"}]})
         elif path == "/apis":
+            served = kube.catalog.group_versions()
             self._json(200, {"kind": "APIGroupList", "apiVersion": "v1",
-                             "groups": [_group(g) for g in GROUP_VERSIONS if g]})
+                             "groups": [_group(g, served[g]) for g in served if g]})
         elif path.startswith("/openapi"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         else:
             parts = [p for p in path.split("/") if p]
+            served = kube.catalog.group_versions()
             if parts == ["api", "v1"]:
-                self._json(200, _resource_list("", "v1"))
-            elif len(parts) == 2 and parts[0] == "apis" and parts[1] in GROUP_VERSIONS:
-                self._json(200, {"kind": "APIGroup", "apiVersion": "v1", **_group(parts[1])})
-            elif len(parts) == 3 and parts[0] == "apis" and parts[2] in GROUP_VERSIONS.get(parts[1], []):
-                self._json(200, _resource_list(parts[1], parts[2]))
+                self._json(200, _resource_list(kube.catalog, "", "v1"))
+            elif len(parts) == 2 and parts[0] == "apis" and parts[1] in served:
+                self._json(200, {"kind": "APIGroup", "apiVersion": "v1", **_group(parts[1], served[parts[1]])})
+            elif len(parts) == 3 and parts[0] == "apis" and parts[2] in served.get(parts[1], []):
+                self._json(200, _resource_list(kube.catalog, parts[1], parts[2]))
             else:
                 return False
         return True
@@ -421,31 +443,31 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and is_watch:
             self._watch(rt, namespace, name, params, fault)
         elif method == "GET" and not name:
-            self._json(200, api.list(rt, namespace if rt.namespaced else None, params.get("labelSelector"),
+            self._json(200, self._as_served(rt, api.list(rt, namespace if rt.namespaced else None, params.get("labelSelector"),
                                      params.get("fieldSelector"), _int(params.get("limit")),
-                                     params.get("continue") or None))
+                                     params.get("continue") or None)))
         elif method == "GET":
-            self._json(200, api.get(rt, ns, name))
+            self._json(200, self._as_served(rt, api.get(rt, ns, name)))
         elif method == "POST" and not name:
             obj = api.create(rt, ns, self._decode(raw), req)
-            self._json(201, obj)
+            self._json(201, self._as_served(rt, obj))
         elif method == "PUT" and name:
-            self._json(200, api.update(rt, ns, name, self._decode(raw), req, sub))
+            self._json(200, self._as_served(rt, api.update(rt, ns, name, self._decode(raw), req, sub)))
         elif method == "PATCH" and name:
             existed = kube.store.get(rt, ns, name) is not None
             obj = api.patch(rt, ns, name, self.headers.get("Content-Type") or "", raw, req, sub)
-            self._json(200 if existed else 201, obj)
+            self._json(200 if existed else 201, self._as_served(rt, obj))
         elif method == "DELETE" and name:
             options = self._decode(raw) if raw else None
             if params.get("propagationPolicy"):
                 options = {**(options or {}), "propagationPolicy": params["propagationPolicy"]}
             obj = api.delete(rt, ns, name, options, req)
-            self._json(200, obj)
+            self._json(200, self._as_served(rt, obj))
         elif method == "DELETE":
             options = self._decode(raw) if raw else None
-            self._json(200, api.delete_collection(rt, namespace if rt.namespaced else None,
+            self._json(200, self._as_served(rt, api.delete_collection(rt, namespace if rt.namespaced else None,
                                                   params.get("labelSelector"), params.get("fieldSelector"),
-                                                  options, req))
+                                                  options, req)))
         else:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
@@ -494,7 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
             nonlocal sent
             if fault is not None and fault.drop_watch_after is not None and sent >= fault.drop_watch_after:
                 raise _DropConnection()
-            line = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            line = json.dumps({"type": kind, "object": self._as_served(rt, obj)}).encode() + b"\n"
             self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             self.wfile.flush()
             sent += 1
@@ -563,12 +585,12 @@ def _int(value: str | None) -> int | None:
         raise bad_request(f"invalid integer value: {value}")
 
 
-def _group(group: str) -> Obj:
-    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in GROUP_VERSIONS[group]]
+def _group(group: str, served: list[str]) -> Obj:
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in served]
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
-def _resource_list(group: str, version: str) -> Obj:
-    resources = [e for r in RESOURCES if r.group == group and r.version == version for e in discovery_entry(r)]
+def _resource_list(catalog: Catalog, group: str, version: str) -> Obj:
+    resources = [e for r in served_in(catalog.types(), group, version) for e in discovery_entry(r)]
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
             "resources": resources}

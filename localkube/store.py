@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import queue
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -46,7 +46,7 @@ class Store:
     def __init__(self, history_size: int = 10_000) -> None:
         self.lock = threading.RLock()
         self._rv = 0
-        self._objects: dict[str, dict[Key, Obj]] = {r.key: {} for r in RESOURCES}
+        self._objects: dict[str, dict[Key, Obj]] = defaultdict(dict, {r.key: {} for r in RESOURCES})
         self._history: deque[Change] = deque(maxlen=history_size)
         self._watchers: set[Watcher] = set()
         self._listeners: list[Callable[[Change], None]] = []
