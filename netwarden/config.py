@@ -25,8 +25,10 @@ from typing import Any, Mapping, get_type_hints
 import yaml
 
 from netwarden import names
+from netwarden.admin_policy import BACKENDS as QUARANTINE_BACKENDS
 
 CONFIG_FILE_ENV = "NETWARDEN_CONFIG"
+
 ENV_PREFIX = "NETWARDEN_"
 #: The section whose environment variables carry no section infix.
 SHARED_SECTION = "cluster"
@@ -109,6 +111,13 @@ class ReconcilerConfig:
     max_body_bytes: int = option(8 * 1024 * 1024, "largest signal POST accepted, bytes (413 above)")
     signal_sources: tuple[str, ...] = option(
         ("flows", "falco", "alertmanager"), "signal endpoints served, /signals/<source> (others answer 404)")
+    quarantine_backend: str = option(
+        "auto", "what holds a quarantine: auto (ClusterNetworkPolicy v1beta1, then v1alpha2, then AdminNetworkPolicy "
+                "v1alpha1, as discovery finds them served; else NetworkPolicy) | networkpolicy | adminnetworkpolicy | "
+                "clusternetworkpolicy (asked for but not served: NetworkPolicy, logged)")
+    admin_policy_priority: int = option(
+        10, "priority of the admin-tier quarantine objects, 0 (first) to 1000; keep it before any admin-tier "
+            "Accept that must not reopen a quarantine")
 
 
 @dataclass(frozen=True)
@@ -286,6 +295,11 @@ def validate(config: NetwardenConfig) -> None:
         raise ConfigError(f"reconciler.port {config.reconciler.port}: expected 1-65535")
     if config.reconciler.cleanup_grace_seconds < 0:
         raise ConfigError("reconciler.cleanup_grace_seconds: expected 0 or more")
+    if config.reconciler.quarantine_backend not in QUARANTINE_BACKENDS:
+        raise ConfigError(f"reconciler.quarantine_backend {config.reconciler.quarantine_backend!r}: expected one of "
+                          f"{', '.join(QUARANTINE_BACKENDS)}")
+    if not 0 <= config.reconciler.admin_policy_priority <= 1000:
+        raise ConfigError(f"reconciler.admin_policy_priority {config.reconciler.admin_policy_priority}: expected 0-1000")
     hook = config.webhook
     if not 1 <= hook.port <= 65535:
         raise ConfigError(f"webhook.port {hook.port}: expected 1-65535")

@@ -27,6 +27,7 @@ from netwarden.startup import StartupError
 from netwarden.identity import OwnerRef
 
 log = logging.getLogger("netwarden.kube")
+ADMIN_POLICY_GROUP = "policy.networking.k8s.io"
 T = TypeVar("T")
 
 #: (apiGroup, resource, verb) for every call the webhook and reconciler make through KubeClient. The
@@ -59,6 +60,15 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("coordination.k8s.io", "leases", "update"),
     }
 )
+
+#: What the reconciler may call on its admin-tier quarantine objects (policy.networking.k8s.io), only
+#: when that backend is on: the chart grants these for the backend's resource (tests/chart/expected_rbac.py).
+ADMIN_POLICY_VERBS = ("get", "list", "create", "update", "delete")
+
+
+def admin_policy_api_calls(plural: str) -> frozenset[tuple[str, str, str]]:
+    return frozenset((ADMIN_POLICY_GROUP, plural, verb) for verb in ADMIN_POLICY_VERBS)
+
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -242,6 +252,7 @@ class KubeClient:
         self.batch = client.BatchV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.admission = client.AdmissionregistrationV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
 
     # -- plumbing ---------------------------------------------------------------------------
     def bounded(self, deadline: float) -> "KubeClient":
@@ -457,6 +468,56 @@ class KubeClient:
                 field_manager=names.FIELD_MANAGER, _content_type="application/merge-patch+json",
             )
         )
+
+    # -- admin-tier policies (policy.networking.k8s.io, cluster-scoped; see netwarden/admin_policy.py) --
+    def served_admin_policy_resources(self) -> dict[str, list[str]]:
+        """Discovery: each served version of policy.networking.k8s.io and its resources ({} when none)."""
+        groups = self._call(client.ApisApi(self.api_client).get_api_versions).groups or []
+        versions = next(([v.version for v in g.versions] for g in groups if g.name == ADMIN_POLICY_GROUP), [])
+        out: dict[str, list[str]] = {}
+        for version in versions:
+            listed = self._call(self.custom.get_api_resources, ADMIN_POLICY_GROUP, version)
+            out[version] = [r.name for r in listed.resources or [] if "/" not in r.name]
+        return out
+
+    def get_admin_policy(self, version: str, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(self.custom.get_cluster_custom_object, ADMIN_POLICY_GROUP, version, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_admin_policies(self, version: str, plural: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+        body = self._call(self.custom.list_cluster_custom_object, ADMIN_POLICY_GROUP, version, plural, **kwargs)
+        return list(body.get("items") or [])
+
+    def create_admin_policy(self, version: str, plural: str,
+                            manifest: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """Create a cluster-scoped admin-tier policy. ("created", obj) or ("exists", None) on 409."""
+        try:
+            created = self._call(self.custom.create_cluster_custom_object, ADMIN_POLICY_GROUP, version, plural,
+                                 dict(manifest), field_manager=names.FIELD_MANAGER)
+        except ApiException as exc:
+            if exc.status == 409:
+                return "exists", None
+            raise
+        return "created", created
+
+    def replace_admin_policy(self, version: str, plural: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace with the resourceVersion in the manifest (409 when stale)."""
+        return self._call(self.custom.replace_cluster_custom_object, ADMIN_POLICY_GROUP, version, plural,
+                          manifest["metadata"]["name"], dict(manifest), field_manager=names.FIELD_MANAGER)
+
+    def delete_admin_policy(self, version: str, plural: str, name: str) -> bool:
+        try:
+            self._call(self.custom.delete_cluster_custom_object, ADMIN_POLICY_GROUP, version, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     # -- leases (leader election) ---------------------------------------------------------------
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:

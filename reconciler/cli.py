@@ -257,7 +257,9 @@ def run_reconciler(args: argparse.Namespace) -> int:
                                                   write_burst=core.write_burst, max_history=core.max_history,
                                                   safety_write_rate_per_second=core.safety_write_rate_per_second,
                                                   safety_write_burst=core.safety_write_burst,
-                                                  history_max_bytes=core.history_max_bytes))
+                                                  history_max_bytes=core.history_max_bytes,
+                                                  quarantine_backend=rc.quarantine_backend,
+                                                  admin_policy_priority=rc.admin_policy_priority))
     runtime_holder: list[Any] = []
     forwarder: SignalForwarder | None = None
     if not rc.leader_elect:

@@ -14,6 +14,7 @@ and log only (dry-run), or stored as a proposal on the workload's policy (approv
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -32,6 +33,7 @@ from netwarden.labelvalues import fit_label_value
 from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
+from reconciler.admin_backend import AdminPolicyBackend, AdminQuarantines, Target, detect_backend
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
 from reconciler.leader import AlwaysOpen, NotLeader, WriterGate
@@ -75,6 +77,7 @@ WL, POD, NP, QR = "wl:", "pod:", "np:", "qr:"
 EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD = "write", "pending", "record"
 ACTION_ROLLBACK, ACTION_ALERT_ONLY = "rollback", "alert-only"
 ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE = "quarantine-pod", "lift-quarantine"
+ACTION_QUARANTINE_WORKLOAD = "quarantine-workload"
 #: Actions whose workload-policy write only opens or undoes: they spend the safety budget.
 SAFETY_ACTIONS = ("rollback", "relax", "lift-quarantine")
 EVIDENCE_SUMMARY_ITEMS = 5
@@ -94,6 +97,9 @@ class ControllerSettings:
     max_history: int = 10
     history_max_bytes: int = 64 * 1024
     workers: int = 2
+    #: auto | networkpolicy | adminnetworkpolicy | clusternetworkpolicy (netwarden.admin_policy.choose_backend)
+    quarantine_backend: str = "auto"
+    admin_policy_priority: int = 10
 
 
 def backfill_instance(pod: PodView) -> str:
@@ -138,6 +144,11 @@ class Reconciler:
                                    history_max_bytes=settings.history_max_bytes, may_emit=self.gate.is_open)
         backend = quarantine_backend or NetworkPolicyBackend(kube, self.writer)
         self.quarantines = QuarantineWriter(kube, self.writer, backend, self._holder_name)
+        #: An injected backend is kept; otherwise discovery decides (detect_backend, at start and on leadership).
+        self._backend_injected = quarantine_backend is not None
+        #: The admin-tier quarantine objects when that backend is in use; None: NetworkPolicy.
+        self.admin: AdminQuarantines | None = None
+        self.backend_reason = "not detected yet"
         #: Quarantine plans and releases not yet fully written, by (namespace, instance): retried from
         #: the queue (key `qr:<namespace>/<instance>`) with backoff until every step holds.
         self._quarantine_work: dict[tuple[str, str], QuarantinePlan | tuple[str, str, str]] = {}
@@ -303,6 +314,8 @@ class Reconciler:
             self._collect_orphan_quarantines(policies)
             self._settle_carve_outs(identity, live)
             return None
+        if self.admin is not None:  # cluster-scoped: nothing owns them, so netwarden removes them
+            self.admin.remove_gone(self._target_live, self._gone_why)
         if not policies:
             self._gone_since.pop(identity, None)
             return None
@@ -325,6 +338,8 @@ class Reconciler:
 
     def _collect_orphan_quarantines(self, policies: Sequence[Obj]) -> None:
         """Quarantine policies whose pod is gone (its ownerReference lets the API GC them too)."""
+        if self.admin is not None:  # cluster-scoped: nothing owns them, so netwarden removes them
+            self.admin.remove_gone(self._target_live, self._gone_why)
         for policy in policies:
             if labels_of(policy).get(names.LABEL_POLICY_ROLE) != names.ROLE_QUARANTINE:
                 continue
@@ -333,9 +348,41 @@ class Reconciler:
             if pod is None or not pod.live:
                 self._remove_policies([policy], [], f"quarantined pod instance {instance} is gone")
 
+    def detect_backend(self) -> None:
+        """Discovery decides the quarantine backend (at start-up and on each new leadership)."""
+        if self._backend_injected:
+            return
+        choice = detect_backend(self.kube, self.settings.quarantine_backend)
+        api = choice.api
+        if api is None:
+            self.admin = None
+            if not isinstance(self.quarantines.backend, NetworkPolicyBackend):
+                self.quarantines.backend = NetworkPolicyBackend(self.kube, self.writer)
+        elif self.admin is None or self.admin.api != api:
+            self.admin = AdminQuarantines(self.kube, api, priority=self.settings.admin_policy_priority,
+                                          dns=self.settings.dns, guard=self._before_write, event=self.writer.event)
+            self.quarantines.backend = AdminPolicyBackend(self.admin)
+        self.backend_reason = choice.reason
+        metrics.set_quarantine_backend(choice.backend)
+        log.info(json.dumps({"event": "quarantine_backend", "backend": choice.backend, "why": choice.reason}))
+
+    def _target_live(self, target: Target) -> bool:
+        if target.instance is not None:
+            pod = self.index.pod_by_instance(target.instance)
+            return pod is not None and pod.live
+        return any(p.live for p in self.index.pods_of(target.identity))
+
+    @staticmethod
+    def _gone_why(target: Target) -> str:
+        return (f"quarantined pod instance {target.instance} is gone" if target.instance is not None
+                else f"workload {target.identity} has no running pod")
+
     def collect_garbage(self) -> int:
         """Start-up: remove managed policies whose workload no longer exists (no pods, owner gone)."""
         removed = 0
+        self.detect_backend()
+        if self.admin is not None:
+            removed += self.admin.collect(self._target_live, self._gone_why)
         for policy in self.index.policies():
             labels = labels_of(policy)
             identity = labels.get(names.LABEL_IDENTITY, "")
@@ -566,9 +613,24 @@ class Reconciler:
                         decision.namespace, decision.identity, instance, f"{decision.action}: {decision.reason}",
                         tuple(pods_stub([pod] if pod is not None else pods))))
             else:
+                if decision.action == ACTION_QUARANTINE_WORKLOAD and self.admin is not None:
+                    self._admin_workload_quarantine(decision, pods, evidence)  # the Deny exists first
                 changes, _ = self.changes_for(decision, holder, pods, evidence)
                 for change in changes:
                     self.writer.apply(change)
+                if self.admin is not None and decision.action != ACTION_QUARANTINE_WORKLOAD and any(
+                        i.instance is None and i.step != names.STEP_QUARANTINED for i in decision.intents):
+                    self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
+                                    why=f"{decision.action}: {decision.reason}")
+
+    def _admin_workload_quarantine(self, decision: Any, pods: Sequence[PodView], evidence: list[dict[str, Any]]) -> None:
+        """A workload quarantine's Admin-tier Deny (selecting the identity); its NetworkPolicy narrows after it."""
+        assert self.admin is not None
+        for intent in decision.intents:
+            if intent.instance is None and intent.step == names.STEP_QUARANTINED:
+                self.admin.apply(intent, mode=decision.mode, annotations=self._decision_annotations(decision, evidence),
+                                 message=f"workload {intent.identity} quarantined by {self.admin.api.kind} "
+                                         f"(score {decision.score:.1f}): {decision.reason}", pods=pods_stub(pods))
 
     # -- quarantine steps ---------------------------------------------------------------------
     def submit_quarantine(self, work: QuarantineWork) -> bool:

@@ -29,3 +29,14 @@ ALERTS_IGNORED = Counter(names.METRIC_ALERTS_IGNORED, "Alerts recorded as eviden
 QUARANTINE_RETRIES = Counter(names.METRIC_QUARANTINE_RETRIES,
                              "Quarantine steps that failed and were queued for a retry, by step.", ["step"],
                              registry=REGISTRY)
+QUARANTINE_BACKEND = Gauge(names.METRIC_QUARANTINE_BACKEND, "1 for the quarantine backend in use (detected from discovery).",
+                           ["backend"], registry=REGISTRY)
+WEAK_CONTAINMENT = Gauge(names.METRIC_WEAK_CONTAINMENT,
+                         "Policies that are not netwarden's and weaken containment now, by kind.", ["kind"],
+                         registry=REGISTRY)
+QUARANTINE_BACKENDS = ("networkpolicy", "adminnetworkpolicy", "clusternetworkpolicy")
+
+
+def set_quarantine_backend(backend: str) -> None:
+    for name in QUARANTINE_BACKENDS:
+        QUARANTINE_BACKEND.labels(name).set(1 if name == backend else 0)

@@ -55,5 +55,13 @@ EXPECTED_RBAC: dict[str, frozenset[Triple]] = {
     "certs-hook": CERTS_HOOK,
 }
 
+#: Added to the reconciler's ClusterRole only when an admin-tier quarantine backend is on
+#: (config.quarantine.backend, or "auto" with the resource served), by the resource it writes.
+#: netwarden.kube.admin_policy_api_calls is the same; tests/reconciler/test_admin_backend.py observes it.
+RECONCILER_ADMIN_POLICIES: dict[str, frozenset[Triple]] = {
+    plural: frozenset(_grant("policy.networking.k8s.io", (plural,), ("get", "list", "create", "update", "delete")))
+    for plural in ("clusternetworkpolicies", "adminnetworkpolicies")
+}
+
 #: Which component's code each ServiceAccount runs (for the coverage test).
 CODE_OF: dict[str, str] = {"webhook": "webhook", "reconciler": "reconciler", "certs": "certs", "certs-hook": "certs"}

@@ -69,7 +69,8 @@ def test_core_section_loads_with_the_reconciler_core_config() -> None:
 def test_default_mode_is_dry_run_everywhere() -> None:
     config = yaml.safe_load(config_yaml())
     assert config["cluster"]["default_mode"] == config["core"]["default_mode"] == "dry-run"
-    assert config["reconciler"] == {"cleanup_grace_seconds": 300, "signal_sources": ["flows", "falco", "alertmanager"]}
+    assert config["reconciler"] == {"cleanup_grace_seconds": 300, "signal_sources": ["flows", "falco", "alertmanager"],
+                                    "quarantine_backend": "auto", "admin_policy_priority": 10}
 
 
 def test_quarantine_threshold_below_tighten_threshold_fails_the_install() -> None:

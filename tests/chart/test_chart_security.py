@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
 from tests.chart.chartkit import CHART_DIR, granted_rbac, of_kind, one, pod_specs, render  # noqa: E402
-from tests.chart.expected_rbac import EXPECTED_RBAC  # noqa: E402
+from netwarden import kube as netwarden_kube  # noqa: E402
+from tests.chart.expected_rbac import EXPECTED_RBAC, RECONCILER_ADMIN_POLICIES  # noqa: E402
 
 ALL_PODS = {"monitoring": {"monitoring": {"serviceMonitor": {"enabled": True}}}}
 
@@ -129,3 +130,16 @@ def test_signal_port_admits_only_the_other_replicas_and_configured_sources() -> 
     assert policy["spec"]["ingress"] == [replicas, {"ports": [{"port": "signals", "protocol": "TCP"}], "from": [source]}]
     closed = one(render({"networkPolicy": {"signalSources": [], "metricsSources": []}}), "NetworkPolicy", "-reconciler")
     assert closed["spec"]["ingress"] == [replicas]
+
+
+@pytest.mark.parametrize("backend, resource", [("auto", None), ("networkpolicy", None),
+                                               ("adminnetworkpolicy", "adminnetworkpolicies"),
+                                               ("clusternetworkpolicy", "clusternetworkpolicies")])
+def test_admin_tier_policy_rbac_is_granted_only_when_that_backend_is_on(backend: str, resource: str | None) -> None:
+    """Offline, "auto" sees no policy.networking.k8s.io served (as a cluster without the CRDs): nothing extra."""
+    granted = granted_rbac(render({"config": {"quarantine": {"backend": backend}}}))
+    extra = RECONCILER_ADMIN_POLICIES[resource] if resource else frozenset()
+    assert granted == {key: set(triples) | (set(extra) if key == "reconciler" else set())
+                       for key, triples in EXPECTED_RBAC.items()}
+    if resource is not None:
+        assert netwarden_kube.admin_policy_api_calls(resource) == extra

@@ -154,3 +154,20 @@ NetworkPolicy then admits no API server address, and NOTES.txt says so.
 {{- end -}}
 {{- toYaml $cidrs -}}
 {{- end -}}
+
+{{/*
+The admin-tier resource the reconciler's quarantine backend writes, or "" (NetworkPolicy only): the
+backend asked for, or with "auto" what the cluster serves as Helm sees it (the reconciler's own
+discovery uses the same order: ClusterNetworkPolicy v1beta1, v1alpha2, then AdminNetworkPolicy v1alpha1).
+*/}}
+{{- define "netwarden.quarantine.adminResource" -}}
+{{- $backend := .Values.config.quarantine.backend -}}
+{{- $caps := .Capabilities.APIVersions -}}
+{{- if eq $backend "clusternetworkpolicy" -}}clusternetworkpolicies
+{{- else if eq $backend "adminnetworkpolicy" -}}adminnetworkpolicies
+{{- else if eq $backend "auto" -}}
+{{- if or ($caps.Has "policy.networking.k8s.io/v1beta1/ClusterNetworkPolicy") ($caps.Has "policy.networking.k8s.io/v1alpha2/ClusterNetworkPolicy") -}}clusternetworkpolicies
+{{- else if $caps.Has "policy.networking.k8s.io/v1alpha1/AdminNetworkPolicy" -}}adminnetworkpolicies
+{{- end -}}
+{{- end -}}
+{{- end -}}

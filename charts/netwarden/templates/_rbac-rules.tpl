@@ -65,6 +65,15 @@ code makes. Change all three together.
   verbs: ["get"]
 {{- end -}}
 
+{{/* Reconciler (cluster-wide), only when an admin-tier quarantine backend is on: its cluster-scoped
+quarantine objects (write, renew after a restart, list orphans, remove with their pod). The argument is
+the resource ("clusternetworkpolicies" or "adminnetworkpolicies"), chosen by netwarden.quarantine.adminResource. */}}
+{{- define "netwarden.rules.reconcilerAdminPolicies" -}}
+- apiGroups: ["policy.networking.k8s.io"]
+  resources: [{{ . | quote }}]
+  verbs: ["get", "list", "create", "update", "delete"]
+{{- end -}}
+
 {{/* Reconciler (release namespace only): the leader-election Lease. */}}
 {{- define "netwarden.rules.reconcilerLease" -}}
 - apiGroups: ["coordination.k8s.io"]

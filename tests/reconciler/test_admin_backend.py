@@ -1,0 +1,167 @@
+"""The admin-tier quarantine backend against LocalKube with the real network-policy-api CRDs installed.
+
+A Falco alert quarantines a pod with a cluster-scoped Deny (ClusterNetworkPolicy or AdminNetworkPolicy,
+whichever discovery finds); deleting the pod removes it; a restarted reconciler (a new leader) collects
+orphans and renews what is still quarantined. The reconciler runs with its own token, so the calls it
+makes on the admin-tier resource are observed and compared with the RBAC the chart grants for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+import yaml
+from kubernetes import client
+from prometheus_client import CollectorRegistry
+
+from localkube import LocalKube
+from netwarden import names
+from netwarden.admin_policy import ANP_V1ALPHA1, CNP_V1BETA1, AdminApi, admin_quarantine_name
+from netwarden.kube import KubeClient, admin_policy_api_calls
+from netwarden.netpol_eval import NamespaceInfo, PodInfo, PolicySet
+from reconciler.controller import ControllerSettings
+from reconciler.core.config import CoreConfig
+from reconciler.receivers import ReceiverServer, create_receiver_app
+from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from reconciler.watch import Backoff
+from tests.chart.expected_rbac import RECONCILER_ADMIN_POLICIES
+from tests.support.data import PAYLOADS
+
+from .conftest import FAST_RETRY, make_namespace, make_pod, wait_until
+
+CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"
+GROUP = "policy.networking.k8s.io"
+RECONCILER_USER = "system:serviceaccount:netwarden:netwarden-reconciler"
+CRD_FILES = {CNP_V1BETA1.plural: "clusternetworkpolicies-v0.3.0-standard.yaml",
+             ANP_V1ALPHA1.plural: "adminnetworkpolicies-v0.1.7-standard.yaml"}
+
+
+@pytest.fixture(params=[CNP_V1BETA1, ANP_V1ALPHA1], ids=lambda api: api.kind)
+def setup(request: pytest.FixtureRequest) -> Iterator[tuple[LocalKube, AdminApi]]:
+    with LocalKube(bookmark_interval=0.5, tokens={"admin": "system:admin", "rec": RECONCILER_USER}) as server:
+        ext = client.ApiextensionsV1Api(server.api_client("admin"))
+        ext.create_custom_resource_definition(yaml.safe_load((CRDS / CRD_FILES[request.param.plural]).read_text()))
+        yield server, request.param
+
+
+def start(server: LocalKube, backend: str = "auto") -> ReconcilerRuntime:
+    settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=3600, default_mode=names.MODE_ENFORCE,
+                                                  write_rate_per_second=100, write_burst=100,
+                                                  quarantine_backend=backend),
+                               tick_seconds=0.2, sync_timeout_seconds=10)
+    kube = KubeClient(server.api_client("rec"), FAST_RETRY)
+    core = CoreConfig(default_mode=names.MODE_ENFORCE, blast_max_pod_fraction=0.5)
+    return ReconcilerRuntime(kube, settings, core, backoff=Backoff(0.01, 0.1)).start()
+
+
+def admin_objects(custom: client.CustomObjectsApi, api: AdminApi) -> dict[str, dict[str, Any]]:
+    items = custom.list_cluster_custom_object(GROUP, api.version, api.plural)["items"]
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def alert_for(pod: str) -> dict[str, Any]:
+    alert = json.loads((PAYLOADS / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())
+    alert["priority"] = "Critical"
+    alert["output_fields"]["k8s.ns.name"] = "shop"
+    alert["output_fields"]["k8s.pod.name"] = pod
+    return alert
+
+
+def quarantine_by_alert(runtime: ReconcilerRuntime, pod: str) -> None:
+    server = ReceiverServer(create_receiver_app(runtime, token=None, registry=CollectorRegistry()), "127.0.0.1", 0)
+    server.start()
+    try:
+        wait_until(lambda: runtime.engine.index.by_pod.get(("shop", pod)))
+        answer = requests.post(f"http://127.0.0.1:{server.port}/signals/falco", json=alert_for(pod), timeout=10).json()
+        assert answer["accepted"] == 1
+    finally:
+        server.stop()
+
+
+def test_admin_tier_quarantine_is_written_first_removed_with_its_pod_and_collected_after_restart(
+        setup: tuple[LocalKube, AdminApi]) -> None:
+    server, api = setup
+    admin = server.api_client("admin")
+    core, net, custom = client.CoreV1Api(admin), client.NetworkingV1Api(admin), client.CustomObjectsApi(admin)
+    make_namespace(core, "shop", mode=names.MODE_ENFORCE)
+    make_pod(core, "shop", "filler-0")
+    for name in ("web", "api", "db"):
+        make_pod(core, "shop", name)
+    user_allow = {"metadata": {"name": "user-allow-all"},
+                  "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{}], "egress": [{}]}}
+    net.create_namespaced_network_policy("shop", user_allow)
+    runtime = start(server)
+    try:
+        assert runtime.controller.admin is not None and runtime.controller.admin.api == api
+        instances = {name: wait_until(lambda name=name: (core.read_namespaced_pod(name, "shop").metadata.labels or {})
+                                      .get(names.LABEL_INSTANCE)) for name in ("web", "api", "db")}
+        wait_until(lambda: all(runtime.index.policy("shop", f"netwarden-pod-{n}") for n in ("web", "api", "db")))
+        for name in ("web", "api"):
+            quarantine_by_alert(runtime, name)
+        objects = admin_objects(custom, api)
+        web_name = admin_quarantine_name("shop", instances["web"], "shop.pod.web")
+        assert set(objects) == {web_name, admin_quarantine_name("shop", instances["api"], "shop.pod.api")}
+        web = objects[web_name]
+        assert web["spec"]["subject"]["pods"]["podSelector"] == {"matchLabels": {names.LABEL_INSTANCE: instances["web"]}}
+        assert web["spec"]["subject"]["pods"]["namespaceSelector"] == {
+            "matchLabels": {names.LABEL_NAMESPACE_NAME: "shop"}}
+        assert web["metadata"]["annotations"][names.ANNOTATION_TARGET_NAMESPACE] == "shop"
+        # No NetworkPolicy quarantine and no carve-out: the Admin-tier Deny holds by itself.
+        assert not [p for p in net.list_namespaced_network_policy("shop").items if "quarantine" in p.metadata.name]
+        baseline = net.read_namespaced_network_policy("netwarden-pod-web", "shop")
+        assert not baseline.spec.pod_selector.match_expressions
+        # What the API now holds, through the one evaluator: the user's allow-all does not reopen it.
+        pods = {p.metadata.name: PodInfo("shop", p.metadata.name, p.metadata.labels or {}, f"10.0.0.{i + 1}")
+                for i, p in enumerate(core.list_namespaced_pod("shop").items)}
+        held = PolicySet([client.ApiClient().sanitize_for_serialization(p) for p in
+                          net.list_namespaced_network_policy("shop").items] + list(objects.values()),
+                         [NamespaceInfo("shop")])
+        assert held.is_allowed(pods["filler-0"], pods["db"], 8080)  # the user's policy opens everything else
+        assert not held.is_allowed(pods["db"], pods["web"], 8080) and not held.is_allowed(pods["web"], pods["db"], 8080)
+        assert [e for e in core.list_namespaced_event("shop").items
+                if e.reason == names.EVENT_POD_QUARANTINED and e.involved_object.name == "web"]
+
+        core.delete_namespaced_pod("web", "shop")
+        wait_until(lambda: web_name not in admin_objects(custom, api))
+    finally:
+        runtime.stop()
+
+    # While no reconciler runs: api's pod goes (its object is now an orphan); db gets an object by hand
+    # as netwarden would have written it (a quarantine the new leader must keep and renew).
+    api_name = admin_quarantine_name("shop", instances["api"], "shop.pod.api")
+    core.delete_namespaced_pod("api", "shop")
+    runtime = start(server)
+    try:
+        wait_until(lambda: api_name not in admin_objects(custom, api))
+        assert admin_objects(custom, api) == {}
+        quarantine_by_alert(runtime, "db")
+        db_name = admin_quarantine_name("shop", instances["db"], "shop.pod.db")
+        assert db_name in admin_objects(custom, api)
+    finally:
+        runtime.stop()
+    runtime = start(server)  # a new leader finds db's quarantine and, alerted again, renews it (update)
+    try:
+        quarantine_by_alert(runtime, "db")
+        renewed = admin_objects(custom, api)[db_name]
+        assert renewed["metadata"]["annotations"][names.ANNOTATION_REVISION] == "2"
+    finally:
+        runtime.stop()
+
+    # RBAC is what the code calls: the reconciler used exactly the verbs the chart grants for this backend.
+    called = {(r.api_group, r.resource, r.verb) for r in server.audit
+              if r.user == RECONCILER_USER and r.api_group == GROUP}
+    assert called == set(admin_policy_api_calls(api.plural)) == set(RECONCILER_ADMIN_POLICIES[api.plural])
+
+
+def test_a_backend_asked_for_but_not_served_falls_back_to_network_policy() -> None:
+    with LocalKube(bookmark_interval=0.5) as server:
+        runtime = start(server, backend="clusternetworkpolicy")
+        try:
+            assert runtime.controller.admin is None
+            assert "falls back to NetworkPolicy" in runtime.controller.backend_reason
+        finally:
+            runtime.stop()
