@@ -68,6 +68,8 @@ class ReportData:
     timeline: list[TimelineEntry] = field(default_factory=list)
     policies: list[Mapping] = field(default_factory=list)
     summary: Mapping[str, str | int | float] = field(default_factory=dict)
+    #: Where containment is weak (netwarden.containment): one sentence each, shown above the map.
+    weak_containment: list[str] = field(default_factory=list)
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -219,17 +221,23 @@ def render_report_html(data: ReportData) -> str:
             f'{"<ul class=ev>" + evidence + "</ul>" if evidence else ""}</td><td class="num">{latency}</td></tr>'
         )
     policies = []
-    for manifest in sorted(data.policies, key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"])):
+    for manifest in sorted(data.policies, key=lambda m: (m["metadata"].get("namespace") or "", m["metadata"]["name"])):
         meta = manifest["metadata"]
+        where = meta.get("namespace") or manifest.get("kind", "")
         policies.append(
-            f'<details class="policy"><summary>{esc(meta.get("namespace", ""))}/{esc(meta["name"])}</summary>'
+            f'<details class="policy"><summary>{esc(where)}/{esc(meta["name"])}</summary>'
             f"<pre>{esc(yaml.safe_dump(dict(manifest), sort_keys=False))}</pre></details>"
         )
+    weak = ""
+    if data.weak_containment:
+        items = "".join(f'<li class="weak">{esc(line)}</li>' for line in data.weak_containment)
+        weak = f'<section id="weak-containment"><h2>Weak containment ({len(data.weak_containment)})</h2><ul>{items}</ul></section>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(data.title)}</title><style>{_CSS}</style></head>
 <body>
 <h1>{esc(data.title)}</h1><div class="sub">{esc(data.subtitle)}</div>
 <section id="summary"><div class="summary">{cards}</div></section>
+{weak}
 <section id="map"><h2>Network map</h2><div class="map">{render_map_svg(data)}</div></section>
 <section id="timeline"><h2>Timeline of policy changes</h2>
 <table><thead><tr><th>at</th><th>action</th><th>target</th><th>what and why</th><th>signal&#8594;policy ms</th></tr></thead>

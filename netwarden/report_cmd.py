@@ -88,12 +88,20 @@ def collect_report(api: client.ApiClient, flows: str | None = None, since: float
                 known.add(end)
                 nodes.append(MapNode(end, "world" if "/" not in end else end.split("/")[0], end))
     steps = Counter(n.state for n in nodes)
+    from netwarden.kube import KubeClient
+    from reconciler.admin_backend import list_admin_quarantines, weak_containment_findings
+
+    kube = KubeClient(api)
+    policies = policies + list_admin_quarantines(kube)
+    weak = [finding["message"] for finding in weak_containment_findings(kube)]
     return ReportData(
         title="netwarden report",
         subtitle=time.strftime("generated %Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         nodes=nodes, edges=edges, timeline=timeline, policies=policies,
         summary={"workloads": len([n for n in nodes if n.namespace != "world"]), "managed policies": len(policies),
-                 "tightened": steps.get("tightened", 0), "quarantined": steps.get("quarantined", 0)},
+                 "tightened": steps.get("tightened", 0), "quarantined": steps.get("quarantined", 0),
+                 "weak containment": len(weak)},
+        weak_containment=weak,
     )
 
 

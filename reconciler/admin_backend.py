@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from kubernetes.client.rest import ApiException
 
 from netwarden import names
-from netwarden.admin_policy import AdminApi, BackendChoice, admin_quarantine_name, choose_backend, render_admin_quarantine
+from netwarden.admin_policy import (DISCOVERY_ORDER, AdminApi, BackendChoice, admin_quarantine_name, choose_backend,
+                                    render_admin_quarantine)
+from netwarden.containment import cluster_findings
 from netwarden.kube import KubeClient
 from netwarden.policy import DnsTarget, PolicyIntent, PolicyMeta
 from reconciler import metrics
@@ -208,3 +210,36 @@ class AdminPolicyBackend:
     def remove(self, namespace: str, instance: str, *, message: str, reason: str,
                pods: Sequence[Mapping[str, Any]] = ()) -> None:
         self.admin.remove(admin_quarantine_name(namespace, instance, ""), why=message, pods=pods)
+
+
+def list_admin_quarantines(kube: KubeClient) -> list[Obj]:
+    """netwarden's admin-tier quarantine objects of every served kind (for status, explain, the report)."""
+    try:
+        served = kube.served_admin_policy_resources()
+    except ApiException:
+        return []
+    out: list[Obj] = []
+    seen: set[str] = set()
+    for api in DISCOVERY_ORDER:
+        if api.plural in served.get(api.version, ()) and api.plural not in seen:
+            seen.add(api.plural)
+            for item in kube.list_admin_policies(api.version, api.plural, MANAGED_SELECTOR):
+                item.setdefault("apiVersion", api.api_version)
+                item.setdefault("kind", api.kind)
+                out.append(item)
+    return out
+
+
+def weak_containment_findings(kube: KubeClient, namespace: str | None = None) -> list[dict[str, str]]:
+    """What `status`, `explain` and the report say about weak containment, from the cluster alone."""
+    policies = kube.list_policies(namespace)
+    pods = kube.list_objects("pods", namespace=namespace)[0]
+    namespaces = kube.list_objects("namespaces")[0]
+    widenings, allow_all = cluster_findings([*policies, *list_admin_quarantines(kube)], pods, namespaces)
+    identity_of = {f"{p['metadata'].get('namespace')}/{p['metadata']['name']}":
+                   (p["metadata"].get("labels") or {}).get(names.LABEL_IDENTITY, "") for p in pods}
+    out = [{**w.to_dict(), "identity": identity_of.get(w.pod, ""), "namespace": w.pod.split("/")[0],
+            "message": w.message()} for w in widenings]
+    out += [{**a.to_dict(), "identity": "", "namespace": a.policy.split("/")[0], "message": a.message()}
+            for a in allow_all]
+    return out

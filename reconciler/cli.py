@@ -76,12 +76,13 @@ def _actor() -> str:
 
 def policy_rows(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for obj in sorted(policies, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"])):
+    for obj in sorted(policies, key=lambda p: (p["metadata"].get("namespace") or "", p["metadata"]["name"])):
         meta = obj["metadata"]
         ann = meta.get("annotations") or {}
         labels = meta.get("labels") or {}
         rows.append({
-            "namespace": meta.get("namespace"), "policy": meta["name"],
+            "namespace": meta.get("namespace") or ann.get(names.ANNOTATION_TARGET_NAMESPACE),
+            "policy": meta["name"] if obj.get("kind", "NetworkPolicy") == "NetworkPolicy" else f"{obj['kind']}/{meta['name']}",
             "identity": labels.get(names.LABEL_IDENTITY, ""), "role": labels.get(names.LABEL_POLICY_ROLE, ""),
             "step": ann.get(names.ANNOTATION_STEP, ""), "mode": ann.get(names.ANNOTATION_POLICY_MODE, ""),
             "score": ann.get(names.ANNOTATION_SCORE, ""), "revision": ann.get(names.ANNOTATION_REVISION, ""),
@@ -93,10 +94,18 @@ def policy_rows(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from reconciler.admin_backend import list_admin_quarantines, weak_containment_findings
     from reconciler.watch import MANAGED_SELECTOR
 
     kube = _kube(args.kubeconfig)
-    rows = policy_rows(kube.list_policies(args.namespace, MANAGED_SELECTOR))
+    admin = [o for o in list_admin_quarantines(kube) if args.namespace is None or
+             ((o["metadata"].get("annotations") or {}).get(names.ANNOTATION_TARGET_NAMESPACE)) == args.namespace]
+    rows = policy_rows(kube.list_policies(args.namespace, MANAGED_SELECTOR) + admin)
+    weak = weak_containment_findings(kube, args.namespace)
+    for row in rows:
+        # A workload's row carries what weakens it: user policies widening its pods, allow-alls in its namespace.
+        row["weak_containment"] = [f["message"] for f in weak if f["namespace"] == row["namespace"]
+                                   and f["identity"] in ("", row["identity"])]
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0
@@ -106,6 +115,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    for finding in weak:
+        print(f"WARNING: {finding['message']}")
     return 0
 
 
@@ -171,12 +182,17 @@ def netwarden_events(kube: Any, document: dict[str, Any], namespace: str | None,
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from reconciler.admin_backend import list_admin_quarantines, weak_containment_findings
     from reconciler.watch import MANAGED_SELECTOR
 
     kube = _kube(args.kubeconfig)
-    document = explain_document(kube.list_policies(args.namespace, MANAGED_SELECTOR), args.workload)
+    document = explain_document(kube.list_policies(args.namespace, MANAGED_SELECTOR) + list_admin_quarantines(kube),
+                                args.workload)
     document["pods_outside_policy_reach"] = unreachable_pods(kube, args.namespace, args.workload)
     document["events"] = netwarden_events(kube, document, args.namespace, args.workload)
+    namespaces = {p["namespace"] for p in document["policies"]}
+    document["weak_containment"] = [f for f in weak_containment_findings(kube, args.namespace)
+                                    if f["namespace"] in namespaces and f["identity"] in ("", args.workload)]
     if not document["policies"] and not document["pods_outside_policy_reach"]:
         print(f"no netwarden policy for {args.workload!r}", file=sys.stderr)
         return 1

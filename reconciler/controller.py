@@ -34,6 +34,7 @@ from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, rend
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.admin_backend import AdminPolicyBackend, AdminQuarantines, Target, detect_backend
+from reconciler.containment_report import ContainmentReporter
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
 from reconciler.leader import AlwaysOpen, NotLeader, WriterGate
@@ -149,6 +150,9 @@ class Reconciler:
         #: The admin-tier quarantine objects when that backend is in use; None: NetworkPolicy.
         self.admin: AdminQuarantines | None = None
         self.backend_reason = "not detected yet"
+        #: Weak containment (user policies widening contained pods, allow-alls): Events and a metric.
+        self.containment = ContainmentReporter(kube, index, self.writer.event,
+                                               lambda: self.admin.known() if self.admin is not None else [])
         #: Quarantine plans and releases not yet fully written, by (namespace, instance): retried from
         #: the queue (key `qr:<namespace>/<instance>`) with backoff until every step holds.
         self._quarantine_work: dict[tuple[str, str], QuarantinePlan | tuple[str, str, str]] = {}
@@ -484,6 +488,7 @@ class Reconciler:
         outcome = self.writer.apply(change)
         if outcome.operation == "created":
             self._count("backfilled-policies")
+            self.check_containment(meta["namespace"], baseline=outcome.obj or manifest)
 
     # -- policies: drift, approvals, deletes --------------------------------------------------
     def reconcile_policy(self, namespace: str, name: str) -> None:
@@ -504,6 +509,8 @@ class Reconciler:
         elif not annotations.get(names.ANNOTATION_SPEC_HASH):
             # Written without a hash (at admission): stamp what it holds as netwarden's.
             self.writer.patch_annotations(obj, {names.ANNOTATION_SPEC_HASH: spec_hash(obj.get("spec") or {})})
+            if labels_of(obj).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE:
+                self.check_containment(namespace, baseline=obj)
 
     def _resolve_pending(self, namespace: str, name: str, obj: Obj, approved: bool) -> None:
         identity = labels_of(obj).get(names.LABEL_IDENTITY, "")
@@ -622,6 +629,8 @@ class Reconciler:
                         i.instance is None and i.step != names.STEP_QUARANTINED for i in decision.intents):
                     self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
                                     why=f"{decision.action}: {decision.reason}")
+        if decision.action in (ACTION_QUARANTINE_POD, ACTION_QUARANTINE_WORKLOAD, "tighten"):
+            self.check_containment(decision.namespace)
 
     def _admin_workload_quarantine(self, decision: Any, pods: Sequence[PodView], evidence: list[dict[str, Any]]) -> None:
         """A workload quarantine's Admin-tier Deny (selecting the identity); its NetworkPolicy narrows after it."""
@@ -631,6 +640,23 @@ class Reconciler:
                 self.admin.apply(intent, mode=decision.mode, annotations=self._decision_annotations(decision, evidence),
                                  message=f"workload {intent.identity} quarantined by {self.admin.api.kind} "
                                          f"(score {decision.score:.1f}): {decision.reason}", pods=pods_stub(pods))
+
+    # -- weak containment (reconciler/containment_report.py) ------------------------------------
+    def check_containment(self, namespace: str, *, baseline: Obj | None = None) -> None:
+        """Report user policies that weaken containment in a namespace; never fails the caller's work."""
+        try:
+            self.gate.check()
+            self.containment.check(namespace, baseline=baseline)
+        except NotLeader:
+            return
+        except Exception as exc:  # noqa: BLE001 - reporting must not undo or block the write it follows
+            log.warning(json.dumps({"event": "containment_check_failed", "namespace": namespace,
+                                    "error": f"{type(exc).__name__}: {exc}"}))
+
+    def recheck_containment(self) -> None:
+        """Periodic: namespaces with contained pods (a user may add a widening policy at any time)."""
+        for namespace in sorted(self.containment.namespaces_to_recheck()):
+            self.check_containment(namespace)
 
     # -- quarantine steps ---------------------------------------------------------------------
     def submit_quarantine(self, work: QuarantineWork) -> bool:

@@ -56,6 +56,8 @@ class RuntimeSettings:
     tick_seconds: float = 5.0
     watch_timeout_seconds: int = 300
     sync_timeout_seconds: float = 60.0
+    #: How often namespaces with contained pods are looked at again for policies that weaken containment.
+    containment_recheck_seconds: float = 15.0
 
 
 class ReconcilerRuntime:
@@ -240,10 +242,14 @@ class ReconcilerRuntime:
                                             "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}"}))
 
     def _tick_loop(self) -> None:
+        last_check = time.monotonic()
         while not self._stop.wait(self.settings.tick_seconds):
             with self._engine_lock:
                 decisions = self.engine.tick(self.clock())
             self.apply(decisions)
+            if self.gate.is_open() and time.monotonic() - last_check >= self.settings.containment_recheck_seconds:
+                last_check = time.monotonic()
+                self.controller.recheck_containment()
 
 
 def _epoch(text: str | None) -> float | None:

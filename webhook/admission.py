@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from netwarden import names
+from netwarden.containment import allow_all_policies
 from netwarden.declarations import parse_peer_declarations
 from netwarden.identity import OwnerRef, Parents, PodOrigin, Workload, resolve_workload, unverified_owner
 from netwarden.labels import (
@@ -486,7 +487,13 @@ def changed_reserved_labels(old: Mapping[str, str], new: Mapping[str, str]) -> l
 
 
 def decide_update(request: AdmissionRequest | Mapping[str, Any], config: AdmissionSettings) -> AdmissionDecision:
-    """Validating webhook: only netwarden may change netwarden.io/* pod labels (the opt-in switch is the user's)."""
+    """Validating webhook: only netwarden may change netwarden.io/* pod labels (the opt-in switch is the user's).
+
+    A NetworkPolicy written in an opted-in namespace is never refused; an allow-all one gets a Warning.
+    """
+    if (request.get("kind") or {}).get("kind") == "NetworkPolicy" and isinstance(request.get("object"), dict):
+        found = allow_all_policies([request["object"]])
+        return AdmissionDecision(True, OUTCOME_ALLOWED, warnings=_cap_warnings(a.message() for a in found))
     if not _is_pod(request) or request.get("operation") != "UPDATE":
         return AdmissionDecision(True, OUTCOME_ALLOWED)
     new, old = request.get("object"), request.get("oldObject")

@@ -58,7 +58,9 @@ def test_failure_policy_and_timeout_are_as_configured() -> None:
     for hook in webhooks():
         assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Ignore", 5)
     for hook in webhooks({"webhook": {"failurePolicy": "Fail", "timeoutSeconds": 12}}):
-        assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Fail", 12)
+        # The NetworkPolicy warning hook only warns: it never blocks, whatever the failurePolicy value.
+        expected = "Ignore" if hook["name"] == "networkpolicies.validate.netwarden.io" else "Fail"
+        assert (hook["failurePolicy"], hook["timeoutSeconds"]) == (expected, 12)
 
 
 def test_mutating_webhook_handles_pod_creation_with_dry_run_safe_side_effects() -> None:
@@ -118,3 +120,14 @@ def test_provided_certificates_need_a_secret_name_and_ca_bundle() -> None:
         render({"certificates": {"source": "provided", "provided": {"caBundle": "Q0E="}}})
     with pytest.raises(HelmError, match="caBundle is required"):
         render({"certificates": {"source": "provided", "provided": {"secretName": "mine"}}})
+
+
+def test_validating_webhook_warns_on_user_network_policies_and_never_blocks_them() -> None:
+    hook = one(render(), "ValidatingWebhookConfiguration")["webhooks"][1]
+    assert hook["name"] == "networkpolicies.validate.netwarden.io"
+    assert hook["rules"] == [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                              "resources": ["networkpolicies"], "scope": "Namespaced"}]
+    assert hook["failurePolicy"] == "Ignore" and hook["clientConfig"]["service"]["path"] == "/validate"
+    assert hook["objectSelector"] == {"matchExpressions": [
+        {"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["netwarden"]}]}
+    assert hook["namespaceSelector"] == one(render(), "ValidatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]
