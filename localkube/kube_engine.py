@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -315,6 +315,29 @@ class KubeControlPlane:
         configuration = client.Configuration()
         config.kube_config.KubeConfigLoader(self.kubeconfig_dict(token)).load_and_set(configuration)
         return client.ApiClient(configuration)
+
+    def install_crds(self, manifests: Sequence[Mapping[str, Any]], timeout: float = 60.0) -> None:
+        """Create CustomResourceDefinitions and return once each is Established and its versions are served."""
+        from kubernetes import client
+
+        api = self.api_client()
+        extensions = client.ApiextensionsV1Api(api)
+        for manifest in manifests:
+            extensions.create_custom_resource_definition(dict(manifest))
+        deadline = time.monotonic() + timeout
+        for manifest in manifests:
+            name, spec = manifest["metadata"]["name"], manifest["spec"]
+            while True:
+                crd = api.sanitize_for_serialization(extensions.read_custom_resource_definition(name))
+                established = any(c.get("type") == "Established" and c.get("status") == "True"
+                                  for c in (crd.get("status") or {}).get("conditions") or [])
+                served = established and all(
+                    self.get(f"/apis/{spec['group']}/{v['name']}")[0] == 200 for v in spec["versions"] if v.get("served"))
+                if served:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"CRD {name} not established and served after {timeout:.0f} s")
+                time.sleep(0.1)
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """GET a raw API path as admin (used for /readyz; handy in tests)."""

@@ -63,20 +63,21 @@ def admin_objects(custom: client.CustomObjectsApi, api: AdminApi) -> dict[str, d
     return {item["metadata"]["name"]: item for item in items}
 
 
-def alert_for(pod: str) -> dict[str, Any]:
+def alert_for(pod: str, namespace: str = "shop") -> dict[str, Any]:
     alert = json.loads((PAYLOADS / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())
     alert["priority"] = "Critical"
-    alert["output_fields"]["k8s.ns.name"] = "shop"
+    alert["output_fields"]["k8s.ns.name"] = namespace
     alert["output_fields"]["k8s.pod.name"] = pod
     return alert
 
 
-def quarantine_by_alert(runtime: ReconcilerRuntime, pod: str) -> None:
+def quarantine_by_alert(runtime: ReconcilerRuntime, pod: str, namespace: str = "shop") -> None:
     server = ReceiverServer(create_receiver_app(runtime, token=None, registry=CollectorRegistry()), "127.0.0.1", 0)
     server.start()
     try:
-        wait_until(lambda: runtime.engine.index.by_pod.get(("shop", pod)))
-        answer = requests.post(f"http://127.0.0.1:{server.port}/signals/falco", json=alert_for(pod), timeout=10).json()
+        wait_until(lambda: runtime.engine.index.by_pod.get((namespace, pod)))
+        answer = requests.post(f"http://127.0.0.1:{server.port}/signals/falco", json=alert_for(pod, namespace),
+                               timeout=10).json()
         assert answer["accepted"] == 1
     finally:
         server.stop()
