@@ -14,7 +14,6 @@ and log only (dry-run), or stored as a proposal on the workload's policy (approv
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
