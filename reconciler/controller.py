@@ -5,6 +5,7 @@ Keys on the work queue say what to look at:
 * `wl:<identity>`       a workload: backfill its baseline, clean up after its last pod (with grace)
 * `pod:<ns>/<name>`     a pod admitted without netwarden's labels (webhook down): backfill it
 * `np:<ns>/<name>`      a managed policy: drift (restore unless adopted), approve/reject, re-create if deleted
+* `cc:<ns>`             a namespace where containment changed: report user policies that weaken it
 
 Watch events only enqueue keys; the work happens in worker threads, one key at a time (the queue
 never hands one key to two workers). Every write passes the writer gate (leader only) and the
@@ -71,7 +72,7 @@ from reconciler.watch import DELETED, ClusterIndex, PodView, obj_key
 log = logging.getLogger("netwarden.reconciler.controller")
 
 Obj = dict[str, Any]
-WL, POD, NP, QR = "wl:", "pod:", "np:", "qr:"
+WL, POD, NP, QR, CC = "wl:", "pod:", "np:", "qr:", "cc:"
 
 # Decision effects and actions (reconciler.core.actions); strings so this adapter does not need the core loaded.
 EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD = "write", "pending", "record"
@@ -290,6 +291,9 @@ class Reconciler:
         self._count(key.split(":", 1)[0])
         if key.startswith(WL):
             return self.reconcile_workload(key[len(WL):])
+        if key.startswith(CC):
+            self.check_containment(key[len(CC):])
+            return None
         namespace, _, name = key.split(":", 1)[1].partition("/")
         if key.startswith(POD):
             self.backfill_pod(namespace, name)
@@ -629,7 +633,7 @@ class Reconciler:
                     self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
                                     why=f"{decision.action}: {decision.reason}")
         if decision.action in (ACTION_QUARANTINE_POD, ACTION_QUARANTINE_WORKLOAD, "tighten"):
-            self.check_containment(decision.namespace)
+            self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
 
     def _admin_workload_quarantine(self, decision: Any, pods: Sequence[PodView], evidence: list[dict[str, Any]]) -> None:
         """A workload quarantine's Admin-tier Deny (selecting the identity); its NetworkPolicy narrows after it."""

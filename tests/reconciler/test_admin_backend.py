@@ -9,6 +9,8 @@ makes on the admin-tier resource are observed and compared with the RBAC the cha
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -66,6 +68,8 @@ def admin_objects(custom: client.CustomObjectsApi, api: AdminApi) -> dict[str, d
 def alert_for(pod: str, namespace: str = "shop") -> dict[str, Any]:
     alert = json.loads((PAYLOADS / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())
     alert["priority"] = "Critical"
+    alert["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # fresh: an old alert is not acted on
+    alert["uuid"] = str(uuid.uuid4())  # a new alert each time (alerts are de-duplicated by id)
     alert["output_fields"]["k8s.ns.name"] = namespace
     alert["output_fields"]["k8s.pod.name"] = pod
     return alert
