@@ -130,4 +130,5 @@ def test_validating_webhook_warns_on_user_network_policies_and_never_blocks_them
     assert hook["failurePolicy"] == "Ignore" and hook["clientConfig"]["service"]["path"] == "/validate"
     assert hook["objectSelector"] == {"matchExpressions": [
         {"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["netwarden"]}]}
-    assert hook["namespaceSelector"] == one(render(), "ValidatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]
+    # Opted-in namespaces only, as the mutating webhook sees them.
+    assert hook["namespaceSelector"] == one(render(), "MutatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]
