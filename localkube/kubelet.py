@@ -15,6 +15,10 @@ Pending pods to it (a one-node scheduler) and gives each a real network stack
 (`localkube.podnet`: a namespace, a veth, a /32 from 198.19.64.0/20, a real listener per declared
 containerPort) before reporting it Running with that podIP; a deleted pod's namespace goes with it.
 A NetworkPolicy enforcer on that node then filters real packets between the pods.
+
+With a `runtime` (PodRuntime) the stand-in also runs the pods it starts (tests/chart/pod_runtime.py
+runs a chart's containers as local processes): it reports them not Ready until the runtime calls
+`set_ready`, stops them on deletion, and `finish` reports a container's exit (Succeeded/Failed).
 The status-building functions are pure (time passed in); the class is the thin adapter.
 """
 
@@ -27,7 +31,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -185,6 +189,32 @@ def with_restart(status: dict[str, Any], container_name: str | None, now: dateti
     return new
 
 
+def terminated_status(status: dict[str, Any], exit_code: int, now: datetime) -> dict[str, Any]:
+    """`status` once the pod's (first) container exited: phase Succeeded on 0, else Failed; not Ready.
+
+    A stand-in simplification: restartPolicy OnFailure would restart in place; here the Job
+    controller sees the failure and makes a new pod instead (both count against backoffLimit).
+    """
+    new = with_readiness(status, False, now)
+    new["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+    for container in (new.get("containerStatuses") or [])[:1]:
+        started = ((container.get("state") or {}).get("running") or {}).get("startedAt", _timestamp(now))
+        container["started"] = False
+        container["state"] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                                             "startedAt": started, "finishedAt": _timestamp(now)}}
+    return new
+
+
+class PodRuntime(Protocol):
+    """What runs a pod's containers for the stand-in (e.g. as local processes)."""
+
+    def start(self, pod: Pod) -> bool:
+        """Start the pod; True when it is Ready at once, False when the runtime calls set_ready later."""
+
+    def stop(self, pod: Pod) -> None:
+        """Stop the pod's containers (it is being deleted); idempotent."""
+
+
 # --- adapter ------------------------------------------------------------------------------------
 
 
@@ -204,10 +234,12 @@ class FakeKubelet:
         start: bool = True,
         network: PodNetwork | None = None,
         node_name: str = "netwarden-node",
+        runtime: PodRuntime | None = None,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._network = network
         self.node_name = node_name
+        self._runtime = runtime
         self._namespaces = namespaces
         self._clock = clock
         self._ips = PodIPAllocator()
@@ -255,6 +287,11 @@ class FakeKubelet:
         """Record one container restart (restartCount + 1, lastState terminated with exit code 1)."""
         now = self._clock()
         return self._update_status(namespace, name, lambda pod: with_restart(pod.get("status") or {}, container, now))
+
+    def finish(self, namespace: str, name: str, exit_code: int) -> Pod:
+        """Report that the pod's container exited with `exit_code` (a runtime's process ended)."""
+        now = self._clock()
+        return self._update_status(namespace, name, lambda pod: terminated_status(pod.get("status") or {}, exit_code, now))
 
     def wait_running(self, namespace: str, name: str, timeout: float = 30.0) -> Pod:
         """Poll until the pod is Running (for tests; raises TimeoutError)."""
@@ -326,12 +363,16 @@ class FakeKubelet:
         namespace, name, uid = metadata.get("namespace", ""), metadata.get("name", ""), metadata.get("uid", "")
         try:
             if event_type == "DELETED":
+                if self._runtime is not None:
+                    self._runtime.stop(pod)
                 with self._lock:
                     self._ips.release(uid)
                 if self._network is not None:
                     self._network.remove_pod(uid)
             elif metadata.get("deletionTimestamp"):
                 # A kubelet confirms graceful deletion once containers stopped; ours stop at once.
+                if self._runtime is not None:
+                    self._runtime.stop(pod)
                 self._core.delete_namespaced_pod(
                     name, namespace, grace_period_seconds=0,
                     body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)),
@@ -342,8 +383,9 @@ class FakeKubelet:
             elif needs_start(pod):
                 with self._lock:
                     ip = self._ips.allocate(uid)
+                ready = self._runtime.start(pod) if self._runtime is not None else True
                 now = self._clock()
-                self._update_status(namespace, name, lambda current: running_status(current, ip, now)
+                self._update_status(namespace, name, lambda current: with_readiness(running_status(current, ip, now), ready, now)
                                     if needs_start(current) else current.get("status") or {})
                 log.debug(json.dumps({"msg": "pod started", "namespace": namespace, "pod": name, "podIP": ip}))
         except ApiException as exc:

@@ -117,6 +117,8 @@ def hook_weight(doc: Manifest) -> int:
 
 
 def pod_template(doc: Manifest) -> Manifest:
+    if doc["kind"] == "Pod":  # a pod the cluster made (tests/chart/pod_runtime.py)
+        return doc["spec"]
     if doc["kind"] == "CronJob":
         return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return doc["spec"]["template"]["spec"]
@@ -274,19 +276,35 @@ class Release:
         return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
 
     # -- running containers ----------------------------------------------------------------------
-    def kubeconfig_for(self, service_account: str) -> str:
+    def kubeconfig_for(self, service_account: str, pod: Manifest | None = None) -> str:
+        token = self.token_for(service_account, pod)
+        name = pod["metadata"]["name"] if pod is not None else service_account
+        return str(self.kube.write_kubeconfig(self.root / "kubeconfigs" / name, token=token))
+
+    def token_for(self, service_account: str, pod: Manifest | None = None) -> str:
+        """The ServiceAccount's bearer token (engine "kube": a TokenRequest, as the kubelet mounts).
+
+        With `pod` (a Pod the cluster made) the token is bound to that pod, as a kubelet's is: it
+        stays valid for the pod's life only, and a ServiceAccount deleted and re-created between
+        hook phases gets new tokens rather than stale ones.
+        """
         user = f"system:serviceaccount:{NAMESPACE}:{service_account}"
-        if self.engine == "kube" and user not in self.tokens.values():
+        if self.engine == "kube" and (pod is not None or user not in self.tokens.values()):
             from kubernetes import client
 
+            spec: dict[str, Any] = {"expirationSeconds": 7200}
+            if pod is not None:
+                spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"],
+                                          "uid": pod["metadata"]["uid"]}
             # What the kubelet mounts: a bound token from the TokenRequest API.
             request = client.CoreV1Api(self.admin_api()).create_namespaced_service_account_token(
-                service_account, NAMESPACE, {"spec": {"expirationSeconds": 7200}})
+                service_account, NAMESPACE, {"spec": spec})
             self.tokens[request.status.token] = user
-        token = next(token for token, name in self.tokens.items() if name == user)
-        return str(self.kube.write_kubeconfig(self.root / "kubeconfigs" / service_account, token=token))
+            if pod is not None:
+                return str(request.status.token)
+        return next(token for token, name in self.tokens.items() if name == user)
 
-    def pod_files(self, pod_name: str, spec: Manifest, container: Manifest) -> dict[str, str]:
+    def pod_files(self, pod_name: str, spec: Manifest, container: Manifest, pod: Manifest | None = None) -> dict[str, str]:
         """Write the container's volumes under root/<pod>; mountPath -> local directory."""
         volumes = {volume["name"]: volume for volume in spec.get("volumes") or []}
         mounts: dict[str, str] = {}
@@ -300,6 +318,8 @@ class Release:
                 config_map = self.get("v1", "ConfigMap", volume["configMap"]["name"])
                 assert config_map is not None, volume
                 files = {key: value.encode() for key, value in (config_map.get("data") or {}).items()}
+            elif "projected" in volume:  # the API server's kube-api-access-* volume: what a kubelet mounts
+                files = self.projected_files(spec, volume["projected"], pod)
             else:
                 assert "emptyDir" in volume, volume
                 files = {}
@@ -311,14 +331,38 @@ class Release:
             mounts[mount["mountPath"]] = str(local)
         return mounts
 
-    def start(self, doc: Manifest, *, pod_name: str | None = None) -> Process:
-        """Start the first container of a Deployment/Job/CronJob exactly as rendered (paths remapped)."""
+    def projected_files(self, spec: Manifest, projected: Manifest, pod: Manifest | None) -> dict[str, bytes]:
+        """A projected volume's files: the ServiceAccount token, ConfigMap keys, the namespace."""
+        files: dict[str, bytes] = {}
+        for source in projected.get("sources") or []:
+            if "serviceAccountToken" in source:
+                files[source["serviceAccountToken"]["path"]] = self.token_for(spec["serviceAccountName"], pod).encode()
+            elif "configMap" in source:
+                config_map = self.get("v1", "ConfigMap", source["configMap"]["name"]) or {}
+                for item in source["configMap"].get("items") or []:
+                    files[item["path"]] = ((config_map.get("data") or {}).get(item["key"]) or "").encode()
+            elif "downwardAPI" in source:
+                for item in source["downwardAPI"].get("items") or []:
+                    files[item["path"]] = NAMESPACE.encode()
+        return files
+
+    def start(self, doc: Manifest, *, pod_name: str | None = None, port_map: dict[int, int] | None = None) -> Process:
+        """Start the first container of a Deployment/Job/CronJob (or a Pod) exactly as rendered (paths remapped).
+
+        `port_map`: containerPort -> host port, for pods that share this host's one network: every
+        arg or env value naming a mapped containerPort is given the host port instead.
+        """
         spec = pod_template(doc)
         container = spec["containers"][0]
         pod_name = pod_name or f"{doc['metadata']['name']}-{secrets.token_hex(3)}"
-        mounts = self.pod_files(pod_name, spec, container)
+        pod = doc if doc["kind"] == "Pod" else None
+        mounts = self.pod_files(pod_name, spec, container, pod)
+
+        ports = {str(container_port): str(host_port) for container_port, host_port in (port_map or {}).items()}
 
         def remap(value: str) -> str:
+            if value in ports:
+                return ports[value]
             for mount_path, local in sorted(mounts.items(), key=lambda item: -len(item[0])):
                 if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
                     return local + value[len(mount_path.rstrip("/")):]
@@ -326,7 +370,7 @@ class Release:
 
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.root), "LANG": "C.UTF-8",
                "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
-               "KUBECONFIG": self.kubeconfig_for(spec["serviceAccountName"])}
+               "KUBECONFIG": self.kubeconfig_for(spec["serviceAccountName"], pod)}
         fields = {"metadata.namespace": doc["metadata"].get("namespace", NAMESPACE), "metadata.name": pod_name,
                   "status.podIP": "127.0.0.1"}  # every "pod" is a process on this host
         for item in container.get("env") or []:
