@@ -38,9 +38,9 @@ CLUSTER_ROLE_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["policy.networking.k8s.io"],
      "resources": ["adminnetworkpolicies", "baselineadminnetworkpolicies"], "verbs": ["list", "watch"]},
 ]
-#: Where the AdminNetworkPolicy v1alpha1 CRD is read from (see its provenance line).
+#: The AdminNetworkPolicy v1alpha1 CRD (network-policy-api v0.1.7; provenance in tests/data/crds/README.md).
 ANP_CRD = Path(__file__).resolve().parent.parent / "tests" / "data" / "crds" / \
-    "policy.networking.k8s.io_adminnetworkpolicies.v1alpha1.yaml"
+    "adminnetworkpolicies-v0.1.7-standard.yaml"
 STOP_GRACE_SECONDS = 3.0
 
 
