@@ -64,6 +64,7 @@ class ProcessRuntime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _stoppers: list[threading.Thread] = field(default_factory=list)
 
     def attach(self, kubelet: FakeKubelet) -> ProcessRuntime:
         self.kubelet = kubelet
@@ -86,11 +87,15 @@ class ProcessRuntime:
         return False  # Ready once its readinessProbe passes (see _supervise)
 
     def stop(self, pod: Pod) -> None:
+        """Take the pod out of its Services at once; its process stops in the background (a graceful
+        shutdown takes seconds, and the kubelet's watch must not wait on it to start the next pod)."""
         with self._lock:
             running = self.running.pop(pod["metadata"].get("uid", ""), None)
         if running is not None:
             self._delete_slices(running)
-            running.process.stop()
+            stopper = threading.Thread(target=running.process.stop, name=f"stop-{running.name}", daemon=True)
+            stopper.start()
+            self._stoppers.append(stopper)
 
     # -- supervision ------------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -186,4 +191,6 @@ class ProcessRuntime:
             self.running.clear()
         for running in pods:
             running.process.stop()
+        for stopper in self._stoppers:
+            stopper.join()
         self.release.stop()
