@@ -492,7 +492,10 @@ def decide_update(request: AdmissionRequest | Mapping[str, Any], config: Admissi
     A NetworkPolicy written in an opted-in namespace is never refused; an allow-all one gets a Warning.
     """
     if (request.get("kind") or {}).get("kind") == "NetworkPolicy" and isinstance(request.get("object"), dict):
-        found = allow_all_policies([request["object"]])
+        try:
+            found = allow_all_policies([request["object"]])
+        except (AttributeError, TypeError, ValueError, KeyError):  # not shaped as the API sends one
+            return malformed_decision("the NetworkPolicy object is not shaped as the API server sends it")
         return AdmissionDecision(True, OUTCOME_ALLOWED, warnings=_cap_warnings(a.message() for a in found))
     if not _is_pod(request) or request.get("operation") != "UPDATE":
         return AdmissionDecision(True, OUTCOME_ALLOWED)

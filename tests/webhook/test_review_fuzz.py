@@ -166,6 +166,10 @@ def test_malformed_envelopes_with_a_uid_are_refused_in_a_well_formed_review(http
         review = copy.deepcopy(seed)
         review["request"][key] = value
         check_answer(http, review)
+    policy = copy.deepcopy(seed)  # the validating webhook also warns on user NetworkPolicies
+    policy["request"].update(kind={"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"},
+                             object={"metadata": {"name": "np"}, "spec": {"ingress": ["x"], "egress": [{"to": [1]}]}})
+    check_answer(http, policy)
 
 
 # --- every emitted label is one the API accepts (finding: values the API refuses) -------------------
