@@ -121,6 +121,9 @@ class ReconcilerRuntime:
             self.take_over()
             self.controller.collect_garbage()
             self.controller.resync()
+            with self._engine_lock:
+                decisions = self.engine.tick(self.clock())  # what expired meanwhile ends now, not a tick later
+            self.apply(decisions)
 
     def take_over(self) -> int:
         """Read every managed policy's quarantine and step back into the engine. A standby's engine ticks

@@ -58,12 +58,12 @@ def test_quarantines_made_before_a_kill_9_end_at_their_expires_at_after_the_rest
         names_.append(quarantine_policy_name(pod.labels[names.LABEL_INSTANCE]))
     deadlines = [wait_until(lambda n=n: expires_at(cluster, n), what=f"{n} with its expires-at") for n in names_]
     process = reconciler_process(stack)
+    mark = recorder.mark()
     sigkill(process)
     assert process.popen.returncode == -9
+    assert all(expires_at(cluster, n) for n in names_), "the killed process lifted nothing"
     port = int(stack.signals_url.rsplit(":", 1)[1])
     spawn_reconciler(stack, "reconciler-restarted", "netwarden-demo-0", port)
-    assert all(expires_at(cluster, n) for n in names_), "still in place before their expiry"
-    mark = recorder.mark()
     wall = time.time() - time.monotonic()
     for name, deadline in zip(names_, deadlines):
         deleted = recorder.wait_for(mark, lambda c, n=name: c.kind == "DELETED" and c.obj["metadata"]["name"] == n,
