@@ -66,6 +66,7 @@ def test_every_rendered_quarantine_is_accepted_as_written_by_the_real_api_server
         custom.delete_cluster_custom_object(GROUP, api.version, api.plural, name)
 
 
+@pytest.mark.timeout(600)  # two reconciler start-ups on a second control plane; the shared machine is slow
 def test_the_reconciler_quarantines_with_a_cluster_network_policy_and_cleans_up_with_the_pod_and_after_restart(
         crd_cluster: KubeControlPlane) -> None:
     api_client = crd_cluster.api_client()
@@ -85,9 +86,9 @@ def test_the_reconciler_quarantines_with_a_cluster_network_policy_and_cleans_up_
     def start() -> ReconcilerRuntime:
         settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=3600, default_mode=names.MODE_ENFORCE,
                                                       write_rate_per_second=100, write_burst=100),
-                                   tick_seconds=0.2, sync_timeout_seconds=30)
+                                   tick_seconds=0.2, sync_timeout_seconds=30, watch_timeout_seconds=10)
         kube = KubeClient(api_client, RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.5, request_timeout=10.0))
-        core_config = CoreConfig(default_mode=names.MODE_ENFORCE, blast_max_pod_fraction=0.7)
+        core_config = CoreConfig(default_mode=names.MODE_ENFORCE, blast_max_pod_fraction=1.0)  # 3 pods, 2 quarantines
         return ReconcilerRuntime(kube, settings, core_config, backoff=Backoff(0.05, 0.5)).start()
 
     def instance(pod: str) -> str:
