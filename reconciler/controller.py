@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 
+from kubernetes.client.rest import ApiException
+
 from netwarden import names
+from netwarden.admin_policy import BackendChoice
 from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient
 from netwarden.labels import is_opted_in
@@ -366,9 +369,20 @@ class Reconciler:
             if not isinstance(self.quarantines.backend, NetworkPolicyBackend):
                 self.quarantines.backend = NetworkPolicyBackend(self.kube, self.writer)
         elif self.admin is None or self.admin.api != api:
-            self.admin = AdminQuarantines(self.kube, api, priority=self.settings.admin_policy_priority,
-                                          dns=self.settings.dns, guard=self._before_write, event=self.writer.event)
-            self.quarantines.backend = AdminPolicyBackend(self.admin)
+            admin = AdminQuarantines(self.kube, api, priority=self.settings.admin_policy_priority,
+                                     dns=self.settings.dns, guard=self._before_write, event=self.writer.event)
+            try:
+                admin.refresh()  # served is not enough: RBAC must grant it too (CRDs installed after the chart)
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                choice = BackendChoice(None, f"{choice.reason}, but {api.plural} is forbidden to netwarden "
+                                             "(helm upgrade after installing the CRDs); quarantine uses NetworkPolicy")
+                self.admin = None
+                self.quarantines.backend = NetworkPolicyBackend(self.kube, self.writer)
+            else:
+                self.admin = admin
+                self.quarantines.backend = AdminPolicyBackend(admin)
         self.backend_reason = choice.reason
         metrics.set_quarantine_backend(choice.backend)
         log.info(json.dumps({"event": "quarantine_backend", "backend": choice.backend, "why": choice.reason}))

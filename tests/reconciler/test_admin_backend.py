@@ -170,3 +170,16 @@ def test_a_backend_asked_for_but_not_served_falls_back_to_network_policy() -> No
             assert "falls back to NetworkPolicy" in runtime.controller.backend_reason
         finally:
             runtime.stop()
+
+
+def test_a_served_backend_that_rbac_does_not_grant_falls_back_to_network_policy(
+        setup: tuple[LocalKube, AdminApi]) -> None:
+    """CRDs installed after the chart (auto granted nothing): quarantines must not wait on a 403 forever."""
+    server, api = setup
+    server.faults.add(method="GET", path_regex=api.plural, status=403, times=None)  # every list: not granted
+    runtime = start(server)
+    try:
+        assert runtime.controller.admin is None
+        assert "forbidden" in runtime.controller.backend_reason and "NetworkPolicy" in runtime.controller.backend_reason
+    finally:
+        runtime.stop()
