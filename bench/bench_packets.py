@@ -144,6 +144,8 @@ class AddedWatch:
                     self.added.append((time.monotonic(), f"{event['type']}:{name}"))
         except client.ApiException:
             return  # the resource is not served: nothing of that kind is ever added
+        except Exception:  # noqa: BLE001 - the API server went away at the end of the run
+            return
 
     def first_after(self, since: float, prefix: str) -> float | None:
         """When the first event whose "TYPE:name" starts with `prefix` was seen at or after `since`."""
@@ -356,7 +358,8 @@ def main() -> int:
     finally:
         stack.stop()
     print("\nreal packets, kube-network-policies (NetworkPolicy + AdminNetworkPolicy) on this machine "
-          f"(probe timeout {PROBE_TIMEOUT * 1000:.0f} ms, connections in a loop)\n")
+          f"(refused: no verdict within {PROBE_TIMEOUT * 1000:.0f} ms, connections one after another; accepted: "
+          f"connections started every {STAGGER * 1000:.0f} ms)\n")
     print(HEADER)
     for name, values in results.items():
         print(row(name, values))
