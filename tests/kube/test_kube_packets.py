@@ -163,8 +163,8 @@ def pods(api: client.ApiClient, namespace: str, app: str, count: int = 1) -> lis
 
 
 #: How long a connection may wait before it counts as dropped. An accepted SYN completes in about a
-#: millisecond, but on the loaded 2-core machine about one verdict in thirty never reaches the kernel
-#: (the enforcer's verdict write times out) and only the SYN retransmitted after 1 s gets through. So a
+#: millisecond, but on the loaded 2-core machine about one allowed SYN in thirty went unanswered until its
+#: retransmission after 1 s (most likely a verdict lost on the enforcer's side; not traced further). So a
 #: claim that a connection works allows one retransmission (2.5 s); a claim that it is dropped waits 1 s,
 #: four times over (`settles`), which a lost verdict cannot fake.
 OPEN_TIMEOUT, DROPPED_TIMEOUT = 2.5, 1.0
