@@ -19,7 +19,7 @@ HOST_NETWORK_REASON = (
 
 def outside_policy_reach(pod: Mapping[str, Any]) -> str | None:
     """Why NetworkPolicy cannot restrict this pod (None when it can)."""
-    spec = pod.get("spec") or {}
-    if spec.get("hostNetwork") is True:
+    spec = pod.get("spec") if isinstance(pod, Mapping) else None
+    if isinstance(spec, Mapping) and spec.get("hostNetwork") is True:
         return HOST_NETWORK_REASON
     return None

@@ -36,6 +36,7 @@ from netwarden.labels import (
     spoofed_label_keys,
 )
 from netwarden.policy import DnsTarget, PolicyMeta, PortSpec, baseline_intent, baseline_policy_name, render_network_policy
+from netwarden.reach import outside_policy_reach
 from netwarden.wire_admission import (
     API_VERSION_V1,
     API_VERSION_V1BETA1,
@@ -382,6 +383,10 @@ def decide_admission(
             f"this pod is its own workload {workload.identity!r}"
         )
 
+    unreachable = outside_policy_reach(pod)  # hostNetwork: labels yes, a baseline no (it would promise nothing)
+    if unreachable is not None:
+        warnings.append(f"netwarden: {unreachable}")
+
     declared = {}
     for key in (names.ANNOTATION_ALLOW_FROM, names.ANNOTATION_ALLOW_TO):
         parsed = parse_peer_declarations(pod_annotations.get(key))
@@ -408,7 +413,7 @@ def decide_admission(
         outcome=OUTCOME_LABELLED,
         patch=label_patch(pod, derived.labels, spoofed),
         warnings=_cap_warnings(warnings),
-        policy_manifest=manifest,
+        policy_manifest=None if unreachable is not None else manifest,
         workload=workload,
         labels=dict(derived.labels),
     )
