@@ -983,9 +983,12 @@ def process_rows(series: Iterable[ProcSeries]) -> list[dict[str, Any]]:
         first, mid, last = s.samples[0], s.samples[len(s.samples) // 2], s.samples[-1]
         warm = after_warmup(s)
         slope = slope_per_hour(warm, lambda x: x.rss_kib / 1024)
+        # The second half alone: a cache or a bounded history filling up flattens here, a leak does not.
+        late = slope_per_hour([x for x in s.samples if x.t >= (first.t + last.t) / 2], lambda x: x.rss_kib / 1024)
         rows.append({"process": s.name, "pid": s.pid, "from_min": round(first.t / 60, 1), "to_min": round(last.t / 60, 1),
                      "rss_mib": [round(x.rss_kib / 1024, 1) for x in (first, mid, last)],
                      "rss_slope_mib_per_h": None if slope is None else round(slope, 1),
+                     "rss_slope_second_half_mib_per_h": None if late is None else round(late, 1),
                      "fds": [first.fds, max(x.fds for x in s.samples), last.fds],
                      "fds_after_warmup": [warm[0].fds, max(x.fds for x in warm)] if warm else None,
                      "threads": [first.threads, max(x.threads for x in s.samples), last.threads],
@@ -997,11 +1000,12 @@ def render_table(result: SoakResult) -> str:
     lines = [f"soak: {result.duration_minutes:.1f} min; settle after the world stopped: "
              f"{'never' if result.settle_seconds is None else f'{result.settle_seconds:.0f} s'}",
              f"{'process':16s} {'pid':>7s} {'min':>11s} {'RSS MiB start/mid/end':>22s} {'slope MiB/h':>11s} "
-             f"{'fds s/max/e':>12s} {'threads s/max/e':>15s}"]
+             f"{'2nd half':>9s} {'fds s/max/e':>12s} {'threads s/max/e':>15s}"]
     for row in process_rows(result.series):
         slope = "-" if row["rss_slope_mib_per_h"] is None else f"{row['rss_slope_mib_per_h']:+.1f}"
+        late = "-" if row["rss_slope_second_half_mib_per_h"] is None else f"{row['rss_slope_second_half_mib_per_h']:+.1f}"
         lines.append(f"{row['process']:16s} {row['pid']:7d} {row['from_min']:5.1f}-{row['to_min']:<5.1f} "
-                     f"{'/'.join(f'{v:.1f}' for v in row['rss_mib']):>22s} {slope:>11s} "
+                     f"{'/'.join(f'{v:.1f}' for v in row['rss_mib']):>22s} {slope:>11s} {late:>9s} "
                      f"{'/'.join(map(str, row['fds'])):>12s} {'/'.join(map(str, row['threads'])):>15s}")
     c = result.counters
     lines.append(f"signals: {c.flows_sent} flows sent ({c.flows_accepted} accepted, {c.batches_refused} batches refused "
