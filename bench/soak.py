@@ -381,10 +381,13 @@ def intended_violations(snap: Snapshot, memory: Memory, grace: float) -> dict[tu
         if role == names.ROLE_BASELINE:
             baselines.setdefault(identity, []).append(key)
             if identity not in live_baselines:
-                gone = memory.last_live.get(identity, memory.first_seen[key])
+                # A policy newer than the last live pod seen was made for pods this snapshot missed (created
+                # between its pod and policy reads): its grace starts at its creation.
+                gone = max(memory.last_live.get(identity, memory.first_seen[key]),
+                           _epoch(meta.get("creationTimestamp")) or 0.0)
                 if now > gone + grace:
                     due("stale-policy", key, f"{identity} has had no live pod since t-{now - gone:.0f}s", gone + grace)
-            elif expires is not None and expires < now and annotations.get(names.ANNOTATION_STEP) in (
+            if expires is not None and expires < now and annotations.get(names.ANNOTATION_STEP) in (
                     names.STEP_TIGHTENED, names.STEP_QUARANTINED):
                 due("expired-step", key, f"step {annotations.get(names.ANNOTATION_STEP)} expired at "
                                          f"{annotations.get(names.ANNOTATION_EXPIRES_AT)}", expires)

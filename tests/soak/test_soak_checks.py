@@ -34,9 +34,10 @@ def pod(name: str, *, namespace: str = "shop", instance: str | None = None, extr
     return body
 
 
-def policy(name: str, identity: str, role: str = names.ROLE_BASELINE, namespace: str = "shop",
+def policy(name: str, identity: str, role: str = names.ROLE_BASELINE, namespace: str = "shop", created: float = NOW - 3600,
            **annotations: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": namespace, "annotations": annotations,
+                         "creationTimestamp": iso(created),
                          "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.LABEL_IDENTITY: identity,
                                     names.LABEL_POLICY_ROLE: role}}, "spec": {}}
 
@@ -84,6 +85,12 @@ def test_a_policy_outliving_its_workload_past_the_grace_is_due_when_the_grace_en
     assert found[("stale-policy", "shop/netwarden-deploy-api")][1] == NOW - 5
 
 
+def test_a_policy_made_for_pods_the_snapshot_missed_is_not_stale() -> None:
+    """Pods are read before policies: a baseline written in between, for pods created in between, is new."""
+    memory = Memory(last_live={"shop.deploy.api": NOW - 60})
+    assert check([], [policy("netwarden-deploy-api", "shop.deploy.api", created=NOW - 1)], memory) == {}
+
+
 def test_quarantines_only_for_live_pods_and_until_they_expire() -> None:
     live = pod("api-abc-1")
     fine = policy("netwarden-quarantine-a", "shop.deploy.api", names.ROLE_QUARANTINE,
@@ -104,3 +111,6 @@ def test_an_expired_tightening_and_a_policy_where_netwarden_is_not_asked_are_div
     stray = policy("netwarden-deploy-web", "plain.deploy.web", namespace="plain")
     found = check([pod("api-abc-1")], [tightened, stray], Memory(last_live={"plain.deploy.web": NOW}))
     assert set(found) == {("expired-step", "shop/netwarden-deploy-api"), ("unexpected-policy", "plain/netwarden-deploy-web")}
+    # Still expired while the workload has no pod (a scale to zero does not end it; the cleanup does).
+    assert set(check([], [tightened], Memory(last_live={"shop.deploy.api": NOW}))) == {
+        ("expired-step", "shop/netwarden-deploy-api")}
