@@ -13,7 +13,9 @@ The scenario is tests/chart/rbac_scenario.py and the comparison tests/chart/rbac
 tests/kube/test_kube_least_privilege.py, which runs both on the real kube-apiserver.
 
 tests/chart/RBAC.md lists each rule and the scenario phase that exercised it; the test checks it.
-Regenerate with NETWARDEN_WRITE_RBAC_MD=1 after a deliberate change.
+Regenerate with NETWARDEN_WRITE_RBAC_MD=1 after a deliberate change. A rule called on a timer (the leader
+Lease's renewals, every retry_period) is named in the phase with the most of them (the demo story, the longest):
+the first phase a renewal falls in depends on the machine's speed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from tests.chart.rbac_check import compare, grants, records_by_account  # noqa: 
 from tests.chart.rbac_scenario import STORY_VALUES, UPGRADE_VALUES, Observed, run_scenario  # noqa: E402
 
 RBAC_MD = Path(__file__).with_name("RBAC.md")
+#: (resource, verb) made on a timer, not by a scenario step: documented in the phase with the most of them.
+TIMER_CALLS = frozenset({("leases", "update")})
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,11 @@ def rbac_table(observed: Observed) -> list[tuple[str, ...]]:
     rows = []
     for grant in sorted(set(grants(observed.docs)), key=lambda g: g.row()):
         hits = [(index, record) for index, record in per[grant.service_account] if grant.allows(record)]
-        phase = observed.phase_of(hits[0][0]) if hits else "NOT EXERCISED"
+        phases = [observed.phase_of(index) for index, _ in hits]
+        if (grant.resource, grant.verb) in TIMER_CALLS:
+            phase = max(phases, key=phases.count) if phases else "NOT EXERCISED"
+        else:
+            phase = phases[0] if phases else "NOT EXERCISED"
         example = hits[0][1].path if hits else ""
         rows.append((*grant.row(), phase, f"`{example}` ({len(hits)} requests)"))
     return rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable
 
 import pytest
@@ -11,16 +10,7 @@ from kubernetes import client, watch
 
 from conformance_cluster import Cluster, pod_body
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll until predicate() is truthy (controllers are asynchronous on every engine)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
+from tests.support.waiting import wait_for
 
 
 def status_of(exc: client.ApiException) -> dict[str, Any]:
