@@ -182,13 +182,17 @@ class WebhookRuntime:
         self._namespaces: TTLCache[str, NamespaceFacts] = TTLCache(4096, hook.namespace_cache_seconds, timer=clock)
         self._owners: TTLCache[tuple[str, str, str, str], list[OwnerRef]] = TTLCache(
             16384, hook.owner_cache_seconds, timer=clock)
-        self._workloads: TTLCache[tuple[str, str], str] = TTLCache(
-            hook.workload_cache_size, hook.workload_cache_seconds, timer=clock)
+        # A remembered baseline must not outlive the policy: the reconciler removes it cleanup_grace_seconds
+        # after the workload's last pod, and the garbage collector at once with its owner (hence the owner's uid
+        # in the key: a workload deleted and re-created under the same name is a new workload).
+        self._workloads: TTLCache[tuple[str, str, str], str] = TTLCache(
+            hook.workload_cache_size, min(hook.workload_cache_seconds, config.reconciler.cleanup_grace_seconds / 2),
+            timer=clock)
         #: Owners the API said do not exist (or we may not read): remembered briefly, so a pod that
         #: claims a bogus owner does not cost an API call per review.
         self._missing_owners: TTLCache[tuple[str, str, str, str], bool] = TTLCache(
             4096, hook.namespace_cache_seconds, timer=clock)
-        self._write_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._write_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._dns: DnsTarget = DnsTarget()
         self._dns_checked_at: float | None = None
         self._dns_final = kube is None
@@ -293,7 +297,8 @@ class WebhookRuntime:
     def ensure_policy(self, manifest: dict[str, Any], kube: KubeClient | None = None) -> str:
         """Create the workload's baseline once; concurrent reviews of one workload share the write."""
         meta = manifest["metadata"]
-        key = (meta["namespace"], meta["name"])
+        owners = meta.get("ownerReferences") or [{}]
+        key = (meta["namespace"], meta["name"], str(owners[0].get("uid", "")))
         with self._lock:
             if key in self._workloads:
                 self.metrics.cache_hits.labels("workload").inc()

@@ -276,6 +276,15 @@ def test_ten_pods_of_one_deployment_produce_exactly_one_policy_owned_by_the_depl
     env.apps.delete_namespaced_deployment("web", namespace, propagation_policy="Background")
     wait_for(lambda: not policies(env, namespace), 20, "the policy to be garbage-collected")
 
+    # Re-created under the same name it is a new workload: its first pod writes its baseline again, whichever
+    # worker admits it (both remembered the old one).
+    deployment, replicaset = create_deployment_chain(env, namespace, "web")
+    env.core.create_namespaced_pod(namespace, pod_body(
+        generate_name="web-5f7c9d8b6-", labels={"app": "web", "pod-template-hash": "5f7c9d8b6"},
+        owner=rs_owner(replicaset)))
+    (policy,) = policies(env, namespace)
+    assert policy.metadata.owner_references[0].uid == deployment.metadata.uid
+
 
 def test_opted_out_pods_are_untouched(env: Env) -> None:
     namespace = make_namespace(env)
