@@ -81,7 +81,7 @@ class WebhookConfig:
     namespace_cache_seconds: float = option(10.0, "how long a namespace's labels/annotations are cached")
     owner_cache_seconds: float = option(60.0, "how long a verified owner chain (ReplicaSet->Deployment, Job->CronJob) is cached")
     workload_cache_seconds: float = option(
-        600.0, "how long a workload whose baseline was written (or found) is remembered; one write per workload")
+        600.0, "how long a workload whose baseline was written (or found) is remembered; one write per workload; at most half of reconciler.cleanup_grace_seconds")
     workload_cache_size: int = option(10000, "most workloads remembered per worker")
     api_timeout_seconds: float = option(
         2.0, "per-call API timeout inside an admission review (every call of a review also ends by its deadline, below the API server's timeout)")
