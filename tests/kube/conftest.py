@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Iterator
 
 import pytest
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from localkube.controlplane_build import ControlPlaneBinaries, ControlPlaneNotBuilt, find_binaries
 from localkube.kube_engine import KubeControlPlane
 from localkube.kubelet import FakeKubelet
+from tests.support.namespaces import fresh_namespace
 from tests.support.waiting import wait_for
 
 
@@ -37,12 +35,8 @@ def kube_api(kube_cluster: KubeControlPlane) -> Any:
 @pytest.fixture
 def namespace(kube_api: Any) -> Iterator[str]:
     """A fresh namespace whose default ServiceAccount exists (pods are refused before that)."""
-    core = client.CoreV1Api(kube_api)
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(lambda: _exists(lambda: core.read_namespaced_service_account("default", name)), f"default SA in {name}")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(kube_api, "t") as name:
+        yield name
 
 
 @pytest.fixture
@@ -50,18 +44,6 @@ def kubelet(kube_api: Any, namespace: str) -> Iterator[FakeKubelet]:
     fake = FakeKubelet(kube_api, namespaces=(namespace,))
     yield fake
     fake.stop()
-
-
-def _exists(read: Any) -> bool:
-    try:
-        read()
-        return True
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-
-
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from netwarden.policy import (
 )
 from netwarden.stack import Stack, free_port, start_stack
 from reconciler.policy_ops import canonical_spec
+from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kube
@@ -72,14 +73,8 @@ def api(stack: Stack) -> client.ApiClient:
 @pytest.fixture
 def opted_in(api: client.ApiClient) -> Iterator[str]:
     """A namespace opted in to netwarden (enforce mode) whose default ServiceAccount exists."""
-    core = client.CoreV1Api(api)
-    name = f"nw-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "annotations": {
-        names.ANNOTATION_INJECT: names.INJECT_ENABLED, names.ANNOTATION_MODE: names.MODE_ENFORCE}}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             f"default ServiceAccount in {name}")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(api, "nw", OPTED_IN_ENFORCE) as name:
+        yield name
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from netwarden import names
 from netwarden.config import ReconcilerConfig
 from netwarden.stack import Stack, real_packets_missing, start_stack
 from netwarden.traffic import PodEnd, steady_flows
+from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kube
@@ -75,26 +76,15 @@ def api(stack: Stack) -> client.ApiClient:
 @pytest.fixture
 def shop(api: client.ApiClient) -> Iterator[str]:
     """A namespace opted in to netwarden in enforce mode."""
-    core = client.CoreV1Api(api)
-    name = f"pk-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "annotations": {
-        names.ANNOTATION_INJECT: names.INJECT_ENABLED, names.ANNOTATION_MODE: names.MODE_ENFORCE}}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             f"default ServiceAccount in {name}")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(api, "pk", OPTED_IN_ENFORCE) as name:
+        yield name
 
 
 @pytest.fixture
 def plain(api: client.ApiClient) -> Iterator[str]:
     """A namespace netwarden leaves alone: only the test's own policies apply."""
-    core = client.CoreV1Api(api)
-    name = f"pl-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             f"default ServiceAccount in {name}")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(api, "pl") as name:
+        yield name
 
 
 def use_backend(stack: Stack, backend: str) -> None:
