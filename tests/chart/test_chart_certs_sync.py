@@ -129,5 +129,5 @@ def test_the_cronjob_never_generates_a_missing_pair(kube: LocalKube, tmp_path: P
 
 def test_no_script_ships_with_the_chart() -> None:
     assert not (CHART_DIR / "files").exists()
-    for path in (CHART_DIR / "templates").iterdir():
-        assert ".Files.Get" not in path.read_text(), path.name
+    for path in (CHART_DIR / "templates").rglob("*"):
+        assert path.is_dir() or ".Files.Get" not in path.read_text(), path.name
