@@ -40,7 +40,6 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -57,6 +56,7 @@ from netwarden.labels import NamespaceFacts, is_reserved_label  # noqa: E402
 from netwarden.scenario import NamespaceSpec, Step, WorkloadSpec  # noqa: E402
 from netwarden.stack import ManagedProcess, Stack, free_port  # noqa: E402
 from netwarden.traffic import PodEnd, WorldEnd, steady_flows  # noqa: E402
+from reconciler.runtime import epoch_of  # noqa: E402
 from tests.e2e.harness import (Cluster, falco_body, flows_body, leader_metric, post, running_stack, sigkill,  # noqa: E402
                                spawn_reconciler)
 from tests.support.waiting import wait_for  # noqa: E402
@@ -276,15 +276,6 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def is_live(pod: Mapping[str, Any]) -> bool:
     return not _meta(pod).get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
@@ -377,14 +368,14 @@ def intended_violations(snap: Snapshot, memory: Memory, grace: float) -> dict[tu
         if ns is not None and not (ns.labels.get(names.LABEL_INJECT) == names.INJECT_ENABLED
                                    or ns.annotations.get(names.ANNOTATION_INJECT) == names.INJECT_ENABLED):
             due("unexpected-policy", key, f"managed policy in namespace {meta['namespace']}, which is not opted in")
-        expires = _epoch(annotations.get(names.ANNOTATION_EXPIRES_AT))
+        expires = epoch_of(annotations.get(names.ANNOTATION_EXPIRES_AT))
         if role == names.ROLE_BASELINE:
             baselines.setdefault(identity, []).append(key)
             if identity not in live_baselines:
                 # A policy newer than the last live pod seen was made for pods this snapshot missed (created
                 # between its pod and policy reads): its grace starts at its creation.
                 gone = max(memory.last_live.get(identity, memory.first_seen[key]),
-                           _epoch(meta.get("creationTimestamp")) or 0.0)
+                           epoch_of(meta.get("creationTimestamp")) or 0.0)
                 if now > gone + grace:
                     due("stale-policy", key, f"{identity} has had no live pod since t-{now - gone:.0f}s", gone + grace)
             if expires is not None and expires < now and annotations.get(names.ANNOTATION_STEP) in (

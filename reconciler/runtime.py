@@ -255,7 +255,8 @@ class ReconcilerRuntime:
                 self.controller.recheck_containment()
 
 
-def _epoch(text: str | None) -> float | None:
+def epoch_of(text: str | None) -> float | None:
+    """An RFC 3339 timestamp from the API (or an annotation) as epoch seconds; None when absent or unreadable."""
     if not text:
         return None
     try:
@@ -277,10 +278,10 @@ def restored_policy(obj: Obj, now: float) -> RestoredPolicy | None:
     if not identity or role not in (names.ROLE_BASELINE, names.ROLE_QUARANTINE):
         return None
     created = meta.get("creationTimestamp")
-    since = _epoch(created if isinstance(created, str) else None) or now
+    since = epoch_of(created if isinstance(created, str) else None) or now
     pod = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Pod"), None)
     return RestoredPolicy(identity, meta.get("namespace") or "", role, annotations.get(names.ANNOTATION_STEP, ""),
-                          since, _epoch(annotations.get(names.ANNOTATION_EXPIRES_AT)),
+                          since, epoch_of(annotations.get(names.ANNOTATION_EXPIRES_AT)),
                           annotations.get(names.ANNOTATION_TARGET_POD), pod)
 
 
