@@ -118,6 +118,23 @@ class ReconcilerConfig:
     admin_policy_priority: int = option(
         10, "priority of the admin-tier quarantine objects, 0 (first) to 1000; keep it before any admin-tier "
             "Accept that must not reopen a quarantine")
+    hubble_relay_address: str | None = option(
+        None, "HOST:PORT of Hubble Relay (or one agent's Hubble server): stream its flows with Observer.GetFlows "
+              "(e.g. hubble-relay.kube-system.svc:443); unset: off")
+    hubble_relay_tls_dir: str | None = option(
+        None, "folder of a mounted TLS Secret for Hubble Relay: ca.crt verifies Relay, tls.crt + tls.key (when "
+              "present) are the client certificate (mTLS); re-read at every connect; unset: plaintext")
+    hubble_relay_server_name: str | None = option(
+        None, "name Relay's certificate is checked against (Cilium issues *.hubble-relay.cilium.io); unset: the host")
+    goldmane_address: str | None = option(
+        None, "HOST:PORT of Calico's Goldmane: List the last minute, then stream Flows.Stream "
+              "(e.g. goldmane.calico-system.svc:7443); unset: off")
+    goldmane_tls_dir: str | None = option(
+        None, "folder of a mounted TLS Secret for Goldmane (ca.crt, tls.crt, tls.key: Goldmane requires mTLS); unset: plaintext")
+    goldmane_server_name: str | None = option(
+        None, "name Goldmane's certificate is checked against; unset: the host")
+    stream_buffer: int = option(
+        10000, "flows a gRPC source holds while the engine is busy; past it the oldest are dropped and counted")
 
 
 @dataclass(frozen=True)
@@ -300,6 +317,8 @@ def validate(config: NetwardenConfig) -> None:
                           f"{', '.join(QUARANTINE_BACKENDS)}")
     if not 0 <= config.reconciler.admin_policy_priority <= 1000:
         raise ConfigError(f"reconciler.admin_policy_priority {config.reconciler.admin_policy_priority}: expected 0-1000")
+    if config.reconciler.stream_buffer < 1:
+        raise ConfigError(f"reconciler.stream_buffer {config.reconciler.stream_buffer}: expected at least 1")
     hook = config.webhook
     if not 1 <= hook.port <= 65535:
         raise ConfigError(f"webhook.port {hook.port}: expected 1-65535")

@@ -203,6 +203,16 @@ METRIC_QUARANTINE_RETRIES = "netwarden_quarantine_step_retries_total"
 METRIC_WEAK_CONTAINMENT = "netwarden_weak_containment_policies"
 #: 1 for the quarantine backend in use (networkpolicy, adminnetworkpolicy, clusternetworkpolicy).
 METRIC_QUARANTINE_BACKEND = "netwarden_quarantine_backend"
+#: Flows received from a gRPC flow source (hubble-relay, goldmane), by source.
+METRIC_STREAM_RECEIVED = "netwarden_stream_flows_received_total"
+#: Streamed flows dropped, by source and reason (buffer-full: the engine fell behind; rejected:<reason>; engine-error).
+METRIC_STREAM_DROPPED = "netwarden_stream_flows_dropped_total"
+#: Seconds between the newest streamed flow's own time and its arrival, by source.
+METRIC_STREAM_LAG = "netwarden_stream_lag_seconds"
+#: Reconnections of a gRPC flow source (stream ended, server restarted, TLS failure), by source.
+METRIC_STREAM_RECONNECTS = "netwarden_stream_reconnects_total"
+#: 1 while a gRPC flow source's stream is up, by source.
+METRIC_STREAM_CONNECTED = "netwarden_stream_connected"
 
 
 def wire_names_table() -> str:

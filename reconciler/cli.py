@@ -298,6 +298,11 @@ def run_reconciler(args: argparse.Namespace) -> int:
                               counters=counters, ready=runtime.ready, max_body_bytes=rc.max_body_bytes,
                               sources=rc.signal_sources, forwarder=forwarder, tls=tls)
     server = ReceiverServer(app, rc.host, rc.port, tls=tls).start()
+    from reconciler import metrics
+    from reconciler.sources import start_flow_sources
+
+    # Hubble Relay / Goldmane streams feed the engine on the leader only (a standby's engine does not act).
+    flow_sources = start_flow_sources(rc, runtime, counters, active=gate.is_open, registry=metrics.REGISTRY)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -308,8 +313,11 @@ def run_reconciler(args: argparse.Namespace) -> int:
                 result = ingest_flow_stream(stream, runtime, counters, stop=stop)
             logging.info(json.dumps({"event": "flows_file_done", **result.to_dict()}))
         threading.Thread(target=feed, name="flows-file", daemon=True).start()
-    logging.info(json.dumps({"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert)}))
+    logging.info(json.dumps({"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert),
+                             "flow_sources": {s.name: s.address for s in flow_sources}}))
     stop.wait()
+    for source in flow_sources:
+        source.stop()
     server.stop()
     runtime.stop()
     if isinstance(gate, LeaderElector):

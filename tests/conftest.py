@@ -30,6 +30,8 @@ QUICK = (
     "webhook/test_admission_core.py",
     "reconciler/test_queue.py",
     "certs/test_certs_pki.py",
+    "sources/test_protos.py",
+    "sources/test_records.py",
 )
 #: Whole stories: multi-process runs that take tens of seconds each.
 SLOW = ("e2e", "demo", "soak/test_soak.py", "chart/test_rbac_coverage.py", "chart/test_chart_on_localkube.py")

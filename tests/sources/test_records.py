@@ -1,0 +1,97 @@
+"""gRPC messages become the same Flow as the JSON the same source exports (real payloads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from reconciler.core.types import SignalError
+from reconciler.signals.parse import parse_calico_record, parse_hubble_line
+from reconciler.sources import records
+from reconciler.sources.proto import flow_pb2, observer_pb2
+from reconciler.sources.replay_server import hubble_response
+from tests.sources.calico_as_goldmane import as_goldmane, calico_records
+from tests.support.data import PAYLOADS
+
+HUBBLE_LINES = [json.loads(line) for path in sorted((PAYLOADS / "hubble").glob("*.jsonl"))
+                for line in path.read_text().splitlines() if line.strip()]
+
+
+def _parsed(line: dict) -> object:
+    try:
+        return parse_hubble_line(line)
+    except SignalError as err:
+        return ("rejected", err.reason)
+
+
+def _masked(response: observer_pb2.GetFlowsResponse) -> observer_pb2.GetFlowsResponse:
+    """What Relay sends under netwarden's field mask."""
+    out = observer_pb2.GetFlowsResponse(node_name=response.node_name)
+    out.time.CopyFrom(response.time)
+    FieldMask(paths=list(records.HUBBLE_FIELD_MASK)).MergeMessage(response.flow, out.flow)
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(HUBBLE_LINES)))
+def test_hubble_message_parses_like_its_json_export(index: int) -> None:
+    line = HUBBLE_LINES[index]
+    response = hubble_response(line)
+    assert response.WhichOneof("response_types") == "flow"
+    assert _parsed(records.hubble_record(response)) == _parsed(line)
+    # The field mask keeps everything the parser reads.
+    assert _parsed(records.hubble_record(_masked(response))) == _parsed(line)
+
+
+def test_the_mask_is_smaller_than_the_flow() -> None:
+    full = sum(len(hubble_response(line).SerializeToString()) for line in HUBBLE_LINES)
+    masked = sum(len(_masked(hubble_response(line)).SerializeToString()) for line in HUBBLE_LINES)
+    assert masked < full
+
+
+def test_lost_events_are_not_flows() -> None:
+    response = observer_pb2.GetFlowsResponse(lost_events=flow_pb2.LostEvent(num_events_lost=7))
+    with pytest.raises(SignalError) as err:
+        records.hubble_record(response)
+    assert err.value.reason == "not-a-flow"
+
+
+def test_enum_numbers_unknown_to_the_subset_pass_through() -> None:
+    """A drop reason this subset does not name arrives as its number and is still a drop."""
+    response = hubble_response(HUBBLE_LINES[0])
+    response.flow.verdict = flow_pb2.DROPPED
+    response.flow.drop_reason_desc = 155  # CT_MAP_INSERTION_FAILED upstream
+    record = records.hubble_record(response)
+    assert record["flow"]["drop_reason_desc"] == 155
+    flow = parse_hubble_line(record)
+    assert flow.verdict == "dropped" and not flow.policy_dropped
+
+
+def test_request_asks_for_follow_filters_and_mask() -> None:
+    request = records.hubble_request(since_ns=1_700_000_000_123_456_789)
+    assert request.follow and request.number == 0
+    assert request.since.ToNanoseconds() == 1_700_000_000_123_456_789
+    assert list(request.field_mask.paths) == list(records.HUBBLE_FIELD_MASK)
+    assert list(request.experimental.field_mask.paths) == list(records.HUBBLE_FIELD_MASK)
+    assert list(request.whitelist[0].verdict) == [flow_pb2.FORWARDED, flow_pb2.DROPPED, flow_pb2.AUDIT]
+    assert request.blacklist[0].event_type[0].type == records.L7_EVENT_TYPE
+    assert not records.hubble_request(since_ns=None).HasField("since")
+
+
+def _without_pod_names(flow):
+    """Goldmane never names a pod (only its prefix) nor an IP; the rest must be equal."""
+    strip = lambda end: dataclasses.replace(end, pod=None, ip=None, pod_prefix=None)  # noqa: E731
+    return dataclasses.replace(flow, source=strip(flow.source), destination=strip(flow.destination))
+
+
+@pytest.mark.parametrize("index", range(len(calico_records())))
+def test_goldmane_result_parses_like_the_calico_flow_log(index: int) -> None:
+    original = calico_records()[index]
+    flow = parse_calico_record(records.goldmane_record(as_goldmane(original)))
+    expected = parse_calico_record(original)
+    assert _without_pod_names(flow) == _without_pod_names(expected)
+    for end, side in ((flow.source, "source"), (flow.destination, "dest")):
+        if original[f"{side}_type"] == "wep":
+            assert end.pod is None and end.pod_prefix == original[f"{side}_name_aggr"]
