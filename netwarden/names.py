@@ -197,6 +197,8 @@ METRIC_LEADER = "netwarden_leader"
 METRIC_SIGNALS_FORWARDED = "netwarden_signals_forwarded_total"
 #: Alerts kept as evidence but not acted on, by kind and reason (duplicate, too-old).
 METRIC_ALERTS_IGNORED = "netwarden_alerts_ignored_total"
+#: Alerts accepted but attributed to no pod or workload, by kind and reason (no-target, not-a-workload, unknown-pod, unknown-workload).
+METRIC_ALERTS_UNATTRIBUTED = "netwarden_alerts_unattributed_total"
 #: Quarantine steps (quarantine, release) that failed and were queued for a retry with backoff.
 METRIC_QUARANTINE_RETRIES = "netwarden_quarantine_step_retries_total"
 #: Policies that are not netwarden's and weaken containment now, by kind (widens-quarantine, widens-tightened, allow-all).

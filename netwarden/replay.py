@@ -111,6 +111,8 @@ class ReplayResult:
     counters: SignalCounters = field(default_factory=SignalCounters)
     peak_rss_mib: float = 0.0
     engine: DecisionEngine | None = None
+    #: The first alerts attributed to no workload: (what the alert was, reason, why in words).
+    unattributed: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def flows_per_second(self) -> float:
@@ -154,7 +156,7 @@ def replay(
             result.counters.record_ok(flow.source_format)
             while pending and pending[0][0] <= flow.time:
                 at, alert = pending.pop(0)
-                emit(_ingest_alert(engine, alert, at))
+                emit(_ingest_alert(engine, alert, at, result))
             emit(engine.ingest_flow(flow, flow.time))
             if next_tick is None or flow.time >= next_tick:
                 emit(engine.tick(flow.time))
@@ -164,18 +166,27 @@ def replay(
                 bar.update(result.flows, started)
         bar.finish(result.flows, started)
     for at, alert in pending:
-        emit(_ingest_alert(engine, alert, at))
+        emit(_ingest_alert(engine, alert, at, result))
     result.seconds = time.monotonic() - started
     result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
-def _ingest_alert(engine: DecisionEngine, alert: Any, at: float) -> list[Decision]:
+#: Unattributed alerts listed one by one in the summary (all are counted by reason).
+MAX_UNATTRIBUTED_LISTED = 20
+
+
+def _ingest_alert(engine: DecisionEngine, alert: Any, at: float, result: ReplayResult) -> list[Decision]:
     if isinstance(alert, SecurityAlert):
-        return engine.ingest_alert(alert, at)
-    if isinstance(alert, MetricAlert):
-        return engine.ingest_metric_alert(alert, at)
-    return []
+        decisions, name = engine.ingest_alert(alert, at), f"falco {alert.rule!r}"
+    elif isinstance(alert, MetricAlert):
+        decisions, name = engine.ingest_metric_alert(alert, at), f"alertmanager {alert.alertname!r}"
+    else:
+        return []
+    where = engine.last_alert_attribution
+    if where is not None and where.reason is not None and len(result.unattributed) < MAX_UNATTRIBUTED_LISTED:
+        result.unattributed.append((name, where.reason, where.detail))
+    return decisions
 
 
 def format_decision(decision: Decision) -> str:
@@ -224,6 +235,13 @@ def run_replay(args: argparse.Namespace, out: Callable[[str], None] = print) -> 
     unresolved = engine.counters.unresolved_flows
     if unresolved:
         out(f"flows not attributed to any workload: {unresolved:,}" + ("" if args.pods else " (give --pods to map IPs to workloads)"))
+    by_reason = engine.counters.unattributed_by_reason
+    if by_reason:
+        out(f"alerts not attributed to any workload: {sum(by_reason.values())} ("
+            + ", ".join(f"{reason} x{n}" for reason, n in sorted(by_reason.items())) + ")"
+            + ("" if args.pods else " (give --pods to map pods to workloads)"))
+        for name, reason, detail in result.unattributed:
+            out(f"  {name}: {reason}: {detail}")
     rejected = sum(result.counters.rejected.values())
     out(f"decisions: {len(result.decisions)} (dry-run: nothing was written)")
     out(f"records rejected: {rejected}" + "".join(f"\n  {fmt}: {reason} x{n}"

@@ -26,6 +26,10 @@ SIGNALS_FORWARDED = Counter(names.METRIC_SIGNALS_FORWARDED,
                             ["kind", "result"], registry=REGISTRY)
 ALERTS_IGNORED = Counter(names.METRIC_ALERTS_IGNORED, "Alerts recorded as evidence but not acted on, by kind and reason.",
                          ["kind", "reason"], registry=REGISTRY)
+ALERTS_UNATTRIBUTED = Counter(names.METRIC_ALERTS_UNATTRIBUTED,
+                              "Alerts accepted but attributed to no pod or workload, by kind and reason "
+                              "(no-target, not-a-workload, unknown-pod, unknown-workload).",
+                              ["kind", "reason"], registry=REGISTRY)
 QUARANTINE_RETRIES = Counter(names.METRIC_QUARANTINE_RETRIES,
                              "Quarantine steps that failed and were queued for a retry, by step.", ["step"],
                              registry=REGISTRY)

@@ -5,6 +5,10 @@ POST /signals/falco          a falcosidekick webhook body (one alert), or an arr
 POST /signals/alertmanager   an Alertmanager webhook body (version 4)
 GET  /healthz /readyz /metrics
 
+An alert endpoint's answer accounts for every alert: accepted ones that count against no pod or
+workload are listed under `unattributed` with their index, reason and detail (still 200: they were
+received; the runtime counts and logs them too), so a sender never reads a bare "accepted".
+
 On a standby replica (leader election on, another process leads) a signal is not scored here: it is
 forwarded to the leader (reconciler/forwarding.py), or answered 503 + Retry-After when no leader can
 take it.
@@ -37,6 +41,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from netwarden import names
 from reconciler import metrics
+from reconciler.core.alerts import Attribution
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
 from reconciler.httpserver import GuardedHttpServer, ServerLimits
 from reconciler.forwarding import RETRY_AFTER_SECONDS, ForwardError, SignalForwarder
@@ -59,9 +64,11 @@ class SignalSink(Protocol):
 
     def accept_flows(self, flows: Sequence[Flow]) -> None: ...
 
-    def accept_alert(self, alert: SecurityAlert) -> None: ...
+    def accept_alert(self, alert: SecurityAlert) -> Attribution | None:
+        """Where the alert was attributed (None: the sink does not say)."""
 
-    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> None: ...
+    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> Sequence[Attribution | None] | None:
+        """Where each alert was attributed, in order (None: the sink does not say)."""
 
 
 class TokenFile:
@@ -100,9 +107,26 @@ class IngestResult:
     accepted: int
     rejected: list[dict[str, Any]]
     rejected_total: int
+    #: Alerts only: accepted ones attributed to no pod or workload (listed up to a bound), None for flows.
+    unattributed: list[dict[str, Any]] | None = None
+    unattributed_total: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "rejected": self.rejected, "rejected_total": self.rejected_total}
+        out: dict[str, Any] = {"accepted": self.accepted, "rejected": self.rejected, "rejected_total": self.rejected_total}
+        if self.unattributed is not None:
+            out.update(attributed=self.accepted - self.unattributed_total, unattributed=self.unattributed,
+                       unattributed_total=self.unattributed_total)
+        return out
+
+    def note_attribution(self, index: int, where: Attribution | None) -> None:
+        """Record where alert `index` was attributed; an unattributed one is listed with its reason."""
+        if self.unattributed is None:
+            self.unattributed = []
+        if where is None or where.reason is None:
+            return
+        self.unattributed_total += 1
+        if len(self.unattributed) < MAX_REJECTED_LISTED:
+            self.unattributed.append({"index": index, "reason": where.reason, "detail": where.detail})
 
     @property
     def undecodable(self) -> bool:
@@ -179,10 +203,25 @@ def ingest_flow_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
 
 def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
                          counters: SignalCounters) -> IngestResult:
-    alerts, rejected, total_rejected = parse_records(records, parse_falco_event, lambda _: "falco", counters)
-    for alert in alerts:
-        sink.accept_alert(alert)
-    return IngestResult(len(alerts), rejected, total_rejected)
+    accepted_at: list[int] = []
+    current = 0
+
+    def indexed() -> Iterator[tuple[int, Any]]:
+        nonlocal current
+        for index, record in records:
+            current = index
+            yield index, record
+
+    def parse(record: Any) -> SecurityAlert:
+        alert = parse_falco_event(record)
+        accepted_at.append(current)  # the index each accepted alert came from, for its attribution
+        return alert
+
+    alerts, rejected, total_rejected = parse_records(indexed(), parse, lambda _: "falco", counters)
+    result = IngestResult(len(alerts), rejected, total_rejected, unattributed=[])
+    for index, alert in zip(accepted_at, alerts):
+        result.note_attribution(index, sink.accept_alert(alert))
+    return result
 
 
 # --- the app ---------------------------------------------------------------------------------
@@ -294,9 +333,11 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
             counters.record_error("alertmanager", error)
             return IngestResult(0, [_rejection(0, error)], 1), 400
         counters.record_ok("alertmanager", len(alerts))
-        if alerts:
-            sink.accept_metric_alerts(alerts)
-        return IngestResult(len(alerts), [], 0), 200
+        result = IngestResult(len(alerts), [], 0, unattributed=[])
+        attributions = sink.accept_metric_alerts(alerts) if alerts else None
+        for index, where in enumerate(attributions or ()):
+            result.note_attribution(index, where)
+        return result, 200
 
     @route("alertmanager")
     def alertmanager() -> Any:
@@ -327,6 +368,9 @@ def log_signal(kind: str, result: IngestResult, started: float) -> None:
         "event": "signals_received", "kind": kind, "accepted": result.accepted,
         "rejected": result.rejected_total, "seconds": round(time.perf_counter() - started, 6),
         "reasons": sorted({r["reason"] for r in result.rejected}),
+        **({"unattributed": result.unattributed_total,
+            "unattributed_reasons": sorted({u["reason"] for u in result.unattributed})}
+           if result.unattributed is not None else {}),
     }))
 
 

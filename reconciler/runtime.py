@@ -23,7 +23,7 @@ from netwarden.policy import DnsTarget, baseline_intent
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.controller import ControllerSettings, Reconciler
-from reconciler.core.alerts import TOO_OLD
+from reconciler.core.alerts import TOO_OLD, Attribution
 from reconciler.core.behaviour import PodRef
 from reconciler.core.config import CoreConfig
 from reconciler.core.engine import DecisionEngine
@@ -185,10 +185,13 @@ class ReconcilerRuntime:
                 decisions.extend(self.engine.ingest_flow(flow, now))
         self.apply(decisions)
 
-    def accept_alert(self, alert: SecurityAlert) -> None:
+    def accept_alert(self, alert: SecurityAlert) -> Attribution | None:
+        """Score one Falco alert; returns where it was attributed (its `reason` says why nowhere)."""
         with self._engine_lock:
             decisions = self.engine.ingest_alert(alert, self.clock())
             ignored = self.engine.last_alert_ignored
+            where = self.engine.last_alert_attribution
+        account_unattributed(alert.source_format, where, alert.namespace, alert.pod, alert.rule)
         if ignored is not None:
             metrics.ALERTS_IGNORED.labels(alert.source_format, ignored).inc()
             log.info(json.dumps({"event": "alert_not_acted_on", "why": ignored, "namespace": alert.namespace,
@@ -202,16 +205,23 @@ class ReconcilerRuntime:
                     f"{alert.source_format} {alert.priority}: {alert.rule} is {age:.0f}s old (max age "
                     f"{self.engine.config.alert_max_age_seconds:g}s): kept as evidence of the past, not acted on")
         self.apply(decisions)
+        return where
 
-    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> None:
+    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> list[Attribution | None]:
+        """Score Alertmanager alerts; returns where each was attributed, in order."""
         now = self.clock()
         decisions: list[Any] = []
+        attributions: list[Attribution | None] = []
         with self._engine_lock:
             for alert in alerts:
                 decisions.extend(self.engine.ingest_metric_alert(alert, now))
+                attributions.append(self.engine.last_alert_attribution)
                 if self.engine.last_alert_ignored is not None:
                     metrics.ALERTS_IGNORED.labels("alertmanager", self.engine.last_alert_ignored).inc()
+        for alert, where in zip(alerts, attributions):
+            account_unattributed("alertmanager", where, alert.namespace, alert.pod, alert.alertname)
         self.apply(decisions)
+        return attributions
 
     def accept_health(self, signal: HealthSignal) -> None:
         with self._engine_lock:
@@ -253,6 +263,16 @@ class ReconcilerRuntime:
             if self.gate.is_open() and time.monotonic() - last_check >= self.settings.containment_recheck_seconds:
                 last_check = time.monotonic()
                 self.controller.recheck_containment()
+
+
+def account_unattributed(kind: str, where: Attribution | None, namespace: str | None, pod: str | None,
+                         name: str) -> None:
+    """An alert attributed to no workload: counted by reason and logged, never silently dropped."""
+    if where is None or where.reason is None:
+        return
+    metrics.ALERTS_UNATTRIBUTED.labels(kind, where.reason).inc()
+    log.info(json.dumps({"event": "alert_unattributed", "kind": kind, "reason": where.reason, "detail": where.detail,
+                         "namespace": namespace, "pod": pod, "alert": name}))
 
 
 def epoch_of(text: str | None) -> float | None:

@@ -18,7 +18,7 @@ from netwarden.declarations import parse_peer_declarations
 from netwarden.policy import DnsTarget, PolicyIntent, render_policy_spec
 from reconciler.core import actions
 from reconciler.core.actions import DecideContext, Decision, WorkloadState
-from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, alert_verdict
+from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
 from reconciler.core.behaviour import Baseline, PodIndex, PodRef, observe, resolve_flow
 from reconciler.core.config import CoreConfig, ConfigError
 from reconciler.core.guard import GuardRails
@@ -77,6 +77,8 @@ class EngineCounters:
     views: int = 0
     unresolved_flows: int = 0
     unattributed_alerts: int = 0
+    #: Alerts attributed to no workload, by reason (core.alerts.UNATTRIBUTED_REASONS).
+    unattributed_by_reason: dict[str, int] = field(default_factory=dict)
     #: Alerts recorded but not acted on, by reason (duplicate, too-old).
     alerts_ignored: dict[str, int] = field(default_factory=dict)
     deviations: int = 0
@@ -109,6 +111,8 @@ class DecisionEngine:
         self.alert_memory = AlertMemory.from_config(self.config)
         #: Why the last alert ingested was not acted on (None when it was a reason to act).
         self.last_alert_ignored: str | None = None
+        #: Where the last alert ingested was attributed (its `reason` says why nowhere).
+        self.last_alert_attribution: Attribution | None = None
         self._tracked: dict[str, _Tracked] = {}
         #: Workloads with something to re-check on tick (score > 0, not at baseline, quarantines, pending).
         self._active: set[str] = set()
@@ -216,48 +220,52 @@ class DecisionEngine:
         return out
 
     def ingest_alert(self, alert: SecurityAlert, now: float) -> list[Decision]:
-        """A Falco alert: evidence about the pod it names (about its workload when no instance is known).
-        A duplicate (same id within the window) adds nothing; one older than the max age is recorded
-        as evidence of the past and explained, never acted on."""
+        """A Falco alert: evidence about the pod it names, or about the workload it names as a whole
+        (a k8s_audit alert about a Deployment); one naming neither is unattributed (counted, and
+        `last_alert_attribution` says why). A duplicate (same id within the window) adds nothing; one
+        older than the max age is recorded as evidence of the past and explained, never acted on."""
+        self.last_alert_ignored = None
+        where = self._attribute(alert.namespace, alert.pod, alert.target)
+        if where.identity is None or where.namespace is None:
+            return []
         verdict = self.last_alert_ignored = alert_verdict(alert, self.alert_memory, self.config, now)
         if verdict is not None:
             self.counters.alerts_ignored[verdict] = self.counters.alerts_ignored.get(verdict, 0) + 1
-        ref = self._ref_of(alert.namespace, alert.pod)
-        if ref is None:
-            self.counters.unattributed_alerts += 1
-            return []
-        if verdict is not None:
             if verdict == TOO_OLD:
-                tracked = self._track(ref.identity, ref.namespace, now)
-                past = security_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
+                tracked = self._track(where.identity, where.namespace, now)
+                past = security_alert_deviation(alert, where.identity, where.namespace, where.instance, self.config,
+                                                about=where.workload)
                 tracked.past_alerts.append({**past.to_dict(), "ignored": verdict, "age_seconds": round(now - alert.time, 1),
                                             "received": now})
             return []
-        tracked = self._track(ref.identity, ref.namespace, now)
-        deviation = security_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
+        tracked = self._track(where.identity, where.namespace, now)
+        deviation = security_alert_deviation(alert, where.identity, where.namespace, where.instance, self.config,
+                                             about=where.workload)
         tracked.risk.add([deviation], now)
         self.counters.deviations += 1
-        self._active.add(ref.identity)
+        self._active.add(where.identity)
         return self._step(tracked, now)
 
     def ingest_metric_alert(self, alert: MetricAlert, now: float) -> list[Decision]:
-        """An Alertmanager alert: held at full weight while firing, dropped when resolved."""
-        ref = self._ref_of(alert.namespace, alert.pod)
-        if ref is None:
-            self.counters.unattributed_alerts += 1
-            return []
-        tracked = self._track(ref.identity, ref.namespace, now)
+        """An Alertmanager alert: held at full weight while firing, dropped when resolved. Labels naming a
+        pod make it evidence about that pod; `namespace` + `deployment` (statefulset, daemonset,
+        job_name, cronjob) and no pod of it, evidence about that workload as a whole."""
         self.last_alert_ignored = None
+        where = self._attribute(alert.namespace, alert.pod, alert.target)
+        if where.identity is None or where.namespace is None:
+            return []
+        tracked = self._track(where.identity, where.namespace, now)
         if alert.firing and tracked.risk.is_firing(metric_alert_key(alert)):
             # Alertmanager re-sends a firing alert every repeat interval: the same alert, not new evidence.
             self.last_alert_ignored = DUPLICATE
             self.counters.alerts_ignored[DUPLICATE] = self.counters.alerts_ignored.get(DUPLICATE, 0) + 1
             return []
         if alert.firing:
-            deviation = metric_alert_deviation(alert, ref.identity, ref.namespace, ref.instance, self.config)
+            deviation = metric_alert_deviation(alert, where.identity, where.namespace, where.instance, self.config,
+                                               about=where.workload)
             tracked.risk.add([deviation], now)
             self.counters.deviations += 1
-            self._active.add(ref.identity)
+            self._active.add(where.identity)
         elif not tracked.risk.resolve_alert(metric_alert_key(alert)):
             return []
         return self._step(tracked, now)
@@ -381,10 +389,18 @@ class DecisionEngine:
         return tuple(self._tracked)
 
     # --- internals ----------------------------------------------------------------------------
-    def _ref_of(self, namespace: str | None, pod: str | None) -> PodRef | None:
-        if not namespace or not pod:
-            return None
-        return self.index.by_pod.get((namespace, pod))
+    def _attribute(self, namespace: str | None, pod: str | None, target: Any) -> Attribution:
+        """Attribute one alert (core.alerts.attribute_alert), remember where, count it when nowhere."""
+        where = self.last_alert_attribution = attribute_alert(namespace, pod, target, self.index, self._knows)
+        if where.reason is not None:
+            self.counters.unattributed_alerts += 1
+            by_reason = self.counters.unattributed_by_reason
+            by_reason[where.reason] = by_reason.get(where.reason, 0) + 1
+        return where
+
+    def _knows(self, identity: str) -> bool:
+        """A workload with pods now, or with state here (its pods may all be restarting)."""
+        return identity in self.index.by_identity or identity in self._tracked
 
     def _track(self, identity: str, namespace: str, now: float) -> _Tracked:
         tracked = self._tracked.get(identity)

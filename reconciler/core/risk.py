@@ -217,31 +217,40 @@ class RiskState:
 
 
 def security_alert_deviation(
-    alert: SecurityAlert, identity: str, namespace: str, instance: str | None, config: CoreConfig
+    alert: SecurityAlert, identity: str, namespace: str, instance: str | None, config: CoreConfig, *,
+    about: str | None = None,
 ) -> Deviation:
-    """A Falco alert weighs by its priority; naming a pod makes it evidence about that pod only."""
+    """A Falco alert weighs by its priority; naming a pod makes it evidence about that pod only.
+    `about` names the workload it counts against as a whole (then no pod is its subject)."""
     weight = config.falco_priority_weights.get(alert.priority, 0.0)
+    pod = None if about else alert.pod
     return Deviation(
         kind=SECURITY_ALERT,
         weight=weight,
         time=alert.time,
         identity=identity,
         namespace=namespace,
-        summary=f"{alert.source_format} {alert.priority}: {alert.rule}" + (f" on pod {alert.pod}" if alert.pod else ""),
+        summary=f"{alert.source_format} {alert.priority}: {alert.rule}" + (f" on {about}" if about else "")
+        + (f" on pod {pod}" if pod else ""),
         instance=instance,
-        pod=alert.pod,
+        pod=pod,
         details={"rule": alert.rule, "priority": alert.priority, "output": alert.output[:512], "tags": list(alert.tags)},
     )
 
 
 def metric_alert_key(alert: MetricAlert) -> str:
     """Alertmanager's fingerprint when sent, else the labels that identify the alert."""
-    return alert.fingerprint or f"{alert.alertname}/{alert.namespace or ''}/{alert.pod or ''}"
+    target = alert.target
+    named = f"{target.resource}/{target.name or ''}" if target is not None else ""
+    return alert.fingerprint or f"{alert.alertname}/{alert.namespace or ''}/{alert.pod or ''}" + (f"/{named}" if named else "")
 
 
 def metric_alert_deviation(
-    alert: MetricAlert, identity: str, namespace: str, instance: str | None, config: CoreConfig
+    alert: MetricAlert, identity: str, namespace: str, instance: str | None, config: CoreConfig, *,
+    about: str | None = None,
 ) -> Deviation:
+    """A firing Alertmanager alert weighs by its severity; `about` as for security_alert_deviation."""
+    pod = None if about else alert.pod
     weights = config.alert_severity_weights
     severity = (alert.severity or "").lower()
     weight = weights.get(severity, weights.get(DEFAULT_SEVERITY, 0.0))
@@ -252,9 +261,9 @@ def metric_alert_deviation(
         identity=identity,
         namespace=namespace,
         summary=f"alert {alert.alertname} ({alert.severity or 'no severity'}) firing"
-        + (f" for pod {alert.pod}" if alert.pod else ""),
+        + (f" for {about}" if about else "") + (f" for pod {pod}" if pod else ""),
         instance=instance,
-        pod=alert.pod,
+        pod=pod,
         details={"alertname": alert.alertname, "severity": alert.severity, "summary": alert.summary[:512]},
         key=metric_alert_key(alert),
     )

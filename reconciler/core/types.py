@@ -52,6 +52,16 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class AlertTarget:
+    """The Kubernetes object an alert names when it names no pod by `pod` (a Falco k8s_audit alert's
+    `ka.target.*`, an Alertmanager alert's `deployment` label): `resource` is the API resource, plural
+    and lowercase ("pods", "deployments", "secrets"), as the sender wrote it."""
+
+    resource: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class SecurityAlert:
     time: float
     namespace: str | None
@@ -63,6 +73,8 @@ class SecurityAlert:
     tags: tuple[str, ...] = ()
     #: The sender's id of this alert (falcosidekick's `uuid`); "" when it sent none.
     alert_id: str = ""
+    #: What a k8s_audit alert is about (`ka.target.resource`/`ka.target.name`); None for a syscall alert.
+    target: AlertTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,8 @@ class MetricAlert:
     starts_at: float | None = None
     #: None while firing with no end known (Alertmanager sends year 0001).
     ends_at: float | None = None
+    #: The workload its labels name (`deployment`, `statefulset`, `daemonset`, `job_name`, `cronjob`).
+    target: AlertTarget | None = None
 
 
 @dataclass(frozen=True)

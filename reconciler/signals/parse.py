@@ -13,7 +13,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
-from reconciler.core.types import Endpoint, Flow, MetricAlert, Priority, SecurityAlert, SignalError, Verdict
+from reconciler.core.types import (AlertTarget, Endpoint, Flow, MetricAlert, Priority, SecurityAlert, SignalError,
+                                   Verdict)
 
 # --- shared helpers ------------------------------------------------------------------------------
 
@@ -432,6 +433,25 @@ _PRIORITIES: dict[str, Priority] = {
 _FALCO_UNKNOWN = ("", "<NA>")
 
 
+def _falco_field(fields: Mapping[str, Any], name: str) -> str | None:
+    return _opt_str(fields.get(name), f"output_fields.{name}", placeholders=_FALCO_UNKNOWN)
+
+
+def _falco_subject(fields: Mapping[str, Any]) -> tuple[str | None, str | None, AlertTarget | None]:
+    """(namespace, pod, target) an alert names: a syscall alert's `k8s.ns.name`/`k8s.pod.name`, or a
+    k8s_audit alert's `ka.target.namespace`/`ka.target.name`/`ka.target.resource` (a target of
+    resource "pods" is the pod; any other is kept as the target, for the engine to attribute)."""
+    namespace = _falco_field(fields, "k8s.ns.name") or _falco_field(fields, "ka.target.namespace")
+    pod = _falco_field(fields, "k8s.pod.name")
+    resource = _falco_field(fields, "ka.target.resource")
+    if resource is None:
+        return namespace, pod, None
+    target = AlertTarget(resource.lower(), _falco_field(fields, "ka.target.name"))
+    if pod is None and target.resource == "pods":
+        pod = target.name
+    return namespace, pod, target
+
+
 def parse_falco_event(obj: object) -> SecurityAlert:
     """A Falco `json_output` alert or a falcosidekick webhook body -> SecurityAlert."""
     rec = _require_dict_root(obj)
@@ -452,16 +472,18 @@ def parse_falco_event(obj: object) -> SecurityAlert:
     tags = rec.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise SignalError("bad-field:tags", "Falco tags is not a list of strings")
+    namespace, pod, target = _falco_subject(fields)
     return SecurityAlert(
         time=when,
-        namespace=_opt_str(fields.get("k8s.ns.name"), "output_fields.k8s.ns.name", placeholders=_FALCO_UNKNOWN),
-        pod=_opt_str(fields.get("k8s.pod.name"), "output_fields.k8s.pod.name", placeholders=_FALCO_UNKNOWN),
+        namespace=namespace,
+        pod=pod,
         rule=rule,
         priority=_PRIORITIES[priority_raw.lower()],
         output=output if isinstance(output, str) else "",
         source_format="falco",
         tags=tuple(tags),
         alert_id=rec["uuid"] if isinstance(rec.get("uuid"), str) else "",
+        target=target,
     )
 
 
@@ -475,6 +497,16 @@ def _string_map(value: object, path: str) -> dict[str, str]:
     if not all(isinstance(v, str) for v in mapping.values()):
         raise SignalError(f"bad-field:{path}", f"{path} has a non-string value")
     return dict(mapping)
+
+
+#: Alert labels naming a workload (kube-state-metrics' names) -> the API resource they name.
+_WORKLOAD_LABELS = (("deployment", "deployments"), ("statefulset", "statefulsets"), ("daemonset", "daemonsets"),
+                    ("replicaset", "replicasets"), ("job_name", "jobs"), ("cronjob", "cronjobs"))
+
+
+def _alert_workload(labels: Mapping[str, str]) -> AlertTarget | None:
+    """The workload an alert's labels name (the first of `_WORKLOAD_LABELS` present), None when none."""
+    return next((AlertTarget(resource, labels[label]) for label, resource in _WORKLOAD_LABELS if labels.get(label)), None)
 
 
 def _alert_end(value: object) -> float | None:
@@ -523,6 +555,7 @@ def parse_alertmanager_payload(obj: object) -> list[MetricAlert]:
                 description=annotations.get("description", ""),
                 starts_at=starts,
                 ends_at=ends,
+                target=_alert_workload(labels),
             )
         )
     return out

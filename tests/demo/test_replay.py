@@ -67,3 +67,26 @@ def test_replay_without_pod_snapshot_says_the_flows_could_not_be_attributed(
     out = capsys.readouterr().out
     assert "learned baselines (0 workloads)" in out
     assert "flows not attributed to any workload: 12,004 (give --pods" in out
+
+
+def test_replay_accounts_for_every_alert_it_could_not_attribute(
+        recording: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real k8s_audit alerts (none names a pod of the snapshot) and a real `deployment`-labelled
+    Alertmanager body, plus the same body relabelled to the snapshot's Deployment `api` (attributed)."""
+    from tests.support.data import PAYLOADS
+
+    body = json.loads((PAYLOADS / "alertmanager/am_eric-pm-kube-state-metrics_deployment-label_resolved_2022.json")
+                      .read_text())
+    ours = json.loads(json.dumps(body))
+    ours["alerts"][0]["labels"].update(namespace="shop", deployment="api")
+    alertmanager = tmp_path / "alertmanager.jsonl"
+    alertmanager.write_text(json.dumps(body) + "\n" + json.dumps(ours) + "\n")
+    assert main(["replay", "--flows", str(recording["flows"]), "--pods", str(recording["pods"]), "--quiet",
+                 "--falco", str(PAYLOADS / "falco/falco-k8saudit-ovh_mks-audit-logs_blog-2025.jsonl"),
+                 "--alertmanager", str(alertmanager)]) == 0
+    out = capsys.readouterr().out
+    assert ("alerts not attributed to any workload: 5 (not-a-workload x3, unknown-pod x1, unknown-workload x1)"
+            in out), out
+    assert "falco 'Attach/Exec Pod': unknown-pod: names pod hello-app/nginx-676b6c5bbc-4xc6t" in out
+    assert ("alertmanager 'Deployment': unknown-workload: names deployments eric-eo-cm-ci406/eric-log-transformer"
+            in out)

@@ -110,7 +110,8 @@ def test_falcosidekick_body_and_falco_json_lines_are_accepted(served) -> None:
     url, sink, _, _ = served
     body = (DATA / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_bytes()
     result = requests.post(f"{url}/signals/falco", data=body, headers=auth()).json()
-    assert result == {"accepted": 1, "rejected": [], "rejected_total": 0}
+    assert result == {"accepted": 1, "rejected": [], "rejected_total": 0, "attributed": 1, "unattributed": [],
+                      "unattributed_total": 0}
     assert (sink.alerts[0].namespace, sink.alerts[0].pod) == ("ingress-nginx", "ingress-nginx-controller-slszv")
     lines = (DATA / "falco/falco-blog-2021_json-output_k8s-meta.jsonl").read_bytes()
     assert requests.post(f"{url}/signals/falco", data=lines, headers=auth()).json()["accepted"] == 2

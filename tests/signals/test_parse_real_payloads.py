@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.types import AlertTarget
 from reconciler.signals.parse import (
     detect_flow_format,
     parse_alertmanager_payload,
@@ -154,7 +155,23 @@ FALCO_EXPECTED = {
         ("System user interactive", "informational", None, None),
         ("Run shell untrusted", "notice", None, None),
     ],
+    "falco-k8saudit-ovh_mks-audit-logs_blog-2025.jsonl": [
+        ("Disallowed K8s User", "warning", None, None),
+        ("Disallowed K8s User", "warning", None, None),
+        ("Disallowed K8s User", "warning", None, None),
+        ("Attach/Exec Pod", "notice", "hello-app", "nginx-676b6c5bbc-4xc6t"),
+    ],
 }
+
+
+def test_k8s_audit_alerts_carry_their_target() -> None:
+    """k8s_audit alerts name no k8s.pod.name: `ka.target.*` is what they are about."""
+    alerts = [parse_falco_event(r) for r in lines(DATA / "falco/falco-k8saudit-ovh_mks-audit-logs_blog-2025.jsonl")]
+    assert [(a.target.resource, a.target.name) for a in alerts if a.target] == [
+        ("volumeattachments", "csi-6afb06dce281b86b7bab718b5d966dc261b2b1554941ae449519a128cb2e3fb3"),
+        ("events", "my-pool-1.18051c0a88716868"), ("nodepools", "my-pool-1"), ("pods", "nginx-676b6c5bbc-4xc6t")]
+    syscall = parse_falco_event(json.loads((DATA / "falco/falco-docs_json-output_terminal-shell_2023.json").read_text()))
+    assert syscall.target is None
 
 
 @pytest.mark.parametrize("path", all_files("falco"), ids=lambda p: p.name)
@@ -182,12 +199,18 @@ def test_every_alertmanager_alert_becomes_a_metric_alert(path: Path) -> None:
     alerts = parse_alertmanager_payload(body)
     assert len(alerts) == len(body["alerts"])
     for alert, raw in zip(alerts, body["alerts"]):
-        assert alert.firing and alert.ends_at is None
+        assert alert.firing == (raw["status"] == "firing")
         assert alert.alertname == raw["labels"]["alertname"]
         assert alert.severity == raw["labels"]["severity"]
         assert alert.fingerprint == raw["fingerprint"]
         assert alert.summary == raw["annotations"]["summary"]
-        assert alert.time == alert.starts_at == pytest.approx(parse_rfc3339(raw["startsAt"]))
+        assert alert.starts_at == pytest.approx(parse_rfc3339(raw["startsAt"]))
+        if alert.firing:
+            assert alert.ends_at is None and alert.time == alert.starts_at
+        else:
+            assert alert.time == alert.ends_at == pytest.approx(parse_rfc3339(raw["endsAt"]))
+        named = raw["labels"].get("deployment")
+        assert alert.target == (AlertTarget("deployments", named) if named else None)
 
 
 def test_alertmanager_pod_alerts_carry_namespace_and_pod() -> None:
