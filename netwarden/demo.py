@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import requests
 import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
@@ -84,8 +85,11 @@ def load_scenario(path: str | None) -> Scenario:
 class Player:
     """Plays a scenario against a running stack."""
 
-    def __init__(self, stack: Stack, scenario: Scenario, out: Callable[[str], None] = print) -> None:
+    def __init__(self, stack: Stack, scenario: Scenario, out: Callable[[str], None] = print,
+                 relay: "RelayFlows | None" = None) -> None:
         self.stack = stack
+        #: With --flows-from hubble-relay: flows go out as Hubble Relay's GetFlows stream, not as POSTs.
+        self.relay = relay
         self.scenario = scenario
         self.out = out
         self.api = stack.api_client()
@@ -229,10 +233,15 @@ class Player:
                 batch = []
         if batch:
             sent += self._send_flows(batch)
+        if self.relay is not None:
+            self.relay.settle()
         self.last_signal = time.monotonic()
-        self.say(f"sent {sent} Hubble flows over {len(edges)} edges ({rate:.0f}/s of traffic)")
+        via = f"streamed by Hubble Relay ({self.relay.address}, mTLS)" if self.relay is not None else "sent"
+        self.say(f"{via} {sent} Hubble flows over {len(edges)} edges ({rate:.0f}/s of traffic)")
 
     def _send_flows(self, batch: list[dict[str, Any]]) -> int:
+        if self.relay is not None:
+            return self.relay.send(batch)
         body = "\n".join(json.dumps(r) for r in batch)
         result = self.stack.post_signal("/signals/flows", body)
         rejected = result.get("rejected") or []
@@ -540,11 +549,71 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+class RelayFlows:
+    """The demo's Hubble Relay: a GetFlows server (mTLS, reconciler/sources/replay_server.py) the
+    reconciler subscribes to, as it would to hubble-relay.kube-system.svc; the demo's flows are published
+    there, and a step waits until the reconciler's engine has taken them (its signals counter)."""
+
+    def __init__(self, workdir: Path) -> None:
+        from reconciler.sources.replay_server import ReplayServer, ServerTls, client_secret_dir, write_pki
+
+        files = write_pki(workdir / "hubble-relay", "hubble-relay", client=True)
+        self.secret_dir = client_secret_dir(workdir / "hubble-relay-client", files, mtls=True)
+        self.server = ReplayServer(tls=ServerTls(str(files["cert"]), str(files["key"]),
+                                                 client_ca=str(files["ca"]))).start()
+        self.address = self.server.address
+        self.published = 0
+        self.stack: Stack | None = None
+
+    def reconciler_settings(self) -> dict[str, Any]:
+        return {"hubble_relay_address": self.address, "hubble_relay_tls_dir": str(self.secret_dir),
+                "hubble_relay_server_name": "hubble-relay"}
+
+    def send(self, batch: list[dict[str, Any]]) -> int:
+        from reconciler.sources.replay_server import hubble_response
+
+        self.server.observer.publish([hubble_response(record) for record in batch])
+        self.published += len(batch)
+        return len(batch)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Until the reconciler has scored every flow published so far."""
+        deadline = time.monotonic() + timeout
+        while (taken := self.taken()) < self.published:
+            if time.monotonic() > deadline:
+                raise DemoFailure(f"the reconciler took {taken} of {self.published} flows streamed by Hubble Relay")
+            time.sleep(0.05)
+
+    def taken(self) -> int:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        assert self.stack is not None
+        session = self.stack._session or requests.Session()
+        text = session.get(f"{self.stack.signals_url}/metrics", verify=self.stack.ca_file, timeout=5).text
+        return int(sum(sample.value for family in text_string_to_metric_families(text)
+                       if family.name == names.METRIC_SIGNALS.removesuffix("_total")
+                       for sample in family.samples
+                       if sample.name == names.METRIC_SIGNALS and sample.labels.get("format") == "hubble"))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+#: Where `netwarden demo` takes its flows from (--flows-from).
+FLOW_SOURCES = ("post", "hubble-relay")
+
+
 def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = False, out_dir: str | None = None,
-             out: Callable[[str], None] = print) -> int:
+             out: Callable[[str], None] = print, flows_from: str = "post") -> int:
     scenario = load_scenario(scenario_path)
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="netwarden-demo-"))
     out(f"netwarden demo: scenario {scenario.name!r}, engine {engine}, working directory {workdir}")
+    relay = RelayFlows(workdir) if flows_from == "hubble-relay" else None
+    reconciler_config = DEMO_RECONCILER_CONFIG
+    if relay is not None:
+        out(f"  Hubble Relay (GetFlows over mTLS) on {relay.address}: the reconciler subscribes to it")
+        reconciler_config = {**DEMO_RECONCILER_CONFIG,
+                             "reconciler": {**DEMO_RECONCILER_CONFIG["reconciler"], **relay.reconciler_settings()}}
     real_packets = False
     if engine == "kube":
         missing = real_packets_missing(engine)
@@ -552,13 +621,19 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
         out("  real packets: on (pods in network namespaces, kube-network-policies enforcing)" if real_packets
             else f"  real packets: off (needs {'; '.join(missing)}); policies are checked by evaluation only")
     try:
-        stack = start_stack(workdir, engine=engine, reconciler_config=DEMO_RECONCILER_CONFIG,
+        stack = start_stack(workdir, engine=engine, reconciler_config=reconciler_config,
                             progress=lambda m: out(f"  {m}"), real_packets=real_packets,
                             admin_network_policy=False)  # the story's quarantine is a NetworkPolicy one
-    except KeyboardInterrupt:
-        out("interrupted while starting: everything started has been stopped")
-        return 130
-    player = Player(stack, scenario, out)
+    except BaseException as exc:
+        if relay is not None:
+            relay.stop()
+        if isinstance(exc, KeyboardInterrupt):
+            out("interrupted while starting: everything started has been stopped")
+            return 130
+        raise
+    if relay is not None:
+        relay.stack = stack
+    player = Player(stack, scenario, out, relay=relay)
     failed: BaseException | None = None
     try:
         player.play()
@@ -584,6 +659,8 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
             except KeyboardInterrupt:
                 pass
         stack.stop()
+        if relay is not None:
+            relay.stop()
         if temporary:
             kept = Path(tempfile.gettempdir()) / "netwarden-demo-report.html"
             shutil.copy(report_path, kept)
@@ -613,5 +690,8 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="local: netwarden's embedded API server (default); kube: the real upstream control plane")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running for kubectl at the end")
     parser.add_argument("--out", help="working directory to keep (logs, kubeconfig, report.html, map.svg)")
+    parser.add_argument("--flows-from", choices=FLOW_SOURCES, default="post",
+                        help="post: the demo POSTs flows to /signals/flows (default); hubble-relay: it serves them as "
+                             "Hubble Relay's Observer.GetFlows stream over mTLS and the reconciler subscribes")
     parser.set_defaults(func=lambda args: run_demo(args.scenario, engine=args.engine, keep=args.keep, out_dir=args.out,
-                                                   out=lambda line: print(line, flush=True)))
+                                                   out=lambda line: print(line, flush=True), flows_from=args.flows_from))

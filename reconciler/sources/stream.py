@@ -274,6 +274,7 @@ class FlowSource(Generic[M]):
                 self.feed(batch)
 
     def feed(self, batch: Sequence[M]) -> None:
+        """Parse a batch and hand it to the engine; counted as accepted once the engine has it."""
         flows: list[Flow] = []
         for message in batch:
             try:
@@ -281,8 +282,6 @@ class FlowSource(Generic[M]):
             except SignalError as err:
                 self.counters.record_error(self.record_format, err)
                 self.stats.dropped[f"rejected:{err.reason}"] += 1
-                continue
-            self.counters.record_ok(self.record_format)
         if flows:
             try:
                 self.sink.accept_flows(flows)
@@ -290,6 +289,7 @@ class FlowSource(Generic[M]):
                 log.exception(json.dumps({"event": "flow_stream_engine_error", "source": self.name}))
                 self.stats.dropped["engine-error"] += len(flows)
                 return
+            self.counters.record_ok(self.record_format, len(flows))
             self.accepted += len(flows)
 
 

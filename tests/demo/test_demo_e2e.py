@@ -50,6 +50,21 @@ def test_demo_plays_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -
     assert processes_mentioning(str(workdir)) == []
 
 
+def test_demo_takes_its_flows_from_hubble_relay(tmp_path: Path) -> None:
+    """The path a Cilium user runs: the reconciler subscribes to Relay's GetFlows (mTLS), no flow is POSTed."""
+    workdir = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "netwarden.cli", "demo", "--flows-from", "hubble-relay",
+                           "--out", str(workdir)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "demo passed: every step did what it claims" in proc.stdout
+    assert sum("streamed by Hubble Relay" in line for line in proc.stdout.splitlines()) == 3
+    events = [json.loads(line) for line in (workdir / "reconciler.log").read_text().splitlines()]
+    started = next(e for e in events if e.get("event") == "reconciler_started")
+    assert list(started["flow_sources"]) == ["hubble-relay"]
+    time.sleep(0.5)
+    assert processes_mentioning(str(workdir)) == []
+
+
 def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "netwarden.cli", "demo", "--out", str(workdir)],

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
 import pytest
 
-from certs import pki
 from reconciler.core.types import Flow
 from reconciler.sources.proto import observer_pb2
-from reconciler.sources.replay_server import hubble_response
+from reconciler.sources.replay_server import client_secret_dir as client_dir, hubble_response, write_pki  # noqa: F401
 from tests.support.data import PAYLOADS
 
 HUBBLE_LINES = [json.loads(line) for path in sorted((PAYLOADS / "hubble").glob("*.jsonl"))
@@ -51,36 +49,6 @@ def numbered_flows(count: int, start_ns: int = 1_780_000_000_000_000_000) -> lis
         response.flow.uuid = str(uuid.UUID(int=i + 1))
         out.append(response)
     return out
-
-
-def write_pki(folder: Path, name: str, *, client: bool = False) -> dict[str, Path]:
-    """A fresh CA and a certificate for 127.0.0.1 (and a client certificate when asked), as Secret files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc)
-    ca = pki.generate_ca(f"{name}-ca", now=now, valid_for=timedelta(days=1))
-    leaf = pki.issue_certificate(ca, name, now=now, valid_for=timedelta(hours=2), dns_names=["localhost", name],
-                                 ip_addresses=["127.0.0.1"])
-    files = {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
-    files["ca"].write_bytes(ca.cert_pem)
-    files["cert"].write_bytes(leaf.cert_pem)
-    files["key"].write_bytes(leaf.key_pem)
-    if client:
-        mine = pki.issue_certificate(ca, "netwarden-reconciler", now=now, valid_for=timedelta(hours=2),
-                                     server=False, client=True)
-        files["client_cert"], files["client_key"] = folder / "client.crt", folder / "client.key"
-        files["client_cert"].write_bytes(mine.cert_pem)
-        files["client_key"].write_bytes(mine.key_pem)
-    return files
-
-
-def client_dir(folder: Path, files: dict[str, Path], *, mtls: bool = False) -> Path:
-    """The Secret netwarden mounts: ca.crt, and tls.crt + tls.key for mTLS."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ca.crt").write_bytes(files["ca"].read_bytes())
-    if mtls:
-        (folder / "tls.crt").write_bytes(files["client_cert"].read_bytes())
-        (folder / "tls.key").write_bytes(files["client_key"].read_bytes())
-    return folder
 
 
 @pytest.fixture

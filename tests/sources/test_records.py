@@ -95,3 +95,14 @@ def test_goldmane_result_parses_like_the_calico_flow_log(index: int) -> None:
     for end, side in ((flow.source, "source"), (flow.destination, "dest")):
         if original[f"{side}_type"] == "wep":
             assert end.pod is None and end.pod_prefix == original[f"{side}_name_aggr"]
+
+
+@pytest.mark.parametrize("index", range(len(HUBBLE_LINES)))
+def test_stand_in_builds_what_protojson_parses(index: int) -> None:
+    """The replay server's fast builder and protobuf's own JSON parser agree on every real export."""
+    from google.protobuf import json_format
+
+    line = HUBBLE_LINES[index]
+    expected = observer_pb2.GetFlowsResponse()
+    json_format.ParseDict(line, expected, ignore_unknown_fields=True)
+    assert hubble_response(line) == expected
