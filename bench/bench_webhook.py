@@ -1,20 +1,33 @@
-"""Admission throughput and latency, measured against `netwarden webhook` (gunicorn, TLS) directly.
+"""Admission throughput and latency: netwarden's webhook side by side with a kopf webhook and a bare TLS echo.
 
-    .venv/bin/python bench/bench_webhook.py [--requests 2000] [--threads 4] [--workers 2] [--worker-threads 8]
+    .venv/bin/python bench/bench_webhook.py [--rounds 5] [--seconds 2] [--concurrency 1 4 16] [--rate 2000]
+    .venv/bin/python bench/bench_webhook.py --cases      # netwarden only: each kind of review vs GET /healthz
 
-Starts the local API server (for namespace lookups and the one policy write), the webhook as a
-subprocess, then `--threads` client threads, each on its own keep-alive TLS connection, POST real
-AdmissionReviews (shared/data/admission, opted in by namespace label). Baseline row: GET /healthz on
-the same kind of connection; the ratio column is p50 / p50(healthz), i.e. the cost of a review
-over the cost of an HTTP round trip on this machine.
+Starts the local API server (namespace lookups and the one policy write), then three TLS servers:
+* netwarden: `netwarden webhook` (gunicorn + Flask, `--workers` x `--worker-threads`), POST /mutate;
+* kopf: a kopf 1.45.2 operator whose mutating webhook puts the same labels on the same pod, served by
+  kopf's WebhookServer (bench/webhook_peers.py), POST /label;
+* echo: a bare asyncio TLS server answering every request with netwarden's canned answer (the
+  machine's limit for a keep-alive TLS round trip of that size).
+All get the same request: a real bare-pod CREATE (tests/data/admission) in an opted-in namespace;
+before measuring, the answers of netwarden and kopf are checked to set the same labels.
+
+One load generator for all: `c` client threads, each on its own keep-alive TLS connection, sending
+the pre-built request and reading the answer (status, Content-Length) without an HTTP library.
+Rounds are interleaved (round 1: every server at every concurrency, then round 2, ...) so drift in
+the machine's load hits all alike; each figure is the median over rounds. Server CPU per review is
+the server's process tree's user+system time (/proc) over the reviews answered; context switches
+likewise. `--rate`: each server is also paced at that many reviews/s (16 connections) for the p99
+at a fixed load. The machine is shared: read the ratio columns, the absolutes move with the load.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import base64
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -24,8 +37,10 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -34,7 +49,12 @@ from certs.pki import generate_ca, issue_certificate  # noqa: E402
 from localkube import LocalKube  # noqa: E402
 from netwarden import names  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "admission"
+DATA = REPO / "tests" / "data" / "admission"
+BARE_POD = "v1_pod-create_kubectl-apply_c7n-server-log.json"
+NAMESPACE = "bench"
+_STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -56,60 +76,286 @@ def update_body(namespace: str) -> bytes:
     return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}).encode()
 
 
-def run(port: int, ca_file: str, method: str, path: str, body: bytes | None, total: int, threads: int) -> list[float]:
-    context = ssl.create_default_context(cafile=ca_file)
-    latencies: list[float] = []
-    lock = threading.Lock()
-    per_thread = total // threads
+def http_request(method: str, path: str, body: bytes | None) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + (body or b"")
 
-    def worker() -> None:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
-        mine = []
-        headers = {"Content-Type": "application/json"} if body else {}
-        for _ in range(per_thread):
-            started = time.perf_counter()
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            mine.append(time.perf_counter() - started)
-            if response.status != 200:
-                raise RuntimeError(f"{path}: {response.status} {payload[:200]!r}")
-        conn.close()
-        with lock:
-            latencies.extend(mine)
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    started = time.perf_counter()
-    for thread in pool:
+# --- the load generator ------------------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive TLS connection that sends a pre-built request and reads one sized answer."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+    def exchange(self, request: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(request)
+        data = b""
+        while (end := data.find(b"\r\n\r\n")) < 0:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            data += chunk
+        status = _STATUS.match(data)
+        length = _CONTENT_LENGTH.search(data, 0, end + 2)
+        if status is None or length is None:
+            raise ConnectionError(f"unexpected answer {data[:200]!r}")
+        total = end + 4 + int(length.group(1))
+        while len(data) < total:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            data += chunk
+        return int(status.group(1)), data[end + 4:total]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def load(port: int, context: ssl.SSLContext, request: bytes, clients: int, seconds: float,
+         rate: float | None = None) -> tuple[list[float], float]:
+    """(latencies in seconds, wall seconds): `clients` connections sending for `seconds`, paced at `rate`/s in all."""
+    connections = [Connection(port, context) for _ in range(clients)]
+    for conn in connections:  # the handshake is not part of the measurement
+        conn.exchange(request)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+    interval = clients / rate if rate else 0.0
+
+    def client(index: int) -> None:
+        conn, mine = connections[index], latencies[index]
+        barrier.wait()
+        start = time.perf_counter()
+        stop = start + seconds
+        due = start + interval * index / clients
+        try:
+            while True:
+                if interval:
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    due += interval
+                began = time.perf_counter()
+                if began >= stop:
+                    return
+                status, payload = conn.exchange(request)
+                mine.append(time.perf_counter() - began)
+                if status != 200:
+                    raise RuntimeError(f"answer {status}: {payload[:200]!r}")
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
         thread.start()
-    for thread in pool:
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
         thread.join()
-    latencies.append(-(time.perf_counter() - started))  # wall time, carried as a negative sentinel
-    return latencies
+    wall = time.perf_counter() - started
+    for conn in connections:
+        conn.close()
+    if errors:
+        raise errors[0]
+    return [x for mine in latencies for x in mine], wall
 
 
-def summarise(label: str, samples: list[float], baseline_p50: float | None) -> tuple[str, float]:
-    wall = -samples.pop()
-    samples.sort()
-    p50 = statistics.median(samples)
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    ratio = f"{p50 / baseline_p50:5.1f}x" if baseline_p50 else "  1.0x"
-    return f"| {label:<38} | {len(samples):>6} | {len(samples) / wall:>9.0f} | {p50 * 1000:>7.2f} | {p99 * 1000:>7.2f} | {ratio} |", p50
+# --- servers ----------------------------------------------------------------------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (gunicorn's workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def usage(pids: list[int]) -> tuple[float, int]:
+    """(CPU seconds, context switches) used so far by these processes (all their threads)."""
+    cpu, switches = 0.0, 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+            for task in os.listdir(f"/proc/{pid}/task"):
+                for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches"):
+                        switches += int(line.split()[1])
+        except OSError:
+            continue
+    return cpu, switches
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    request: bytes
+    process: subprocess.Popen[bytes]
+    log: Path
+    pids: list[int] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start(name: str, argv: list[str], env: dict[str, str], tmp: Path, port: int, request: bytes,
+          context: ssl.SSLContext) -> Server:
+    log = tmp / f"{name}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    server = Server(name, port, request, process, log)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            conn = Connection(port, context)
+            status, payload = conn.exchange(request)
+            conn.close()
+            if status == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"{name} did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    server.pids = process_tree(process.pid)
+    return server
+
+
+def patched_labels(pod: dict[str, Any], answer: bytes) -> dict[str, str]:
+    """The pod's labels after applying the answer's JSON Patch."""
+    import jsonpatch
+
+    response = json.loads(answer)["response"]
+    assert response["allowed"] is True, response
+    ops = json.loads(base64.b64decode(response["patch"]))
+    return dict(jsonpatch.apply_patch(pod, ops)["metadata"].get("labels") or {})
+
+
+# --- reports ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float
+    switches: float
+
+
+def measure(server: Server, context: ssl.SSLContext, clients: int, seconds: float, rate: float | None) -> Sample:
+    cpu0, sw0 = usage(server.pids)
+    latencies, wall = load(server.port, context, server.request, clients, seconds, rate)
+    cpu1, sw1 = usage(server.pids)
+    latencies.sort()
+    count = len(latencies)
+    return Sample(count / wall, latencies[count // 2] * 1000, latencies[min(count - 1, int(count * 0.99))] * 1000,
+                  (cpu1 - cpu0) / (count + clients) * 1e6, (sw1 - sw0) / (count + clients))
+
+
+def median_of(samples: list[Sample]) -> Sample:
+    return Sample(*(statistics.median(getattr(s, f) for s in samples)
+                    for f in ("rate", "p50_ms", "p99_ms", "cpu_us", "switches")))
+
+
+def side_by_side(servers: list[Server], context: ssl.SSLContext, args: argparse.Namespace) -> None:
+    loads: list[tuple[str, int, float | None]] = [(f"{c} client{'s' if c > 1 else ''}", c, None)
+                                                  for c in args.concurrency]
+    if args.rate:
+        loads.append((f"paced {args.rate:.0f}/s, 16 clients", 16, args.rate))
+    results: dict[tuple[str, str], list[Sample]] = {}
+    for round_ in range(args.rounds):
+        for label, clients, rate in loads:
+            for server in servers:
+                results.setdefault((label, server.name), []).append(
+                    measure(server, context, clients, args.seconds, rate))
+        print(f"  round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"median of {args.rounds} interleaved rounds of {args.seconds:g} s; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the end; netwarden: {args.workers} workers x "
+          f"{args.worker_threads} threads")
+    print("| load | server | reviews/s | p50 ms | p99 ms | server CPU us/review | ctx switches/review "
+          "| reviews/s vs kopf | CPU/review vs kopf |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, _, _ in loads:
+        kopf = median_of(results[(label, "kopf")])
+        for server in servers:
+            s = median_of(results[(label, server.name)])
+            print(f"| {label} | {server.name} | {s.rate:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.cpu_us:,.0f} "
+                  f"| {s.switches:.1f} | {s.rate / kopf.rate:.2f}x | {s.cpu_us / kopf.cpu_us:.2f}x |")
+
+
+def cases(server: Server, context: ssl.SSLContext, args: argparse.Namespace) -> None:
+    """netwarden alone: each kind of review against GET /healthz on the same stack."""
+    rows = [("GET /healthz (baseline)", http_request("GET", "/healthz", None)),
+            ("POST /mutate bare pod (v1)", server.request),
+            ("POST /mutate ReplicaSet pod (v1beta1)", http_request(
+                "POST", "/mutate?timeout=10s", review_body("v1beta1_pod-create_replicaset-controller_k8s-2018.json",
+                                                           NAMESPACE))),
+            ("POST /validate pod UPDATE (v1)", http_request("POST", "/validate?timeout=10s", update_body(NAMESPACE)))]
+    clients = args.concurrency[-1]
+    print(f"netwarden: {args.workers} workers x {args.worker_threads} threads, TLS; {clients} clients, keep-alive")
+    print("| case | reviews/s | p50 ms | p99 ms | server CPU us | p50 vs healthz |")
+    print("|---|---|---|---|---|---|")
+    baseline = None
+    for label, request in rows:
+        load(server.port, context, request, clients, 0.5)  # warm-up: caches, the one policy write
+        samples = []
+        for _ in range(args.rounds):
+            server.request, saved = request, server.request
+            samples.append(measure(server, context, clients, args.seconds, None))
+            server.request = saved
+        s = median_of(samples)
+        baseline = baseline or s.p50_ms
+        print(f"| {label} | {s.rate:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.cpu_us:,.0f} | "
+              f"{s.p50_ms / baseline:.1f}x |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=4, help="client threads (one keep-alive connection each)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--worker-threads", type=int, default=8, help="gthread threads per worker")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--rate", type=float, default=2000.0, help="paced load, reviews/s (0: none)")
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: netwarden's)")
+    parser.add_argument("--worker-threads", type=int, default=None, help="threads per worker (default: netwarden's)")
+    parser.add_argument("--cases", action="store_true", help="netwarden alone, one row per kind of review")
     args = parser.parse_args()
+    from webhook.serving import DEFAULT_THREADS, DEFAULT_WORKERS
+
+    args.workers = args.workers or DEFAULT_WORKERS
+    args.worker_threads = args.worker_threads or DEFAULT_THREADS
 
     with tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp_name, LocalKube() as kube:
         tmp = Path(tmp_name)
         now = datetime.now(timezone.utc)
-        ca = generate_ca("bench-ca", now=now, valid_for=timedelta(hours=1))
-        leaf = issue_certificate(ca, "bench", now=now, valid_for=timedelta(hours=1), ip_addresses=["127.0.0.1"])
+        ca = generate_ca("bench-ca", now=now, valid_for=timedelta(hours=2))
+        leaf = issue_certificate(ca, "bench", now=now, valid_for=timedelta(hours=2), ip_addresses=["127.0.0.1"])
         (tmp / "ca.crt").write_bytes(ca.cert_pem)
         (tmp / "tls.crt").write_bytes(leaf.cert_pem)
         (tmp / "tls.key").write_bytes(leaf.key_pem)
@@ -117,58 +363,47 @@ def main() -> int:
         from kubernetes import client
 
         core = client.CoreV1Api(kube.api_client())
-        core.create_namespace({"metadata": {"name": "bench", "labels": {names.LABEL_INJECT: names.INJECT_ENABLED}}})
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
-        log = open(tmp / "webhook.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webhook.cli", "--cert", str(tmp / "tls.crt"), "--key", str(tmp / "tls.key"),
-             "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", kube.write_kubeconfig(tmp / "kubeconfig"),
-             "--workers", str(args.workers), "--threads", str(args.worker_threads)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {names.LABEL_INJECT: names.INJECT_ENABLED}}})
+        kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
+        context = ssl.create_default_context(cafile=str(tmp / "ca.crt"))
+        body = review_body(BARE_POD, NAMESPACE)
+        pod = json.loads(body)["request"]["object"]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+               "KUBECONFIG": kubeconfig}
+        tls = ["--cert", str(tmp / "tls.crt"), "--key", str(tmp / "tls.key")]
+        servers: list[Server] = []
         try:
-            context = ssl.create_default_context(cafile=str(tmp / "ca.crt"))
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
-                    conn.request("GET", "/readyz")
-                    if conn.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError((tmp / "webhook.log").read_text())
-                time.sleep(0.2)
-            cases: list[tuple[str, str, str, bytes | None]] = [
-                ("GET /healthz (baseline)", "GET", "/healthz", None),
-                ("POST /mutate bare pod (v1)", "POST", "/mutate",
-                 review_body("v1_pod-create_kubectl-apply_c7n-server-log.json", "bench")),
-                ("POST /mutate ReplicaSet pod (v1beta1)", "POST", "/mutate",
-                 review_body("v1beta1_pod-create_replicaset-controller_k8s-2018.json", "bench")),
-                ("POST /validate pod UPDATE (v1)", "POST", "/validate", update_body("bench")),
-            ]
-            for _, method, path, body in cases:  # warm-up: caches, the one policy write, TLS
-                run(port, str(tmp / "ca.crt"), method, path, body, args.threads * 10, args.threads)
-            print(f"webhook: {args.workers} gunicorn workers x {args.worker_threads} threads, TLS; "
-                  f"client: {args.threads} threads, keep-alive; {os.cpu_count()} CPUs")
-            print("| case                                   |   reqs |  reviews/s | p50 ms  | p99 ms  | p50 ratio |")
-            print("|---|---|---|---|---|---|")
-            baseline = None
-            for label, method, path, body in cases:
-                line, p50 = summarise(label, run(port, str(tmp / "ca.crt"), method, path, body, args.requests,
-                                                 args.threads), baseline)
-                baseline = baseline or p50
-                print(line)
+            netwarden = start("netwarden", [sys.executable, "-m", "webhook.cli", *tls, "--host", "127.0.0.1",
+                                            "--port", str(port := free_port()), "--kubeconfig", kubeconfig,
+                                            "--workers", str(args.workers), "--threads", str(args.worker_threads)],
+                              env, tmp, port, http_request("POST", "/mutate?timeout=10s", body), context)
+            servers.append(netwarden)
+            if args.cases:
+                cases(netwarden, context, args)
+                return 0
+            conn = Connection(netwarden.port, context)
+            answer = conn.exchange(netwarden.request)[1]
+            conn.close()
+            labels = patched_labels(pod, answer)
+            (tmp / "answer.json").write_bytes(answer)
+            servers.append(start("kopf", [sys.executable, "bench/webhook_peers.py", "kopf", *tls,
+                                          "--port", str(port := free_port()), "--labels", json.dumps(labels)],
+                                 env, tmp, port, http_request("POST", "/label?timeout=10s", body), context))
+            conn = Connection(servers[-1].port, context)
+            kopf_labels = patched_labels(pod, conn.exchange(servers[-1].request)[1])
+            conn.close()
+            if kopf_labels != labels:
+                raise RuntimeError(f"kopf's labels differ from netwarden's: {kopf_labels} != {labels}")
+            servers.append(start("echo", [sys.executable, "bench/webhook_peers.py", "echo", *tls,
+                                          "--port", str(port := free_port()), "--body-file", str(tmp / "answer.json")],
+                                 env, tmp, port, netwarden.request, context))
+            print(f"each server sets the same {len(labels)} labels on the same bare pod", file=sys.stderr)
+            for server in servers:  # warm-up
+                load(server.port, context, server.request, 4, 0.5)
+            side_by_side(servers, context, args)
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            log.close()
+            for server in servers:
+                server.stop()
     return 0
 
 
