@@ -135,6 +135,10 @@ class ReconcilerConfig:
         None, "name Goldmane's certificate is checked against; unset: the host")
     stream_buffer: int = option(
         10000, "flows a gRPC source holds while the engine is busy; past it the oldest are dropped and counted")
+    state_shards: int = option(
+        16, "Secrets netwarden-state-0..N-1 (in lease_namespace) the leader keeps learned baselines and risk in, "
+            "so a new leader or a restart does not learn again; 0 keeps them in memory only")
+    state_checkpoint_seconds: float = option(30.0, "how often the leader saves learned state (and when it steps down)")
 
 
 @dataclass(frozen=True)

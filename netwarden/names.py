@@ -215,6 +215,17 @@ METRIC_STREAM_LAG = "netwarden_stream_lag_seconds"
 METRIC_STREAM_RECONNECTS = "netwarden_stream_reconnects_total"
 #: 1 while a gRPC flow source's stream is up, by source.
 METRIC_STREAM_CONNECTED = "netwarden_stream_connected"
+#: Learned-state snapshots (baselines, risk) saved and restored across leader changes and partition moves, by operation and result.
+METRIC_STATE_SNAPSHOTS = "netwarden_state_snapshots_total"
+#: Scale-out mode: flow observations an ingest replica could not hand to Kafka (buffer full, broker gone), by reason.
+METRIC_INGEST_DROPPED = "netwarden_ingest_dropped_total"
+#: Scale-out mode: decisions a decide engine did not write because its partition moved away first.
+METRIC_DECISIONS_FENCED = "netwarden_decisions_fenced_total"
+
+#: Secrets `<prefix>-<shard>` in netwarden's namespace holding learned state in single mode (reconciler.scaleout.statestore).
+STATE_SECRET_PREFIX = "netwarden-state"
+#: The app.kubernetes.io/component value of those Secrets.
+STATE_COMPONENT = "learned-state"
 
 
 def wire_names_table() -> str:

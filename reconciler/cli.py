@@ -230,6 +230,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
     from reconciler.forwarding import SignalForwarder, advertised_address
     from reconciler.leader import AlwaysOpen, LeaderElector
     from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app, ingest_flow_stream
+    from reconciler.scaleout.statestore import StateStoreSettings
     from reconciler.runtime import ReconcilerRuntime, RuntimeSettings, resolve_dns_target
     from reconciler.signals.streams import SignalCounters
 
@@ -275,7 +276,9 @@ def run_reconciler(args: argparse.Namespace) -> int:
                                                   safety_write_burst=core.safety_write_burst,
                                                   history_max_bytes=core.history_max_bytes,
                                                   quarantine_backend=rc.quarantine_backend,
-                                                  admin_policy_priority=rc.admin_policy_priority))
+                                                  admin_policy_priority=rc.admin_policy_priority),
+                               state=StateStoreSettings(rc.lease_namespace, rc.state_shards, rc.state_checkpoint_seconds)
+                               if rc.state_shards > 0 else None)
     runtime_holder: list[Any] = []
     forwarder: SignalForwarder | None = None
     if not rc.leader_elect:

@@ -44,3 +44,11 @@ QUARANTINE_BACKENDS = ("networkpolicy", "adminnetworkpolicy", "clusternetworkpol
 def set_quarantine_backend(backend: str) -> None:
     for name in QUARANTINE_BACKENDS:
         QUARANTINE_BACKEND.labels(name).set(1 if name == backend else 0)
+STATE_SNAPSHOTS = Counter(names.METRIC_STATE_SNAPSHOTS,
+                          "Learned-state snapshots saved and restored (leader change, partition move), by operation and result.",
+                          ["operation", "result"], registry=REGISTRY)
+INGEST_DROPPED = Counter(names.METRIC_INGEST_DROPPED,
+                         "Scale-out ingest: flow observations not handed to Kafka, by reason.", ["reason"], registry=REGISTRY)
+DECISIONS_FENCED = Counter(names.METRIC_DECISIONS_FENCED,
+                           "Scale-out decide: decisions not written because the workload's partition moved away first.",
+                           registry=REGISTRY)

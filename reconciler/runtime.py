@@ -31,6 +31,7 @@ from reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolic
 from reconciler.leader import AlwaysOpen, WriterGate
 from reconciler.policy_ops import annotations_of, labels_of
 from reconciler.queue import WorkQueue
+from reconciler.scaleout.statestore import Checkpointer, SecretStateStore, StateStoreSettings
 from reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, PodView
 
 log = logging.getLogger("netwarden.reconciler.runtime")
@@ -58,6 +59,8 @@ class RuntimeSettings:
     sync_timeout_seconds: float = 60.0
     #: How often namespaces with contained pods are looked at again for policies that weaken containment.
     containment_recheck_seconds: float = 15.0
+    #: Where the leader keeps learned state for the next leader (None: nowhere, a new leader learns again).
+    state: StateStoreSettings | None = None
 
 
 class ReconcilerRuntime:
@@ -83,6 +86,8 @@ class ReconcilerRuntime:
                                       backoff=backoff)
         self.watcher.subscribe(self._on_change)
         self.decisions_applied = 0
+        self.checkpoints = (Checkpointer(self.engine, self._engine_lock, SecretStateStore(kube, settings.state),
+                                         clock, settings.state.checkpoint_seconds) if settings.state else None)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.started = threading.Event()
@@ -106,6 +111,8 @@ class ReconcilerRuntime:
         return self
 
     def stop(self) -> None:
+        if self.checkpoints is not None and self.gate.is_open():
+            self.checkpoints.save(force=True)  # the next leader starts from here, not from nothing
         self._stop.set()
         self.watcher.stop()
         self.controller.stop()
@@ -118,6 +125,8 @@ class ReconcilerRuntime:
     def on_leadership(self) -> None:
         """Gained the Lease: take over what the cluster holds, collect garbage, look at everything again."""
         if self.started.is_set():
+            if self.checkpoints is not None:
+                self.checkpoints.restore()  # baselines first: the policies' steps are read back over them
             self.take_over()
             self.controller.collect_garbage()
             self.controller.resync()
@@ -260,6 +269,8 @@ class ReconcilerRuntime:
             with self._engine_lock:
                 decisions = self.engine.tick(self.clock())
             self.apply(decisions)
+            if self.checkpoints is not None and self.gate.is_open():
+                self.checkpoints.save()
             if self.gate.is_open() and time.monotonic() - last_check >= self.settings.containment_recheck_seconds:
                 last_check = time.monotonic()
                 self.controller.recheck_containment()

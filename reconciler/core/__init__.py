@@ -9,4 +9,5 @@ guard      protected namespaces, blast radius, write budget
 actions    WorkloadState, decide / apply_decision: tighten, quarantine, relax, rollback
 history    bounded previous specs in the netwarden.io/history annotation
 engine     DecisionEngine: holds all of the above per workload; what reconciler and replay drive
+snapshot   one workload's learned state as versioned plain data: what a new leader or partition owner restores
 """

@@ -263,8 +263,10 @@ def _roll_rate(b: Baseline, bucket: int) -> None:
     b.spike_threshold = max(threshold, float(cfg.rate_spike_min_flows))
 
 
-def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Deviation]]:
-    """Learn from one flow view, or report how it deviates from what was learned."""
+def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Baseline, list[Deviation]]:
+    """Learn from one flow view, or report how it deviates from what was learned. `count` > 1 is the
+    same view seen that many times at `now` (a fold of the scale-out ingest): rate, drops and the
+    learning budget count each; an edge is learned or reported once, as for one view."""
     cfg = b.config
     if b.flows_seen == 0:
         # Learning and the rate history start with the first flow, not when the workload was first
@@ -276,14 +278,14 @@ def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Dev
     learning = b.learning
     if learning and (now >= b.learning_until or b.flows_seen >= cfg.learning_max_flows):
         b.learning = learning = False
-    b.flows_seen += 1
+    b.flows_seen += count
     deviations: list[Deviation] = []
 
     # Rate: count every view, dropped or not.
     bucket = int(now // cfg.rate_bucket_seconds)
     if bucket > b.bucket:
         _roll_rate(b, bucket)
-    b.bucket_count += 1
+    b.bucket_count += count
     if (
         not learning
         and b.bucket_count > b.spike_threshold
@@ -301,7 +303,7 @@ def observe(b: Baseline, view: FlowView, now: float) -> tuple[Baseline, list[Dev
         window = int(now // cfg.drop_burst_window_seconds)
         if window != b.drop_window:
             b.drop_window, b.drop_count, b.drop_reported = window, 0, False
-        b.drop_count += 1
+        b.drop_count += count
         if not learning and not b.drop_reported and b.drop_count >= cfg.drop_burst_flows:
             b.drop_reported = True
             deviations.append(_drop_burst(b, view, now))

@@ -16,10 +16,10 @@ from typing import Any, Iterable
 from netwarden import names
 from netwarden.declarations import parse_peer_declarations
 from netwarden.policy import DnsTarget, PolicyIntent, render_policy_spec
-from reconciler.core import actions
+from reconciler.core import actions, snapshot
 from reconciler.core.actions import DecideContext, Decision, WorkloadState
 from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
-from reconciler.core.behaviour import Baseline, PodIndex, PodRef, observe, resolve_flow
+from reconciler.core.behaviour import Baseline, FlowView, PodIndex, PodRef, observe, resolve_flow
 from reconciler.core.config import CoreConfig, ConfigError
 from reconciler.core.guard import GuardRails
 from reconciler.core.history import PolicyHistory
@@ -193,6 +193,41 @@ class DecisionEngine:
         self._active.add(restored.identity)
         return True
 
+    # --- learned state that moves (leader change, partition move) ------------------------------
+    def snapshot(self, identity: str, now: float) -> dict[str, Any] | None:
+        """What was learned about one workload, as plain data (reconciler.core.snapshot); None if untracked."""
+        tracked = self._tracked.get(identity)
+        if tracked is None:
+            return None
+        state = tracked.state
+        return snapshot.workload_data(identity, state.namespace, tracked.baseline, tracked.risk, tracked.recent, state,
+                                      tracked.history, now)
+
+    def restore_snapshot(self, data: dict[str, Any], now: float) -> bool:
+        """Take over a workload another engine learned (SnapshotError when it cannot be read). A workload
+        this engine has already seen flows for keeps its own state: it is newer. True when restored."""
+        data = snapshot.check(data)
+        identity, namespace = data["identity"], data["namespace"]
+        current = self._tracked.get(identity)
+        if current is not None and (current.baseline.flows_seen or current.state.changed_at is not None):
+            return False
+        cfg = self.config
+        tracked = self._track(identity, namespace, now)
+        tracked.baseline = snapshot.baseline_of(data["baseline"], identity, namespace, cfg)
+        tracked.risk = snapshot.risk_of(data["risk"], identity, cfg)
+        tracked.recent = snapshot.recent_of(data["recent"], cfg.what_if_window)
+        tracked.state = snapshot.state_of(data["state"], identity, namespace, cfg.max_history)
+        tracked.history = snapshot.history_of(data, cfg)
+        if identity in self.base_intents:
+            tracked.state.base_intent = self.base_intents[identity]
+        self._active.add(identity)
+        return True
+
+    def forget(self, identity: str) -> bool:
+        """Stop tracking a workload (its partition went to another engine). True when it was tracked."""
+        self._active.discard(identity)
+        return self._tracked.pop(identity, None) is not None
+
     # --- signals ------------------------------------------------------------------------------
     def ingest_flow(self, flow: Flow, now: float) -> list[Decision]:
         """Score one flow; returns the decisions it triggered (usually none)."""
@@ -202,16 +237,21 @@ class DecisionEngine:
         if not views:
             counters.unresolved_flows += 1
             return []
+        return self.ingest_views(views, now)
+
+    def ingest_views(self, views: Iterable[FlowView], now: float, count: int = 1) -> list[Decision]:
+        """Score flow views already resolved to their workloads (by the scale-out ingest, `count` times each)."""
+        counters = self.counters
         out: list[Decision] = []
         tracked_map = self._tracked
         for view in views:
-            counters.views += 1
+            counters.views += count
             tracked = tracked_map.get(view.identity)
             if tracked is None:
                 tracked = self._track(view.identity, view.namespace, now)
-            _, deviations = observe(tracked.baseline, view, now)
+            _, deviations = observe(tracked.baseline, view, now, count)
             if not view.dropped:
-                tracked.recent.add(view)
+                tracked.recent.add(view, count)
             if deviations:
                 counters.deviations += len(deviations)
                 tracked.risk.add(deviations, now)

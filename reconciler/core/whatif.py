@@ -52,7 +52,7 @@ class RecentFlows:
         self.maxlen = maxlen
         self._edges: OrderedDict[Edge, list] = OrderedDict()
 
-    def add(self, view: FlowView) -> None:
+    def add(self, view: FlowView, count: int = 1) -> None:
         edge = view.key or view.edge
         entry = self._edges.get(edge)
         if entry is not None:
@@ -61,9 +61,9 @@ class RecentFlows:
             if view.time - entry[0].time > RECENCY_GRAIN:
                 self._edges.move_to_end(edge)
             entry[0] = view
-            entry[1] += 1
+            entry[1] += count
             return
-        self._edges[edge] = [view, 1]
+        self._edges[edge] = [view, count]
         if len(self._edges) > self.maxlen:
             self._edges.popitem(last=False)
 

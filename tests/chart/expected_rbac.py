@@ -35,6 +35,7 @@ RECONCILER: frozenset[Triple] = frozenset(
     | _grant("", ("events",), ("create",))
     | _grant("", ("services",), ("get",))
     | _grant("coordination.k8s.io", ("leases",), ("get", "create", "update"))
+    | _grant("", ("secrets",), ("get", "update"))  # the learned-state Secrets, by name
 )
 
 #: Certificate rotation CronJob (built-in certificates only): the TLS/CA Secrets (get/update by

@@ -70,7 +70,7 @@ def test_default_mode_is_dry_run_everywhere() -> None:
     config = yaml.safe_load(config_yaml())
     assert config["cluster"]["default_mode"] == config["core"]["default_mode"] == "dry-run"
     assert config["reconciler"] == {"cleanup_grace_seconds": 300, "signal_sources": ["flows", "falco", "alertmanager"],
-                                    "quarantine_backend": "auto", "admin_policy_priority": 10}
+                                    "quarantine_backend": "auto", "admin_policy_priority": 10, "state_shards": 16}
 
 
 def test_quarantine_threshold_below_tighten_threshold_fails_the_install() -> None:
@@ -106,7 +106,7 @@ def test_generated_signal_token_is_long_and_random_and_a_given_one_is_used() -> 
     given = one(render({"reconciler": {"signalToken": {"value": "s3cret"}}}), "Secret", "-signal-token")
     assert base64.b64decode(given["data"]["token"]) == b"s3cret"
     existing = render({"reconciler": {"signalToken": {"existingSecret": "mine"}}})
-    assert not [d for d in existing if d["kind"] == "Secret"]
+    assert not [d for d in existing if d["kind"] == "Secret" and not d["metadata"]["name"].startswith("netwarden-state-")]
     volume = next(v for v in one(existing, "Deployment", "-reconciler")["spec"]["template"]["spec"]["volumes"] if v["name"] == "signal-token")
     assert volume["secret"]["secretName"] == "mine"
 

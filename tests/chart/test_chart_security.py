@@ -49,6 +49,17 @@ def test_lease_access_is_namespaced_to_the_release() -> None:
     assert not any("leases" in r["resources"] for d in of_kind(render(), "ClusterRole") for r in d["rules"])
 
 
+def test_learned_state_secrets_are_read_and_updated_by_name_never_created() -> None:
+    role = one(render({"reconciler": {"stateShards": 3}}), "Role", "-reconciler-state")
+    assert role["metadata"]["namespace"] == "netwarden-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update"],
+                              "resourceNames": ["netwarden-state-0", "netwarden-state-1", "netwarden-state-2"]}]
+    secrets = [d["metadata"]["name"] for d in render({"reconciler": {"stateShards": 3}}) if d["kind"] == "Secret"]
+    assert {"netwarden-state-0", "netwarden-state-1", "netwarden-state-2"} <= set(secrets)
+    off = render({"reconciler": {"stateShards": 0}})
+    assert not [d for d in off if d["metadata"]["name"].startswith("netwarden-state-") or d["metadata"]["name"].endswith("-state")]
+
+
 def test_rbac_rules_live_only_in_the_values_free_rules_template() -> None:
     templates = CHART_DIR / "templates"
     for path in templates.glob("*.yaml"):

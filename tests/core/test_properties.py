@@ -39,14 +39,13 @@ DECLARED = PolicyIntent(
 )
 
 
-def drive(e, stream, start: float = 0.0):
-    """Feed a random stream after a learning phase; returns every decision made."""
-    t = start
+def drive(e, stream, start: float = 0.0, learn: bool = True):
+    """Feed a random stream from `start`, after a learning phase unless `learn` is False; returns every decision made."""
     out = []
-    for n in range(120):  # learning: the api talks to the db, metrics to the api
-        out += e.ingest_flow(Flow(float(n), Endpoint(ip(API)), Endpoint(ip(DB)), 5432, "TCP"), float(n))
-        out += e.ingest_flow(Flow(float(n), Endpoint(PROTECTED_POD.ip), Endpoint(ip(API)), 8080, "TCP"), float(n))
-    t = 120.0
+    for n in range(120 if learn else 0):  # learning: the api talks to the db, metrics to the api
+        out += e.ingest_flow(Flow(start + n, Endpoint(ip(API)), Endpoint(ip(DB)), 5432, "TCP"), start + n)
+        out += e.ingest_flow(Flow(start + n, Endpoint(PROTECTED_POD.ip), Endpoint(ip(API)), 8080, "TCP"), start + n)
+    t = start + (120.0 if learn else 0.0)
     for gap, event in stream:
         t += gap
         kind = event[0]

@@ -81,6 +81,15 @@ the resource ("clusternetworkpolicies" or "adminnetworkpolicies"), chosen by net
   verbs: ["get", "create", "update"]
 {{- end -}}
 
+{{/* Reconciler (release namespace only): the learned-state Secrets the chart creates, by name
+(the argument is how many). No create: a Secret created by name could be a service-account token. */}}
+{{- define "netwarden.rules.reconcilerState" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ range $n := until (int .) }}{{ if $n }}, {{ end }}{{ printf "netwarden-state-%d" $n | quote }}{{ end }}]
+  verbs: ["get", "update"]
+{{- end -}}
+
 {{/* Install/upgrade hook only (release namespace): create the Secrets the first time. Create
 cannot be limited by name (RBAC sees no name before the object exists), so the long-lived rotation
 CronJob does not get it: it only reads and updates the two Secrets by name. */}}
