@@ -70,7 +70,8 @@ def test_default_mode_is_dry_run_everywhere() -> None:
     config = yaml.safe_load(config_yaml())
     assert config["cluster"]["default_mode"] == config["core"]["default_mode"] == "dry-run"
     assert config["reconciler"] == {"cleanup_grace_seconds": 300, "signal_sources": ["flows", "falco", "alertmanager"],
-                                    "quarantine_backend": "auto", "admin_policy_priority": 10, "state_shards": 16}
+                                    "quarantine_backend": "auto", "admin_policy_priority": 10, "state_shards": 16,
+                                    "stream_buffer": 10000}
 
 
 def test_quarantine_threshold_below_tighten_threshold_fails_the_install() -> None:
@@ -180,3 +181,38 @@ def test_every_default_value_is_commented() -> None:
 
 def test_the_comment_check_finds_an_undocumented_setting() -> None:
     assert uncommented_settings("image:\n  # -- Repository.\n  repository: x\n  tag: y\n") == ["line 4: tag: y"]
+
+
+def test_flow_sources_reach_the_reconciler_config_and_mount_their_secrets(tmp_path: Path) -> None:
+    from netwarden.config import load_config
+
+    docs = render({"reconciler": {"flowSources": {
+        "hubbleRelay": {"address": "hubble-relay.kube-system.svc:443",
+                        "tls": {"enabled": True, "secretName": "hubble-relay-client-certs"}},
+        "goldmane": {"address": "goldmane.calico-system.svc:7443",
+                     "tls": {"enabled": True, "secretName": "goldmane-client", "serverName": "goldmane"}},
+        "buffer": 5000}}})
+    path = tmp_path / "config.yaml"
+    path.write_text(one(docs, "ConfigMap", "-config")["data"]["config.yaml"])
+    rc = load_config({"NETWARDEN_CONFIG": str(path)}).reconciler
+    assert (rc.hubble_relay_address, rc.hubble_relay_tls_dir) == ("hubble-relay.kube-system.svc:443",
+                                                                  "/etc/netwarden/hubbleRelay-tls")
+    assert rc.hubble_relay_server_name == "netwarden.hubble-relay.cilium.io"
+    assert (rc.goldmane_address, rc.goldmane_tls_dir, rc.goldmane_server_name) == (
+        "goldmane.calico-system.svc:7443", "/etc/netwarden/goldmane-tls", "goldmane")
+    assert rc.stream_buffer == 5000
+    pod = one(docs, "Deployment", "-reconciler")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets[mounts["/etc/netwarden/hubbleRelay-tls"]] == "hubble-relay-client-certs"
+    assert secrets[mounts["/etc/netwarden/goldmane-tls"]] == "goldmane-client"
+
+
+def test_flow_sources_are_off_by_default_and_tls_needs_a_secret() -> None:
+    config = yaml.safe_load(config_yaml())["reconciler"]
+    assert "hubble_relay_address" not in config and "goldmane_address" not in config
+    with pytest.raises(HelmError, match="tls.secretName"):
+        render({"reconciler": {"flowSources": {"hubbleRelay": {"address": "hubble-relay.kube-system.svc:443",
+                                                               "tls": {"enabled": True}}}}})
+    with pytest.raises(HelmError):
+        render({"reconciler": {"flowSources": {"hubbleRelay": {"address": "no port"}}}})
