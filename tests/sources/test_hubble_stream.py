@@ -6,11 +6,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from reconciler.signals.parse import parse_hubble_line
 from reconciler.sources.hubble import HubbleRelaySource
 from reconciler.sources.replay_server import ReplayServer, ServerTls, hubble_response
-from reconciler.sources.stream import Backoff, TlsFiles
+from reconciler.sources.stream import Backoff, StreamStatsCollector, TlsFiles
 from tests.sources.conftest import HUBBLE_LINES, CollectingSink, client_dir, numbered_flows, write_pki
 from tests.support.waiting import wait_for
 
@@ -60,6 +61,13 @@ def test_stream_broken_mid_flow_resumes_without_loss_or_repeat(server: ReplaySer
         # Resumed from the last flow's own time, not from the start or from now.
         assert server.observer.requests[-1].since.ToNanoseconds() == flows[299].flow.time.ToNanoseconds()
         assert len({f.time for f in sink.flows}) == 600
+        registry = CollectorRegistry()
+        registry.register(StreamStatsCollector(lambda: [source.stats]))
+        text = generate_latest(registry).decode()
+        assert 'netwarden_stream_flows_received_total{source="hubble-relay"} 600.0' in text
+        assert 'netwarden_stream_connected{source="hubble-relay"} 1.0' in text
+        assert f'netwarden_stream_reconnects_total{{source="hubble-relay"}} {float(source.stats.reconnects)}' in text
+        assert 'netwarden_stream_lag_seconds{source="hubble-relay"}' in text
     finally:
         source.stop()
 
