@@ -2,12 +2,17 @@
 
 Grammar (entries separated by commas or whitespace):
 
-    entry     := kind "=" value [ "@" namespace ] [ ":" port [ "-" end_port ] [ "/" protocol ] ]
+    entry     := kind "=" value [ "@" namespace ] [ ":" ports [ "/" protocol ] ]
+    ports     := port [ "-" end_port ] | port_name
     kind      := purpose | identity | namespace | cidr
     namespace := a namespace name, or "*" for every namespace
 
 Examples: `purpose=frontend`, `purpose=database:5432`, `identity=shop.deploy.api@shop:8080/TCP`,
-`namespace=monitoring:9090`, `cidr=203.0.113.0/24:443`.
+`namespace=monitoring:9090`, `cidr=203.0.113.0/24:443`, `purpose=web:http`.
+
+A port name (an IANA service name, as a containerPort's `name`) renders as a named port, which
+NetworkPolicy resolves on the destination: in allow-from, against this pod's own containerPorts; in
+allow-to, against the peer pod's (so it never matches a cidr peer, which is no pod).
 
 A purpose peer without `@namespace` means the workload's own namespace. Bad entries are reported,
 never guessed at; the good ones still apply.
@@ -23,6 +28,7 @@ from netwarden.labelvalues import is_dns_label, is_valid_label_value
 from netwarden.policy import ANY_NAMESPACE, Peer, PortSpec, Rule
 
 _PORT_SUFFIX = re.compile(r"^(?P<port>\d{1,5})(?:-(?P<end>\d{1,5}))?(?:/(?P<proto>TCP|UDP|SCTP))?$", re.IGNORECASE)
+_NAMED_PORT_SUFFIX = re.compile(r"^(?P<name>[a-z0-9-]{1,15})(?:/(?P<proto>TCP|UDP|SCTP))?$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s,]+")
 KINDS = ("purpose", "identity", "namespace", "cidr")
 
@@ -85,9 +91,21 @@ def _split_port(text: str) -> tuple[str, tuple[PortSpec, ...]]:
     if match is None:
         if "/" in tail and head.count(":") >= 1:
             return text, ()  # an IPv6 CIDR, not a port
-        raise ValueError(f"invalid port {tail!r} (expected PORT[-END][/TCP|UDP|SCTP])")
+        named = _NAMED_PORT_SUFFIX.match(tail)
+        if named is not None:
+            if not is_port_name(named["name"]):
+                raise ValueError(f"invalid port name {named['name']!r} (lowercase letters, digits and '-', "
+                                 "at least one letter, no '-' at either end or twice in a row, 15 at most)")
+            return head, (PortSpec((named["proto"] or "TCP").upper(), named["name"]),)
+        raise ValueError(f"invalid port {tail!r} (expected PORT[-END] or a port name, then [/TCP|UDP|SCTP])")
     port = int(match["port"])
     end = int(match["end"]) if match["end"] else None
     if not 1 <= port <= 65535 or (end is not None and not port <= end <= 65535):
         raise ValueError("port out of range 1-65535")
     return head, (PortSpec((match["proto"] or "TCP").upper(), port, end),)
+
+
+def is_port_name(name: str) -> bool:
+    """An IANA_SVC_NAME, what Kubernetes accepts as a containerPort's name and a named port."""
+    return (1 <= len(name) <= 15 and re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name) is not None
+            and "--" not in name and any(c.isalpha() for c in name))

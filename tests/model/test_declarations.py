@@ -38,6 +38,32 @@ def test_bad_entries_are_reported_and_good_ones_still_apply() -> None:
     assert any("out of range" in e for e in parsed.errors)
 
 
+def test_port_names_parse_as_named_ports_and_render_as_names() -> None:
+    """Issue 14 item 4: `purpose=web:http` was dropped with "invalid port"; now it is a named port."""
+    from netwarden.identity import Workload
+    from netwarden.policy import DnsTarget, PolicyMeta, baseline_intent, render_network_policy
+
+    parsed = parse_peer_declarations("purpose=web:http, namespace=monitoring:metrics/UDP, purpose=db:pg-main")
+    assert parsed.errors == ()
+    assert [r.ports for r in parsed.rules] == [(PortSpec("TCP", "http"),), (PortSpec("UDP", "metrics"),),
+                                               (PortSpec("TCP", "pg-main"),)]
+    intent = baseline_intent(Workload("shop", "Deployment", "api"), parsed.rules[:2], parsed.rules[2:],
+                             [PortSpec("TCP", 8080)])
+    spec = render_network_policy(intent, PolicyMeta("p", "test"), DnsTarget())["spec"]
+    assert [r["ports"] for r in spec["ingress"]] == [[{"protocol": "TCP", "port": "http"}],
+                                                     [{"protocol": "UDP", "port": "metrics"}]]
+    assert spec["egress"][0]["ports"] == [{"protocol": "TCP", "port": "pg-main"}]
+
+
+def test_bad_port_names_are_reported_with_what_a_port_name_is() -> None:
+    parsed = parse_peer_declarations("purpose=a:HTTP purpose=b:a--b purpose=c:-x purpose=d:1234567890abcdef "
+                                     "purpose=e:http-8080 web:http")
+    assert parsed.rules == (Rule((Peer("purpose", "e"),), (PortSpec("TCP", "http-8080"),)),)
+    assert sum("invalid port name" in e for e in parsed.errors) == 3
+    assert any("'purpose=d:1234567890abcdef': invalid port" in e for e in parsed.errors), "16 characters"
+    assert any("'web:http': expected one of purpose=" in e for e in parsed.errors)
+
+
 def test_empty_or_missing_annotation_declares_nothing() -> None:
     assert parse_peer_declarations(None).rules == ()
     assert parse_peer_declarations("  ,, ").rules == ()

@@ -99,6 +99,19 @@ def db_baseline(**kwargs: Any) -> dict[str, Any]:
     return baseline(DB, [Rule((Peer("identity", API.identity),))], [], [PortSpec("TCP", 5432)], **kwargs)
 
 
+def named_port_baselines() -> list[dict[str, Any]]:
+    """Declarations with port names (issue 14 item 4): `purpose=ingress:http`-style allow-from resolves on
+    web's own containerPort `http`; allow-to `purpose=database@data:pg` on the database pod's port `pg`,
+    and on nothing for a cidr peer or a peer with no such port."""
+    from netwarden.declarations import parse_peer_declarations
+
+    web_from = parse_peer_declarations("namespace=ingress:http, namespace=monitoring:grpc").rules
+    api_to = parse_peer_declarations("purpose=database@data:pg, purpose=frontend:pg, cidr=203.0.113.0/24:http").rules
+    return [baseline(WEB, list(web_from), [], [PortSpec("TCP", 8080)]),
+            baseline(API, [Rule((Peer("purpose", "frontend"),))], list(api_to), [PortSpec("TCP", 9000)]),
+            db_baseline()]
+
+
 def quarantine_web_b() -> list[dict[str, Any]]:
     intent = quarantine_intent("shop", WEB.identity, "web-b", [Rule((Peer("namespace", "monitoring"),), (PortSpec("TCP", 8080),))])
     meta = PolicyMeta(quarantine_policy_name("web-b"), "test", role=names.ROLE_QUARANTINE)
@@ -112,6 +125,7 @@ SCENARIOS = {
     "quarantine-with-excluded-instance": quarantine_web_b,
     "learn-mode-selects-but-allows-everything": lambda: [web_baseline(enforcing=False), db_baseline()],
     "whole-app": lambda: [*quarantine_web_b(), api_baseline(), db_baseline()],
+    "named-ports-in-declarations": named_port_baselines,
 }
 
 
@@ -137,6 +151,20 @@ def test_evaluator_agrees_with_nca_on_rendered_policies(scenario: str) -> None:
                                       + ours.explain(src, dst, port, protocol).summary())
     assert checked > 500
     assert not mismatches, "\n".join(mismatches[:20]) + f"\n--- nca output ---\n{theirs.raw}"
+
+
+def test_named_ports_render_as_names_and_nca_resolves_them_on_the_destination() -> None:
+    """The scenario must exercise the names: they render as names, and nca itself resolves them."""
+    web, api, _ = named_port_baselines()
+    assert sorted(p["port"] for r in web["spec"]["ingress"] for p in r["ports"]) == ["grpc", "http"]
+    assert sorted(p["port"] for r in api["spec"]["egress"] for p in r["ports"] if isinstance(p["port"], str)) == [
+        "http", "pg"]
+    theirs = nca_connectivity(PODS, NAMESPACES, named_port_baselines())
+    assert theirs.allows("ingress/nginx-a", "shop/web-a", 8080, "TCP")
+    assert not theirs.allows("monitoring/prom-a", "shop/web-a", 8080, "TCP"), "web has no port named grpc"
+    assert theirs.allows("shop/api-a", "data/db-a", 5432, "TCP")
+    assert not theirs.allows("shop/api-a", "shop/web-a", 5432, "TCP"), "pg names no port of web"
+    assert not theirs.allows("shop/api-a", "203.0.113.9", 8080, "TCP"), "a named port matches no external peer"
 
 
 def test_nca_sees_the_quarantined_instance_cut_off_from_its_peers() -> None:
