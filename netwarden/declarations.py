@@ -23,7 +23,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Mapping
 
+from netwarden import names
 from netwarden.labelvalues import is_dns_label, is_valid_label_value
 from netwarden.policy import ANY_NAMESPACE, Peer, PortSpec, Rule
 
@@ -51,6 +53,20 @@ def parse_peer_declarations(text: str | None) -> ParsedDeclarations:
         except ValueError as exc:
             errors.append(f"{entry!r}: {exc}")
     return ParsedDeclarations(tuple(rules), tuple(errors))
+
+
+def warnings_of(key: str, parsed: ParsedDeclarations) -> list[str]:
+    """The warning for each bad entry of the annotation `key`: one wording for the admission warning
+    and the Event on the workload."""
+    return [f"annotation {key}: {error}; entry ignored" for error in parsed.errors]
+
+
+def declaration_warnings(annotations: Mapping[str, str]) -> tuple[str, ...]:
+    """Every warning a pod's allow-from and allow-to annotations give (their bad entries)."""
+    out: list[str] = []
+    for key in (names.ANNOTATION_ALLOW_FROM, names.ANNOTATION_ALLOW_TO):
+        out += warnings_of(key, parse_peer_declarations(annotations.get(key)))
+    return tuple(out)
 
 
 def parse_entry(entry: str) -> Rule:

@@ -47,7 +47,7 @@ POD_LABELS = (
 # --- Declarations read from pods and namespaces ------------------------------------------------
 #: Pod annotation: the workload's purpose (validated as a label value).
 ANNOTATION_PURPOSE = f"{PREFIX}/purpose"
-#: Pod annotation: peers allowed to connect in, e.g. "purpose=frontend, namespace=ingress".
+#: Pod annotation: peers allowed to connect in, e.g. "purpose=frontend:http, namespace=ingress" (a port name renders as a named port).
 ANNOTATION_ALLOW_FROM = f"{PREFIX}/allow-from"
 #: Pod annotation: dependencies this workload may connect to, e.g. "purpose=database:5432/TCP".
 ANNOTATION_ALLOW_TO = f"{PREFIX}/allow-to"
@@ -161,6 +161,9 @@ EVENT_LABELS_BACKFILLED = "NetwardenLabelsBackfilled"
 EVENT_POD_UNENFORCEABLE = "NetwardenPodUnenforceable"
 #: An alert about the pod was older than the configured max age: kept as evidence, not acted on.
 EVENT_ALERT_NOT_ACTED_ON = "NetwardenAlertNotActedOn"
+#: Warning on the workload (its top owner; a bare pod itself): an allow-from/allow-to entry was ignored, and why
+#: (the admission warning says it only to whoever created the pod: for a Deployment, the ReplicaSet controller).
+EVENT_DECLARATION_IGNORED = "NetwardenDeclarationIgnored"
 #: Warning: a policy that is not netwarden's widens what a quarantined or tightened pod may do (on the pod and the policy).
 EVENT_CONTAINMENT_WEAK = "NetwardenContainmentWeak"
 #: Warning: a policy that is not netwarden's allows every peer in an opted-in namespace (cancels baselines).

@@ -40,6 +40,7 @@ from reconciler.admin_backend import AdminPolicyBackend, AdminQuarantines, Targe
 from reconciler.containment_report import ContainmentReporter
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
+from reconciler.declaration_events import DeclarationEvents
 from reconciler.leader import AlwaysOpen, NotLeader, WriterGate
 from reconciler.policy_ops import (
     Change,
@@ -156,6 +157,8 @@ class Reconciler:
         #: Weak containment (user policies widening contained pods, allow-alls): Events and a metric.
         self.containment = ContainmentReporter(kube, index, self.writer.event,
                                                lambda: self.admin.known() if self.admin is not None else [])
+        #: Bad allow-from/allow-to entries as Warning Events on the workload, once each.
+        self.declarations = DeclarationEvents(kube, self.writer.event, self.gate.is_open)
         #: Quarantine plans and releases not yet fully written, by (namespace, instance): retried from
         #: the queue (key `qr:<namespace>/<instance>`) with backoff until every step holds.
         self._quarantine_work: dict[tuple[str, str], QuarantinePlan | tuple[str, str, str]] = {}
@@ -321,6 +324,9 @@ class Reconciler:
                 namespace = self.index.namespace(reachable[0].namespace)
                 if namespace is not None and namespace.opted_in:
                     self._create_baseline(reachable[0], reason=names.REASON_BACKFILL)
+            holder = self.baseline_policy_of(identity)
+            if holder is not None:  # the Event goes on the policy's owner: wait for the policy to be seen
+                self.declarations.note(identity, holder, [p.raw for p in live])
             self._collect_orphan_quarantines(policies)
             self._settle_carve_outs(identity, live)
             return None

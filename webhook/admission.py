@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from netwarden import names
 from netwarden.containment import allow_all_policies
-from netwarden.declarations import parse_peer_declarations
+from netwarden.declarations import parse_peer_declarations, warnings_of
 from netwarden.identity import OwnerRef, Parents, PodOrigin, Workload, resolve_workload, unverified_owner
 from netwarden.labels import (
     NamespaceFacts,
@@ -391,7 +391,7 @@ def decide_admission(
     for key in (names.ANNOTATION_ALLOW_FROM, names.ANNOTATION_ALLOW_TO):
         parsed = parse_peer_declarations(pod_annotations.get(key))
         declared[key] = parsed.rules
-        warnings += [f"annotation {key}: {error}; entry ignored" for error in parsed.errors]
+        warnings += warnings_of(key, parsed)
 
     mode = namespace_mode(namespace, config.default_mode)
     intent = baseline_intent(
