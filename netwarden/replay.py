@@ -27,8 +27,10 @@ from reconciler.core.behaviour import PodRef
 from reconciler.core.config import CoreConfig
 from reconciler.core.engine import DecisionEngine
 from reconciler.core.types import MetricAlert, SecurityAlert, SignalError
-from reconciler.signals.parse import parse_alertmanager_payload, parse_falco_event, parse_flow_any
-from reconciler.signals.streams import SignalCounters, iter_json_lines
+from reconciler.signals.alertmanager import parse_alertmanager_payload
+from reconciler.signals.falco import parse_falco_event
+from reconciler.signals.parse import iter_flows
+from reconciler.signals.streams import SignalCounters, iter_json_lines, iter_lines
 
 TICK_SECONDS = 1.0
 
@@ -145,25 +147,31 @@ def replay(
     total = 0 if flows_path == "-" else os.path.getsize(flows_path)
     with opener as handle:
         bar = Progress(handle, total, enabled=progress and flows_path != "-")
-        for _, record in iter_json_lines(handle):
-            try:
-                if isinstance(record, SignalError):
-                    raise record
-                flow = parse_flow_any(record)
-            except SignalError as exc:
-                result.counters.record_error("flows", exc)
+        counters = result.counters
+        ingest, tick = engine.ingest_flow, engine.tick
+        accepted: dict[str, int] = {}
+        flows = 0
+        for _, flow, fmt in iter_flows(iter_lines(handle)):
+            if isinstance(flow, SignalError):
+                counters.record_error("flows", flow)
                 continue
-            result.counters.record_ok(flow.source_format)
-            while pending and pending[0][0] <= flow.time:
-                at, alert = pending.pop(0)
-                emit(_ingest_alert(engine, alert, at, result))
-            emit(engine.ingest_flow(flow, flow.time))
-            if next_tick is None or flow.time >= next_tick:
-                emit(engine.tick(flow.time))
-                next_tick = flow.time + TICK_SECONDS
-            result.flows += 1
-            if result.flows % 4096 == 0:
-                bar.update(result.flows, started)
+            accepted[fmt] = accepted.get(fmt, 0) + 1
+            at = flow.time
+            while pending and pending[0][0] <= at:
+                alert_at, alert = pending.pop(0)
+                emit(_ingest_alert(engine, alert, alert_at, result))
+            decisions = ingest(flow, at)
+            if decisions:
+                emit(decisions)
+            if next_tick is None or at >= next_tick:
+                emit(tick(at))
+                next_tick = at + TICK_SECONDS
+            flows += 1
+            if not flows & 4095:
+                bar.update(flows, started)
+        result.flows = flows
+        for fmt, n in accepted.items():
+            counters.record_ok(fmt, n)
         bar.finish(result.flows, started)
     for at, alert in pending:
         emit(_ingest_alert(engine, alert, at, result))

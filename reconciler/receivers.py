@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
+import msgspec
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -45,9 +46,11 @@ from reconciler.core.alerts import Attribution
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
 from reconciler.httpserver import GuardedHttpServer, ServerLimits
 from reconciler.forwarding import RETRY_AFTER_SECONDS, ForwardError, SignalForwarder
-from reconciler.signals.parse import detect_flow_format, parse_alertmanager_payload, parse_falco_event, parse_flow_any
+from reconciler.signals.alertmanager import parse_alertmanager_payload
+from reconciler.signals.falco import parse_falco_event
+from reconciler.signals.parse import iter_flows
 from reconciler.signals.streams import (DECODE_REASONS, SignalCounters, SignalCountersCollector, decode_json,
-                                        iter_json_lines)
+                                        iter_json_lines, iter_lines, split_lines)
 from webhook.serving import CertificateReloader
 
 log = logging.getLogger("netwarden.reconciler.receivers")
@@ -160,15 +163,30 @@ def iter_records(body: bytes) -> Iterator[tuple[int, Any]]:
     yield from iter_json_lines(io.BytesIO(body))
 
 
+def iter_raw_records(body: bytes) -> Iterator[tuple[int, bytes | SignalError]]:
+    """`iter_records` without decoding: (index, one record's JSON bytes or a SignalError), so each
+    record can be decoded straight into its typed form."""
+    stripped = body.lstrip()
+    if stripped[:1] == b"[":
+        try:
+            items = _RAW_ARRAY.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            # Not one valid JSON array: the decoded path says why, exactly as before.
+            for index, record in iter_records(body):
+                yield index, (record if isinstance(record, SignalError) else _RAW_ENCODE(record))
+            return
+        for index, item in enumerate(items):
+            yield index, bytes(item)
+        return
+    yield from split_lines(body)
+
+
+_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+_RAW_ENCODE = msgspec.json.encode
+
+
 def _rejection(index: int, error: SignalError) -> dict[str, Any]:
     return {"index": index, "reason": error.reason, "message": str(error)[:300]}
-
-
-def _flow_format_or_unknown(record: Any) -> str:
-    try:
-        return detect_flow_format(record)
-    except SignalError:
-        return "unknown"
 
 
 def parse_records(records: Iterable[tuple[int, Any]], parse: Callable[[Any], Any], error_format: Callable[[Any], str],
@@ -193,9 +211,25 @@ def parse_records(records: Iterable[tuple[int, Any]], parse: Callable[[Any], Any
     return parsed, rejected, total_rejected
 
 
-def ingest_flow_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
+def ingest_flow_records(records: Iterable[tuple[int, bytes | SignalError]], sink: SignalSink,
                         counters: SignalCounters) -> IngestResult:
-    flows, rejected, total_rejected = parse_records(records, parse_flow_any, _flow_format_or_unknown, counters)
+    """Parse a batch of flow records (raw JSON bytes each) and hand the good ones to the sink at once."""
+    flows: list[Flow] = []
+    rejected: list[dict[str, Any]] = []
+    total_rejected = 0
+    accepted: dict[str, int] = {}
+    append = flows.append
+    for index, flow, fmt in iter_flows(records):
+        if isinstance(flow, SignalError):
+            total_rejected += 1
+            counters.record_error(fmt, flow)
+            if len(rejected) < MAX_REJECTED_LISTED:
+                rejected.append(_rejection(index, flow))
+            continue
+        accepted[fmt] = accepted.get(fmt, 0) + 1
+        append(flow)
+    for fmt, n in accepted.items():
+        counters.record_ok(fmt, n)
     if flows:
         sink.accept_flows(flows)
     return IngestResult(len(flows), rejected, total_rejected)
@@ -318,7 +352,7 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
 
     @route("flows")
     def flows() -> Any:
-        return receive("flows", lambda raw: (ingest_flow_records(iter_records(raw), sink, counters), 200))
+        return receive("flows", lambda raw: (ingest_flow_records(iter_raw_records(raw), sink, counters), 200))
 
     @route("falco")
     def falco() -> Any:
@@ -393,7 +427,7 @@ def ingest_flow_stream(stream: IO[str] | IO[bytes], sink: SignalSink, counters: 
         rejected.extend(result.rejected[: max(0, MAX_REJECTED_LISTED - len(rejected))])
         batch.clear()
 
-    for lineno, record in iter_json_lines(stream):
+    for lineno, record in iter_lines(stream) if _binary(stream) else _encoded_lines(stream):
         batch.append((lineno, record))
         if len(batch) >= batch_size:
             flush()
@@ -402,6 +436,16 @@ def ingest_flow_stream(stream: IO[str] | IO[bytes], sink: SignalSink, counters: 
     if batch:
         flush()
     return IngestResult(accepted, rejected, total_rejected)
+
+
+def _binary(stream: IO[str] | IO[bytes]) -> bool:
+    return not isinstance(stream, io.TextIOBase)
+
+
+def _encoded_lines(stream: IO[str] | IO[bytes]) -> Iterator[tuple[int, bytes | SignalError]]:
+    """A text stream's lines as UTF-8 bytes (the chunked reader takes bytes)."""
+    for lineno, record in iter_json_lines(stream):  # type: ignore[arg-type]
+        yield lineno, record if isinstance(record, SignalError) else _RAW_ENCODE(record)
 
 
 # --- serving ---------------------------------------------------------------------------------

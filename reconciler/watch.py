@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from netwarden import names
@@ -21,7 +21,6 @@ from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient, WatchExpired, WatchStream
 from netwarden.labels import NamespaceFacts, is_opted_in, namespace_mode
 from netwarden.policy import PortSpec
-from reconciler.core.types import Endpoint, Flow
 
 log = logging.getLogger("netwarden.reconciler.watch")
 
@@ -381,24 +380,6 @@ class ClusterIndex:
         with self._lock:
             return [p for p in self._policies.values()
                     if ((p.get("metadata") or {}).get("labels") or {}).get(names.LABEL_IDENTITY) == identity]
-
-    # -- flow enrichment ------------------------------------------------------------------------
-    def enrich_endpoint(self, endpoint: Endpoint) -> Endpoint:
-        """Fill in the workload identity from the pod index (by IP, else by namespace/name)."""
-        if endpoint.identity or endpoint.world:
-            return endpoint
-        view = self.pod_by_ip(endpoint.ip) if endpoint.ip else None
-        if view is None and endpoint.namespace and endpoint.pod:
-            view = self.pod(endpoint.namespace, endpoint.pod)
-        if view is None or not view.identity:
-            return endpoint
-        return replace(endpoint, identity=view.identity, namespace=view.namespace, pod=view.name)
-
-    def enrich_flow(self, flow: Flow) -> Flow:
-        source, destination = self.enrich_endpoint(flow.source), self.enrich_endpoint(flow.destination)
-        if source is flow.source and destination is flow.destination:
-            return flow
-        return replace(flow, source=source, destination=destination)
 
 
 class ClusterWatcher:

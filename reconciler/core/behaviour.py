@@ -57,6 +57,9 @@ class PodIndex:
     by_pod: dict[tuple[str, str], PodRef] = field(default_factory=dict)
     #: identity -> pod name -> PodRef (the replicas the workload has now).
     by_identity: dict[str, dict[str, PodRef]] = field(default_factory=dict)
+    #: (namespace, pod-name prefix) -> the workload owning every pod with that prefix (None: no
+    #: pod, or pods of several workloads). Emptied on any pod change; bounded.
+    by_prefix: dict[tuple[str, str], PodRef | None] = field(default_factory=dict)
 
     def add(self, ref: PodRef) -> None:
         self.remove(ref.namespace, ref.pod)
@@ -64,6 +67,8 @@ class PodIndex:
         if ref.ip and ref.outside_reach is None:  # a hostNetwork pod's IP is its node's, not its own
             self.by_ip[ref.ip] = ref
         self.by_identity.setdefault(ref.identity, {})[ref.pod] = ref
+        if self.by_prefix:
+            self.by_prefix.clear()
 
     def remove(self, namespace: str, pod: str) -> PodRef | None:
         ref = self.by_pod.pop((namespace, pod), None)
@@ -76,6 +81,8 @@ class PodIndex:
             replicas.pop(pod, None)
             if not replicas:
                 del self.by_identity[ref.identity]
+        if self.by_prefix:
+            self.by_prefix.clear()
         return ref
 
     def lookup(self, endpoint: Endpoint) -> PodRef | None:
@@ -91,13 +98,38 @@ class PodIndex:
                 return ref
         if endpoint.identity and endpoint.namespace:
             return PodRef(endpoint.identity, endpoint.namespace, endpoint.pod or "")
+        if endpoint.pod_prefix and endpoint.namespace:
+            return self.owner_of_prefix(endpoint.namespace, endpoint.pod_prefix)
         return None
+
+    def owner_of_prefix(self, namespace: str, prefix: str) -> PodRef | None:
+        """The workload whose pods are named `prefix` (Calico aggregates flows by pod prefix,
+        "frontend-5d9f8b7c6-*"): a workload-level PodRef (no pod, no instance), or None when no
+        pod has the prefix or pods of more than one workload do."""
+        key = (namespace, prefix)
+        if key in self.by_prefix:
+            return self.by_prefix[key]
+        stem = prefix.rstrip("*")
+        named = [(name[len(stem):], ref) for (ns, name), ref in self.by_pod.items()
+                 if ns == namespace and name.startswith(stem)]
+        # Calico's prefix is the pods' generateName ("web-5d9f8b7c6-"): pods it generated have no
+        # further "-"; failing those, any pod whose name starts with it.
+        identities = {ref.identity for rest, ref in named if "-" not in rest} or {ref.identity for _, ref in named}
+        owner = PodRef(identities.pop(), namespace, "") if len(identities) == 1 else None
+        if len(self.by_prefix) >= MAX_PREFIXES:
+            self.by_prefix.clear()
+        self.by_prefix[key] = owner
+        return owner
 
     def replicas(self, identity: str) -> tuple[PodRef, ...]:
         return tuple(self.by_identity.get(identity, {}).values())
 
     def pod_count(self) -> int:
         return len(self.by_pod)
+
+
+#: Pod-prefix answers remembered between pod changes.
+MAX_PREFIXES = 4096
 
 
 @dataclass(slots=True)

@@ -86,6 +86,56 @@ def iter_json_lines(
         yield lineno, value
 
 
+#: Bytes read at a time by `iter_lines` (lines are cut from the chunk; a partial one carries over).
+CHUNK = 1 << 20
+
+
+def iter_lines(fileobj: IO[bytes], *, max_line: int = MAX_LINE, chunk: int = CHUNK) -> Iterator[tuple[int, bytes | SignalError]]:
+    """(line number, the line's bytes or SignalError("line-too-long")) per non-blank line, read in
+    chunks (one readline per line costs more than parsing a Hubble record). A line longer than
+    `max_line` is skipped whole without being kept; memory stays within chunk + max_line."""
+    lineno = 0
+    carry = b""
+    skipping = False  # inside a line already reported too long
+    # read1: what is there now (a live pipe is not held back until a whole chunk arrives).
+    read = getattr(fileobj, "read1", fileobj.read)
+    while True:
+        data = read(chunk)
+        if not data:
+            break
+        lines = (carry + data).split(b"\n") if carry else data.split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            lineno += 1
+            if skipping:
+                skipping = False
+                continue
+            if len(line) > max_line:
+                yield lineno, SignalError("line-too-long", f"line {lineno} is longer than {max_line}")
+            elif line.strip():
+                yield lineno, line
+        if len(carry) > max_line:
+            if not skipping:
+                yield lineno + 1, SignalError("line-too-long", f"line {lineno + 1} is longer than {max_line}")
+            skipping = True
+            carry = b""
+    if carry and not skipping:
+        lineno += 1
+        if len(carry) > max_line:
+            yield lineno, SignalError("line-too-long", f"line {lineno} is longer than {max_line}")
+        elif carry.strip():
+            yield lineno, carry
+
+
+def split_lines(body: bytes, *, max_line: int = MAX_LINE) -> Iterator[tuple[int, bytes | SignalError]]:
+    """`iter_lines` over a body already in memory."""
+    for lineno, line in enumerate(body.split(b"\n"), 1):
+        if len(line) > max_line:
+            yield lineno, SignalError("line-too-long", f"line {lineno} is longer than {max_line}")
+        elif line.strip():
+            yield lineno, line
+
+
 @dataclass
 class SignalCounters:
     """Accepted records per source format, rejected per (format, reason). Adapters own one."""

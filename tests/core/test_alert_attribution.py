@@ -16,7 +16,8 @@ from reconciler.core.alerts import (NO_TARGET, NOT_A_WORKLOAD, UNKNOWN_POD, UNKN
                                     workload_identities)
 from reconciler.core.behaviour import PodIndex, PodRef
 from reconciler.core.types import AlertTarget
-from reconciler.signals.parse import parse_alertmanager_payload, parse_falco_event
+from reconciler.signals.alertmanager import parse_alertmanager_payload
+from reconciler.signals.falco import parse_falco_event
 from tests.core.corekit import API, DB, engine, falco, learn_api_to_db, pod_ref, with_config
 from tests.support.data import PAYLOADS
 

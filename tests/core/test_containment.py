@@ -14,7 +14,7 @@ from netwarden import names
 from reconciler.core import actions as A
 from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, security_alert_key
 from reconciler.core.types import MetricAlert, RestoredPolicy
-from reconciler.signals.parse import parse_falco_event
+from reconciler.signals.falco import parse_falco_event
 from tests.core.corekit import API, FAST, engine, falco, flow, ip, learn_api_to_db, pod_ref, with_config
 from tests.support.data import PAYLOADS
 

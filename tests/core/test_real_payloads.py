@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from msgspec.structs import replace as replace_flow
+
 import pytest
 
 from netwarden import names
@@ -13,7 +15,9 @@ from reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, PodIndex, Pod
 from reconciler.core.engine import DecisionEngine
 from reconciler.core.risk import POLICY_DROPS
 from reconciler.core.types import Endpoint, Flow
-from reconciler.signals.parse import parse_alertmanager_payload, parse_falco_event, parse_hubble_line
+from reconciler.signals.alertmanager import parse_alertmanager_payload
+from reconciler.signals.falco import parse_falco_event
+from reconciler.signals.hubble import parse_hubble_line
 from tests.core.corekit import with_config
 from tests.support.data import PAYLOADS
 
@@ -47,12 +51,12 @@ def test_a_burst_of_real_policy_drops_is_evidence_after_learning() -> None:
     e.upsert_pod(PodRef("net-lab.deploy.traffic-generator", "net-lab", drop.source.pod or "", "inst-tg", drop.source.ip))
     e.upsert_pod(PodRef("net-lab.deploy.echo-server", "net-lab", drop.destination.pod or "", "inst-echo", drop.destination.ip))
     start = drop.time
-    allowed = replace(drop, verdict="forwarded", policy_dropped=False, port=8080)
+    allowed = replace_flow(drop, verdict="forwarded", policy_dropped=False, port=8080)
     for n in range(120):
-        e.ingest_flow(replace(allowed, time=start + n), start + n)
+        e.ingest_flow(replace_flow(allowed, time=start + n), start + n)
     for n in range(25):
         t = start + 200 + n
-        e.ingest_flow(replace(drop, time=t), t)
+        e.ingest_flow(replace_flow(drop, time=t), t)
     evidence = e.explain("net-lab.deploy.traffic-generator", start + 230)["evidence"]
     assert [row["kind"] for row in evidence] == [POLICY_DROPS]
     assert evidence[0]["details"]["last_flow"]["port"] == 80

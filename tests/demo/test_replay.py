@@ -90,3 +90,21 @@ def test_replay_accounts_for_every_alert_it_could_not_attribute(
     assert "falco 'Attach/Exec Pod': unknown-pod: names pod hello-app/nginx-676b6c5bbc-4xc6t" in out
     assert ("alertmanager 'Deployment': unknown-workload: names deployments eric-eo-cm-ci406/eric-log-transformer"
             in out)
+
+
+def test_replay_attributes_calico_flows_aggregated_by_pod_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.data import PAYLOADS
+
+    pods = {"apiVersion": "v1", "kind": "List", "items": [
+        {"metadata": {"name": name, "namespace": "storefront", "labels": {"pod-template-hash": rs.rsplit("-", 1)[1]},
+                      "ownerReferences": owner("ReplicaSet", rs)}, "status": {"podIP": ip}}
+        for name, rs, ip in (("scraper-655c844475-x2x9k", "scraper-655c844475", "10.244.1.5"),
+                             ("web-574ff6d9fd-a1b2c", "web-574ff6d9fd", "10.244.1.6"))]}
+    (tmp_path / "pods.json").write_text(json.dumps(pods))
+    flows = PAYLOADS / "calico/calico-3.32.2_whisker-flows_aggregated_3records.jsonl"
+    assert main(["replay", "--flows", str(flows), "--pods", str(tmp_path / "pods.json"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "storefront.deploy.scraper" in out and "storefront.deploy.web" in out, out
+    # 3 records: scraper->web (both ends known), shopper->payments (neither), scraper->coredns (one end)
+    assert "flows not attributed to any workload: 1" in out
+    assert "records rejected: 0" in out

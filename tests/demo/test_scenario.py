@@ -7,7 +7,7 @@ import pytest
 from netwarden.demo import load_scenario
 from netwarden.scenario import Endpoint, ScenarioError, parse_endpoint, parse_scenario
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
-from reconciler.signals.parse import parse_hubble_line
+from reconciler.signals.hubble import parse_hubble_line
 
 BASE = {
     "namespaces": [{"name": "shop"}],

@@ -15,7 +15,7 @@ from netwarden.cli import main
 from netwarden.kube import KubeClient
 from reconciler import metrics
 from reconciler.core.alerts import DUPLICATE, TOO_OLD
-from reconciler.signals.parse import parse_falco_event
+from reconciler.signals.falco import parse_falco_event
 from tests.support.data import PAYLOADS
 
 from .conftest import wait_until

@@ -11,16 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.types import SignalError
-from reconciler.signals.parse import (
-    detect_flow_format,
-    parse_alertmanager_payload,
-    parse_calico_record,
-    parse_falco_event,
-    parse_flow_any,
-    parse_generic_flow,
-    parse_hubble_line,
-    parse_rfc3339,
-)
+from reconciler.signals.alertmanager import parse_alertmanager_payload
+from reconciler.signals.calico import parse_calico_record
+from reconciler.signals.common import parse_rfc3339
+from reconciler.signals.falco import parse_falco_event
+from reconciler.signals.generic import parse_generic_flow
+from reconciler.signals.hubble import parse_hubble_line
+from reconciler.signals.parse import detect_flow_format, parse_flow_any
 from reconciler.signals.streams import SignalCounters, iter_json_lines, iter_parsed
 from tests.support.data import PAYLOADS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from reconciler.signals.parse import parse_calico_record
+from reconciler.signals.calico import parse_calico_record
 from reconciler.sources.goldmane import GoldmaneSource
 from reconciler.sources.proto import goldmane_pb2
 from reconciler.sources.replay_server import ReplayServer, ServerTls

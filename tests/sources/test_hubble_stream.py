@@ -8,7 +8,7 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from reconciler.signals.parse import parse_hubble_line
+from reconciler.signals.hubble import parse_hubble_line
 from reconciler.sources.hubble import HubbleRelaySource
 from reconciler.sources.replay_server import ReplayServer, ServerTls, hubble_response
 from reconciler.sources.stream import Backoff, StreamStatsCollector, TlsFiles

@@ -9,7 +9,8 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from reconciler.core.types import SignalError
-from reconciler.signals.parse import parse_calico_record, parse_hubble_line
+from reconciler.signals.calico import parse_calico_record
+from reconciler.signals.hubble import parse_hubble_line
 from reconciler.sources import records
 from reconciler.sources.proto import flow_pb2, observer_pb2
 from reconciler.sources.replay_server import hubble_response
