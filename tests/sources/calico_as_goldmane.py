@@ -22,7 +22,7 @@ REPORTERS = {"src": goldmane_pb2.Src, "dst": goldmane_pb2.Dst}
 
 def calico_records() -> list[dict[str, Any]]:
     out = []
-    for path in sorted((PAYLOADS / "calico").glob("*.jsonl")):
+    for path in sorted((PAYLOADS / "calico").glob("calico-enterprise*.jsonl")):
         out += [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return out
 

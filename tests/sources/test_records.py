@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
+import msgspec
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
@@ -83,8 +83,8 @@ def test_request_asks_for_follow_filters_and_mask() -> None:
 
 def _without_pod_names(flow):
     """Goldmane never names a pod (only its prefix) nor an IP; the rest must be equal."""
-    strip = lambda end: dataclasses.replace(end, pod=None, ip=None, pod_prefix=None)  # noqa: E731
-    return dataclasses.replace(flow, source=strip(flow.source), destination=strip(flow.destination))
+    strip = lambda end: msgspec.structs.replace(end, pod=None, ip=None, pod_prefix=None)  # noqa: E731
+    return msgspec.structs.replace(flow, source=strip(flow.source), destination=strip(flow.destination))
 
 
 @pytest.mark.parametrize("index", range(len(calico_records())))
