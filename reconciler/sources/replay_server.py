@@ -247,7 +247,7 @@ def _enum(name: str, value: Any) -> int:
 
 
 def _set_time(stamp: Any, text: str) -> None:
-    from reconciler.signals.parse import parse_rfc3339
+    from reconciler.signals.common import parse_rfc3339
 
     seconds, _, fraction = text.partition(".")
     nanos = int((fraction.rstrip("Zz") + "000000000")[:9]) if fraction else 0
