@@ -322,12 +322,14 @@ class KubeClient:
         if dry_run:
             kwargs["dry_run"] = "All"
         try:
-            created = self._call(self.networking.create_namespaced_network_policy, namespace, dict(manifest), **kwargs)
+            # Read as JSON, not into the client's models and back: this write sits in a pod's admission.
+            response = self._call(self.networking.create_namespaced_network_policy, namespace, dict(manifest),
+                                  _preload_content=False, **kwargs)
         except ApiException as exc:
             if exc.status == 409:
                 return "exists", None
             raise
-        return "created", self._to_dict(created)
+        return "created", json.loads(response.data)
 
     def replace_policy(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Replace with the resourceVersion in the manifest: a stale one raises 409 for the caller to re-read."""
@@ -383,7 +385,7 @@ class KubeClient:
             "count": 1,
         }
         try:
-            self._call(self.core.create_namespaced_event, namespace, body)
+            self._call(self.core.create_namespaced_event, namespace, body, _preload_content=False).data
         except Exception as exc:  # noqa: BLE001 - an audit Event must not fail the action it records
             log.warning("event %s on %s/%s not recorded: %s", reason, namespace, meta.get("name"), exc)
 

@@ -2,7 +2,8 @@
 
 The I/O lives here and only here: namespace lookups (cached briefly), owner-chain verification
 (cached), the one baseline-policy write per workload (a cache of known workloads; 409 counts as
-success), the Event on a created policy, the DNS Service lookup at start-up, metrics, and one JSON
+success), the Event on a created policy (recorded by a thread of the worker, so the pod does not
+wait for it), the DNS Service lookup at start-up, metrics, and one JSON
 log line per review.
 
 Failure behaviour, on purpose:
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import queue
 import re
 import ssl
 import threading
@@ -91,6 +93,9 @@ EVENT_REVIEW = "admission_review"
 EVENT_REVIEW_FAILED = "admission_review_failed"
 EVENT_POLICY_WRITE_FAILED = "policy_write_failed"
 EVENT_DNS_TARGET = "dns_target"
+EVENT_EVENT_DROPPED = "kubernetes_event_dropped"
+#: Kubernetes Events a worker holds for its recorder thread before dropping new ones.
+MAX_PENDING_EVENTS = 1024
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -201,6 +206,8 @@ class WebhookRuntime:
         self._ready_cache: TTLCache[str, tuple[bool, str]] = TTLCache(4, max(hook.ready_probe_seconds, 0.001), timer=clock)
         self.settings = AdmissionSettings(config.cluster.default_mode, DnsTarget(), frozenset(hook.trusted_usernames))
         self._review_counters: dict[tuple[str, str], Any] = {}
+        self._events: queue.Queue[tuple[dict[str, Any], str, str]] = queue.Queue(MAX_PENDING_EVENTS)
+        self._event_thread: threading.Thread | None = None
         self._latency_histograms: dict[str, Any] = {}
         if kube is not None:
             self.dns_target()
@@ -333,11 +340,31 @@ class WebhookRuntime:
         self.metrics.policy_writes.labels(result).inc()
         if result == WRITE_CREATED and created is not None:
             involved = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **created}
-            kube.emit_event(
-                involved, names.EVENT_POLICY_CREATED,
-                f"baseline NetworkPolicy created at admission for workload {meta['labels'][names.LABEL_IDENTITY]}",
-            )
+            self._record_event(involved, names.EVENT_POLICY_CREATED,
+                               f"baseline NetworkPolicy created at admission for workload "
+                               f"{meta['labels'][names.LABEL_IDENTITY]}")
         return result
+
+    def _record_event(self, involved: dict[str, Any], reason: str, message: str) -> None:
+        """Queue an Event for this worker's recorder thread: the pod's admission does not wait for an
+        audit record's API write (one more etcd commit per new workload). Past MAX_PENDING_EVENTS
+        queued the Event is dropped and logged, so a slow API cannot pile them up behind admissions."""
+        with self._lock:
+            if self._event_thread is None:  # started in the worker that needs it (gunicorn forks workers)
+                self._event_thread = threading.Thread(target=self._event_recorder, name="netwarden-events",
+                                                      daemon=True)
+                self._event_thread.start()
+        try:
+            self._events.put_nowait((involved, reason, message))
+        except queue.Full:
+            log_json(EVENT_EVENT_DROPPED, level="warning", reason=reason,
+                     name=(involved.get("metadata") or {}).get("name"), pending=MAX_PENDING_EVENTS)
+
+    def _event_recorder(self) -> None:
+        assert self.kube is not None
+        while True:
+            involved, reason, message = self._events.get()
+            self.kube.emit_event(involved, reason, message)  # best effort: it logs its own failures
 
     # -- metrics ------------------------------------------------------------------------------------
     def count_review(self, webhook: str, outcome: str, seconds: float) -> None:

@@ -269,8 +269,12 @@ def test_ten_pods_of_one_deployment_produce_exactly_one_policy_owned_by_the_depl
     assert env.metric("netwarden_policy_writes_total") - writes_before <= WORKERS
     # Reviews are counted across all workers (multiprocess metrics).
     assert env.metric("netwarden_admission_reviews_total", webhook="mutate", outcome="labelled") - labelled_before == 10
-    events = env.core.list_namespaced_event(namespace).items
-    assert [e.reason for e in events if e.involved_object.name == "netwarden-deploy-web"] == [names.EVENT_POLICY_CREATED]
+    # The Event is recorded by the worker's recorder thread, after the admission answered.
+    def policy_events() -> list[str]:
+        return [e.reason for e in env.core.list_namespaced_event(namespace).items
+                if e.involved_object.name == "netwarden-deploy-web"]
+
+    wait_for(lambda: policy_events() == [names.EVENT_POLICY_CREATED], 10, "the NetwardenPolicyCreated Event")
 
     # Deleting the Deployment garbage-collects its baseline (the policy's ownerReference).
     env.apps.delete_namespaced_deployment("web", namespace, propagation_policy="Background")
