@@ -414,6 +414,11 @@ def _build_command(args: argparse.Namespace) -> int:
         if "helm" in components:
             helm = build_helm(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
             print(f"helm done in {time.monotonic() - started:.1f} s: {helm}")
+        if "kafka" in components:  # only when asked: the scale-out mode's broker (tools/kafka/pom.xml)
+            from localkube import kafka_build
+
+            kafka = kafka_build.build(args.cache_dir, progress=progress, force=args.force)
+            print(f"kafka done in {time.monotonic() - started:.1f} s: {kafka.libs}")
     except (ControlPlaneBuildError, ControlPlaneNotBuilt) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -452,9 +457,10 @@ def add_controlplane_parser(subparsers: argparse._SubParsersAction) -> None:
     build_parser.add_argument("--nice", type=int, default=10, help="niceness of the go build (default 10; 0 to disable)")
     build_parser.add_argument("--skip-enforcer", action="store_true",
                               help="do not build the NetworkPolicy enforcer (kube-network-policies, tools/knp)")
-    build_parser.add_argument("--component", action="append", choices=("controlplane", "enforcer", "helm"),
+    build_parser.add_argument("--component", action="append", choices=("controlplane", "enforcer", "helm", "kafka"),
                               help="build only this (repeatable; default: the control plane, the enforcer "
-                                   "(tools/knp/go.mod) and helm (tools/helm/go.mod))")
+                                   "(tools/knp/go.mod) and helm (tools/helm/go.mod); kafka (tools/kafka/pom.xml, "
+                                   "Maven) only when named)")
     build_parser.set_defaults(func=_build_command)
     where_parser = commands.add_parser("where", help="print the paths of the cached binaries (exit 1 if not built)")
     where_parser.add_argument("--cache-dir", type=Path, default=None)

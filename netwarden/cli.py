@@ -16,6 +16,7 @@ REGISTRATIONS: tuple[tuple[str, str], ...] = (
     ("localkube.controlplane_build", "add_controlplane_parser"),
     ("webhook.cli", "add_webhook_parser"),
     ("reconciler.cli", "add_reconciler_parser"),
+    ("reconciler.scaleout.cli", "add_scaleout_parser"),
     ("netwarden.demo", "add_demo_parser"),
     ("netwarden.replay", "add_replay_parser"),
     ("netwarden.report_cmd", "add_report_parser"),

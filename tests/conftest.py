@@ -34,7 +34,7 @@ QUICK = (
     "sources/test_records.py",
 )
 #: Whole stories: multi-process runs that take tens of seconds each.
-SLOW = ("e2e", "demo", "soak/test_soak.py", "chart/test_rbac_coverage.py", "chart/test_chart_on_localkube.py")
+SLOW = ("e2e", "demo", "soak/test_soak.py", "chart/test_rbac_coverage.py", "chart/test_chart_on_localkube.py", "scaleout")
 NCA = ("netpol/test_against_nca.py", "netpol/test_nca_harness.py", "webhook/test_baselines_vs_nca.py")
 
 

@@ -1,7 +1,10 @@
 """Beyond one leader: learned state that survives a leader change, and the scale-out mode on Kafka.
 
 statestore  single mode: learned-state snapshots in sharded Secrets; the leader saves, a new one restores
-kafka       topics, keys and the wire format of observations and snapshots on Kafka (confluent-kafka)
-ingest      the ingest role: parse, attribute, fold flows into edge counts per bucket, produce by workload
-decide      the decide role: a consumer group; owns the workloads of its partitions, restores, decides, fences
+wire        scale-out: topics, keys, partitions and records on Kafka (plain data)
+topics      creates the observations topic and the compacted state changelog
+ingest      the ingest role: resolve flows to workloads, fold them per bucket, produce by workload (bounded buffer)
+decide      the decide role: a consumer group member; restores its partitions' state, decides, checkpoints
+            state and offsets in one transaction, writes only while it owns the workload's partition
+cli         `netwarden scaleout decide`: one decide engine as a process (tests, bench)
 """

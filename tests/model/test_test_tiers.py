@@ -45,6 +45,7 @@ def test_tiers_follow_the_folder() -> None:
     assert tier_markers("kube/test_kube_packets.py") == ["integration", "kube"]
     assert tier_markers("e2e/test_signals.py") == ["integration", "slow"]
     assert tier_markers("soak/test_soak.py") == ["integration", "slow"]
+    assert tier_markers("scaleout/test_on_kafka.py") == ["integration", "slow"]
     assert tier_markers("soak/test_soak_checks.py") == ["integration"]
     assert tier_markers("netpol/test_against_nca.py") == ["integration", "nca"]
     assert tier_markers("coreish/test_x.py") == ["integration"]
