@@ -135,7 +135,7 @@ def receiver_rows(tmp: Path, args: argparse.Namespace, client: ssl.SSLContext) -
     from prometheus_client import CollectorRegistry
 
     from reconciler.receivers import create_receiver_app
-    from webhook.serving import CertificateReloader
+    from netwarden.tls import CertificateReloader
 
     for label in ("receiver before (werkzeug)", "receiver after (asyncio)"):
         reloader = CertificateReloader(str(tmp / "tls.crt"), str(tmp / "tls.key"))

@@ -60,7 +60,8 @@ from reconciler.runtime import epoch_of  # noqa: E402
 from tests.e2e.harness import (Cluster, falco_body, flows_body, leader_metric, post, running_stack, sigkill,  # noqa: E402
                                spawn_reconciler)
 from tests.support.waiting import wait_for  # noqa: E402
-from webhook.admission import AdmissionSettings, decide_admission  # noqa: E402
+from netwarden.admission import AdmissionSettings  # noqa: E402
+from webhook.admission import decide_admission  # noqa: E402
 
 CLEANUP_GRACE_SECONDS = 10.0
 QUARANTINE_EXPIRY_SECONDS = 45.0

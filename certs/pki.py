@@ -260,15 +260,6 @@ def is_expired(cert_pem: bytes, *, now: datetime) -> bool:
     return _utc_seconds(now) >= describe(cert_pem).not_after
 
 
-def validity_problem(not_before: datetime, not_after: datetime, *, now: datetime) -> str | None:
-    """Why a certificate valid from `not_before` to `not_after` must not be served at `now`; None when it may."""
-    if now >= not_after:
-        return f"serving certificate expired at {not_after.isoformat()}"
-    if now < not_before:
-        return f"serving certificate not valid before {not_before.isoformat()}"
-    return None
-
-
 def key_matches_certificate(cert_pem: bytes, key_pem: bytes) -> bool:
     """Whether the private key belongs to the (first) certificate: guards against half-rotated pairs."""
     try:

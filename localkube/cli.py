@@ -9,7 +9,26 @@ import threading
 from typing import Callable
 
 from localkube.server import LocalKube
-from netwarden.startup import StartupError, run_command
+
+
+class StartupError(RuntimeError):
+    """The local cluster cannot start; one line naming what is missing and how to give it.
+
+    localkube's own (it imports nothing of netwarden); `run_command` prints it the way every
+    netwarden command prints its own start-up errors: `PROG: what: how`, exit code 2.
+    """
+
+    def __init__(self, missing: str, how: str = "") -> None:
+        super().__init__(" ".join((f"{missing}: {how}" if how else missing).split()))
+
+
+def run_command(prog: str, command: Callable[[], int | None]) -> int:
+    """Run a command; a StartupError is one line on stderr and exit code 2, never a traceback."""
+    try:
+        return int(command() or 0)
+    except StartupError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 def run_local_cluster(port: int | None, kubeconfig: str | None, https: bool = False) -> int:
@@ -77,8 +96,9 @@ def add_local_cluster_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="local: netwarden's embedded API server (default, no toolchain needed); "
                              "kube: upstream etcd + kube-apiserver + kube-controller-manager "
                              "(build first: netwarden controlplane build)")
-    parser.set_defaults(func=lambda args: run_kube_cluster(args.kubeconfig) if args.engine == "kube"
-                        else run_local_cluster(args.port, args.kubeconfig, https=args.https))
+    parser.set_defaults(func=lambda args: run_command(
+        "netwarden local-cluster", lambda: run_kube_cluster(args.kubeconfig) if args.engine == "kube"
+        else run_local_cluster(args.port, args.kubeconfig, https=args.https)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,8 +38,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from certs.pki import KeyPair, generate_ca, issue_certificate
 from localkube.controlplane_build import ControlPlaneBinaries, find_binaries
+from localkube.tls import KeyPair, issue, make_ca
 
 #: Controllers the engine runs: workloads, garbage collection, namespaces and service accounts.
 #: No node, cloud, volume or certificate controllers: there are no nodes.
@@ -111,24 +111,12 @@ class Pki:
 
 
 def make_pki(now: datetime) -> Pki:
-    """A throwaway PKI for one control plane (certs.pki does the X.509; the SA key is RSA)."""
-    ca = generate_ca("netwarden-localkube-ca", now=now, valid_for=CERT_LIFETIME)
-    apiserver = issue_certificate(
-        ca,
-        "kube-apiserver",
-        now=now,
-        valid_for=CERT_LIFETIME,
-        dns_names=APISERVER_DNS_NAMES,
-        ip_addresses=APISERVER_IPS,
-        server=True,
-    )
-    admin = issue_certificate(
-        ca, "netwarden-admin", now=now, valid_for=CERT_LIFETIME, server=False, client=True,
-        organizations=("system:masters",),
-    )
-    controller_manager = issue_certificate(
-        ca, "system:kube-controller-manager", now=now, valid_for=CERT_LIFETIME, server=False, client=True
-    )
+    """A throwaway PKI for one control plane (localkube.tls does the X.509; the SA key is RSA)."""
+    ca = make_ca("netwarden-localkube-ca", now, CERT_LIFETIME)
+    apiserver = issue(ca, "kube-apiserver", now, CERT_LIFETIME, hosts=APISERVER_DNS_NAMES + APISERVER_IPS)
+    admin = issue(ca, "netwarden-admin", now, CERT_LIFETIME, server=False, client=True,
+                  organizations=("system:masters",))
+    controller_manager = issue(ca, "system:kube-controller-manager", now, CERT_LIFETIME, server=False, client=True)
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return Pki(
         ca=ca,

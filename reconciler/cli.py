@@ -237,7 +237,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
     from netwarden.config import ConfigError, load_config, overrides_from_args
     from netwarden.logs import configure_json_logging
     from netwarden.startup import StartupError
-    from webhook.serving import load_serving_certificate
+    from netwarden.tls import load_serving_certificate
 
     configure_json_logging(os.environ.get("NETWARDEN_LOG_LEVEL", "INFO").upper())
     env = dict(os.environ)

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 
@@ -29,6 +29,7 @@ from kubernetes.client.rest import ApiException
 
 from netwarden import names
 from netwarden.admin_policy import BackendChoice
+from netwarden.admission import AdmissionSettings, PodAdmission, admit_pod
 from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient
 from netwarden.labels import is_opted_in
@@ -458,10 +459,8 @@ class Reconciler:
         if decision.policy_manifest is not None:
             self._write_baseline(decision.policy_manifest, pod)
 
-    def _admission_decision(self, pod: PodView, instance: str) -> Any:
-        """The webhook's own pure decision for this pod, so a backfilled baseline equals an admitted one."""
-        from webhook.admission import AdmissionSettings, decide_admission
-
+    def _admission_decision(self, pod: PodView, instance: str) -> PodAdmission | None:
+        """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one."""
         ns = self.index.namespace(pod.namespace)
         if ns is None:
             return None
@@ -469,16 +468,11 @@ class Reconciler:
         for ref in pod.owner_refs:
             if ref.controller:
                 parents[(ref.kind, ref.name)] = self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid)
-        raw = dict(pod.raw)
-        meta = dict(raw.get("metadata") or {})
         # The pod as admission would have seen it: netwarden's labels not yet there.
-        meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k not in names.POD_LABELS}
-        raw["metadata"] = meta
-        request = {"uid": pod.uid or "backfill", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                   "resource": {"group": "", "version": "v1", "resource": "pods"}, "operation": "CREATE",
-                   "namespace": pod.namespace, "name": pod.name, "object": raw}
+        labels = {k: v for k, v in pod.facts.labels.items() if k not in names.POD_LABELS}
+        facts = replace(pod.facts, labels=labels)
         settings = AdmissionSettings(default_mode=self.settings.default_mode, dns=self.settings.dns)
-        return decide_admission(request, ns.facts, parents, instance, settings)
+        return admit_pod(facts, ns.facts, parents, instance, settings)
 
     def _create_baseline(self, pod: PodView, reason: str) -> None:
         decision = self._admission_decision(pod, pod.instance or backfill_instance(pod))

@@ -51,7 +51,7 @@ from reconciler.signals.falco import parse_falco_event
 from reconciler.signals.parse import iter_flows
 from reconciler.signals.streams import (DECODE_REASONS, SignalCounters, SignalCountersCollector, decode_json,
                                         iter_json_lines, iter_lines, split_lines)
-from webhook.serving import CertificateReloader
+from netwarden.tls import CertificateReloader
 
 log = logging.getLogger("netwarden.reconciler.receivers")
 

@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from netwarden import names
-from netwarden.declarations import parse_peer_declarations
+from netwarden.admission import declared_intent
 from netwarden.identity import Workload
 from netwarden.kube import KubeClient
-from netwarden.policy import DnsTarget, baseline_intent
+from netwarden.policy import DnsTarget, PolicyIntent
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.controller import ControllerSettings, Reconciler
@@ -38,16 +38,9 @@ log = logging.getLogger("netwarden.reconciler.runtime")
 Obj = dict[str, Any]
 
 
-def is_enforcing(mode: str) -> bool:
-    return mode in (names.MODE_ENFORCE, names.MODE_APPROVE)
-
-
-def base_intent_of(pod: PodView, mode: str) -> Any:
-    """The workload's declared baseline, through the same policy function the webhook renders with."""
-    allow_from = parse_peer_declarations(pod.annotations.get(names.ANNOTATION_ALLOW_FROM)).rules
-    allow_to = parse_peer_declarations(pod.annotations.get(names.ANNOTATION_ALLOW_TO)).rules
-    intent = baseline_intent(Workload(pod.namespace, "Pod", pod.name), allow_from, allow_to, pod.container_ports,
-                             enforcing=is_enforcing(mode))
+def base_intent_of(pod: PodView, mode: str) -> PolicyIntent:
+    """The workload's declared baseline, through pod admission's own function (netwarden/admission.py)."""
+    intent, _warnings = declared_intent(pod.facts, Workload(pod.namespace, "Pod", pod.name), mode)
     return replace(intent, identity=pod.identity or intent.identity)
 
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from netwarden import names
+from netwarden.admission import PodFacts, container_ports, service_account_of
 from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient, WatchExpired, WatchStream
 from netwarden.labels import NamespaceFacts, is_opted_in, namespace_mode
 from netwarden.policy import PortSpec
+from netwarden.reach import outside_policy_reach
 
 log = logging.getLogger("netwarden.reconciler.watch")
 
@@ -217,20 +219,23 @@ class PodView:
     def live(self) -> bool:
         return not self.finished and not self.deleting
 
+    @property
+    def facts(self) -> PodFacts:
+        """The pod as pod admission reads it (netwarden/admission.py)."""
+        meta = self.raw.get("metadata") or {}
+        return PodFacts(namespace=self.namespace, name=self.name, generate_name=str(meta.get("generateName") or ""),
+                        labels=dict(self.labels), annotations=dict(self.annotations), owner_refs=self.owner_refs,
+                        service_account=self.service_account, ports=self.container_ports,
+                        outside_reach=outside_policy_reach(self.raw))
+
     @classmethod
     def from_obj(cls, obj: Obj) -> "PodView":
         meta = obj.get("metadata") or {}
-        spec = obj.get("spec") or {}
         status = obj.get("status") or {}
         labels = meta.get("labels") or {}
         conditions = status.get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])
-        ports: list[PortSpec] = []
-        for container in spec.get("containers") or []:
-            for port in container.get("ports") or []:
-                if port.get("containerPort"):
-                    ports.append(PortSpec(str(port.get("protocol") or "TCP"), int(port["containerPort"])))
         return cls(
             namespace=meta.get("namespace") or "",
             name=meta.get("name") or "",
@@ -244,8 +249,8 @@ class PodView:
             labels=dict(labels),
             annotations=dict(meta.get("annotations") or {}),
             owner_refs=tuple(OwnerRef.from_dict(r) for r in meta.get("ownerReferences") or []),
-            service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "default",
-            container_ports=tuple(sorted(set(ports))),
+            service_account=service_account_of(obj),
+            container_ports=container_ports(obj),  # native sidecars' too: the same ports admission reads
             deleting=bool(meta.get("deletionTimestamp")),
             raw=obj,
         )

@@ -1,6 +1,7 @@
-"""The admission decision, pure: AdmissionReview in, labels patch + baseline policy + verdict out.
+"""The admission envelope, pure: AdmissionReview in, labels patch + baseline policy + verdict out.
 
-No I/O and no clock: the adapter (webhook/app.py) looks up the namespace and the owner chain, and
+The pod's labels and baseline come from netwarden/admission.py (`admit_pod`, which the reconciler's
+backfill calls too); this module reads and answers the AdmissionReview around it. No I/O and no clock: the adapter (webhook/app.py) looks up the namespace and the owner chain, and
 generates the pod's instance value, then passes them in. That keeps every rule here testable with
 real AdmissionReview payloads and nothing else.
 
@@ -22,21 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from netwarden import names
+from netwarden.admission import AdmissionSettings, PodFacts, admit_pod
 from netwarden.containment import allow_all_policies
-from netwarden.declarations import parse_peer_declarations, warnings_of
-from netwarden.identity import OwnerRef, Parents, PodOrigin, Workload, resolve_workload, unverified_owner
-from netwarden.labels import (
-    NamespaceFacts,
-    derive_pod_labels,
-    is_instance_value,
-    is_opted_in,
-    is_reserved_label,
-    namespace_mode,
-    netwarden_labels_of,
-    spoofed_label_keys,
-)
-from netwarden.policy import DnsTarget, PolicyMeta, PortSpec, baseline_intent, baseline_policy_name, render_network_policy
-from netwarden.reach import outside_policy_reach
+from netwarden.identity import Parents, PodOrigin, Workload
+from netwarden.labels import NamespaceFacts, is_instance_value, is_reserved_label, netwarden_labels_of
 from netwarden.wire_admission import (
     API_VERSION_V1,
     API_VERSION_V1BETA1,
@@ -46,10 +36,6 @@ from netwarden.wire_admission import (
     AdmissionReviewResponse,
     JSONPatchOp,
 )
-
-#: Workload kinds whose verified object may own (garbage-collect) the baseline policy. A ReplicaSet
-#: is one only when no Deployment controls it (resolve_workload returns the Deployment otherwise).
-OWNER_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"})
 
 #: The labels that name the workload (judged only when the owners could be verified).
 IDENTITY_LABELS = frozenset({names.LABEL_IDENTITY, names.LABEL_WORKLOAD_KIND, names.LABEL_WORKLOAD})
@@ -67,16 +53,6 @@ OUTCOME_MALFORMED = "malformed"
 #: The review's API budget ran out (or the API failed) before every owner was verified: mutating,
 #: admitted with labels from what was verified; validating, allowed without the full check.
 OUTCOME_DEGRADED = "degraded"
-
-
-@dataclass(frozen=True)
-class AdmissionSettings:
-    """What the pure core needs from the configuration (the adapter builds it once)."""
-
-    default_mode: str = names.MODE_ENFORCE
-    dns: DnsTarget = field(default_factory=DnsTarget)
-    #: Usernames allowed to change netwarden.io/* labels on UPDATE (netwarden's own service accounts).
-    trusted_usernames: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -264,34 +240,9 @@ def request_namespace(request: Mapping[str, Any]) -> str:
 
 
 def pod_origin(request: Mapping[str, Any], namespace: str) -> PodOrigin:
-    meta = _metadata(request.get("object"))
-    refs = [OwnerRef.from_dict(ref) for ref in meta.get("ownerReferences") or [] if isinstance(ref, dict)]
-    return PodOrigin(
-        namespace=namespace,
-        name=str(meta.get("name") or request.get("name") or ""),
-        generate_name=str(meta.get("generateName") or ""),
-        labels=_str_map(meta.get("labels")),
-        owner_refs=tuple(refs),
-    )
-
-
-def service_account_of(pod: Mapping[str, Any]) -> str:
-    spec = pod.get("spec") or {}
-    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
-
-
-def container_ports(pod: Mapping[str, Any]) -> tuple[PortSpec, ...]:
-    """Declared containerPorts with their protocol: app containers and sidecars (restartable init containers)."""
-    spec = pod.get("spec") or {}
-    containers = list(spec.get("containers") or [])
-    containers += [c for c in spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
-    ports: set[PortSpec] = set()
-    for container in containers:
-        for port in (container or {}).get("ports") or []:
-            number = (port or {}).get("containerPort")
-            if isinstance(number, int) and 1 <= number <= 65535:
-                ports.add(PortSpec(str(port.get("protocol") or "TCP").upper(), number))
-    return tuple(sorted(ports, key=PortSpec.sort_key))
+    """The pod's owners and names as the request gives them (the adapter verifies the owners through the API)."""
+    pod = request.get("object")
+    return PodFacts.of_pod(pod if isinstance(pod, dict) else {}, namespace, str(request.get("name") or "")).origin
 
 
 def escape_pointer_token(key: str) -> str:
@@ -328,18 +279,6 @@ def _cap_warnings(warnings: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def policy_owner(workload: Workload) -> dict[str, Any] | None:
-    """The verified top-level owner as an ownerReference; never blockOwnerDeletion (we must not hold deletes up)."""
-    if workload.owner is None or workload.kind not in OWNER_KINDS or workload.owner.kind != workload.kind:
-        return None
-    return workload.owner.to_dict(block_owner_deletion=False)
-
-
-def is_enforcing(mode: str) -> bool:
-    """learn and dry-run observe only: the baseline selects the workload but allows everything."""
-    return mode in (names.MODE_ENFORCE, names.MODE_APPROVE)
-
-
 # --- the decisions -----------------------------------------------------------------------------
 
 
@@ -356,66 +295,24 @@ def decide_admission(
     pod = request.get("object")
     if not isinstance(pod, dict):
         return malformed_decision("a pod CREATE request carries no object")
-    meta = _metadata(pod)
-    pod_labels = _str_map(meta.get("labels"))
-    pod_annotations = _str_map(meta.get("annotations"))
-
-    if not is_opted_in(namespace, pod_labels, pod_annotations):
+    facts = PodFacts.of_pod(pod, namespace.name, str(request.get("name") or ""))
+    admitted = admit_pod(facts, namespace, parents, instance, config)
+    if admitted is None:
         # Not ours to label; but a pod outside netwarden must not wear netwarden's identity either,
         # or it would match other workloads' allow rules.
-        reserved = sorted(key for key in pod_labels if is_reserved_label(key))
+        reserved = sorted(key for key in facts.labels if is_reserved_label(key))
         if not reserved:
             return AdmissionDecision(True, OUTCOME_SKIPPED)
         warnings = [f"label {key} is reserved for netwarden and was removed (this pod is not opted in)" for key in reserved]
         return AdmissionDecision(True, OUTCOME_SKIPPED, label_patch(pod, {}, reserved), _cap_warnings(warnings))
-
-    origin = pod_origin(request, namespace.name)
-    workload = resolve_workload(origin, parents)
-    derived = derive_pod_labels(
-        workload, namespace, service_account_of(pod), pod_labels, pod_annotations, instance
-    )
-    spoofed = spoofed_label_keys(pod_labels)
-    warnings = list(derived.warnings)  # already names every reserved label the pod set (replaced or removed)
-    claimed = unverified_owner(origin, workload)
-    if claimed is not None:
-        warnings.append(
-            f"owner {claimed.kind} {claimed.name!r} (uid {claimed.uid!r}) could not be verified through the API; "
-            f"this pod is its own workload {workload.identity!r}"
-        )
-
-    unreachable = outside_policy_reach(pod)  # hostNetwork: labels yes, a baseline no (it would promise nothing)
-    if unreachable is not None:
-        warnings.append(f"netwarden: {unreachable}")
-
-    declared = {}
-    for key in (names.ANNOTATION_ALLOW_FROM, names.ANNOTATION_ALLOW_TO):
-        parsed = parse_peer_declarations(pod_annotations.get(key))
-        declared[key] = parsed.rules
-        warnings += warnings_of(key, parsed)
-
-    mode = namespace_mode(namespace, config.default_mode)
-    intent = baseline_intent(
-        workload,
-        declared[names.ANNOTATION_ALLOW_FROM],
-        declared[names.ANNOTATION_ALLOW_TO],
-        container_ports(pod),
-        enforcing=is_enforcing(mode),
-    )
-    meta_ = PolicyMeta(
-        name=baseline_policy_name(workload),
-        reason=names.REASON_CREATED_AT_ADMISSION,
-        mode=mode,
-        owner=policy_owner(workload),
-    )
-    manifest = render_network_policy(intent, meta_, config.dns)
     return AdmissionDecision(
         allowed=True,
         outcome=OUTCOME_LABELLED,
-        patch=label_patch(pod, derived.labels, spoofed),
-        warnings=_cap_warnings(warnings),
-        policy_manifest=None if unreachable is not None else manifest,
-        workload=workload,
-        labels=dict(derived.labels),
+        patch=label_patch(pod, admitted.labels, admitted.spoofed),
+        warnings=_cap_warnings(admitted.warnings),
+        policy_manifest=admitted.policy_manifest,
+        workload=admitted.workload,
+        labels=dict(admitted.labels),
     )
 
 

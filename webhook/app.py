@@ -65,7 +65,7 @@ from webhook.admission import (
     request_namespace,
 )
 from netwarden.logs import log_json
-from webhook.serving import certificate_file_problem
+from netwarden.tls import certificate_file_problem
 
 log = logging.getLogger("netwarden.webhook")
 

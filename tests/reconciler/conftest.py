@@ -50,12 +50,16 @@ def make_namespace(core: client.CoreV1Api, name: str, *, opted_in: bool = True, 
 
 def make_pod(core: client.CoreV1Api, namespace: str, name: str, *, labels: dict[str, str] | None = None,
              annotations: dict[str, str] | None = None, ip: str | None = None, ports: tuple[int, ...] = (8080,),
-             owner: dict[str, Any] | None = None) -> dict[str, Any]:
+             owner: dict[str, Any] | None = None, sidecar_ports: tuple[int, ...] = ()) -> dict[str, Any]:
+    """`sidecar_ports`: a native sidecar (an init container with restartPolicy Always) serving them."""
     body: dict[str, Any] = {
         "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
         "spec": {"containers": [{"name": "app", "image": "nginx",
                                  "ports": [{"containerPort": p, "protocol": "TCP"} for p in ports]}]},
     }
+    if sidecar_ports:
+        body["spec"]["initContainers"] = [{"name": "proxy", "image": "envoy", "restartPolicy": "Always",
+                                           "ports": [{"containerPort": p, "protocol": "TCP"} for p in sidecar_ports]}]
     if owner:
         body["metadata"]["ownerReferences"] = [owner]
     created = core.create_namespaced_pod(namespace, body)

@@ -12,14 +12,17 @@ from kubernetes import client
 
 from netwarden import names
 from netwarden.kube import KubeClient
+from netwarden.admission import AdmissionSettings
 from netwarden.labels import NamespaceFacts
+from netwarden.policy import PolicyMeta, render_network_policy
 from reconciler.controller import ControllerSettings
 from reconciler.leader import WriterGate
 from reconciler.policy_ops import (Change, Pending, PolicyWriter, approve, canonical_spec, reject, rollback, spec_hash,
                                   store_pending)
 from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.watch import Backoff
-from webhook.admission import AdmissionSettings, decide_admission
+from reconciler.runtime import base_intent_of
+from reconciler.watch import Backoff, PodView
+from webhook.admission import decide_admission
 
 from .conftest import make_namespace, make_pod, wait_until
 
@@ -59,9 +62,12 @@ def admitted_pod(core: client.CoreV1Api, namespace: str, name: str, **kwargs) ->
                                                    names.LABEL_INSTANCE: f"inst-{name}"}, **kwargs)
 
 
-def baseline_manifest(namespace: str, name: str) -> dict:
-    pod = {"metadata": {"name": name, "namespace": namespace},
-           "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}}
+def baseline_manifest(namespace: str, name: str, sidecar_ports: tuple[int, ...] = (),
+                      annotations: dict[str, str] | None = None) -> dict:
+    pod = {"metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+           "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
+                    "initContainers": [{"name": "proxy", "restartPolicy": "Always",
+                                        "ports": [{"containerPort": p} for p in sidecar_ports]}]}}
     request = {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
                "namespace": namespace, "object": pod}
     facts = NamespaceFacts(namespace, {names.LABEL_INJECT: names.INJECT_ENABLED})
@@ -81,6 +87,35 @@ def test_pod_admitted_without_the_webhook_is_labelled_and_gets_the_webhooks_base
     assert written["spec"] == canonical_spec(baseline_manifest("shop", "web")["spec"])  # as stored (omitempty)
     assert written["metadata"]["annotations"][names.ANNOTATION_REASON] == names.REASON_BACKFILL
     wait_until(lambda: events(core, "shop", names.EVENT_LABELS_BACKFILLED))
+
+
+def test_backfilled_baseline_keeps_native_sidecar_ports_as_the_webhooks_does(
+        runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    make_namespace(core, "mesh")
+    make_pod(core, "mesh", "web", sidecar_ports=(15001,), annotations={names.ANNOTATION_ALLOW_FROM: "purpose=frontend"})
+    written = wait_until(lambda: policy(net, "mesh", "netwarden-pod-web"))
+    assert [p["port"] for p in written["spec"]["ingress"][0]["ports"]] == [8080, 15001]
+    expected = baseline_manifest("mesh", "web", sidecar_ports=(15001,),
+                                 annotations={names.ANNOTATION_ALLOW_FROM: "purpose=frontend"})
+    assert written["spec"] == canonical_spec(expected["spec"])
+
+
+def test_runtimes_declared_baseline_equals_the_admission_one_for_a_pod_with_a_native_sidecar() -> None:
+    annotations = {names.ANNOTATION_ALLOW_FROM: "purpose=frontend"}
+    pod = {"metadata": {"name": "web", "namespace": "mesh", "annotations": annotations},
+           "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 8080}]}],
+                    "initContainers": [{"name": "proxy", "restartPolicy": "Always", "ports": [{"containerPort": 15001}]},
+                                       {"name": "migrate", "ports": [{"containerPort": 7070}]}]}}
+    request = {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
+               "namespace": "mesh", "object": pod}
+    facts = NamespaceFacts("mesh", {names.LABEL_INJECT: names.INJECT_ENABLED})
+    manifest = decide_admission(request, facts, {}, "inst", AdmissionSettings()).policy_manifest
+    labelled = {**pod, "metadata": {**pod["metadata"], "labels": {names.LABEL_IDENTITY: "mesh.pod.web"}}}
+    intent = base_intent_of(PodView.from_obj(labelled), names.MODE_ENFORCE)
+    meta = PolicyMeta(name=manifest["metadata"]["name"], reason=names.REASON_CREATED_AT_ADMISSION,
+                      mode=names.MODE_ENFORCE)
+    assert render_network_policy(intent, meta, AdmissionSettings().dns)["spec"] == manifest["spec"]
+    assert [p["port"] for p in manifest["spec"]["ingress"][0]["ports"]] == [8080, 15001]
 
 
 class LeadershipDuringStart(WriterGate):

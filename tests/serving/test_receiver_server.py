@@ -27,7 +27,7 @@ from reconciler.signals.streams import SignalCounters
 from tests.reconciler.test_receivers import Sink
 from tests.support.data import PAYLOADS
 from tests.support.waiting import wait_for
-from webhook.serving import CertificateReloader
+from netwarden.tls import CertificateReloader, validity_problem
 
 TOKEN = "idle-token"
 #: What a client such as the kubelet's probe waits before giving up (it is 1 s by default in Kubernetes).
@@ -46,8 +46,8 @@ class Receiver:
         (tmp_path / "tls.key").write_bytes(leaf.key_pem)
         (tmp_path / "token").write_text(TOKEN)
         self.ca_pem = ca.cert_pem
-        self.verify = pki.validity_problem(leaf.certificate.not_valid_before_utc, leaf.certificate.not_valid_after_utc,
-                                           now=datetime.now(timezone.utc)) is None
+        self.verify = validity_problem(leaf.certificate.not_valid_before_utc, leaf.certificate.not_valid_after_utc,
+                                      now=datetime.now(timezone.utc)) is None
         self.sink = Sink()
         self.tls = CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
         app = create_receiver_app(self.sink, token=TokenFile(str(tmp_path / "token")), counters=SignalCounters(),

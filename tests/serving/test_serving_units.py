@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 
 from certs import pki, store
+from netwarden import tls as reloading
 from webhook import serving
 
 NOW = datetime.now(timezone.utc)
@@ -66,8 +67,8 @@ def test_reloader_swaps_in_a_rotated_pair_only_after_the_interval(tmp_path: Path
     first, second = issue(ca), issue(ca)
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=first)
     clock = FakeClock()
-    reloader = serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
-                                           check_interval=10, clock=clock)
+    reloader = reloading.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
+                                             check_interval=10, clock=clock)
     old_context = reloader.context()
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=second)
     assert reloader.context() is old_context  # not yet checked
@@ -77,7 +78,7 @@ def test_reloader_swaps_in_a_rotated_pair_only_after_the_interval(tmp_path: Path
     assert served_serial(new_context, ca) == second.serial
     assert reloader.serial == format(second.serial, "x")
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert [e["event"] for e in events] == [serving.EVENT_CERT_LOADED, serving.EVENT_CERT_LOADED]
+    assert [e["event"] for e in events] == [reloading.EVENT_CERT_LOADED, reloading.EVENT_CERT_LOADED]
     assert events[1]["previous_serial"] == format(first.serial, "x")
 
 
@@ -86,8 +87,8 @@ def test_handshake_on_a_stale_context_is_moved_to_the_newest_pair_by_sni_callbac
     first, second = issue(ca), issue(ca)
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=first)
     clock = FakeClock()
-    reloader = serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
-                                           check_interval=1, clock=clock)
+    reloader = reloading.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
+                                             check_interval=1, clock=clock)
     stale = reloader.context()  # e.g. a worker class that built one context at start
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=second)
     clock.now = 2
@@ -99,8 +100,8 @@ def test_mismatched_pair_keeps_the_old_context_and_logs_one_error(tmp_path: Path
     first, other = issue(ca), issue(ca)
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=first)
     clock = FakeClock()
-    reloader = serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
-                                           check_interval=1, clock=clock, retry_delay=0)
+    reloader = reloading.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
+                                             check_interval=1, clock=clock, retry_delay=0)
     good = reloader.context()
     store.atomic_write(tmp_path / "tls.key", other.key_pem, store.PRIVATE_MODE)
     for step in range(2, 5):
@@ -108,7 +109,7 @@ def test_mismatched_pair_keeps_the_old_context_and_logs_one_error(tmp_path: Path
         assert reloader.context() is good
     assert served_serial(good, ca) == first.serial
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    failures = [e for e in events if e["event"] == serving.EVENT_CERT_RELOAD_FAILED]
+    failures = [e for e in events if e["event"] == reloading.EVENT_CERT_RELOAD_FAILED]
     assert len(failures) == 1 and failures[0]["level"] == "error"
     assert failures[0]["kept_serial"] == format(first.serial, "x")
     # Completing the rotation (matching cert arrives) is picked up.
@@ -122,12 +123,12 @@ def test_reloader_refuses_to_start_on_a_mismatched_pair(tmp_path: Path, ca: pki.
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=first)
     store.atomic_write(tmp_path / "tls.key", other.key_pem, store.PRIVATE_MODE)
     with pytest.raises(ssl.SSLError):
-        serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), retry_delay=0)
+        reloading.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), retry_delay=0)
 
 
 def test_contexts_refuse_tls_below_1_2(tmp_path: Path, ca: pki.KeyPair) -> None:
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=issue(ca))
-    reloader = serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
+    reloader = reloading.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
     assert reloader.context().minimum_version == ssl.TLSVersion.TLSv1_2
 
 
@@ -163,8 +164,8 @@ def test_extra_ca_verifies_client_certificates_when_presented_but_does_not_requi
     store.write_tls(tmp_path, ca_bundle_pem=ca.cert_pem, serving=issue(ca))
     clients_ca = pki.generate_ca("clients", now=NOW, valid_for=DAY)
     (tmp_path / "clients.crt").write_bytes(clients_ca.cert_pem)
-    reloader = serving.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
-                                           extra_ca=str(tmp_path / "clients.crt"))
+    reloader = reloading.CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"),
+                                             extra_ca=str(tmp_path / "clients.crt"))
     context = reloader.context()
     assert context.verify_mode == ssl.CERT_OPTIONAL
     assert served_serial(context, ca)  # no client certificate: still served

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from netwarden import names
+from netwarden.admission import AdmissionSettings, container_ports
 from netwarden.identity import OwnerRef
 from netwarden.labels import NamespaceFacts, is_reserved_label
 from netwarden.labelvalues import is_valid_label_value
@@ -22,10 +23,8 @@ from webhook.admission import (
     OUTCOME_MALFORMED,
     OUTCOME_REFUSED,
     OUTCOME_SKIPPED,
-    AdmissionSettings,
     MalformedReview,
     build_response,
-    container_ports,
     decide_admission,
     decide_create,
     decide_update,

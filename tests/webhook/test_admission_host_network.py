@@ -7,7 +7,8 @@ from __future__ import annotations
 from netwarden import names
 from netwarden.labels import NamespaceFacts
 from netwarden.reach import HOST_NETWORK_REASON, outside_policy_reach
-from webhook.admission import OUTCOME_LABELLED, AdmissionSettings, decide_admission
+from netwarden.admission import AdmissionSettings
+from webhook.admission import OUTCOME_LABELLED, decide_admission
 
 SHOP = NamespaceFacts("shop", {names.LABEL_INJECT: names.INJECT_ENABLED})
 

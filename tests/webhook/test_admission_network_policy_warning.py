@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from netwarden import names
-from webhook.admission import AdmissionSettings, build_response, decide_update
+from netwarden.admission import AdmissionSettings
+from webhook.admission import build_response, decide_update
 
 
 def review(policy: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:

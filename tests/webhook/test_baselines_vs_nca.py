@@ -17,7 +17,8 @@ from netwarden.identity import OwnerRef
 from netwarden.labels import NamespaceFacts
 from netwarden.policy import DnsTarget
 from tests.support.nca import nca_available, nca_connectivity
-from webhook.admission import AdmissionSettings, decide_admission
+from netwarden.admission import AdmissionSettings
+from webhook.admission import decide_admission
 
 pytestmark = pytest.mark.skipif(not nca_available(), reason="nca (network-config-analyzer) is not installed")
 

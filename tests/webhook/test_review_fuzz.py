@@ -28,7 +28,8 @@ from netwarden.config import NetwardenConfig
 from netwarden.identity import OwnerRef
 from netwarden.labels import NamespaceFacts
 from tests.support.data import PAYLOADS
-from webhook.admission import AdmissionSettings, decide_admission, read_review
+from netwarden.admission import AdmissionSettings
+from webhook.admission import decide_admission, read_review
 from webhook.app import create_app
 
 EXAMPLES = int(os.environ.get("NETWARDEN_FUZZ_EXAMPLES", "300"))
