@@ -24,6 +24,7 @@ answers the scrape. Without it (tests, `flask run`) each app keeps a private reg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -148,6 +149,7 @@ def make_metrics() -> WebhookMetrics:
 # --- the runtime (caches + I/O) -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)  # the API server sends the same `?timeout=` on every review of a webhook
 def parse_go_duration(text: str | None) -> float | None:
     """Seconds in a Go duration ("5s", "1m30s", "500ms"), as the API server writes `?timeout=`; None if unreadable."""
     if not text:
@@ -206,6 +208,7 @@ class WebhookRuntime:
         self._ready_cache: TTLCache[str, tuple[bool, str]] = TTLCache(4, max(hook.ready_probe_seconds, 0.001), timer=clock)
         self.settings = AdmissionSettings(config.cluster.default_mode, DnsTarget(), frozenset(hook.trusted_usernames))
         self._review_counters: dict[tuple[str, str], Any] = {}
+        self._cache_hit_counters: dict[str, Any] = {}
         self._events: queue.Queue[tuple[dict[str, Any], str, str]] = queue.Queue(MAX_PENDING_EVENTS)
         self._event_thread: threading.Thread | None = None
         self._latency_histograms: dict[str, Any] = {}
@@ -248,7 +251,7 @@ class WebhookRuntime:
         with self._lock:
             cached = self._namespaces.get(name)
         if cached is not None:
-            self.metrics.cache_hits.labels("namespace").inc()
+            self._cache_hit("namespace")
             return cached
         try:
             obj = kube.get_namespace(name)
@@ -290,7 +293,7 @@ class WebhookRuntime:
             cached = self._owners.get(key)
             missing = key in self._missing_owners
         if cached is not None or missing:
-            self.metrics.cache_hits.labels("owner").inc()
+            self._cache_hit("owner")
             return cached, True
         try:
             refs = kube.get_owner_refs(namespace, ref.kind, ref.name, ref.uid)
@@ -312,13 +315,13 @@ class WebhookRuntime:
         key = (meta["namespace"], meta["name"], str(owners[0].get("uid", "")))
         with self._lock:
             if key in self._workloads:
-                self.metrics.cache_hits.labels("workload").inc()
+                self._cache_hit("workload")
                 return WRITE_CACHED
             key_lock = self._write_locks.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 if key in self._workloads:
-                    self.metrics.cache_hits.labels("workload").inc()
+                    self._cache_hit("workload")
                     return WRITE_CACHED
             result = self._create_policy(manifest, kube or self.kube)
             with self._lock:
@@ -367,6 +370,12 @@ class WebhookRuntime:
             self.kube.emit_event(involved, reason, message)  # best effort: it logs its own failures
 
     # -- metrics ------------------------------------------------------------------------------------
+    def _cache_hit(self, cache: str) -> None:
+        child = self._cache_hit_counters.get(cache)
+        if child is None:
+            child = self._cache_hit_counters.setdefault(cache, self.metrics.cache_hits.labels(cache))
+        child.inc()
+
     def count_review(self, webhook: str, outcome: str, seconds: float) -> None:
         """Count one answered review (the labelled children are looked up once, not per review)."""
         key = (webhook, outcome)

@@ -138,6 +138,8 @@ def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_b
     from gunicorn import sock as gunicorn_sock
     from gunicorn.workers import gthread
 
+    _cache_http_date()
+
     _DeadlineSSLSocket.request_timeout = request_timeout
 
     class HandshakenConn(gthread.TConn):  # type: ignore[misc, name-defined]
@@ -335,6 +337,29 @@ def _gunicorn_logconfig() -> dict[str, Any]:
         },
         "root": {"handlers": ["stderr"], "level": "INFO"},
     }
+
+
+def _cache_http_date() -> None:
+    """gunicorn formats every response's Date header with `email.utils`; once a second is enough
+    (the header has one-second resolution). Patched into gunicorn.util, which every response uses."""
+    from gunicorn import util
+
+    if getattr(util.http_date, "netwarden_cached", False):
+        return
+    original = util.http_date
+    last: list[tuple[int, str]] = [(-1, "")]  # (second, its header), replaced as one object
+
+    def http_date(timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return str(original(timestamp))
+        second = int(time.time())
+        cached = last[0]
+        if cached[0] != second:
+            cached = last[0] = (second, str(original(second)))
+        return cached[1]
+
+    http_date.netwarden_cached = True  # type: ignore[attr-defined]
+    util.http_date = http_date
 
 
 def _logger_class() -> type:

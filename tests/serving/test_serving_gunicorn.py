@@ -263,6 +263,17 @@ def test_every_server_log_line_is_a_json_object(server: Server) -> None:
     assert all(isinstance(e, dict) for e in events)
 
 
+def test_requests_write_no_access_log_lines(server: Server) -> None:
+    """gunicorn's access log stays off although logconfig_dict is set (which would turn it on)."""
+    conn = server.connection()
+    for _ in range(5):
+        conn.request("GET", "/")
+        conn.getresponse().read()
+    conn.close()
+    new_connection_serial(server)
+    assert [e for e in server.events() if e.get("logger") == "gunicorn.access"] == []
+
+
 def issuer_of(directory: Path) -> x509.Certificate:
     """The CA in the directory's bundle that issued its serving certificate."""
     stored = store.read_tls(directory)

@@ -206,3 +206,17 @@ def test_a_request_is_handed_to_a_thread_only_once_its_head_and_sized_body_are_i
     chunked = b"POST /mutate HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert serving._bytes_needed(bytearray(chunked), 100) == 0  # a thread reads it, under the deadline
     assert serving._bytes_needed(bytearray(b"G" * (serving._MAX_HEAD + 1)), 100) == 0  # the parser refuses it
+
+
+def test_the_cached_date_header_is_the_current_second() -> None:
+    import email.utils
+    import time
+
+    from gunicorn import util
+
+    serving._cache_http_date()
+    before = int(time.time())
+    header = util.http_date()
+    after = int(time.time())
+    assert header in {email.utils.formatdate(t, usegmt=True) for t in range(before, after + 1)}
+    assert util.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"  # an explicit time is formatted as asked
