@@ -20,9 +20,12 @@ from netwarden.policy import (
     DnsTarget,
     PolicyIntent,
     PolicyMeta,
+    PortName,
     PortSpec,
     baseline_intent,
     baseline_policy_name,
+    named_container_ports,
+    pod_port_entries,
     render_network_policy,
 )
 from netwarden.reach import outside_policy_reach
@@ -53,15 +56,11 @@ def service_account_of(pod: Mapping[str, Any]) -> str:
 
 def container_ports(pod: Mapping[str, Any]) -> tuple[PortSpec, ...]:
     """Declared containerPorts with their protocol: app containers and sidecars (restartable init containers)."""
-    spec = pod.get("spec") or {}
-    containers = list(spec.get("containers") or [])
-    containers += [c for c in spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
     ports: set[PortSpec] = set()
-    for container in containers:
-        for port in (container or {}).get("ports") or []:
-            number = (port or {}).get("containerPort")
-            if isinstance(number, int) and 1 <= number <= 65535:
-                ports.add(PortSpec(str(port.get("protocol") or "TCP").upper(), number))
+    for port in pod_port_entries(pod):
+        number = port.get("containerPort")
+        if isinstance(number, int) and 1 <= number <= 65535:
+            ports.add(PortSpec(str(port.get("protocol") or "TCP").upper(), number))
     return tuple(sorted(ports, key=PortSpec.sort_key))
 
 
@@ -77,6 +76,8 @@ class PodFacts:
     owner_refs: tuple[OwnerRef, ...] = ()
     service_account: str = "default"
     ports: tuple[PortSpec, ...] = ()
+    #: Its named containerPorts: what a named port declared in allow-from means for this pod.
+    port_names: tuple[PortName, ...] = ()
     #: Why NetworkPolicy cannot reach this pod (hostNetwork), or None.
     outside_reach: str | None = None
 
@@ -94,6 +95,7 @@ class PodFacts:
             owner_refs=tuple(OwnerRef.from_dict(r) for r in meta.get("ownerReferences") or [] if isinstance(r, dict)),
             service_account=service_account_of(pod),
             ports=container_ports(pod),
+            port_names=named_container_ports(pod),
             outside_reach=outside_policy_reach(pod),
         )
 
@@ -123,7 +125,7 @@ def declared_intent(facts: PodFacts, workload: Workload, mode: str) -> tuple[Pol
         declared[key] = parsed.rules
         warnings += warnings_of(key, parsed)
     intent = baseline_intent(workload, declared[names.ANNOTATION_ALLOW_FROM], declared[names.ANNOTATION_ALLOW_TO],
-                             facts.ports, enforcing=is_enforcing(mode))
+                             facts.ports, enforcing=is_enforcing(mode), port_names=facts.port_names)
     return intent, tuple(warnings)
 
 

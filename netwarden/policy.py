@@ -12,13 +12,15 @@ instance label), and the workload's own policy excluding that instance from its 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Iterator, Literal, Mapping
 
 from netwarden import names
 from netwarden.identity import Workload, namespace_of_identity
 from netwarden.labelvalues import fit_object_name
 
 PeerKind = Literal["purpose", "identity", "namespace", "cidr"]
+#: One of a workload's own containerPorts by name: (name, protocol, number).
+PortName = tuple[str, str, int]
 ANY_NAMESPACE = "*"
 DNS_PORT = 53
 
@@ -110,6 +112,10 @@ class PolicyIntent:
     #: When set, the policy selects exactly this pod instance (quarantine).
     instance: str | None = None
     include_dns: bool = True
+    #: The workload's own named containerPorts: what a named port in an ingress rule means here (the
+    #: rendered policy keeps the name; the engine's what-if resolves it with these). An egress named
+    #: port resolves on the peer, which the intent cannot know.
+    port_names: tuple[PortName, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ def baseline_intent(
     container_ports: Iterable[PortSpec],
     *,
     enforcing: bool = True,
+    port_names: Iterable[PortName] = (),
 ) -> PolicyIntent:
     """Default deny, plus declared peers on the pod's declared ports, plus DNS.
 
@@ -155,7 +162,30 @@ def baseline_intent(
         ingress=normalise_rules(ingress),
         egress=normalise_rules(allow_to),
         enforcing=enforcing,
+        port_names=tuple(sorted(set(port_names))),
     )
+
+
+def pod_port_entries(pod: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The `ports` entries of a pod's long-running containers: app containers and sidecars (restartable
+    init containers); one-shot init containers serve nothing."""
+    spec = pod.get("spec") or {}
+    containers = list(spec.get("containers") or [])
+    containers += [c for c in spec.get("initContainers") or [] if (c or {}).get("restartPolicy") == "Always"]
+    for container in containers:
+        for port in (container or {}).get("ports") or []:
+            if isinstance(port, Mapping):
+                yield port
+
+
+def named_container_ports(pod: Mapping[str, Any]) -> tuple[PortName, ...]:
+    """A pod's named containerPorts, as (name, protocol, number): what a named port resolves to."""
+    out: set[PortName] = set()
+    for port in pod_port_entries(pod):
+        name, number = port.get("name"), port.get("containerPort")
+        if isinstance(name, str) and name and isinstance(number, int):
+            out.add((name, str(port.get("protocol") or "TCP").upper(), number))
+    return tuple(sorted(out))
 
 
 def quarantine_intent(namespace: str, identity: str, instance: str, exceptions: Iterable[Rule] = ()) -> PolicyIntent:

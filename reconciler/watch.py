@@ -21,7 +21,7 @@ from netwarden.admission import PodFacts, container_ports, service_account_of
 from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient, WatchExpired, WatchStream
 from netwarden.labels import NamespaceFacts, is_opted_in, namespace_mode
-from netwarden.policy import PortSpec
+from netwarden.policy import PortSpec, named_container_ports
 from netwarden.reach import outside_policy_reach
 
 log = logging.getLogger("netwarden.reconciler.watch")
@@ -226,7 +226,7 @@ class PodView:
         return PodFacts(namespace=self.namespace, name=self.name, generate_name=str(meta.get("generateName") or ""),
                         labels=dict(self.labels), annotations=dict(self.annotations), owner_refs=self.owner_refs,
                         service_account=self.service_account, ports=self.container_ports,
-                        outside_reach=outside_policy_reach(self.raw))
+                        port_names=named_container_ports(self.raw), outside_reach=outside_policy_reach(self.raw))
 
     @classmethod
     def from_obj(cls, obj: Obj) -> "PodView":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Container, Iterable
 
-from netwarden.policy import ANY_NAMESPACE, DNS_PORT, Peer, PolicyIntent, PortSpec, Rule
+from netwarden.policy import ANY_NAMESPACE, DNS_PORT, Peer, PolicyIntent, PortName, PortSpec, Rule
 from reconciler.core.behaviour import EGRESS, PEER_IDENTITY, PEER_NAMESPACE, Edge, FlowView
 
 if TYPE_CHECKING:
@@ -130,22 +130,27 @@ def intent_allows(intent: PolicyIntent, view: FlowView) -> bool:
         rules = intent.egress
     else:
         rules = intent.ingress
-    return any(rule_allows(rule, view, intent.namespace) for rule in rules)
+    # A named port resolves on the destination: on ingress that is this workload's own containerPorts.
+    port_names = intent.port_names if view.direction != EGRESS else ()
+    return any(rule_allows(rule, view, intent.namespace, port_names) for rule in rules)
 
 
-def rule_allows(rule: Rule, view: FlowView, policy_namespace: str) -> bool:
-    if rule.ports and not any(port_matches(p, view) for p in rule.ports):
+def rule_allows(rule: Rule, view: FlowView, policy_namespace: str, port_names: tuple[PortName, ...] = ()) -> bool:
+    if rule.ports and not any(port_matches(p, view, port_names) for p in rule.ports):
         return False
     return not rule.peers or any(peer_matches(p, view, policy_namespace) for p in rule.peers)
 
 
-def port_matches(spec: PortSpec, view: FlowView) -> bool:
+def port_matches(spec: PortSpec, view: FlowView, port_names: tuple[PortName, ...] = ()) -> bool:
+    """`port_names`: the destination pod's named containerPorts, when known (else a named port matches nothing)."""
     if spec.protocol.upper() != view.protocol:
         return False
     if spec.port is None:
         return True
-    if view.port is None or isinstance(spec.port, str):
-        return False  # named ports are resolved per pod; netwarden's learned rules never use them
+    if view.port is None:
+        return False
+    if isinstance(spec.port, str):
+        return (spec.port, view.protocol, view.port) in port_names
     if spec.end_port is not None:
         return spec.port <= view.port <= spec.end_port
     return spec.port == view.port
@@ -200,7 +205,7 @@ def netpol_is_allowed(
     own side of each flow (the far side's policies are not what a tightening changes).
     """
     from netwarden import names
-    from netwarden.netpol_eval import ExternalIP, PodInfo, PolicySet
+    from netwarden.netpol_eval import ContainerPort, ExternalIP, PodInfo, PolicySet
     from netwarden.policy import DnsTarget, PolicyMeta, render_network_policy
 
     target = dns if dns is not None else DnsTarget()
@@ -216,11 +221,12 @@ def netpol_is_allowed(
             found = cache[intent] = PolicySet([manifest], known_namespaces, ipblock_matches_pods=ipblock_matches_pods)
         return found
 
-    def local_pod(view: FlowView) -> PodInfo:
+    def local_pod(view: FlowView, intent: PolicyIntent) -> PodInfo:
         labels = {names.LABEL_IDENTITY: view.identity}
         if view.instance is not None:
             labels[names.LABEL_INSTANCE] = view.instance
-        return PodInfo(view.namespace, view.pod or view.instance or "local", labels)
+        ports = tuple(ContainerPort(number, name, protocol) for name, protocol, number in intent.port_names)
+        return PodInfo(view.namespace, view.pod or view.instance or "local", labels, container_ports=ports)
 
     def far_end(view: FlowView) -> PodInfo | ExternalIP:
         if view.peer_kind == PEER_IDENTITY:
@@ -235,7 +241,7 @@ def netpol_is_allowed(
     def is_allowed(intent: PolicyIntent, view: FlowView) -> bool:
         if not selects(intent, view):
             return True
-        here, there = local_pod(view), far_end(view)
+        here, there = local_pod(view, intent), far_end(view)
         src, dst = (here, there) if view.direction == EGRESS else (there, here)
         return policy_set(intent).is_allowed(src, dst, view.port, view.protocol)
 

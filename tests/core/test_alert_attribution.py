@@ -170,3 +170,4 @@ def test_a_pod_alert_still_quarantines_only_its_pod() -> None:
     e = engine(with_config(blast_max_pod_fraction=1.0))
     (decision,) = e.ingest_alert(falco(0.0, pod_ref(API, 0).pod), 0.0)
     assert decision.action == A.QUARANTINE_POD and decision.instances == (pod_ref(API, 0).instance,)
+
