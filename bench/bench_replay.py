@@ -1,10 +1,13 @@
-"""Replay throughput and memory on a large Hubble export, against a JSON-parsing baseline.
+"""Replay throughput and memory on a large Hubble export, against decoding floors.
 
-    .venv/bin/python bench/bench_replay.py [--flows 1000000] [--workloads 200]
+    .venv/bin/python bench/bench_replay.py [--flows 1000000] [--workloads 200] [--rounds 1]
 
 Writes a synthetic `hubble observe -o json` file (realistic record shape and size), then times in
-separate processes: (a) the baseline, reading and json-decoding every line; (b) `netwarden replay`
-over the same file with a matching pod snapshot. Peak RSS is each child's own (getrusage).
+separate processes, interleaved per round: the floors, reading every line and decoding it with
+`json.loads` (a dict of all of it), `orjson.loads`, or msgspec into netwarden's typed HubbleLine
+(only the fields read), and scoring nothing; and `netwarden replay` over the same file with a
+matching pod snapshot (parse, attribute, score). CPU is each child's user+system time (the figure
+per core, steadier than wall time on a shared machine); peak RSS the largest child so far.
 """
 
 from __future__ import annotations
@@ -14,17 +17,24 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from netwarden.traffic import PodEnd, WorldEnd, hubble_flow  # noqa: E402
 
-BASELINE = "import json,sys\nn=0\nfor line in open(sys.argv[1],'rb'):\n    json.loads(line); n+=1\nprint(n)\n"
+FLOOR = "import sys\n{setup}\nn=0\nfor line in open(sys.argv[1],'rb'):\n    decode(line); n+=1\nprint(n)\n"
+FLOORS = {
+    "floor: read + json.loads": "import json\ndecode = json.loads",
+    "floor: read + orjson.loads": "import orjson\ndecode = orjson.loads",
+    "floor: read + msgspec typed decode": "from reconciler.signals.hubble import decode_hubble_line as decode",
+}
 
 
 def make_dataset(directory: Path, flows: int, workloads: int, seed: int = 3) -> tuple[Path, Path]:
@@ -58,38 +68,56 @@ def make_dataset(directory: Path, flows: int, workloads: int, seed: int = 3) -> 
     return flows_path, pods_path
 
 
-def run(argv: list[str]) -> tuple[float, float, str]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run(argv: list[str]) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS MiB so far, stdout) of one child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, proc.stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, after.ru_maxrss / 1024, proc.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--workloads", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    commands: dict[str, list[str]] = {}
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    rss: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         flows, pods = make_dataset(Path(tmp), args.flows, args.workloads)
         size = os.path.getsize(flows) / 2**20
         print(f"dataset: {args.flows:,} Hubble flows, {size:.0f} MiB, {args.workloads} workloads "
-              f"(written in {time.perf_counter() - t0:.0f}s)")
-        base_s, base_rss, _ = run([sys.executable, "-c", BASELINE, str(flows)])
-        replay_s, replay_rss, out = run([sys.executable, "-m", "netwarden.cli", "replay", "--flows", str(flows),
-                                         "--pods", str(pods), "--quiet"])
+              f"(written in {time.perf_counter() - t0:.0f}s); {args.rounds} interleaved round(s), medians")
+        for label, setup in FLOORS.items():
+            commands[label] = [sys.executable, "-c", FLOOR.format(setup=setup), str(flows)]
+        commands["netwarden replay (parse, attribute, score)"] = [
+            sys.executable, "-m", "netwarden.cli", "replay", "--flows", str(flows), "--pods", str(pods), "--quiet"]
+        out = ""
+        for _ in range(args.rounds):
+            for label, argv in commands.items():
+                seconds, used, peak, out_ = run(argv)
+                wall.setdefault(label, []).append(seconds)
+                cpu.setdefault(label, []).append(used)
+                rss[label] = peak
+                out = out_ if label.startswith("netwarden") else out
     decisions = next((line for line in out.splitlines() if line.startswith("decisions:")), "")
+    base = statistics.median(cpu["floor: read + json.loads"])
     print()
-    print(f"| {'what':<34} | {'seconds':>8} | {'flows/s':>10} | {'peak RSS MiB':>12} | {'time vs baseline':>16} |")
-    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 12}|{'-' * 14}|{'-' * 18}|")
-    print(f"| {'baseline: read + json.loads':<34} | {base_s:8.1f} | {args.flows / base_s:10,.0f} | {base_rss:12.0f} | {1.0:16.2f} |")
-    print(f"| {'netwarden replay (dry-run)':<34} | {replay_s:8.1f} | {args.flows / replay_s:10,.0f} | {replay_rss:12.0f} | "
-          f"{replay_s / base_s:16.2f} |")
+    print("| what | seconds (wall) | flows/s (wall) | CPU seconds | flows per CPU-second | CPU vs json.loads floor | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for label in commands:
+        w, c = statistics.median(wall[label]), statistics.median(cpu[label])
+        print(f"| {label} | {w:.1f} | {args.flows / w:,.0f} | {c:.1f} | {args.flows / c:,.0f} | {c / base:.2f}x | "
+              f"{rss[label]:.0f} |")
     print(f"\n{decisions}")
-    print("note: peak RSS is the largest child so far (getrusage RUSAGE_CHILDREN); run order: baseline first.")
+    print("note: peak RSS is the largest child so far (getrusage RUSAGE_CHILDREN), in the order of the rows.")
 
 
 if __name__ == "__main__":

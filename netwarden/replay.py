@@ -29,8 +29,8 @@ from reconciler.core.engine import DecisionEngine
 from reconciler.core.types import MetricAlert, SecurityAlert, SignalError
 from reconciler.signals.alertmanager import parse_alertmanager_payload
 from reconciler.signals.falco import parse_falco_event
-from reconciler.signals.parse import iter_flows
-from reconciler.signals.streams import SignalCounters, iter_json_lines, iter_lines
+from reconciler.signals.parse import parse_flow_lines
+from reconciler.signals.streams import SignalCounters, iter_json_lines, iter_line_blocks
 
 TICK_SECONDS = 1.0
 
@@ -151,24 +151,28 @@ def replay(
         ingest, tick = engine.ingest_flow, engine.tick
         accepted: dict[str, int] = {}
         flows = 0
-        for _, flow, fmt in iter_flows(iter_lines(handle)):
-            if isinstance(flow, SignalError):
-                counters.record_error("flows", flow)
+        for first, block in iter_line_blocks(handle):
+            if isinstance(block, SignalError):
+                counters.record_error("flows", block)
                 continue
-            accepted[fmt] = accepted.get(fmt, 0) + 1
-            at = flow.time
-            while pending and pending[0][0] <= at:
-                alert_at, alert = pending.pop(0)
-                emit(_ingest_alert(engine, alert, alert_at, result))
-            decisions = ingest(flow, at)
-            if decisions:
-                emit(decisions)
-            if next_tick is None or at >= next_tick:
-                emit(tick(at))
-                next_tick = at + TICK_SECONDS
-            flows += 1
-            if not flows & 4095:
-                bar.update(flows, started)
+            parsed = parse_flow_lines(block, first)
+            for _, error, _ in parsed.rejected:
+                counters.record_error("flows", error)
+            for fmt, n in parsed.formats.items():
+                accepted[fmt] = accepted.get(fmt, 0) + n
+            for flow in parsed.flows:
+                at = flow.time
+                while pending and pending[0][0] <= at:
+                    alert_at, alert = pending.pop(0)
+                    emit(_ingest_alert(engine, alert, alert_at, result))
+                decisions = ingest(flow, at)
+                if decisions:
+                    emit(decisions)
+                if next_tick is None or at >= next_tick:
+                    emit(tick(at))
+                    next_tick = at + TICK_SECONDS
+            flows += len(parsed.flows)
+            bar.update(flows, started)
         result.flows = flows
         for fmt, n in accepted.items():
             counters.record_ok(fmt, n)

@@ -48,7 +48,7 @@ from reconciler.httpserver import GuardedHttpServer, ServerLimits
 from reconciler.forwarding import RETRY_AFTER_SECONDS, ForwardError, SignalForwarder
 from reconciler.signals.alertmanager import parse_alertmanager_payload
 from reconciler.signals.falco import parse_falco_event
-from reconciler.signals.parse import iter_flows
+from reconciler.signals.parse import Parsed, clean_text, parse_flow_array, parse_flow_lines, parse_flow_records
 from reconciler.signals.streams import (DECODE_REASONS, SignalCounters, SignalCountersCollector, decode_json,
                                         iter_json_lines, iter_lines, split_lines)
 from netwarden.tls import CertificateReloader
@@ -168,9 +168,13 @@ def iter_raw_records(body: bytes) -> Iterator[tuple[int, bytes | SignalError]]:
     record can be decoded straight into its typed form."""
     stripped = body.lstrip()
     if stripped[:1] == b"[":
-        try:
-            items = _RAW_ARRAY.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        items = None
+        if clean_text(body):  # else the decoded path rejects the whole body, as it always did
+            try:
+                items = _RAW_ARRAY.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
+                pass
+        if items is None:
             # Not one valid JSON array: the decoded path says why, exactly as before.
             for index, record in iter_records(body):
                 yield index, (record if isinstance(record, SignalError) else _RAW_ENCODE(record))
@@ -211,28 +215,30 @@ def parse_records(records: Iterable[tuple[int, Any]], parse: Callable[[Any], Any
     return parsed, rejected, total_rejected
 
 
+def ingest_flow_body(body: bytes, sink: SignalSink, counters: SignalCounters) -> IngestResult:
+    """A POSTed body of flows (a JSON array or JSON lines): a batch of Hubble flows is decoded in one
+    typed call; anything else record by record."""
+    if body.lstrip()[:1] == b"[":
+        return ingest_parsed(parse_flow_array(body, lambda: iter_raw_records(body)), sink, counters)
+    return ingest_parsed(parse_flow_lines(body), sink, counters)
+
+
 def ingest_flow_records(records: Iterable[tuple[int, bytes | SignalError]], sink: SignalSink,
                         counters: SignalCounters) -> IngestResult:
     """Parse a batch of flow records (raw JSON bytes each) and hand the good ones to the sink at once."""
-    flows: list[Flow] = []
-    rejected: list[dict[str, Any]] = []
-    total_rejected = 0
-    accepted: dict[str, int] = {}
-    append = flows.append
-    for index, flow, fmt in iter_flows(records):
-        if isinstance(flow, SignalError):
-            total_rejected += 1
-            counters.record_error(fmt, flow)
-            if len(rejected) < MAX_REJECTED_LISTED:
-                rejected.append(_rejection(index, flow))
-            continue
-        accepted[fmt] = accepted.get(fmt, 0) + 1
-        append(flow)
-    for fmt, n in accepted.items():
+    return ingest_parsed(parse_flow_records(records), sink, counters)
+
+
+def ingest_parsed(parsed: Parsed, sink: SignalSink, counters: SignalCounters) -> IngestResult:
+    """Count what a batch held, list its rejections (up to a bound), and hand its flows to the sink at once."""
+    rejected = [_rejection(index, error) for index, error, _ in parsed.rejected[:MAX_REJECTED_LISTED]]
+    for _, error, fmt in parsed.rejected:
+        counters.record_error(fmt, error)
+    for fmt, n in parsed.formats.items():
         counters.record_ok(fmt, n)
-    if flows:
-        sink.accept_flows(flows)
-    return IngestResult(len(flows), rejected, total_rejected)
+    if parsed.flows:
+        sink.accept_flows(parsed.flows)
+    return IngestResult(len(parsed.flows), rejected, len(parsed.rejected))
 
 
 def ingest_falco_records(records: Iterable[tuple[int, Any]], sink: SignalSink,
@@ -352,7 +358,7 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
 
     @route("flows")
     def flows() -> Any:
-        return receive("flows", lambda raw: (ingest_flow_records(iter_raw_records(raw), sink, counters), 200))
+        return receive("flows", lambda raw: (ingest_flow_body(raw, sink, counters), 200))
 
     @route("falco")
     def falco() -> Any:

@@ -24,8 +24,10 @@ Rules, in order:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
+
+import msgspec
 
 from netwarden import names
 from netwarden.policy import (
@@ -252,7 +254,7 @@ def edge_rule(edge: Edge) -> tuple[str, Rule] | None:
 def _edge_view(state: WorkloadState, edge: Edge, recent: RecentFlows | None) -> FlowView:
     seen = recent.latest(edge) if recent is not None else None
     if seen is not None:
-        return replace(seen, instance=None, dropped=False)
+        return msgspec.structs.replace(seen, instance=None, dropped=False)
     direction, kind, value, namespace, port, protocol = edge
     ip = value.split("/")[0] if kind in (PEER_WORLD, PEER_ADDRESS) else None
     return FlowView(state.identity, state.namespace, None, None, direction, kind, value, namespace, port, protocol, 0.0, False, ip)

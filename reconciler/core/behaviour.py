@@ -17,6 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
+import msgspec
+
 from reconciler.core.config import CoreConfig
 from reconciler.core.risk import NEW_NAMESPACE, NEW_PEER, POLICY_DROPS, RATE_SPIKE, WORLD_EGRESS, Deviation
 from reconciler.core.types import Endpoint, Flow
@@ -132,9 +134,9 @@ class PodIndex:
 MAX_PREFIXES = 4096
 
 
-@dataclass(slots=True)
-class FlowView:
-    """A flow as one local workload sees it."""
+class FlowView(msgspec.Struct, gc=False):
+    """A flow as one local workload sees it. Two per flow: a msgspec Struct, cheaper to build than a
+    dataclass (change one with `msgspec.structs.replace`)."""
 
     identity: str
     namespace: str
@@ -182,29 +184,29 @@ def resolve_flow(flow: Flow, index: PodIndex) -> list[FlowView]:
     """Views of a flow for each local workload it touches; replies are ignored (the request counted)."""
     if flow.reply:
         return []
-    src_ref = index.lookup(flow.source)
-    dst_ref = index.lookup(flow.destination)
+    lookup = index.lookup
+    source, destination = flow.source, flow.destination
+    src_ref = lookup(source)
+    dst_ref = lookup(destination)
     if src_ref is None and dst_ref is None:
         return []
-    protocol = flow.protocol.upper()
+    protocol = flow.protocol
+    if not protocol.isupper():
+        protocol = protocol.upper()
     dropped = flow.policy_dropped or flow.verdict == "dropped"
-    views: list[FlowView] = []
-    port = flow.port
+    port, when = flow.port, flow.time
     if src_ref is not None:
-        kind, value, ns, ip, purpose = _peer_of(flow.destination, dst_ref)
-        views.append(
-            FlowView(src_ref.identity, src_ref.namespace, src_ref.instance, src_ref.pod or None, EGRESS,
-                     kind, value, ns, port, protocol, flow.time, dropped, ip, purpose,
-                     (EGRESS, kind, value, ns, port, protocol))
-        )
-    if dst_ref is not None:
-        kind, value, ns, ip, purpose = _peer_of(flow.source, src_ref)
-        views.append(
-            FlowView(dst_ref.identity, dst_ref.namespace, dst_ref.instance, dst_ref.pod or None, INGRESS,
-                     kind, value, ns, port, protocol, flow.time, dropped, ip, purpose,
-                     (INGRESS, kind, value, ns, port, protocol))
-        )
-    return views
+        kind, value, ns, ip, purpose = _peer_of(destination, dst_ref)
+        egress = FlowView(src_ref.identity, src_ref.namespace, src_ref.instance, src_ref.pod or None, EGRESS,
+                          kind, value, ns, port, protocol, when, dropped, ip, purpose,
+                          (EGRESS, kind, value, ns, port, protocol))
+        if dst_ref is None:
+            return [egress]
+    kind, value, ns, ip, purpose = _peer_of(source, src_ref)
+    ingress = FlowView(dst_ref.identity, dst_ref.namespace, dst_ref.instance, dst_ref.pod or None, INGRESS,  # type: ignore[union-attr]
+                       kind, value, ns, port, protocol, when, dropped, ip, purpose,
+                       (INGRESS, kind, value, ns, port, protocol))
+    return [egress, ingress] if src_ref is not None else [ingress]
 
 
 class Baseline:

@@ -26,12 +26,12 @@ from reconciler.signals.common import convert, flag, hashable, parse_rfc3339, va
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
 
-class Ports(Struct):
+class Ports(Struct, gc=False):
     destination_port: Port | None = None
     destinationPort: Port | None = None
 
 
-class L4(Struct):
+class L4(Struct, gc=False):
     """Which key is present names the protocol; an explicit null is a bad field, as before."""
 
     TCP: Ports | UnsetType = UNSET
@@ -41,12 +41,12 @@ class L4(Struct):
     ICMPv6: dict[str, Any] | UnsetType = UNSET
 
 
-class IP(Struct):
+class IP(Struct, gc=False):
     source: str | None = None
     destination: str | None = None
 
 
-class HubbleEndpoint(Struct):
+class HubbleEndpoint(Struct, gc=False):
     namespace: str | None = None
     pod_name: str | None = None
     podName: str | None = None
@@ -55,7 +55,7 @@ class HubbleEndpoint(Struct):
     identity: Any = None
 
 
-class HubbleFlow(Struct):
+class HubbleFlow(Struct, gc=False):
     time: Any = UNSET
     IP: IP | None = None
     l4: L4 | None = None
@@ -73,7 +73,7 @@ class HubbleFlow(Struct):
     trafficDirection: Any = None
 
 
-class HubbleLine(HubbleFlow):
+class HubbleLine(HubbleFlow, gc=False):
     """A GetFlowsResponse / ExportEvent line, or a bare flow object (then the flow is the line)."""
 
     flow: HubbleFlow | None | UnsetType = UNSET
@@ -113,6 +113,8 @@ _POLICY_DROPS = {"POLICY_DENIED", "POLICY_DENY", 133, 181}
 #: Cilium's reserved world identities: world, world-ipv4, world-ipv6.
 _WORLD_IDENTITIES = {2, 9, 10}
 _REPORTER = {"EGRESS": "src", "INGRESS": "dst", 1: "dst", 2: "src"}
+#: JSON scalars usable as enum keys (bool is not: True == 1 would read as a verdict number).
+_SCALARS = frozenset({str, int})
 NON_FLOW_EVENTS = ("lost_events", "agent_event", "debug_event", "node_status", "lostEvents", "agentEvent")
 
 #: Endpoints repeat (one per pod and peer): the same wire endpoint gives the same (immutable)
@@ -205,15 +207,21 @@ def flow_of(line: HubbleLine) -> Flow:
             port = layer.destination_port if layer.destination_port is not None else layer.destinationPort  # type: ignore[union-attr]
             port = port or None
 
-    verdict = _VERDICTS.get(hashable(flow.verdict), "unknown")
-    drop_reason = hashable(flow.drop_reason_desc if flow.drop_reason_desc is not None else flow.dropReasonDesc)
-    if drop_reason is None:
-        drop_reason = hashable(flow.drop_reason if flow.drop_reason is not None else flow.dropReason)
-    reply_value = flow.is_reply if flow.is_reply is not None else flow.isReply
-    if reply_value is None:
-        reply_value = flow.reply
+    raw_verdict = flow.verdict
+    verdict = _VERDICTS.get(raw_verdict, "unknown") if type(raw_verdict) in _SCALARS else "unknown"
+    policy_dropped = False
+    if verdict == "dropped":
+        drop_reason = hashable(flow.drop_reason_desc if flow.drop_reason_desc is not None else flow.dropReasonDesc)
+        if drop_reason is None:
+            drop_reason = hashable(flow.drop_reason if flow.drop_reason is not None else flow.dropReason)
+        policy_dropped = drop_reason in _POLICY_DROPS
+    reply = flow.is_reply if flow.is_reply is not None else flow.isReply
+    if reply is None:
+        reply = flow.reply
+    if reply is not True and reply is not False:
+        reply = flag(reply, "flow.is_reply")
     direction = flow.traffic_direction if flow.traffic_direction is not None else flow.trafficDirection
-    direction = hashable(direction)
+    reporter = _REPORTER.get(direction) if type(direction) in _SCALARS else None
 
     return Flow(
         time=when,
@@ -222,12 +230,12 @@ def flow_of(line: HubbleLine) -> Flow:
         port=port,
         protocol=protocol,
         verdict=verdict,
-        policy_dropped=verdict == "dropped" and drop_reason in _POLICY_DROPS,
-        reply=reply_value if reply_value is False or reply_value is True else flag(reply_value, "flow.is_reply"),
+        policy_dropped=policy_dropped,
+        reply=reply,
         bytes=0,
         packets=1,
         source_format="hubble",
-        reporter=_REPORTER.get(direction) if direction is not None else None,
+        reporter=reporter,
     )
 
 

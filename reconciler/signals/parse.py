@@ -27,7 +27,7 @@ from reconciler.signals.common import require_dict_root
 from reconciler.signals.generic import parse_generic_flow
 from reconciler.signals.goldmane import parse_goldmane_flow
 from reconciler.signals.hubble import NON_FLOW_EVENTS, parse_hubble_line
-from reconciler.signals.streams import decode_json
+from reconciler.signals.streams import MAX_LINE, decode_json, split_lines
 
 FLOW_PARSERS: dict[str, Callable[[object], Flow]] = {
     "hubble": parse_hubble_line,
@@ -107,13 +107,13 @@ def flow_format_or_unknown(record: object) -> str:
 
 #: A JSON escape of a UTF-16 surrogate: such lines take the dict path (which rejects lone ones).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_FAST_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, SignalError)
+_FAST_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, SignalError)
 
 
 def flow_from_json(raw: bytes) -> tuple[Flow | SignalError, str]:
     """One JSON record's bytes -> (Flow, its format) or (SignalError, the format it looked like or
     "unknown"). Hubble lines are decoded typed; everything else as before."""
-    if b'"flow"' in raw[:32] and _SURROGATE_ESCAPE.search(raw) is None:
+    if raw.find(b'"flow"', 0, 32) >= 0 and clean_text(raw):
         try:
             line = hubble.decode_hubble_line(raw)
             if line.flow is not msgspec.UNSET:
@@ -144,3 +144,116 @@ def iter_flows(lines: Iterable[tuple[int, bytes | SignalError]]) -> Iterator[tup
         else:
             result, fmt = flow_from_json(raw)
             yield number, result, fmt
+
+
+# --- blocks of lines and arrays: one typed decode for a whole batch ---------------------------------
+
+_HUBBLE_LINES = msgspec.json.Decoder(hubble.HubbleLine)
+_HUBBLE_ARRAY = msgspec.json.Decoder(list[hubble.HubbleLine])
+_BLOCK_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+class Parsed:
+    """A batch's outcome: the flows, the rejected records (number, error, format), accepted per format."""
+
+    __slots__ = ("flows", "rejected", "formats")
+
+    def __init__(self, flows: list[Flow], rejected: list[tuple[int, SignalError, str]], formats: dict[str, int]) -> None:
+        self.flows, self.rejected, self.formats = flows, rejected, formats
+
+
+def _all_hubble(lines: list[hubble.HubbleLine]) -> list[Flow] | None:
+    """Every decoded line a Hubble flow: the flows; else None (the batch takes the per-record path)."""
+    flow_of, unset = hubble.flow_of, msgspec.UNSET
+    flows: list[Flow] = []
+    append = flows.append
+    try:
+        for line in lines:
+            if line.flow is unset:
+                return None
+            append(flow_of(line))
+    except SignalError:
+        return None
+    return flows
+
+
+def _typed_batch_allowed(data: bytes) -> bool:
+    """A batch the typed decoder may take whole: it looks like Hubble, and is what the dict path
+    would accept as text (valid UTF-8, even in fields the typed decode skips; no surrogate escape)."""
+    return data.find(b'"flow"', 0, 64) >= 0 and clean_text(data)
+
+
+def clean_text(data: bytes) -> bool:
+    """Valid UTF-8 and no JSON escape of a UTF-16 surrogate: bytes a typed decode may take, because
+    the dict path would not reject them as bad-encoding."""
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return b"\\u" not in data or _SURROGATE_ESCAPE.search(data) is None
+
+
+def parse_flow_lines(block: bytes, first_lineno: int = 1, *, max_line: int = MAX_LINE) -> Parsed:
+    """JSON lines (a POST body, or whole lines of a file) -> Parsed, exactly as `iter_flows` over
+    its lines would (numbers count from `first_lineno`). In a block that looks like Hubble and is
+    clean text, each line is first decoded straight into the typed HubbleLine in one tight loop; a
+    line that is not a good Hubble flow there (a blank line, another format, a bad record) takes
+    `flow_from_json`, the per-record path."""
+    if not _typed_batch_allowed(block):
+        return parse_flow_records((number + first_lineno - 1, line) for number, line in split_lines(block, max_line=max_line))
+    decode, flow_of, unset = _HUBBLE_LINES.decode, hubble.flow_of, msgspec.UNSET
+    flows: list[Flow] = []
+    rejected: list[tuple[int, SignalError, str]] = []
+    formats: dict[str, int] = {}
+    append = flows.append
+    typed = 0
+    for number, raw in enumerate(block.split(b"\n"), first_lineno):
+        if len(raw) > max_line:
+            rejected.append((number, SignalError("line-too-long", f"line {number} is longer than {max_line}"), "unknown"))
+            continue
+        try:
+            line = decode(raw)
+            if line.flow is not unset:
+                append(flow_of(line))
+                typed += 1
+                continue
+        except _FAST_ERRORS:
+            if not raw.strip():
+                continue
+        result, fmt = flow_from_json(raw)
+        if isinstance(result, SignalError):
+            rejected.append((number, result, fmt))
+        else:
+            append(result)
+            formats[fmt] = formats.get(fmt, 0) + 1
+    if typed:
+        formats["hubble"] = formats.get("hubble", 0) + typed
+    return Parsed(flows, rejected, formats)
+
+
+def parse_flow_array(body: bytes, records: Callable[[], Iterable[tuple[int, bytes | SignalError]]]) -> Parsed:
+    """A JSON array of flow records -> Parsed: one typed decode when all are good Hubble flows, else
+    each of `records()` (index, record bytes or the array's own SignalError) on its own."""
+    if _typed_batch_allowed(body):
+        try:
+            flows = _all_hubble(_HUBBLE_ARRAY.decode(body))
+        except _BLOCK_ERRORS:
+            flows = None
+        if flows is not None:
+            return Parsed(flows, [], {"hubble": len(flows)} if flows else {})
+    return parse_flow_records(records())
+
+
+def parse_flow_records(records: Iterable[tuple[int, bytes | SignalError]]) -> Parsed:
+    """Record by record (index or line number, bytes or the reader's SignalError) -> Parsed."""
+    flows: list[Flow] = []
+    rejected: list[tuple[int, SignalError, str]] = []
+    formats: dict[str, int] = {}
+    for number, result, fmt in iter_flows(records):
+        if isinstance(result, SignalError):
+            rejected.append((number, result, fmt))
+        else:
+            flows.append(result)
+            formats[fmt] = formats.get(fmt, 0) + 1
+    return Parsed(flows, rejected, formats)

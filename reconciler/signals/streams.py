@@ -127,6 +127,42 @@ def iter_lines(fileobj: IO[bytes], *, max_line: int = MAX_LINE, chunk: int = CHU
             yield lineno, carry
 
 
+def iter_line_blocks(fileobj: IO[bytes], *, max_line: int = MAX_LINE,
+                     chunk: int = CHUNK) -> Iterator[tuple[int, bytes | SignalError]]:
+    """Whole lines a chunk at a time: (number of the block's first line, the lines' bytes), or
+    (number, SignalError("line-too-long")) for a line that outgrew `max_line` before it ended (skipped
+    whole, not kept). A block is at most chunk + max_line bytes; parse.parse_flow_lines reads it."""
+    lineno = 1  # the number of the next line
+    carry = b""
+    skipping = False  # the next bytes continue a line already reported too long
+    read = getattr(fileobj, "read1", fileobj.read)
+    while True:
+        data = read(chunk)
+        if not data:
+            break
+        if carry:
+            data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+        else:
+            block, carry = data[:cut + 1], data[cut + 1:]
+            if skipping:
+                block = block[block.find(b"\n") + 1:]
+                lineno += 1
+                skipping = False
+            if block:
+                yield lineno, block
+                lineno += block.count(b"\n")
+        if len(carry) > max_line:
+            if not skipping:
+                yield lineno, SignalError("line-too-long", f"line {lineno} is longer than {max_line}")
+            skipping = True
+            carry = b""
+    if carry and not skipping:
+        yield lineno, carry
+
+
 def split_lines(body: bytes, *, max_line: int = MAX_LINE) -> Iterator[tuple[int, bytes | SignalError]]:
     """`iter_lines` over a body already in memory."""
     for lineno, line in enumerate(body.split(b"\n"), 1):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from msgspec.structs import replace as replace_view
 
 from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
 from reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_WORLD, FlowView
@@ -14,7 +15,7 @@ EVALUATORS = [pytest.param(intent_allows, id="policy-model"), pytest.param(netpo
 
 def view(direction: str = EGRESS, peer: str = DB, port: int = 5432, **kw: object) -> FlowView:
     base = FlowView(API, "shop", "inst-api-a", "api-a", direction, PEER_IDENTITY, peer, peer.split(".")[0], port, "TCP", 1.0, False, "10.0.0.1")
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return replace_view(base, **kw)  # type: ignore[arg-type]
 
 
 TIGHT = PolicyIntent(
@@ -32,10 +33,10 @@ def test_both_evaluators_agree_on_what_the_tightened_policy_allows(is_allowed) -
     assert is_allowed(TIGHT, view(port=53, protocol="UDP", peer="kube-system.deploy.coredns", peer_namespace="kube-system"))
     world = view(peer="203.0.113.7", port=443, peer_kind=PEER_WORLD, peer_namespace=None, peer_ip="203.0.113.7")
     assert is_allowed(TIGHT, world)
-    assert not is_allowed(TIGHT, replace(world, peer_ip="198.51.100.1", peer_value="198.51.100.1"))
+    assert not is_allowed(TIGHT, replace_view(world, peer_ip="198.51.100.1", peer_value="198.51.100.1"))
     frontend = view(INGRESS, peer="shop.deploy.web", port=8080, peer_purpose="frontend")
     assert is_allowed(TIGHT, frontend)
-    assert not is_allowed(TIGHT, replace(frontend, peer_purpose="batch"))
+    assert not is_allowed(TIGHT, replace_view(frontend, peer_purpose="batch"))
 
 
 @pytest.mark.parametrize("is_allowed", EVALUATORS)
@@ -49,7 +50,7 @@ def test_what_if_separates_baseline_flows_from_the_rest() -> None:
     recent = RecentFlows(16)
     learned, novel = view(port=5432), view(port=22)
     odd_learned = view(peer=CACHE, port=6379, peer_namespace="cache")
-    for v in (learned, novel, odd_learned, replace(novel, port=23, dropped=True)):
+    for v in (learned, novel, odd_learned, replace_view(novel, port=23, dropped=True)):
         recent.add(v)
     result = what_if(TIGHT, recent, intent_allows, {learned.edge, odd_learned.edge})
     assert [v.port for v in result.dropped_flows] == [22, 6379]

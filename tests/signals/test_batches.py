@@ -1,0 +1,81 @@
+"""Batches of flow records (a POST body, blocks of a file) decoded in one typed call give exactly what
+record-by-record parsing gives: the same flows, and for any batch that is not only good Hubble flows,
+the same rejections with the same numbers."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from reconciler.core.types import SignalError
+from reconciler.signals.parse import flow_from_json, parse_flow_lines, parse_flow_records
+from reconciler.signals.streams import iter_line_blocks, split_lines
+from tests.support.data import PAYLOADS
+
+HUBBLE = [line for path in sorted((PAYLOADS / "hubble").glob("*.jsonl"))
+          for line in path.read_bytes().splitlines() if line.strip()]
+CALICO = (PAYLOADS / "calico/calico-enterprise_flows-log-file_deny_2022.jsonl").read_bytes().strip()
+GOOD = b"\n".join(HUBBLE) + b"\n"
+
+
+def outcome(parsed) -> tuple:  # noqa: ANN001
+    return parsed.flows, [(n, e.reason, fmt) for n, e, fmt in parsed.rejected], parsed.formats
+
+
+def record_by_record(block: bytes, first: int = 1) -> tuple:
+    return outcome(parse_flow_records((n + first - 1, line) for n, line in split_lines(block)))
+
+
+@pytest.mark.parametrize("block", [
+    GOOD,
+    GOOD.rstrip(b"\n"),                                   # no newline at the end
+    GOOD + b"\n\n",                                       # blank lines
+    GOOD.replace(b"\n", b"\r\n"),                         # CRLF
+    GOOD + CALICO + b"\n",                                # mixed formats
+    HUBBLE[0] + b" " + HUBBLE[1] + b"\n",                 # two objects on one line: bad-json
+    HUBBLE[0][:40] + b"\n" + HUBBLE[0][40:] + b"\n",      # one object over two lines: two bad lines
+    HUBBLE[0] + HUBBLE[1] + b"\n" + HUBBLE[2][:30] + b"\n" + HUBBLE[2][30:],
+    GOOD + b'{"flow": {}}\n',                             # a Hubble line without IP
+    GOOD + b"[1]\n{not json\n",
+    HUBBLE[0].replace(b'"Summary"', b'"Summ\xffary"') + b"\n",   # bad UTF-8 in a field not read
+    HUBBLE[0][:-1] + b', "note": "\\ud800"}\n',           # a lone surrogate in a field not read
+], ids=range(12))
+def test_a_block_parses_as_its_records_do(block: bytes) -> None:
+    assert outcome(parse_flow_lines(block, 7)) == record_by_record(block, 7)
+
+
+def test_good_hubble_blocks_take_the_typed_path_and_match_each_record() -> None:
+    parsed = parse_flow_lines(GOOD)
+    assert parsed.formats == {"hubble": len(HUBBLE)} and not parsed.rejected
+    assert parsed.flows == [flow_from_json(line)[0] for line in HUBBLE]
+
+
+def test_line_blocks_number_lines_and_skip_overlong_ones_without_keeping_them() -> None:
+    long_line = b'{"flow": "' + b"x" * 8000 + b'"}'
+    data = HUBBLE[0] + b"\n\n" + long_line + b"\n" + HUBBLE[1] + b"\n" + HUBBLE[2]
+    blocks = list(iter_line_blocks(io.BytesIO(data), max_line=3000, chunk=1500))
+    assert all(isinstance(b, SignalError) or len(b) <= 4500 for _, b in blocks)
+    flows, errors = [], []
+    for first, block in blocks:
+        if isinstance(block, SignalError):
+            errors.append((first, block.reason))
+            continue
+        parsed = parse_flow_lines(block, first, max_line=3000)
+        flows += parsed.flows
+        errors += [(n, e.reason) for n, e, _ in parsed.rejected]
+    assert errors == [(3, "line-too-long")]
+    assert flows == [flow_from_json(line)[0] for line in HUBBLE[:3]]
+
+
+def test_a_json_array_body_and_its_lines_give_the_same_flows() -> None:
+    from reconciler.receivers import iter_raw_records
+    from reconciler.signals.parse import parse_flow_array
+
+    body = json.dumps([json.loads(line) for line in HUBBLE]).encode()
+    assert parse_flow_array(body, lambda: iter_raw_records(body)).flows == parse_flow_lines(GOOD).flows
+    mixed = json.dumps([json.loads(HUBBLE[0]), 42, json.loads(CALICO)]).encode()
+    parsed = parse_flow_array(mixed, lambda: iter_raw_records(mixed))
+    assert [(n, e.reason) for n, e, _ in parsed.rejected] == [(1, "not-an-object")]
+    assert parsed.formats == {"hubble": 1, "calico": 1}
