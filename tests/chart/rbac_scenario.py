@@ -236,8 +236,12 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         # While it is down: the Deployment scales to zero, the CronJob's run finishes (its pods go).
         apps.patch_namespaced_deployment("reports", "legacy", {"spec": {"replicas": 0}})
         eventually(lambda: not core.list_namespaced_pod("legacy", label_selector="app=reports").items, "reports at zero")
+        # Suspended first: a real Job controller replaces a deleted pod of a running Job, and a live pod would
+        # spare the CronJob's policy the owner check this phase exists for.
+        batch.patch_namespaced_job("nightly-28000000", "legacy", {"spec": {"suspend": True}})
         for name in [p.metadata.name for p in core.list_namespaced_pod("legacy", label_selector="app=nightly").items]:
             core.delete_namespaced_pod(name, "legacy", grace_period_seconds=0)
+        eventually(lambda: not core.list_namespaced_pod("legacy", label_selector="app=nightly").items, "nightly's pods gone")
         release.start_deployment("-reconciler")
         # (Owners that exist get the normal grace; here 2 s, after which their policies go too.)
         eventually(lambda: not [p for p in net.list_namespaced_network_policy("legacy").items
