@@ -395,12 +395,60 @@ def build_helm(cache_dir: Path | None = None, progress: Progress = print, *, for
     return path
 
 
+# --- hubble-replay: the real Hubble observer server, serving flows from a file -----------------
+
+#: The cilium module `tools/hubble/go.mod` requires (checked before every build): its
+#: pkg/hubble/observer is the GetFlows server behind every agent and Hubble Relay.
+CILIUM_VERSION = "v1.20.2"
+CILIUM_MODULE = "github.com/cilium/cilium"
+HUBBLE_MODULE_DIR = GO_MODULE_DIR.parent / "hubble"
+HUBBLE = Component("hubble-replay", ".", ("--version",), r"cilium v?(\S+)")
+HUBBLE_BUILD_COMMAND = "netwarden controlplane build --component hubble"
+
+
+def hubble_path(cache_dir: Path | None = None) -> Path:
+    """`<cache>/hubble-replay/<cilium version>/bin/hubble-replay`."""
+    root = cache_dir if cache_dir is not None else cache_root()
+    return root / "hubble-replay" / CILIUM_VERSION / "bin" / "hubble-replay"
+
+
+def find_hubble(cache_dir: Path | None = None) -> Path | None:
+    """The cached hubble-replay reporting the pinned cilium, else None."""
+    path = hubble_path(cache_dir)
+    return path if reported_version(HUBBLE, path) == CILIUM_VERSION.lstrip("v") else None
+
+
+def build_hubble(cache_dir: Path | None = None, progress: Progress = print, *, force: bool = False,
+                 nice: int = 10) -> Path:
+    """Build tools/hubble unless the cached binary reports the pinned cilium; verify either way."""
+    path = hubble_path(cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    expected = CILIUM_VERSION.lstrip("v")
+    have = None if force else reported_version(HUBBLE, path)
+    if have == expected:
+        progress(f"  hubble-replay: cilium {have} already built, skipping")
+    else:
+        go_mod = HUBBLE_MODULE_DIR / "go.mod"
+        if not go_mod.is_file():
+            raise ControlPlaneBuildError(f"{go_mod} not found: building needs a source checkout of netwarden")
+        pinned = pinned_versions(go_mod.read_text()).get(CILIUM_MODULE)
+        if pinned != CILIUM_VERSION:
+            raise ControlPlaneBuildError(f"tools/hubble/go.mod requires {CILIUM_MODULE} {pinned}, the pin is {CILIUM_VERSION}")
+        progress(f"building hubble-replay (cilium {CILIUM_VERSION} pkg/hubble/observer) -> {path}")
+        _run_go_build(go_binary(), HUBBLE, path, progress, nice=nice, module_dir=HUBBLE_MODULE_DIR, ldflags="-s -w")
+    have = reported_version(HUBBLE, path)
+    if have != expected:
+        raise ControlPlaneBuildError(f"{path} reports cilium {have!r}, expected {expected}")
+    progress(f"hubble-replay ready: cilium {expected}")
+    return path
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 
 def _build_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    components = args.component or ["controlplane", "enforcer", "helm"]
+    components = args.component or ["controlplane", "enforcer", "helm", "hubble"]
     progress = lambda line: print(line, flush=True)  # noqa: E731
     try:
         if "controlplane" in components:
@@ -419,6 +467,9 @@ def _build_command(args: argparse.Namespace) -> int:
 
             kafka = kafka_build.build(args.cache_dir, progress=progress, force=args.force)
             print(f"kafka done in {time.monotonic() - started:.1f} s: {kafka.libs}")
+        if "hubble" in components:
+            hubble = build_hubble(args.cache_dir, progress=progress, force=args.force, nice=args.nice)
+            print(f"hubble-replay done in {time.monotonic() - started:.1f} s: {hubble}")
     except (ControlPlaneBuildError, ControlPlaneNotBuilt) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -439,6 +490,8 @@ def _where_command(args: argparse.Namespace) -> int:
     print(f"kube-network-policies\t{enforcer.path if enforcer else '(not built)'}")
     if os.access(helm_path(args.cache_dir), os.X_OK):
         print(f"helm\t{helm_path(args.cache_dir)}")
+    if os.access(hubble_path(args.cache_dir), os.X_OK):
+        print(f"hubble-replay\t{hubble_path(args.cache_dir)}")
     return 0
 
 
@@ -457,10 +510,11 @@ def add_controlplane_parser(subparsers: argparse._SubParsersAction) -> None:
     build_parser.add_argument("--nice", type=int, default=10, help="niceness of the go build (default 10; 0 to disable)")
     build_parser.add_argument("--skip-enforcer", action="store_true",
                               help="do not build the NetworkPolicy enforcer (kube-network-policies, tools/knp)")
-    build_parser.add_argument("--component", action="append", choices=("controlplane", "enforcer", "helm", "kafka"),
+    build_parser.add_argument("--component", action="append", choices=("controlplane", "enforcer", "helm", "hubble", "kafka"),
                               help="build only this (repeatable; default: the control plane, the enforcer "
-                                   "(tools/knp/go.mod) and helm (tools/helm/go.mod); kafka (tools/kafka/pom.xml, "
-                                   "Maven) only when named)")
+                                   "(tools/knp/go.mod), helm (tools/helm/go.mod) and hubble, the real Hubble "
+                                   "observer server fed from a file (tools/hubble/go.mod, for tests/sources); "
+                                   "kafka (tools/kafka/pom.xml, Maven) only when named)")
     build_parser.set_defaults(func=_build_command)
     where_parser = commands.add_parser("where", help="print the paths of the cached binaries (exit 1 if not built)")
     where_parser.add_argument("--cache-dir", type=Path, default=None)
