@@ -371,28 +371,36 @@ def find_helm(cache_dir: Path | None = None) -> Path:
     return path
 
 
-def build_helm(cache_dir: Path | None = None, progress: Progress = print, *, force: bool = False, nice: int = 10) -> Path:
-    """Build helm unless the cached binary reports the pin; verify the version either way."""
-    path = helm_path(cache_dir)
+def build_pinned_tool(component: Component, path: Path, version: str, module_dir: Path, *, pin_problems: list[str],
+                      ldflags: str, progress: Progress, force: bool, nice: int) -> Path:
+    """Build a tool from its own pinned module (tools/<name>) unless the cached binary reports `version`;
+    verify the version either way. `pin_problems` says why go.mod disagrees with the pin (empty: agrees)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    expected = HELM_VERSION.lstrip("v")
-    have = None if force else reported_version(HELM, path)
+    expected = version.lstrip("v")
+    have = None if force else reported_version(component, path)
     if have == expected:
-        progress(f"  helm: {have} already built, skipping")
+        progress(f"  {component.name}: {have} already built, skipping")
     else:
-        go_mod = HELM_MODULE_DIR / "go.mod"
+        go_mod = module_dir / "go.mod"
         if not go_mod.is_file():
             raise ControlPlaneBuildError(f"{go_mod} not found: building needs a source checkout of netwarden")
-        problems = check_helm_go_mod(go_mod.read_text())
-        if problems:
-            raise ControlPlaneBuildError("tools/helm/go.mod disagrees with the pin: " + "; ".join(problems))
-        progress(f"building helm {HELM_VERSION} from {HELM.package} -> {path}")
-        _run_go_build(go_binary(), HELM, path, progress, nice=nice, module_dir=HELM_MODULE_DIR, ldflags=helm_ldflags())
-    have = reported_version(HELM, path)
+        if pin_problems:
+            raise ControlPlaneBuildError(f"{go_mod} disagrees with the pin: " + "; ".join(pin_problems))
+        progress(f"building {component.name} {version} from {module_dir.name}/{component.package} -> {path}")
+        _run_go_build(go_binary(), component, path, progress, nice=nice, module_dir=module_dir, ldflags=ldflags)
+    have = reported_version(component, path)
     if have != expected:
         raise ControlPlaneBuildError(f"{path} reports version {have!r}, expected {expected}")
-    progress(f"helm ready: {expected}")
+    progress(f"{component.name} ready: {expected}")
     return path
+
+
+def build_helm(cache_dir: Path | None = None, progress: Progress = print, *, force: bool = False, nice: int = 10) -> Path:
+    """Build helm unless the cached binary reports the pin; verify the version either way."""
+    go_mod = HELM_MODULE_DIR / "go.mod"
+    return build_pinned_tool(HELM, helm_path(cache_dir), HELM_VERSION, HELM_MODULE_DIR,
+                             pin_problems=check_helm_go_mod(go_mod.read_text()) if go_mod.is_file() else [],
+                             ldflags=helm_ldflags(), progress=progress, force=force, nice=nice)
 
 
 # --- hubble-replay: the real Hubble observer server, serving flows from a file -----------------
@@ -421,26 +429,11 @@ def find_hubble(cache_dir: Path | None = None) -> Path | None:
 def build_hubble(cache_dir: Path | None = None, progress: Progress = print, *, force: bool = False,
                  nice: int = 10) -> Path:
     """Build tools/hubble unless the cached binary reports the pinned cilium; verify either way."""
-    path = hubble_path(cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    expected = CILIUM_VERSION.lstrip("v")
-    have = None if force else reported_version(HUBBLE, path)
-    if have == expected:
-        progress(f"  hubble-replay: cilium {have} already built, skipping")
-    else:
-        go_mod = HUBBLE_MODULE_DIR / "go.mod"
-        if not go_mod.is_file():
-            raise ControlPlaneBuildError(f"{go_mod} not found: building needs a source checkout of netwarden")
-        pinned = pinned_versions(go_mod.read_text()).get(CILIUM_MODULE)
-        if pinned != CILIUM_VERSION:
-            raise ControlPlaneBuildError(f"tools/hubble/go.mod requires {CILIUM_MODULE} {pinned}, the pin is {CILIUM_VERSION}")
-        progress(f"building hubble-replay (cilium {CILIUM_VERSION} pkg/hubble/observer) -> {path}")
-        _run_go_build(go_binary(), HUBBLE, path, progress, nice=nice, module_dir=HUBBLE_MODULE_DIR, ldflags="-s -w")
-    have = reported_version(HUBBLE, path)
-    if have != expected:
-        raise ControlPlaneBuildError(f"{path} reports cilium {have!r}, expected {expected}")
-    progress(f"hubble-replay ready: cilium {expected}")
-    return path
+    go_mod = HUBBLE_MODULE_DIR / "go.mod"
+    pinned = pinned_versions(go_mod.read_text()).get(CILIUM_MODULE) if go_mod.is_file() else CILIUM_VERSION
+    problems = [] if pinned == CILIUM_VERSION else [f"go.mod requires {CILIUM_MODULE} {pinned}, the pin is {CILIUM_VERSION}"]
+    return build_pinned_tool(HUBBLE, hubble_path(cache_dir), CILIUM_VERSION, HUBBLE_MODULE_DIR, pin_problems=problems,
+                             ldflags="-s -w", progress=progress, force=force, nice=nice)
 
 
 # --- CLI ----------------------------------------------------------------------------------------
