@@ -183,6 +183,3 @@ class Store:
         with self.lock:
             self._listeners.append(listener)
 
-    def oldest_history_rv(self) -> int:
-        with self.lock:
-            return self._history[0].rv if self._history else self._rv

@@ -447,14 +447,6 @@ class KubeClient:
         return WatchStream(response)
 
     # -- more reads and writes the reconciler needs ---------------------------------------------
-    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._to_dict(self._call(self.core.read_namespaced_pod, name, namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     def list_policies(self, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
         return self.list_objects("networkpolicies", namespace=namespace, label_selector=label_selector)[0]
 

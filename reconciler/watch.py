@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from netwarden import names
 from netwarden.admission import PodFacts, container_ports, service_account_of
@@ -454,7 +454,3 @@ class ClusterWatcher:
         else:
             self.index.put_policy(obj)
         self._notify("networkpolicies", kind, obj, old)
-
-
-def pods_for_instances(index: ClusterIndex, instances: Iterable[str]) -> list[PodView]:
-    return [v for v in (index.pod_by_instance(i) for i in instances) if v is not None]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import msgspec
 
@@ -272,10 +271,6 @@ class Baseline:
         }
 
 
-def new_baseline(identity: str, namespace: str, now: float, config: CoreConfig) -> Baseline:
-    return Baseline(identity, namespace, now, config)
-
-
 def _roll_rate(b: Baseline, bucket: int) -> None:
     """Close the current bucket (and any empty ones skipped) into the EWMA, open `bucket`."""
     cfg = b.config
@@ -454,9 +449,3 @@ def _drop_burst(b: Baseline, view: FlowView, now: float) -> Deviation:
         summary=f"{b.drop_count} policy-dropped flows within {cfg.drop_burst_window_seconds:g}s, last {view.describe()}",
         details={"count": b.drop_count, "window_start": b.drop_window * cfg.drop_burst_window_seconds, "last_flow": _view_details(view)},
     )
-
-
-def iter_views(flows: Iterable[Flow], index: PodIndex) -> Iterator[FlowView]:
-    """All views of a sequence of flows (for replay and tests)."""
-    for flow in flows:
-        yield from resolve_flow(flow, index)
