@@ -26,16 +26,13 @@ import yaml
 
 from netwarden import names
 from netwarden.admin_policy import BACKENDS as QUARANTINE_BACKENDS
+from netwarden.errors import ConfigError
 
 CONFIG_FILE_ENV = "NETWARDEN_CONFIG"
 
 ENV_PREFIX = "NETWARDEN_"
 #: The section whose environment variables carry no section infix.
 SHARED_SECTION = "cluster"
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or malformed (the message names the source)."""
 
 
 def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyword

@@ -234,7 +234,8 @@ def run_reconciler(args: argparse.Namespace) -> int:
     from reconciler.runtime import ReconcilerRuntime, RuntimeSettings, resolve_dns_target
     from reconciler.signals.streams import SignalCounters
 
-    from netwarden.config import ConfigError, load_config, overrides_from_args
+    from netwarden.config import load_config, overrides_from_args
+    from netwarden.errors import ConfigError
     from netwarden.logs import configure_json_logging
     from netwarden.startup import StartupError
     from netwarden.tls import load_serving_certificate

@@ -14,7 +14,8 @@ import os
 import sys
 import tempfile
 
-from netwarden.config import ConfigError, add_section_arguments, export_to_env, load_config, overrides_from_args
+from netwarden.config import add_section_arguments, export_to_env, load_config, overrides_from_args
+from netwarden.errors import ConfigError
 from netwarden.startup import run_command
 
 APP_FACTORY = "webhook.app:create_app_from_environment()"

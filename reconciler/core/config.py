@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from netwarden import names
+from netwarden.errors import ConfigError
 
 #: Deviation kinds (defined here so the config can validate weight keys; risk.py re-exports them).
 NEW_PEER = "new-peer"
@@ -31,10 +32,6 @@ DEFAULT_SEVERITY = "default"
 
 def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(mapping))
-
-
-class ConfigError(ValueError):
-    """A configuration mapping that cannot be used; the message lists every problem found."""
 
 
 @dataclass(frozen=True)

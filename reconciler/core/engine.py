@@ -15,12 +15,13 @@ from typing import Any, Iterable
 
 from netwarden import names
 from netwarden.declarations import parse_peer_declarations
+from netwarden.errors import ConfigError
 from netwarden.policy import DnsTarget, PolicyIntent, render_policy_spec
 from reconciler.core import actions, snapshot
 from reconciler.core.actions import DecideContext, Decision, WorkloadState
 from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
 from reconciler.core.behaviour import Baseline, FlowView, PodIndex, PodRef, observe, resolve_flow
-from reconciler.core.config import CoreConfig, ConfigError
+from reconciler.core.config import CoreConfig
 from reconciler.core.guard import GuardRails
 from reconciler.core.history import PolicyHistory
 from reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation

@@ -8,7 +8,7 @@ from netwarden import names
 from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
 from reconciler.core import actions as A
 from reconciler.core.behaviour import PodRef
-from reconciler.core.config import ConfigError
+from netwarden.errors import ConfigError
 from reconciler.core.types import MetricAlert
 from tests.core.corekit import API, DB, FAST, engine, falco, flow, health, ip, learn_api_to_db, with_config
 

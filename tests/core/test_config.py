@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from netwarden import names
-from reconciler.core.config import ConfigError, CoreConfig
+from netwarden.errors import ConfigError
+from reconciler.core.config import CoreConfig
 
 
 def test_defaults_are_valid_and_protect_the_cluster_namespaces() -> None:
