@@ -54,7 +54,7 @@ from reconciler.core.behaviour import (
 from reconciler.core.config import CoreConfig
 from reconciler.core.guard import GuardRails
 from reconciler.core.risk import Deviation, RiskState
-from reconciler.core.whatif import PORT_PROTOCOLS, IsAllowed, RecentFlows, WhatIf, intent_allows, what_if
+from reconciler.core.whatif import DEFAULT_IS_ALLOWED, PORT_PROTOCOLS, IsAllowed, RecentFlows, WhatIf, what_if
 
 # --- actions and effects ------------------------------------------------------------------------
 NONE = "none"
@@ -214,7 +214,7 @@ class DecideContext:
     recent: RecentFlows | None = None
     replicas: tuple[PodRef, ...] = ()
     total_pods: int = 0
-    is_allowed: IsAllowed = intent_allows
+    is_allowed: IsAllowed = DEFAULT_IS_ALLOWED
     #: Rules still allowed into a quarantined pod (parsed from config.quarantine_exceptions).
     exceptions: tuple[Rule, ...] = ()
 
@@ -268,7 +268,7 @@ def tightened_intent(state: WorkloadState, baseline: Baseline | None, recent: Re
         converted = edge_rule(edge)
         if converted is None:
             continue
-        if not intent_allows(state.base_intent, _edge_view(state, edge, recent)):
+        if not DEFAULT_IS_ALLOWED(state.base_intent, _edge_view(state, edge, recent)):
             continue  # allowed by some other policy, not by this workload's own: do not widen
         direction, rule = converted
         (egress if direction == EGRESS else ingress).append(rule)

@@ -26,7 +26,7 @@ from reconciler.core.guard import GuardRails
 from reconciler.core.history import PolicyHistory
 from reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation
 from reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
-from reconciler.core.whatif import IsAllowed, RecentFlows, intent_allows
+from reconciler.core.whatif import IsAllowed, RecentFlows, netpol_is_allowed
 
 
 @dataclass(frozen=True)
@@ -496,13 +496,8 @@ class DecisionEngine:
 
 
 def default_is_allowed(dns: DnsTarget) -> IsAllowed:
-    """The NetworkPolicy semantics evaluator when available, netwarden's own model otherwise."""
-    try:
-        from reconciler.core.whatif import netpol_is_allowed
-
-        return netpol_is_allowed(dns)
-    except ImportError:  # pragma: no cover - netpol_eval ships with netwarden
-        return intent_allows
+    """The NetworkPolicy semantics evaluator for the configured DNS target."""
+    return netpol_is_allowed(dns)
 
 
 def replay(engine: DecisionEngine, flows: Iterable[Flow]) -> list[Decision]:

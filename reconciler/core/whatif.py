@@ -1,26 +1,21 @@
 """What-if: which recent flows of a workload a proposed policy would drop.
 
-`what_if` takes an `is_allowed(intent, view)` callable so the evaluator can be swapped: the
-built-in `intent_allows` reads netwarden's own policy model directly (exact for the peers and ports
-netwarden renders), and `netpol_is_allowed` (below) plugs in the NetworkPolicy semantics evaluator
-from `netwarden.netpol_eval` for rendered manifests. Recent traffic is kept per workload as a
+One evaluator: `netpol_is_allowed` renders the proposed intent to its NetworkPolicy and asks
+`netwarden.netpol_eval` (the evaluator the containment checks and the demo use too), so a
+what-if answers with the semantics the cluster enforces. Recent traffic is kept per workload as a
 bounded LRU of distinct edges: the question is "which edges would break", not "which packets".
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Container, Iterable
+from typing import Callable, Container, Iterable
 
-from netwarden.policy import ANY_NAMESPACE, DNS_PORT, Peer, PolicyIntent, PortName, PortSpec, Rule
+from netwarden import names
+from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
+from netwarden.policy import DnsTarget, PolicyIntent, PolicyMeta, render_network_policy
 from reconciler.core.behaviour import EGRESS, PEER_IDENTITY, PEER_NAMESPACE, Edge, FlowView
-
-if TYPE_CHECKING:
-    from netwarden.netpol_eval import NamespaceInfo
-    from netwarden.policy import DnsTarget
 
 #: Would `intent` allow this flow view? (True when the intent does not select the view's pod.)
 IsAllowed = Callable[[PolicyIntent, FlowView], bool]
@@ -108,7 +103,7 @@ def what_if(
     return WhatIf(tuple(dropped), tuple(dropped_baseline), checked)
 
 
-# --- the built-in evaluator over netwarden's policy model ----------------------------------------
+# --- the NetworkPolicy semantics evaluator (netwarden.netpol_eval) --------------------------------
 
 
 def selects(intent: PolicyIntent, view: FlowView) -> bool:
@@ -120,82 +115,9 @@ def selects(intent: PolicyIntent, view: FlowView) -> bool:
     return view.instance is None or view.instance not in intent.excluded_instances
 
 
-def intent_allows(intent: PolicyIntent, view: FlowView) -> bool:
-    """NetworkPolicy semantics of one intent for one view (a pod it does not select is unaffected)."""
-    if not selects(intent, view) or not intent.enforcing:
-        return True
-    if view.direction == EGRESS:
-        if intent.include_dns and view.port == DNS_PORT and view.protocol in ("UDP", "TCP"):
-            return True
-        rules = intent.egress
-    else:
-        rules = intent.ingress
-    # A named port resolves on the destination: on ingress that is this workload's own containerPorts.
-    port_names = intent.port_names if view.direction != EGRESS else ()
-    return any(rule_allows(rule, view, intent.namespace, port_names) for rule in rules)
-
-
-def rule_allows(rule: Rule, view: FlowView, policy_namespace: str, port_names: tuple[PortName, ...] = ()) -> bool:
-    if rule.ports and not any(port_matches(p, view, port_names) for p in rule.ports):
-        return False
-    return not rule.peers or any(peer_matches(p, view, policy_namespace) for p in rule.peers)
-
-
-def port_matches(spec: PortSpec, view: FlowView, port_names: tuple[PortName, ...] = ()) -> bool:
-    """`port_names`: the destination pod's named containerPorts, when known (else a named port matches nothing)."""
-    if spec.protocol.upper() != view.protocol:
-        return False
-    if spec.port is None:
-        return True
-    if view.port is None:
-        return False
-    if isinstance(spec.port, str):
-        return (spec.port, view.protocol, view.port) in port_names
-    if spec.end_port is not None:
-        return spec.port <= view.port <= spec.end_port
-    return spec.port == view.port
-
-
-def peer_matches(peer: Peer, view: FlowView, policy_namespace: str) -> bool:
-    if peer.kind == "cidr":
-        return view.peer_ip is not None and _in_network(view.peer_ip, peer.value)
-    in_cluster = view.peer_kind in (PEER_IDENTITY, PEER_NAMESPACE)
-    if peer.kind == "namespace":
-        return in_cluster and (peer.value == ANY_NAMESPACE or view.peer_namespace == peer.value)
-    namespace = peer.effective_namespace() or policy_namespace
-    if namespace != ANY_NAMESPACE and view.peer_namespace != namespace:
-        return False
-    if peer.kind == "identity":
-        return view.peer_kind == PEER_IDENTITY and view.peer_value == peer.value
-    if peer.kind == "purpose":
-        return view.peer_kind == PEER_IDENTITY and view.peer_purpose == peer.value
-    return False
-
-
-@lru_cache(maxsize=4096)
-def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return None
-
-
-def _in_network(ip: str, cidr: str) -> bool:
-    network = _network(cidr)
-    if network is None:
-        return False
-    try:
-        return ipaddress.ip_address(ip) in network
-    except ValueError:
-        return False
-
-
-# --- the NetworkPolicy semantics evaluator (netwarden.netpol_eval) --------------------------------
-
-
 def netpol_is_allowed(
-    dns: "DnsTarget | None" = None,
-    namespaces: "Iterable[NamespaceInfo]" = (),
+    dns: DnsTarget | None = None,
+    namespaces: Iterable[NamespaceInfo] = (),
     *,
     ipblock_matches_pods: bool = False,
 ) -> IsAllowed:
@@ -204,10 +126,6 @@ def netpol_is_allowed(
     Only the proposed policy is in the set, so the answer is that policy's effect on the workload's
     own side of each flow (the far side's policies are not what a tightening changes).
     """
-    from netwarden import names
-    from netwarden.netpol_eval import ContainerPort, ExternalIP, PodInfo, PolicySet
-    from netwarden.policy import DnsTarget, PolicyMeta, render_network_policy
-
     target = dns if dns is not None else DnsTarget()
     known_namespaces = tuple(namespaces)
     cache: dict[PolicyIntent, PolicySet] = {}
@@ -246,3 +164,7 @@ def netpol_is_allowed(
         return policy_set(intent).is_allowed(src, dst, view.port, view.protocol)
 
     return is_allowed
+
+
+#: The evaluator with the default DNS target (the engine builds its own from the configured one).
+DEFAULT_IS_ALLOWED = netpol_is_allowed()

@@ -12,7 +12,7 @@ from reconciler.core import actions as A
 from reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, PodRef, observe
 from reconciler.core.history import PolicyHistory
 from reconciler.core.types import Endpoint, Flow, MetricAlert, SecurityAlert
-from reconciler.core.whatif import intent_allows
+from reconciler.core.whatif import DEFAULT_IS_ALLOWED
 from tests.core.corekit import API, DB, PODS, engine, health, ip, with_config
 
 PROTECTED = "kube-system.deploy.metrics"
@@ -117,8 +117,8 @@ def test_relaxing_never_opens_more_than_the_declared_baseline(stream) -> None:
             continue
         for intent in decision.intents:
             for probe in PROBES:
-                if intent_allows(intent, probe):
-                    assert intent_allows(DECLARED, probe), (decision.action, probe.describe())
+                if DEFAULT_IS_ALLOWED(intent, probe):
+                    assert DEFAULT_IS_ALLOWED(DECLARED, probe), (decision.action, probe.describe())
     assert e.state_of(API).step == names.STEP_BASELINE and e.state_of(API).intent == DECLARED
 
 

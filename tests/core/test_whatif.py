@@ -7,10 +7,10 @@ from msgspec.structs import replace as replace_view
 
 from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
 from reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_WORLD, FlowView
-from reconciler.core.whatif import RecentFlows, intent_allows, netpol_is_allowed, what_if
+from reconciler.core.whatif import RecentFlows, netpol_is_allowed, what_if
 from tests.core.corekit import API, CACHE, DB
 
-EVALUATORS = [pytest.param(intent_allows, id="policy-model"), pytest.param(netpol_is_allowed(), id="netpol-eval")]
+EVALUATORS = [pytest.param(netpol_is_allowed(), id="netpol-eval")]
 
 
 def view(direction: str = EGRESS, peer: str = DB, port: int = 5432, **kw: object) -> FlowView:
@@ -52,7 +52,7 @@ def test_what_if_separates_baseline_flows_from_the_rest() -> None:
     odd_learned = view(peer=CACHE, port=6379, peer_namespace="cache")
     for v in (learned, novel, odd_learned, replace_view(novel, port=23, dropped=True)):
         recent.add(v)
-    result = what_if(TIGHT, recent, intent_allows, {learned.edge, odd_learned.edge})
+    result = what_if(TIGHT, recent, netpol_is_allowed(), {learned.edge, odd_learned.edge})
     assert [v.port for v in result.dropped_flows] == [22, 6379]
     assert [v.port for v in result.dropped_baseline_flows] == [6379]
     assert result.checked == 3 and not result.safe
