@@ -95,6 +95,14 @@ class DnsTarget:
     def from_selector(cls, namespace: str, selector: Mapping[str, str]) -> "DnsTarget":
         return cls(namespace, tuple(sorted(selector.items())))
 
+    @classmethod
+    def of_service(cls, namespace: str, service: Mapping[str, Any] | None) -> "DnsTarget":
+        """The DNS Service's pods as the DNS peer; port 53 anywhere when the Service is absent or selects
+        nothing by label (a Service without a selector has hand-made endpoints, often not pods at all,
+        so no pod label can stand for them: allowing every pod of the namespace would guess)."""
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        return cls.from_selector(namespace, selector) if selector else cls()
+
 
 @dataclass(frozen=True)
 class PolicyIntent:

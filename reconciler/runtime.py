@@ -317,5 +317,4 @@ def resolve_dns_target(kube: KubeClient, dns_service: str) -> DnsTarget:
     except Exception as exc:  # noqa: BLE001
         log.warning("DNS service %s unreadable: %s", dns_service, exc)
         service = None
-    selector = ((service or {}).get("spec") or {}).get("selector") or {}
-    return DnsTarget.from_selector(namespace, selector) if service else DnsTarget()
+    return DnsTarget.of_service(namespace, service)

@@ -233,8 +233,8 @@ class WebhookRuntime:
             log_json(EVENT_DNS_TARGET, level="warning", service=self.config.cluster.dns_service, found=False,
                      error=str(exc), rule="port 53 to any destination (retrying)")
             return self._dns
-        selector = ((service or {}).get("spec") or {}).get("selector") or {}
-        target = DnsTarget.from_selector(namespace, selector) if selector else DnsTarget()
+        target = DnsTarget.of_service(namespace, service)
+        selector = dict(target.pod_labels)
         with self._lock:
             self._dns, self._dns_final = target, True
             self.settings = AdmissionSettings(self.settings.default_mode, target, self.settings.trusted_usernames)

@@ -125,3 +125,12 @@ def test_normalising_keeps_every_allowed_peer_port_pair(rule_list: list[Rule]) -
     open_ports = {port for (p, port) in before if p is None}
     assert {x for x in before} <= after | {(p, port) for (p, port) in before if port in open_ports}
     assert all(p is None or (p, port) in before or port in open_ports for (p, port) in after)
+
+
+def test_dns_target_is_the_dns_services_pods_or_port_53_anywhere() -> None:
+    kube_dns = {"spec": {"selector": {"k8s-app": "kube-dns"}}}
+    assert DnsTarget.of_service("kube-system", kube_dns) == DnsTarget("kube-system", (("k8s-app", "kube-dns"),))
+    assert DnsTarget.of_service("kube-system", None) == DnsTarget()  # absent
+    # no selector: endpoints made by hand (node-local DNS, an outside resolver): no pod label stands for them
+    assert DnsTarget.of_service("kube-system", {"spec": {"clusterIP": "10.96.0.10"}}) == DnsTarget()
+    assert DnsTarget.of_service("kube-system", {"spec": {"selector": {}}}) == DnsTarget()
