@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certs import pki, rotation, store
 from certs.pki import CertInfo, KeyPair
+from netwarden.errors import ApiError
 
 if TYPE_CHECKING:
     from certs.inject import Targets
@@ -220,7 +221,7 @@ def run_inject(kube: "KubeClient", directory: Path, targets: "Targets", *, stdou
     try:
         stored = store.read_tls(Path(directory))
         inject.inject(kube, targets, stored, log)
-    except (OSError, ValueError, inject.InjectError, inject.ApiException) as exc:
+    except (OSError, ValueError, inject.InjectError, ApiError) as exc:
         log("inject_failed", error=str(exc))
         return EXIT_DUE
     return EXIT_OK
@@ -289,7 +290,7 @@ def run_sync(
                 next_step_at=result.next_step_at.isoformat() if result.next_step_at else None)
             stored = StoredTLS(ca_bundle_pem=result.ca_bundle_pem, serving=result.serving, ca_key_pem=result.ca.key_pem)
         inject.inject(kube, targets, stored, log)
-    except (OSError, ValueError, inject.InjectError, inject.ApiException) as exc:
+    except (OSError, ValueError, inject.InjectError, ApiError) as exc:
         log("sync_failed", error=str(exc))
         return EXIT_DUE
     serving_info = pki.describe(stored.serving.cert_pem)

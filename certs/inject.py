@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from cryptography.hazmat.primitives import serialization
-from kubernetes.client.rest import ApiException
 
 from certs import pki, store
 from certs.pki import KeyPair
 from certs.store import StoredTLS
 from netwarden import names
+from netwarden.errors import Conflict, Invalid
 from netwarden.kube import KubeClient
 
 #: (apiGroup, resource, verb) for every call the certificate hook Job makes; its RBAC must match.
@@ -186,10 +186,6 @@ def ca_bundle_patch(configuration: Mapping[str, Any], ca_bundle_pem: bytes) -> l
 
 
 # --- adapters --------------------------------------------------------------------------------
-def _is_conflict(exc: ApiException) -> bool:
-    return exc.status in (409, 422)
-
-
 def write_secret(kube: KubeClient, ref: ObjectRef, secret_type: str, data: Mapping[str, str],
                  labels: Mapping[str, str], *, attempts: int = CONFLICT_ATTEMPTS) -> str:
     """Create or update a Secret to hold `data`; returns created / updated / unchanged."""
@@ -204,9 +200,8 @@ def write_secret(kube: KubeClient, ref: ObjectRef, secret_type: str, data: Mappi
                 return CREATED
             kube.replace_secret(manifest)
             return UPDATED
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
+            continue
     raise InjectError(f"secret {ref}: still conflicting after {attempts} attempts")
 
 
@@ -223,9 +218,8 @@ def write_ca_bundle(kube: KubeClient, name: str, ca_bundle_pem: bytes, *, mutati
         try:
             kube.json_patch_webhook_configuration(name, operations, mutating=mutating)
             return PATCHED
-        except ApiException as exc:
-            if not _is_conflict(exc):
-                raise
+        except (Conflict, Invalid):  # Invalid: a `test` op failed, the configuration changed under us
+            continue
     raise InjectError(f"webhook configuration {name}: still conflicting after {attempts} attempts")
 
 

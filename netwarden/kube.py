@@ -23,6 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from netwarden import names
+from netwarden.errors import ApiError, api_error_class
 from netwarden.startup import StartupError
 from netwarden.identity import OwnerRef
 
@@ -223,7 +224,24 @@ def call_with_retries(
 
 
 def status_of(exc: BaseException) -> int | None:
-    return exc.status if isinstance(exc, ApiException) else None
+    return exc.status if isinstance(exc, (ApiException, ApiError)) else None
+
+
+_WIRE_ERRORS: dict[type[ApiError], type[ApiError]] = {}
+
+
+def project_error(exc: ApiException) -> ApiError:
+    """The project's error for a client exception. It is also an ApiException (same status, reason, body,
+    headers) so that code not yet moved to the project's errors keeps working; new code catches the
+    project's classes and never imports the client library."""
+    base = api_error_class(int(exc.status or 0))
+    wire = _WIRE_ERRORS.get(base)
+    if wire is None:
+        wire = _WIRE_ERRORS[base] = type(base.__name__, (base, ApiException), {"__module__": __name__})
+    error = wire.__new__(wire)
+    ApiException.__init__(error, status=exc.status, reason=exc.reason)
+    error.body, error.headers = exc.body, exc.headers
+    return error
 
 
 _OWNER_READERS: dict[str, tuple[str, str]] = {
@@ -262,9 +280,15 @@ class KubeClient:
         return twin
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API call with retries; a failure is the project's ApiError (netwarden/errors.py) for its status."""
         kwargs.setdefault("_request_timeout", self.retry.request_timeout)
-        return call_with_retries(fn, *args, retry=self.retry, on_retry=self.on_retry, deadline=self.deadline,
-                                 **kwargs)
+        try:
+            return call_with_retries(fn, *args, retry=self.retry, on_retry=self.on_retry, deadline=self.deadline,
+                                     **kwargs)
+        except ApiException as exc:
+            if isinstance(exc, ApiError):
+                raise
+            raise project_error(exc) from exc
 
     def _to_dict(self, obj: Any) -> dict[str, Any]:
         return self.api_client.sanitize_for_serialization(obj)

@@ -16,12 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from kubernetes.client.rest import ApiException
 
 from netwarden import names
 from netwarden.admin_policy import (DISCOVERY_ORDER, AdminApi, BackendChoice, admin_quarantine_name, choose_backend,
                                     render_admin_quarantine)
 from netwarden.containment import cluster_findings
+from netwarden.errors import ApiError, Conflict
 from netwarden.kube import KubeClient
 from netwarden.policy import DnsTarget, PolicyIntent, PolicyMeta
 from reconciler import metrics
@@ -38,7 +38,7 @@ def detect_backend(kube: KubeClient, setting: str) -> BackendChoice:
         return choose_backend(setting, {})
     try:
         served = kube.served_admin_policy_resources()
-    except ApiException as exc:
+    except ApiError as exc:
         return BackendChoice(None, f"{setting}: discovery failed ({exc.status}); quarantine uses NetworkPolicy")
     return choose_backend(setting, served)
 
@@ -99,10 +99,8 @@ class AdminQuarantines:
                 manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 try:
                     obj = self.kube.replace_admin_policy(self.api.version, self.api.plural, manifest)
-                except ApiException as exc:
-                    if exc.status == 409:
-                        continue
-                    raise
+                except Conflict:
+                    continue
                 operation = "updated"
             assert obj is not None
             with self._lock:
@@ -216,7 +214,7 @@ def list_admin_quarantines(kube: KubeClient) -> list[Obj]:
     """netwarden's admin-tier quarantine objects of every served kind (for status, explain, the report)."""
     try:
         served = kube.served_admin_policy_resources()
-    except ApiException:
+    except ApiError:
         return []
     out: list[Obj] = []
     seen: set[str] = set()

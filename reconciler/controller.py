@@ -25,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 
-from kubernetes.client.rest import ApiException
 
 from netwarden import names
 from netwarden.admin_policy import BackendChoice
 from netwarden.admission import AdmissionSettings, PodAdmission, admit_pod
+from netwarden.errors import Forbidden
 from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient
 from netwarden.labels import is_opted_in
@@ -380,9 +380,7 @@ class Reconciler:
                                      dns=self.settings.dns, guard=self._before_write, event=self.writer.event)
             try:
                 admin.refresh()  # served is not enough: RBAC must grant it too (CRDs installed after the chart)
-            except ApiException as exc:
-                if exc.status != 403:
-                    raise
+            except Forbidden:
                 choice = BackendChoice(None, f"{choice.reason}, but {api.plural} is forbidden to netwarden "
                                              "(helm upgrade after installing the CRDs); quarantine uses NetworkPolicy")
                 self.admin = None

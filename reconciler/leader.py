@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from kubernetes.client.rest import ApiException
 
 from netwarden import names
+from netwarden.errors import ApiError, Conflict
 from netwarden.kube import KubeClient
 from reconciler import metrics
 
@@ -152,8 +152,8 @@ class LeaderElector(WriterGate):
             manifest = self._manifest(lease, now, transitions=transitions, acquired=acquired)
             self.kube.replace_lease(manifest)
             return self._won(attempt_started)
-        except ApiException as exc:
-            if exc.status == 409:
+        except ApiError as exc:
+            if isinstance(exc, Conflict):
                 log.info("lease %s/%s: lost the race (409)", self.namespace, self.name)
             else:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc.status)

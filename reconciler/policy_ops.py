@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from kubernetes.client.rest import ApiException
 
 from netwarden import names
+from netwarden.errors import ApiError, Conflict
 from netwarden.kube import KubeClient
 from reconciler import metrics
 from reconciler.core.history import HistoryError, PolicyHistory
@@ -166,8 +166,8 @@ class PolicyWriter:
             current = self.kube.get_policy(change.namespace, change.name)
             try:
                 outcome = self._apply_once(change, current)
-            except ApiException as exc:
-                if exc.status == 409 and attempt + 1 < attempts:
+            except ApiError as exc:
+                if isinstance(exc, Conflict) and attempt + 1 < attempts:
                     continue  # someone wrote in between (or created first): re-read and redo
                 metrics.POLICY_WRITES.labels("apply", "error").inc()
                 raise
@@ -191,7 +191,7 @@ class PolicyWriter:
             self.guard(change.safety)
             status, created = self.kube.create_policy(manifest)
             if status == "exists":
-                raise ApiException(status=409, reason="created concurrently")
+                raise Conflict("created concurrently")
             return Outcome("created", created)
         if is_adopted(current):
             return Outcome("skipped-adopted", current)

@@ -56,7 +56,7 @@ def report() -> tuple[bool, str]:
 
 
 def test_the_layers_are_written_as_contracts() -> None:
-    assert {"pure-model", "reconciler-core", "localkube-independent", "layers"} <= {c["id"] for c in CONTRACTS}
+    assert {"pure-model", "reconciler-core", "localkube-independent", "layers", "one-adapter"} <= {c["id"] for c in CONTRACTS}
 
 
 @pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c["id"])
