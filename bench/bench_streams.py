@@ -80,12 +80,33 @@ def child(args: list[str]) -> subprocess.Popen[str]:
                             preexec_fn=lambda: os.sched_setaffinity(0, {1}))
 
 
-def run_grpc(count: int) -> float:
+def relay_command(count: int, workdir: Path) -> tuple[list[str], str]:
+    """The real Hubble observer server (tools/hubble) fed from a file of the records when it is built,
+    else the stand-in generated from the same protos; and which one it is."""
+    from localkube.controlplane_build import find_hubble
+
+    binary = find_hubble()
+    if binary is None:
+        return [sys.executable, __file__, "--serve-relay", str(count)], "the Python stand-in (tools/hubble not built)"
+    flows = workdir / "flows.jsonl"
+    lines = [json.dumps(record) for record in records(count + 1)]  # cilium's ring serves an entry once the next is written
+    flows.write_text("\n".join(lines) + "\n")
+    return [str(binary), "--flows", str(flows), "--max-flows", str((1 << (count + 2).bit_length()) - 1)], \
+        "cilium's observer server (tools/hubble)"
+
+
+def run_grpc(count: int) -> tuple[float, str]:
+    import tempfile
+
     from reconciler.sources.hubble import HubbleRelaySource
 
-    server = child(["--serve-relay", str(count)])
+    workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    command, which = relay_command(count, workdir)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: os.sched_setaffinity(0, {1}))
     assert server.stdout is not None
     address = server.stdout.readline().split()[-1]  # "ready ADDRESS" once every message is published
+    floor = bare_receive(address, count)
     sink = EngineSink(count)
     started = time.perf_counter()
     source = HubbleRelaySource(address, sink, since=1.0, buffer_size=count).start()
@@ -98,6 +119,24 @@ def run_grpc(count: int) -> float:
         source.stop()
         server.terminate()
         server.wait()
+    return elapsed, floor, which
+
+
+def bare_receive(address: str, count: int) -> float:
+    """The transport's floor: the same GetFlows read by a bare loop (messages decoded, nothing else)."""
+    import grpc
+
+    from reconciler.sources import records
+    from reconciler.sources.proto import observer_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        call = observer_pb2_grpc.ObserverStub(channel).GetFlows(records.hubble_request(since_ns=1_000_000_000))
+        started = time.perf_counter()
+        for received, _ in enumerate(call, start=1):
+            if received == count:
+                break
+        elapsed = time.perf_counter() - started
+        call.cancel()
     return elapsed
 
 
@@ -163,9 +202,11 @@ def main() -> None:
     os.sched_setaffinity(0, {0})
     count = args.flows
     post_s = run_post(count)
-    grpc_s = run_grpc(count)
-    rows = [("POST /signals/flows, JSON lines (batches of 500)", post_s), ("Hubble Relay GetFlows stream (gRPC)", grpc_s)]
-    print(f"{count} real Hubble flows into the engine, reconciler side on one core, sender on the other")
+    grpc_s, floor_s, which = run_grpc(count)
+    rows = [("POST /signals/flows, JSON lines (batches of 500)", post_s), ("Hubble Relay GetFlows stream (gRPC)", grpc_s),
+            ("floor: the same GetFlows read by a bare loop, no conversion, no engine", floor_s)]
+    print(f"{count} real Hubble flows into the engine, reconciler side on one core, sender on the other; "
+          f"GetFlows served by {which}")
     print(f"| path | seconds | flows/s | vs POST |\n|---|---|---|---|")
     for label, seconds in rows:
         print(f"| {label} | {seconds:.2f} | {count / seconds:,.0f} | {post_s / seconds:.2f}x |")

@@ -1,7 +1,7 @@
 """Calico Goldmane client: Flows.List for the recent past at start-up, then Flows.Stream.
 
-Goldmane aggregates flows per 15 s window and per pod prefix; each FlowResult becomes the Calico
-flow log record it stands for (records.goldmane_record), parsed like a flows.log line. A reconnect
+Goldmane aggregates flows per 15 s window and per pod prefix; each FlowResult becomes the record
+Whisker serves as JSON for it (records.goldmane_record), read by the same parser as that JSON. A reconnect
 resumes Stream at the newest window start seen; results of that window already delivered (same
 flow key) are skipped.
 """
@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 
 import grpc
 
+from reconciler.core.types import Flow
 from reconciler.sources import records
 from reconciler.sources.proto import goldmane_pb2, goldmane_pb2_grpc
 from reconciler.sources.stream import FlowSource
@@ -25,7 +26,7 @@ LIST_PAGE_SIZE = 1000
 
 class GoldmaneSource(FlowSource[goldmane_pb2.FlowResult]):
     name = "goldmane"
-    record_format = "calico"
+    record_format = "goldmane"
 
     def __init__(self, address: str, sink: Any, *, backfill_seconds: int = 60,
                  list_timeout: float = 30.0, **kwargs: Any) -> None:
@@ -72,8 +73,8 @@ class GoldmaneSource(FlowSource[goldmane_pb2.FlowResult]):
     def message_time(self, message: goldmane_pb2.FlowResult) -> float | None:
         return float(message.flow.end_time) if message.flow.end_time else None
 
-    def record(self, message: goldmane_pb2.FlowResult) -> dict[str, Any]:
-        return records.goldmane_record(message)
+    def flow(self, message: goldmane_pb2.FlowResult) -> Flow:
+        return records.goldmane_flow(message)
 
 
 class _Chained:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import grpc
 
+from reconciler.core.types import Flow
 from reconciler.sources import records
 from reconciler.sources.proto import flow_pb2, observer_pb2, observer_pb2_grpc
 from reconciler.sources.stream import FlowSource
@@ -68,5 +69,5 @@ class HubbleRelaySource(FlowSource[observer_pb2.GetFlowsResponse]):
         when = records.flow_time_ns(message)
         return None if when is None else when / 1e9
 
-    def record(self, message: observer_pb2.GetFlowsResponse) -> dict[str, Any]:
-        return records.hubble_record(message)
+    def flow(self, message: observer_pb2.GetFlowsResponse) -> Flow:
+        return records.hubble_flow(message)

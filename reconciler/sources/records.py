@@ -1,9 +1,10 @@
-"""gRPC messages -> the records the flow parsers read, and the requests netwarden sends. Pure.
+"""gRPC messages -> the typed records the flow parsers read, and the requests netwarden sends. Pure.
 
-A Hubble `GetFlowsResponse` becomes the dict `hubble observe -o json` prints for it, and a Goldmane
-`FlowResult` the Calico flow log record it stands for; reconciler/signals/parse.py then makes the
-same `Flow` out of either as out of a file or a POST. One mapping of each source's meaning (verdicts,
-world identities, drop reasons, aggregated names) therefore serves every way a flow arrives.
+A Hubble `GetFlowsResponse` becomes the `HubbleLine` reconciler/signals/hubble.py decodes from
+`hubble observe -o json`, a Goldmane `FlowResult` the `GoldmaneFlow` reconciler/signals/goldmane.py
+decodes from Whisker's JSON; their `flow_of` then makes the same `Flow` as from a file or a POST.
+One mapping of each source's meaning (verdicts, world identities, drop reasons, pod prefixes)
+therefore serves every way a flow arrives.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from reconciler.core.types import SignalError
+from reconciler.core.types import Flow, SignalError
+from reconciler.signals import goldmane, hubble
 from reconciler.sources.proto import flow_pb2, goldmane_pb2, observer_pb2
 
 # --- Hubble -----------------------------------------------------------------------------------
@@ -48,44 +50,47 @@ def stamp_ns(stamp: Timestamp) -> int:
     return stamp.seconds * 1_000_000_000 + stamp.nanos
 
 
-def _endpoint(ep: flow_pb2.Endpoint) -> dict[str, Any]:
-    return {"identity": ep.identity, "namespace": ep.namespace, "labels": list(ep.labels), "pod_name": ep.pod_name}
+def _endpoint(ep: flow_pb2.Endpoint) -> hubble.HubbleEndpoint:
+    return hubble.HubbleEndpoint(namespace=ep.namespace, pod_name=ep.pod_name, labels=list(ep.labels),
+                                 identity=ep.identity)
 
 
-def hubble_record(response: observer_pb2.GetFlowsResponse) -> dict[str, Any]:
-    """One GetFlowsResponse -> its `hubble observe -o json` line; lost events and node status are
-    not flows (SignalError `not-a-flow`, counted like any rejected record)."""
+def hubble_line(response: observer_pb2.GetFlowsResponse) -> hubble.HubbleLine:
+    """One GetFlowsResponse -> the typed line reconciler/signals/hubble.py decodes from its JSON export
+    (`hubble.flow_of` makes the Flow); lost events and node status are not flows (`not-a-flow`)."""
     if response.WhichOneof("response_types") != "flow":
         raise SignalError("not-a-flow", "Hubble event that is not a flow (lost events or node status)")
     f = response.flow
-    flow: dict[str, Any] = {
-        "verdict": _VERDICTS.get(f.verdict, f.verdict),
-        "source": _endpoint(f.source),
-        "destination": _endpoint(f.destination),
-    }
+    flow = hubble.HubbleFlow(
+        verdict=_VERDICTS.get(f.verdict, f.verdict),
+        source=_endpoint(f.source), destination=_endpoint(f.destination),
+        IP=hubble.IP(f.IP.source, f.IP.destination) if f.HasField("IP") else None,
+    )
     if f.HasField("time"):
-        flow["time"] = rfc3339(f.time)
-    if f.HasField("IP"):
-        flow["IP"] = {"source": f.IP.source, "destination": f.IP.destination}
+        flow.time = rfc3339(f.time)
     layer = f.l4.WhichOneof("protocol")
     if layer in _PORTED:
-        flow["l4"] = {layer: {"destination_port": getattr(f.l4, layer).destination_port}}
+        flow.l4 = hubble.L4(**{layer: hubble.Ports(destination_port=getattr(f.l4, layer).destination_port)})
     elif layer is not None:
-        flow["l4"] = {layer: {}}
+        flow.l4 = hubble.L4(**{layer: {}})
     if f.drop_reason_desc:
-        flow["drop_reason_desc"] = _DROP_REASONS.get(f.drop_reason_desc, f.drop_reason_desc)
+        flow.drop_reason_desc = _DROP_REASONS.get(f.drop_reason_desc, f.drop_reason_desc)
     elif f.drop_reason:
-        flow["drop_reason"] = f.drop_reason
+        flow.drop_reason = f.drop_reason
     if f.traffic_direction:
-        flow["traffic_direction"] = _DIRECTIONS.get(f.traffic_direction, f.traffic_direction)
+        flow.traffic_direction = _DIRECTIONS.get(f.traffic_direction, f.traffic_direction)
     if f.HasField("is_reply"):
-        flow["is_reply"] = f.is_reply.value
+        flow.is_reply = f.is_reply.value
     elif f.reply:
-        flow["reply"] = True
-    record: dict[str, Any] = {"flow": flow, "node_name": response.node_name}
+        flow.reply = True
+    line = hubble.HubbleLine(flow=flow)
     if response.HasField("time"):
-        record["time"] = rfc3339(response.time)
-    return record
+        line.time = rfc3339(response.time)
+    return line
+
+
+def hubble_flow(response: observer_pb2.GetFlowsResponse) -> Flow:
+    return hubble.flow_of(hubble_line(response))
 
 
 def flow_time_ns(response: observer_pb2.GetFlowsResponse) -> int | None:
@@ -128,43 +133,35 @@ def default_blacklist() -> list[flow_pb2.FlowFilter]:
 
 # --- Goldmane ---------------------------------------------------------------------------------
 
-_CALICO_TYPES = {goldmane_pb2.WorkloadEndpoint: "wep", goldmane_pb2.HostEndpoint: "hep",
-                 goldmane_pb2.NetworkSet: "ns", goldmane_pb2.Network: "net"}
-_CALICO_ACTIONS = {goldmane_pb2.Allow: "allow", goldmane_pb2.Deny: "deny", goldmane_pb2.Pass: "pass"}
-_CALICO_REPORTERS = {goldmane_pb2.Src: "src", goldmane_pb2.Dst: "dst"}
+#: Names Goldmane gives endpoints that are not pods: hosts and network sets keep no name here (they
+#: are no workload's pods), networks keep theirs ("pub"/"pvt": outside the cluster).
+_NAMED_TYPES = (goldmane_pb2.WorkloadEndpoint, goldmane_pb2.Network)
+_ACTIONS = {goldmane_pb2.Allow: "Allow", goldmane_pb2.Deny: "Deny", goldmane_pb2.Pass: "Pass"}
+_REPORTERS = {goldmane_pb2.Src: "Src", goldmane_pb2.Dst: "Dst"}
 
 
-def _calico_side(record: dict[str, Any], side: str, name: str, namespace: str, kind: int,
-                 labels: list[str]) -> None:
-    calico_type = _CALICO_TYPES.get(kind, "-")
-    record[f"{side}_type"] = calico_type
-    record[f"{side}_namespace"] = namespace or "-"
-    # Goldmane names a workload endpoint by its pods' shared prefix ("frontend-5d8f9c7b4-*"): the
-    # flow log's aggregated form. Other kinds carry a real name (host endpoint, network set, pub/pvt).
-    record[f"{side}_name"] = "-" if calico_type == "wep" else (name or "-")
-    record[f"{side}_name_aggr"] = name or "-"
-    record[f"{side}_labels"] = {"labels": labels}
-
-
-def goldmane_record(result: goldmane_pb2.FlowResult) -> dict[str, Any]:
-    """One Goldmane FlowResult -> the Calico flow log record (aggregated by pod prefix) it stands for."""
+def goldmane_record(result: goldmane_pb2.FlowResult) -> goldmane.GoldmaneFlow:
+    """One Goldmane FlowResult -> the typed record reconciler/signals/goldmane.py reads from Whisker's
+    JSON of the same flow (`goldmane.flow_of` makes the Flow: a workload endpoint's name is its pods'
+    prefix, "frontend-5d8f9c7b4-*", attributed to the workload owning those pods)."""
     f = result.flow
     if not result.HasField("flow") or not f.HasField("Key"):
         raise SignalError("missing-field:flow.Key", "Goldmane result has no flow key")
     key = f.Key
-    record: dict[str, Any] = {
-        "start_time": f.start_time, "end_time": f.end_time,
-        "proto": key.proto or "-", "dest_port": key.dest_port or None,
-        "action": _CALICO_ACTIONS.get(key.action, "-"), "reporter": _CALICO_REPORTERS.get(key.reporter, "-"),
-        "bytes_in": f.bytes_in, "bytes_out": f.bytes_out, "packets_in": f.packets_in, "packets_out": f.packets_out,
-        "num_flows_started": f.num_connections_started, "num_flows_completed": f.num_connections_completed,
-    }
-    _calico_side(record, "source", key.source_name, key.source_namespace, key.source_type, list(f.source_labels))
-    _calico_side(record, "dest", key.dest_name, key.dest_namespace, key.dest_type, list(f.dest_labels))
-    if key.dest_service_name:
-        record.update(dest_service_name=key.dest_service_name, dest_service_namespace=key.dest_service_namespace,
-                      dest_service_port=key.dest_service_port_name or str(key.dest_service_port))
-    return record
+    return goldmane.GoldmaneFlow(
+        start_time=rfc3339(Timestamp(seconds=f.start_time)), end_time=rfc3339(Timestamp(seconds=f.end_time)),
+        action=_ACTIONS.get(key.action, ""), reporter=_REPORTERS.get(key.reporter, ""),
+        source_name=key.source_name if key.source_type in _NAMED_TYPES else "",
+        source_namespace=key.source_namespace, source_labels=" | ".join(f.source_labels),
+        dest_name=key.dest_name if key.dest_type in _NAMED_TYPES else "",
+        dest_namespace=key.dest_namespace, dest_labels=" | ".join(f.dest_labels),
+        protocol=key.proto, dest_port=key.dest_port or None,
+        packets_in=f.packets_in, packets_out=f.packets_out, bytes_in=f.bytes_in, bytes_out=f.bytes_out,
+    )
+
+
+def goldmane_flow(result: goldmane_pb2.FlowResult) -> Flow:
+    return goldmane.flow_of(goldmane_record(result))
 
 
 def goldmane_identity(result: goldmane_pb2.FlowResult) -> tuple[int, bytes]:

@@ -5,7 +5,7 @@ Two threads per source. The *reader* holds the stream: it connects (TLS files re
 connect, so rotated certificates apply at the next one), reads messages as fast as they come into a
 bounded buffer, and on any failure reconnects with capped exponential backoff, asking the server to
 resume from the last flow it saw (the source decides how; duplicates of that instant are skipped).
-The *feeder* takes batches from the buffer, turns them into `Flow`s through the flow parsers and hands
+The *feeder* takes batches from the buffer, turns them into `Flow`s through the flow parsers' own mapping and hands
 them to the sink (the engine). A feeder slower than the stream never slows the reader: when the
 buffer is full the oldest message is dropped and counted, so memory stays bounded and the engine
 sees the freshest traffic.
@@ -142,7 +142,7 @@ class FlowSource(Generic[M]):
 
     #: Metric label and log name ("hubble-relay", "goldmane").
     name = "stream"
-    #: Flow format of the records (a key of reconciler.signals.parse.FLOW_PARSERS).
+    #: The flow format label its flows are counted under (netwarden_signals_total{format}).
     record_format = "hubble"
 
     def __init__(self, address: str, sink: Any, *, tls: TlsFiles | None = None, buffer_size: int = 10_000,
@@ -164,7 +164,6 @@ class FlowSource(Generic[M]):
         self._call: Any = None
         self._call_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._parse = _parser(self.record_format)
 
     # -- what a source says ------------------------------------------------------------------
     def open(self, channel: grpc.Channel) -> Iterable[M]:
@@ -179,7 +178,9 @@ class FlowSource(Generic[M]):
         """When the flow happened, epoch seconds (for the lag gauge)."""
         return None
 
-    def record(self, message: M) -> dict[str, Any]:
+    def flow(self, message: M) -> Flow:
+        """The message as a Flow, through the same mapping as the source's JSON export
+        (reconciler/sources/records.py); SignalError when it is not a usable flow."""
         raise NotImplementedError
 
     # -- life cycle --------------------------------------------------------------------------
@@ -278,7 +279,7 @@ class FlowSource(Generic[M]):
         flows: list[Flow] = []
         for message in batch:
             try:
-                flows.append(self._parse(self.record(message)))
+                flows.append(self.flow(message))
             except SignalError as err:
                 self.counters.record_error(self.record_format, err)
                 self.stats.dropped[f"rejected:{err.reason}"] += 1
@@ -291,12 +292,6 @@ class FlowSource(Generic[M]):
                 return
             self.counters.record_ok(self.record_format, len(flows))
             self.accepted += len(flows)
-
-
-def _parser(record_format: str) -> Callable[[object], Flow]:
-    from reconciler.signals.parse import FLOW_PARSERS
-
-    return FLOW_PARSERS[record_format]
 
 
 class StreamStatsCollector:

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import time
 
-from reconciler.signals.calico import parse_calico_record
+from reconciler.signals.goldmane import parse_goldmane_flow
 from reconciler.sources.goldmane import GoldmaneSource
 from reconciler.sources.proto import goldmane_pb2
 from reconciler.sources.replay_server import ReplayServer, ServerTls
 from reconciler.sources.stream import Backoff, TlsFiles
-from tests.sources.calico_as_goldmane import as_goldmane, calico_records
+from tests.sources.goldmane_data import as_goldmane, whisker_records
 from tests.sources.conftest import CollectingSink, client_dir, write_pki
 from tests.support.waiting import wait_for
 
 
 def windows(count: int, first_start: int) -> list[goldmane_pb2.FlowResult]:
-    """The real Calico records as Goldmane results in consecutive 15 s windows."""
-    originals = calico_records()
+    """The real Calico 3.32.2 records as Goldmane results in consecutive 15 s windows."""
+    originals = whisker_records()
     out = []
     for i in range(count):
         result = as_goldmane(originals[i % len(originals)], result_id=i + 1)
@@ -50,8 +50,8 @@ def test_backfill_then_stream_over_mtls_and_resume(tmp_path) -> None:
         assert source.stats.reconnects >= 1
         assert sorted(f.port for f in sink.flows) == sorted(list(range(1000, 1008)) * 2)
         first = sink.flows[0]
-        assert first.source_format == "calico" and first.bytes > 0 and first.source.pod_prefix
-        expected = parse_calico_record(calico_records()[0])
+        assert first.source_format == "goldmane" and first.bytes > 0 and first.source.pod_prefix
+        expected = parse_goldmane_flow(whisker_records()[0])
         assert (first.protocol, first.verdict, first.reporter) == (expected.protocol, expected.verdict, expected.reporter)
     finally:
         source.stop()

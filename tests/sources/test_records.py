@@ -9,12 +9,12 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from reconciler.core.types import SignalError
-from reconciler.signals.calico import parse_calico_record
+from reconciler.signals.goldmane import parse_goldmane_flow
 from reconciler.signals.hubble import parse_hubble_line
 from reconciler.sources import records
 from reconciler.sources.proto import flow_pb2, observer_pb2
 from reconciler.sources.replay_server import hubble_response
-from tests.sources.calico_as_goldmane import as_goldmane, calico_records
+from tests.sources.goldmane_data import as_goldmane, whisker_records
 from tests.support.data import PAYLOADS
 
 HUBBLE_LINES = [json.loads(line) for path in sorted((PAYLOADS / "hubble").glob("*.jsonl"))
@@ -24,6 +24,13 @@ HUBBLE_LINES = [json.loads(line) for path in sorted((PAYLOADS / "hubble").glob("
 def _parsed(line: dict) -> object:
     try:
         return parse_hubble_line(line)
+    except SignalError as err:
+        return ("rejected", err.reason)
+
+
+def _flow(response: observer_pb2.GetFlowsResponse) -> object:
+    try:
+        return records.hubble_flow(response)
     except SignalError as err:
         return ("rejected", err.reason)
 
@@ -41,9 +48,9 @@ def test_hubble_message_parses_like_its_json_export(index: int) -> None:
     line = HUBBLE_LINES[index]
     response = hubble_response(line)
     assert response.WhichOneof("response_types") == "flow"
-    assert _parsed(records.hubble_record(response)) == _parsed(line)
+    assert _flow(response) == _parsed(line)
     # The field mask keeps everything the parser reads.
-    assert _parsed(records.hubble_record(_masked(response))) == _parsed(line)
+    assert _flow(_masked(response)) == _parsed(line)
 
 
 def test_the_mask_is_smaller_than_the_flow() -> None:
@@ -55,7 +62,7 @@ def test_the_mask_is_smaller_than_the_flow() -> None:
 def test_lost_events_are_not_flows() -> None:
     response = observer_pb2.GetFlowsResponse(lost_events=flow_pb2.LostEvent(num_events_lost=7))
     with pytest.raises(SignalError) as err:
-        records.hubble_record(response)
+        records.hubble_flow(response)
     assert err.value.reason == "not-a-flow"
 
 
@@ -64,9 +71,8 @@ def test_enum_numbers_unknown_to_the_subset_pass_through() -> None:
     response = hubble_response(HUBBLE_LINES[0])
     response.flow.verdict = flow_pb2.DROPPED
     response.flow.drop_reason_desc = 155  # CT_MAP_INSERTION_FAILED upstream
-    record = records.hubble_record(response)
-    assert record["flow"]["drop_reason_desc"] == 155
-    flow = parse_hubble_line(record)
+    assert records.hubble_line(response).flow.drop_reason_desc == 155
+    flow = records.hubble_flow(response)
     assert flow.verdict == "dropped" and not flow.policy_dropped
 
 
@@ -81,21 +87,15 @@ def test_request_asks_for_follow_filters_and_mask() -> None:
     assert not records.hubble_request(since_ns=None).HasField("since")
 
 
-def _without_pod_names(flow):
-    """Goldmane never names a pod (only its prefix) nor an IP; the rest must be equal."""
-    strip = lambda end: msgspec.structs.replace(end, pod=None, ip=None, pod_prefix=None)  # noqa: E731
-    return msgspec.structs.replace(flow, source=strip(flow.source), destination=strip(flow.destination))
-
-
-@pytest.mark.parametrize("index", range(len(calico_records())))
-def test_goldmane_result_parses_like_the_calico_flow_log(index: int) -> None:
-    original = calico_records()[index]
-    flow = parse_calico_record(records.goldmane_record(as_goldmane(original)))
-    expected = parse_calico_record(original)
-    assert _without_pod_names(flow) == _without_pod_names(expected)
-    for end, side in ((flow.source, "source"), (flow.destination, "dest")):
-        if original[f"{side}_type"] == "wep":
-            assert end.pod is None and end.pod_prefix == original[f"{side}_name_aggr"]
+@pytest.mark.parametrize("index", range(len(whisker_records())))
+def test_goldmane_result_parses_like_its_whisker_json(index: int) -> None:
+    """Real Calico 3.32.2 records: the gRPC message and Whisker's JSON of it make the same Flow,
+    pod-prefix names included (attributed to the workload owning pods of that prefix)."""
+    original = whisker_records()[index]
+    flow = records.goldmane_flow(as_goldmane(original))
+    assert flow == parse_goldmane_flow(original)
+    assert flow.source.pod_prefix == original["source_name"] and flow.source.pod is None
+    assert flow.source_format == "goldmane"
 
 
 @pytest.mark.parametrize("index", range(len(HUBBLE_LINES)))
