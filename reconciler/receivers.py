@@ -45,6 +45,7 @@ from reconciler import metrics
 from reconciler.core.alerts import Attribution
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
 from reconciler.httpserver import GuardedHttpServer, ServerLimits
+from reconciler.priority import SignalPriority
 from reconciler.forwarding import RETRY_AFTER_SECONDS, ForwardError, SignalForwarder
 from reconciler.signals.alertmanager import parse_alertmanager_payload
 from reconciler.signals.falco import parse_falco_event
@@ -356,13 +357,28 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
             return jsonify({"error": f"{first['reason']}: {first['message']}", **result.to_dict()}), 400
         return jsonify(result.to_dict()), status
 
+    # Alerts before flows (reconciler/priority.py): an alert request holds flow batches back from its
+    # start to its policy write; a flow batch waits its turn before it is even parsed.
+    priority: SignalPriority | None = getattr(sink, "signal_priority", None)
+
+    def first(kind: str, ingest: Callable[[bytes], tuple[IngestResult, int]]) -> Any:
+        if priority is None:
+            return receive(kind, ingest)
+        with priority.alert():
+            return receive(kind, ingest)
+
+    def ingest_flows(raw: bytes) -> tuple[IngestResult, int]:
+        if priority is not None:
+            priority.wait_turn()
+        return ingest_flow_body(raw, sink, counters), 200
+
     @route("flows")
     def flows() -> Any:
-        return receive("flows", lambda raw: (ingest_flow_body(raw, sink, counters), 200))
+        return receive("flows", ingest_flows)
 
     @route("falco")
     def falco() -> Any:
-        return receive("falco", lambda raw: (ingest_falco_records(iter_records(raw), sink, counters), 200))
+        return first("falco", lambda raw: (ingest_falco_records(iter_records(raw), sink, counters), 200))
 
     def ingest_alertmanager(raw: bytes) -> tuple[IngestResult, int]:
         """One payload per POST (Alertmanager's own shape), so a bad body is one rejected record and a 400."""
@@ -381,7 +397,7 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
 
     @route("alertmanager")
     def alertmanager() -> Any:
-        return receive("alertmanager", ingest_alertmanager)
+        return first("alertmanager", ingest_alertmanager)
 
     @app.get("/healthz")
     def healthz() -> Any:

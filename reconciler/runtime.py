@@ -30,11 +30,14 @@ from reconciler.core.engine import DecisionEngine
 from reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from reconciler.leader import AlwaysOpen, WriterGate
 from reconciler.policy_ops import annotations_of, labels_of
+from reconciler.priority import SignalPriority
 from reconciler.queue import WorkQueue
 from reconciler.scaleout.statestore import Checkpointer, SecretStateStore, StateStoreSettings
 from reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, PodView
 
 log = logging.getLogger("netwarden.reconciler.runtime")
+#: Flows scored per hold of the engine lock; between chunks an alert in flight goes first.
+FLOW_CHUNK = 100
 Obj = dict[str, Any]
 
 
@@ -70,6 +73,8 @@ class ReconcilerRuntime:
         self.index = ClusterIndex(default_mode=core.default_mode)
         self.engine = DecisionEngine(core, dns=settings.controller.dns, now=clock())
         self._engine_lock = threading.RLock()
+        #: Alerts before flows: flow batches wait while an alert is handled (the receivers share it).
+        self.signal_priority = SignalPriority()
         self._apply_lock = threading.RLock()
         self.queue = WorkQueue()
         self.controller = Reconciler(kube, self.index, settings.controller, gate=self.gate, queue=self.queue,
@@ -180,14 +185,24 @@ class ReconcilerRuntime:
 
     # -- SignalSink ---------------------------------------------------------------------------
     def accept_flows(self, flows: Sequence[Flow]) -> None:
+        """Score a batch, a chunk at a time: an alert arriving meanwhile goes first (reconciler/priority.py)."""
         now = self.clock()
         decisions: list[Any] = []
-        with self._engine_lock:
-            for flow in flows:
-                decisions.extend(self.engine.ingest_flow(flow, now))
+        ingest, turn = self.engine.ingest_flow, self.signal_priority.wait_turn
+        for start in range(0, len(flows), FLOW_CHUNK):
+            turn()
+            with self._engine_lock:
+                for flow in flows[start:start + FLOW_CHUNK]:
+                    found = ingest(flow, now)
+                    if found:
+                        decisions.extend(found)
         self.apply(decisions)
 
     def accept_alert(self, alert: SecurityAlert) -> Attribution | None:
+        with self.signal_priority.alert():  # flows wait while an alert is handled
+            return self._accept_alert(alert)
+
+    def _accept_alert(self, alert: SecurityAlert) -> Attribution | None:
         """Score one Falco alert; returns where it was attributed (its `reason` says why nowhere)."""
         with self._engine_lock:
             decisions = self.engine.ingest_alert(alert, self.clock())
@@ -210,6 +225,10 @@ class ReconcilerRuntime:
         return where
 
     def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> list[Attribution | None]:
+        with self.signal_priority.alert():  # flows wait while an alert is handled
+            return self._accept_metric_alerts(alerts)
+
+    def _accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> list[Attribution | None]:
         """Score Alertmanager alerts; returns where each was attributed, in order."""
         now = self.clock()
         decisions: list[Any] = []

@@ -1,0 +1,79 @@
+"""Alerts before flows: a flow batch waits while an alert is handled, and never longer than the bound."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+from prometheus_client import CollectorRegistry
+
+from reconciler.priority import SignalPriority
+from reconciler.receivers import create_receiver_app
+from tests.support.data import PAYLOADS
+from tests.support.waiting import wait_for
+
+HUBBLE = (PAYLOADS / "hubble/hubble-otel_gke-istio_2021_l3l4_10flows.jsonl").read_bytes()
+FALCO = (PAYLOADS / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_bytes()
+
+
+class SlowAlertSink:
+    """Holds each alert until released; records when flows arrive."""
+
+    def __init__(self) -> None:
+        self.signal_priority = SignalPriority()
+        self.release = threading.Event()
+        self.alert_started = threading.Event()
+        self.flows_at: list[float] = []
+
+    def accept_flows(self, flows: Sequence[object]) -> None:
+        self.flows_at.append(time.monotonic())
+
+    def accept_alert(self, alert: object) -> None:
+        self.alert_started.set()
+        self.release.wait(10)
+
+    def accept_metric_alerts(self, alerts: Sequence[object]) -> list:
+        return []
+
+
+def test_a_flow_batch_posted_during_an_alert_is_scored_after_it() -> None:
+    sink = SlowAlertSink()
+    client = create_receiver_app(sink, token=None, registry=CollectorRegistry()).test_client()
+    alert = threading.Thread(target=lambda: client.post("/signals/falco", data=FALCO))
+    alert.start()
+    assert sink.alert_started.wait(10)
+    flows = threading.Thread(target=lambda: client.post("/signals/flows", data=HUBBLE))
+    flows.start()
+    flows.join(0.3)
+    assert sink.flows_at == [] and flows.is_alive()  # held back while the alert is in flight
+    released = time.monotonic()
+    sink.release.set()
+    wait_for(lambda: sink.flows_at, timeout=10)
+    assert sink.flows_at[0] >= released
+    alert.join(10)
+    flows.join(10)
+
+
+def test_wait_turn_is_immediate_without_alerts_and_bounded_with_one() -> None:
+    priority = SignalPriority()
+    started = time.monotonic()
+    priority.wait_turn()
+    assert time.monotonic() - started < 0.05
+    with priority.alert(), priority.alert():
+        assert priority.alerts_in_flight == 2
+        started = time.monotonic()
+        priority.wait_turn(timeout=0.2)  # a storm of alerts slows flows, never stops them
+        assert 0.2 <= time.monotonic() - started < 2.0
+    assert priority.alerts_in_flight == 0
+
+
+def test_the_last_alert_to_finish_lets_flows_go() -> None:
+    priority = SignalPriority()
+    done = threading.Event()
+    with priority.alert():
+        waiter = threading.Thread(target=lambda: (priority.wait_turn(timeout=10), done.set()))
+        waiter.start()
+        assert not done.wait(0.2)
+    assert done.wait(5)
+    waiter.join(5)
