@@ -136,6 +136,24 @@ class ReconcilerConfig:
         16, "Secrets netwarden-state-0..N-1 (in lease_namespace) the leader keeps learned baselines and risk in, "
             "so a new leader or a restart does not learn again; 0 keeps them in memory only")
     state_checkpoint_seconds: float = option(30.0, "how often the leader saves learned state (and when it steps down)")
+    role: str = option(
+        "single", "single: one leader learns and decides (the default) | ingest: receive, attribute and fold "
+                  "flows, produce them to Kafka | decide: a consumer group member deciding for the workloads of its "
+                  "partitions (both need kafka_brokers; reconciler/scaleout)")
+    kafka_brokers: str | None = option(None, "Kafka bootstrap servers, HOST:PORT[,HOST:PORT] (roles ingest and decide)")
+    kafka_partitions: int = option(12, "partitions of both topics; a workload's partition is crc32(identity) mod this")
+    kafka_observations_topic: str = option("netwarden.observations", "topic of folded flows, alerts and pod health, keyed by workload")
+    kafka_state_topic: str = option("netwarden.state", "compacted topic of learned-state snapshots, keyed by workload")
+    kafka_group: str = option("netwarden-decide", "consumer group of the decide engines")
+    kafka_tls_dir: str | None = option(
+        None, "folder of a mounted TLS Secret for Kafka: ca.crt verifies the brokers, tls.crt + tls.key (when present) "
+              "are the client certificate; unset: plaintext")
+    kafka_sasl_mechanism: str | None = option(None, "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512; unset: no SASL")
+    kafka_sasl_username: str | None = option(None, "SASL user name")
+    kafka_sasl_password_file: str | None = option(None, "file holding the SASL password (a mounted Secret key)")
+    fold_seconds: float = option(1.0, "ingest: flows of one edge within this many seconds become one Kafka row with a count")
+    ingest_buffer: int = option(
+        100000, "ingest: Kafka records held while the brokers are away; past it new ones are dropped and counted")
 
 
 @dataclass(frozen=True)
@@ -318,6 +336,10 @@ def validate(config: NetwardenConfig) -> None:
                           f"{', '.join(QUARANTINE_BACKENDS)}")
     if not 0 <= config.reconciler.admin_policy_priority <= 1000:
         raise ConfigError(f"reconciler.admin_policy_priority {config.reconciler.admin_policy_priority}: expected 0-1000")
+    if config.reconciler.role not in ("single", "ingest", "decide"):
+        raise ConfigError(f"reconciler.role {config.reconciler.role!r}: expected single, ingest or decide")
+    if config.reconciler.role != "single" and not config.reconciler.kafka_brokers:
+        raise ConfigError(f"reconciler.role {config.reconciler.role}: set reconciler.kafka_brokers")
     if config.reconciler.stream_buffer < 1:
         raise ConfigError(f"reconciler.stream_buffer {config.reconciler.stream_buffer}: expected at least 1")
     hook = config.webhook

@@ -693,5 +693,16 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flows-from", choices=FLOW_SOURCES, default="post",
                         help="post: the demo POSTs flows to /signals/flows (default); hubble-relay: it serves them as "
                              "Hubble Relay's Observer.GetFlows stream over mTLS and the reconciler subscribes")
-    parser.set_defaults(func=lambda args: run_demo(args.scenario, engine=args.engine, keep=args.keep, out_dir=args.out,
-                                                   out=lambda line: print(line, flush=True), flows_from=args.flows_from))
+    parser.add_argument("--scale-out", action="store_true",
+                        help="the scale-out story instead: a real Kafka broker, ingest and 3 decide engines over 12 "
+                             "partitions, one killed -9 mid-stream; fails unless decisions equal single mode's "
+                             "(needs `netwarden controlplane build --component kafka`)")
+    parser.set_defaults(func=lambda args: _scale_out_demo() if args.scale_out else
+                        run_demo(args.scenario, engine=args.engine, keep=args.keep, out_dir=args.out,
+                                 out=lambda line: print(line, flush=True), flows_from=args.flows_from))
+
+
+def _scale_out_demo() -> int:
+    from reconciler.scaleout.story import run_demo as run_scale_out
+
+    return run_scale_out(lambda line: print(line, flush=True))

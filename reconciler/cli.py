@@ -280,6 +280,13 @@ def run_reconciler(args: argparse.Namespace) -> int:
                                                   admin_policy_priority=rc.admin_policy_priority),
                                state=StateStoreSettings(rc.lease_namespace, rc.state_shards, rc.state_checkpoint_seconds)
                                if rc.state_shards > 0 else None)
+    if rc.role != "single":  # scale-out on Kafka: reconciler/scaleout/roles.py
+        from dataclasses import replace
+
+        from reconciler.scaleout.roles import run_role
+
+        return run_role(rc, lambda gate, _: ReconcilerRuntime(kube, replace(settings, state=None), core, gate=gate),
+                        token=None if args.no_auth else TokenFile(rc.token_file), tls=tls)
     runtime_holder: list[Any] = []
     forwarder: SignalForwarder | None = None
     if not rc.leader_elect:

@@ -94,6 +94,7 @@ def _write_status(decider: Decider, path: Path) -> None:
               "written": c.written, "duplicates": c.duplicates, "fenced": c.fenced, "restored": c.restored,
               "assignments": c.assignments, "restores": c.restores, "workloads": workloads,
               "assigned_at": c.assigned_at, "first_write_after_assign": c.first_write_after_assign,
+              "first_record_at": c.first_record_at, "last_record_at": c.last_record_at,
               "monotonic": time.monotonic(), "time": time.time()}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(status))

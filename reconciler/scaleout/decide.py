@@ -60,6 +60,9 @@ class DecideCounters:
     #: monotonic time of the last assignment, and of the first write after it (rebalance -> first decision).
     assigned_at: float = 0.0
     first_write_after_assign: float | None = None
+    #: monotonic time of the first and the latest record handled (the bench's decide-only rate).
+    first_record_at: float | None = None
+    last_record_at: float | None = None
 
 
 class Decider:
@@ -132,6 +135,9 @@ class Decider:
         if partition not in self.owned:
             return
         self.counters.records += 1
+        self.counters.last_record_at = time.monotonic()
+        if self.counters.first_record_at is None:
+            self.counters.first_record_at = self.counters.last_record_at
         self.owned[partition] = offset + 1
         try:
             record = wire.loads(message.value())

@@ -22,8 +22,11 @@ def ensure_topics(bootstrap: str, topics: Topics = Topics(), *, replication: int
         NewTopic(topics.state, topics.partitions, replication,
                  config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}),
     ]
+    missing = [t for t in wanted if t.topic not in have]
+    if not missing:
+        return []
     created = []
-    for topic, future in admin.create_topics([t for t in wanted if t.topic not in have]).items():
+    for topic, future in admin.create_topics(missing).items():
         try:
             future.result(timeout)
             created.append(topic)

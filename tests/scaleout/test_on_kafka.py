@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from localkube.kafka_broker import KafkaBroker
 from reconciler.core.behaviour import PodIndex
 from reconciler.scaleout.cli import read_writes
 from reconciler.scaleout.ingest import Ingest
 from reconciler.scaleout.topics import ensure_topics
 from reconciler.scaleout.wire import Topics, partition_of
-from tests.support.scaleout import DecideProcess, Story, file_row, produce, single_mode
+from reconciler.scaleout.story import DecideProcess, Story, by_workload, committed_to_end, produce, single_mode
 from tests.support.waiting import wait_for
 
 STORY = Story()
@@ -28,27 +26,6 @@ def ingest_for(broker: KafkaBroker, topics: Topics, **kwargs) -> Ingest:
     for ref in STORY.pods():
         index.add(ref)
     return Ingest(broker.bootstrap, index, topics, extra={"log_level": 3}, **kwargs)
-
-
-def committed_to_end(broker: KafkaBroker, topics: Topics, group: str) -> bool:
-    """Every partition's committed offset (the last checkpoint) has reached the end of the log."""
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False,
-                         "isolation.level": "read_committed", "log_level": 3})
-    try:
-        parts = [TopicPartition(topics.observations, p) for p in range(topics.partitions)]
-        committed = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topics.observations, p), timeout=10)[1]
-                for p in range(topics.partitions)}
-    finally:
-        consumer.close()
-    return all(committed[p] >= ends[p] for p in ends if ends[p] > 0)
-
-
-def by_workload(writes: list[dict]) -> dict[str, list[tuple]]:
-    out: dict[str, list[tuple]] = {}
-    for record in writes:
-        out.setdefault(record["identity"], []).append(file_row(record))
-    return out
 
 
 def start_engines(broker: KafkaBroker, topics: Topics, workdir: Path, n: int = 3) -> list[DecideProcess]:
@@ -96,7 +73,7 @@ def test_a_killed_engines_workloads_move_with_their_baselines_and_no_decision_is
         produce(ingest, STORY, 0, STORY.learn_steps)  # learning, checkpointed
         ingest.flush()
         ingest.poll(1)
-        wait_for(lambda: committed_to_end(kafka_broker, topics, topics.observations), "a checkpoint after learning")
+        wait_for(lambda: committed_to_end(kafka_broker.bootstrap, topics, topics.observations), "a checkpoint after learning")
         victim = max(engines, key=lambda e: len(e.status()["owned"]))
         moved = set(victim.status()["owned"])
         half = STORY.learn_steps + STORY.deviate_steps // 2
