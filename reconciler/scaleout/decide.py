@@ -70,7 +70,7 @@ class Decider:
 
     def __init__(self, bootstrap: str, engine: DecisionEngine, sink: PolicySink, topics: Topics = Topics(), *,
                  group: str = "netwarden-decide", name: str = "decide", checkpoint_seconds: float = 2.0,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, tick: bool = True) -> None:
         self.bootstrap = bootstrap
         self.engine = engine
         self.sink = sink
@@ -79,6 +79,10 @@ class Decider:
         self.name = name
         self.checkpoint_seconds = checkpoint_seconds
         self.extra = extra or {}
+        #: Tick the engine (decay, expiry, relax) at each checkpoint, at the latest record's time. Off when
+        #: the reconciler runtime's own ticker does it (the decide role).
+        self.tick = tick
+        self._ticks = 0
         self.counters = DecideCounters()
         self.lock = threading.RLock()  # the engine's lock: status reads from other threads take it too
         #: partition -> next offset to process
@@ -117,6 +121,7 @@ class Decider:
                         self._handle(message)
                 if time.monotonic() - last_checkpoint >= self.checkpoint_seconds:
                     with self.lock:
+                        self._tick()
                         self._checkpoint(list(self.owned))
                     last_checkpoint = time.monotonic()
             with self.lock:
@@ -179,6 +184,17 @@ class Decider:
                 self.counters.first_write_after_assign = time.monotonic()
         else:
             self.counters.duplicates += 1
+
+    def _tick(self) -> None:
+        """Time-driven decisions (relax, expiry) at event time; placed after the partition's last record, so
+        the next record's decisions still come after them in the workload's sequence."""
+        if not self.tick or not self.latest_time:
+            return
+        self._ticks += 1
+        for index, decision in enumerate(self.engine.tick(self.latest_time)):
+            partition = partition_of(decision.identity, self.topics.partitions)
+            offset = self.owned.get(partition, 0) - 1
+            self._write(decision, (partition, offset, 1_000_000 + self._ticks * 1_000 + index))
 
     # -- state -----------------------------------------------------------------------------------
     def _checkpoint(self, partitions: list[int]) -> None:

@@ -88,7 +88,7 @@ def start_decide(runtime_factory: Any, rc: Any, name: str, stop: threading.Event
     extra = client_config(rc)
     ensure_topics(rc.kafka_brokers, topics_of(rc), extra=extra)
     decider = Decider(rc.kafka_brokers, runtime.engine, ClusterSink(runtime), topics_of(rc), group=rc.kafka_group,
-                      name=name, extra=extra)
+                      name=name, extra=extra, tick=False)
     decider.lock = runtime._engine_lock  # one lock for the engine: the runtime's ticker and pod facts take it too
     runtime.start()
     threading.Thread(target=decider.run, args=(stop,), name="decide", daemon=True).start()
