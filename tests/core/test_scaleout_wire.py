@@ -78,3 +78,35 @@ def test_a_folded_row_teaches_the_baseline_what_its_flows_would_have(rows) -> No
     for identity in (API, DB):
         assert folded.baseline_of(identity).summary() == one.baseline_of(identity).summary()
         assert folded.risk_of(identity).score_at(1e4) == one.risk_of(identity).score_at(1e4)
+
+
+def _tightening(identity: str):
+    from reconciler.core.actions import Decision
+
+    return Decision("tighten", identity, identity.split(".")[0], 10.0, "enforce", "write", "score", 12.0,
+                    "baseline", "tightened")
+
+
+def test_a_decision_for_a_partition_the_engine_no_longer_owns_is_not_written() -> None:
+    from reconciler.scaleout.decide import Decider, MemorySink
+    from reconciler.scaleout.wire import Topics
+
+    sink = MemorySink()
+    decider = Decider("unused:9092", engine(), sink, Topics(partitions=12))
+    p = partition_of(API, 12)
+    decider.owned = {p: 5}
+    decider._write(_tightening(API), (p, 4, 0))
+    del decider.owned[p]  # the group took the partition away (revoked or lost)
+    decider._write(_tightening(API), (p, 5, 0))
+    assert [s for _, s in sink.written] == [(p, 4, 0)]
+    assert (decider.counters.written, decider.counters.fenced) == (1, 1)
+
+
+def test_the_sink_writes_each_workloads_sequence_once_and_only_forward() -> None:
+    from reconciler.scaleout.decide import MemorySink
+
+    sink = MemorySink()
+    assert sink.write(_tightening(API), (3, 10, 0)) and sink.write(_tightening(API), (3, 10, 1))
+    assert not sink.write(_tightening(API), (3, 10, 1))  # a replay after a crash recomputes it: skipped
+    assert not sink.write(_tightening(API), (3, 9, 0))
+    assert sink.write(_tightening(DB), (3, 9, 0))  # another workload has its own sequence
