@@ -20,7 +20,7 @@ from reconciler.leader import AlwaysOpen, WriterGate
 from reconciler.scaleout.decide import Decider, Sequence_
 from reconciler.scaleout.ingest import Ingest
 from reconciler.scaleout.topics import ensure_topics
-from reconciler.scaleout.wire import Topics
+from reconciler.scaleout.wire import Topics, partition_of
 
 log = logging.getLogger("netwarden.scaleout.roles")
 
@@ -71,6 +71,15 @@ class ClusterSink:
         return True
 
 
+def owned_only(accept: Any, engine: Any, decider: Decider) -> Any:
+    def accept_health(signal: Any) -> None:
+        ref = engine.index.by_pod.get((signal.namespace, signal.pod))
+        if ref is not None and partition_of(ref.identity, decider.topics.partitions) in decider.owned:
+            accept(signal)
+
+    return accept_health
+
+
 def start_ingest(runtime_factory: Any, rc: Any) -> tuple[Any, Ingest]:
     runtime = runtime_factory(Closed(), None)
     extra = client_config(rc)
@@ -90,6 +99,8 @@ def start_decide(runtime_factory: Any, rc: Any, name: str, stop: threading.Event
     decider = Decider(rc.kafka_brokers, runtime.engine, ClusterSink(runtime), topics_of(rc), group=rc.kafka_group,
                       name=name, extra=extra, tick=False)
     decider.lock = runtime._engine_lock  # one lock for the engine: the runtime's ticker and pod facts take it too
+    # Pod health comes from this engine's own pod watch; it counts only for the workloads of its partitions.
+    runtime.controller.on_health = owned_only(runtime.accept_health, runtime.engine, decider)
     runtime.start()
     threading.Thread(target=decider.run, args=(stop,), name="decide", daemon=True).start()
     log.info(json.dumps({"event": "decide_started", "brokers": rc.kafka_brokers, "group": rc.kafka_group, "name": name}))
