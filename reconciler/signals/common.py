@@ -39,7 +39,8 @@ def parse_rfc3339(text: object) -> float:
             if not fraction:
                 return base
             if fraction[0] == "." and 2 <= len(fraction) <= 13 and fraction[1:].isdecimal():
-                return base + int(fraction[1:]) / 10 ** (len(fraction) - 1)
+                # float(".000000001") is the double nearest the decimal, as int / 10**n is.
+                return base + float(fraction)
     if not isinstance(text, str):
         raise SignalError("bad-timestamp", f"timestamp is not a string: {text!r:.80}")
     match = _RFC3339.match(text)

@@ -50,7 +50,8 @@ class HubbleEndpoint(Struct, gc=False):
     namespace: str | None = None
     pod_name: str | None = None
     podName: str | None = None
-    labels: list[str] | None = None
+    #: A tuple (hashable: the endpoint cache's key as decoded); a JSON array on the wire.
+    labels: tuple[str, ...] | None = None
     #: Cilium's numeric identity (2, 9, 10 are world); any JSON value is tolerated.
     identity: Any = None
 
@@ -123,7 +124,7 @@ _ENDPOINTS: dict[tuple[Any, ...], Endpoint] = {}
 _ENDPOINTS_MAX = 8192
 
 
-def _labels(items: list[str]) -> tuple[dict[str, str], bool]:
+def _labels(items: tuple[str, ...]) -> tuple[dict[str, str], bool]:
     """`k8s:`-sourced labels (prefix stripped), and whether a `reserved:world*` label is there."""
     labels: dict[str, str] = {}
     world = False
@@ -148,8 +149,12 @@ def _endpoint(raw: HubbleEndpoint | None, ip: str) -> Endpoint:
         return cached
     pod = raw.pod_name if raw.pod_name is not None else raw.podName
     items = raw.labels
-    identity = hashable(raw.identity)
-    key = (ip, raw.namespace, pod, identity, tuple(items) if items else None)
+    identity = raw.identity
+    if type(identity) not in _SCALARS:
+        identity = None  # a list or an object, never a valid identity; True is not 1
+    if items is not None and type(items) is not tuple:
+        items = tuple(items)  # built by a caller (a gRPC client) rather than decoded
+    key = (ip, raw.namespace, pod, identity, items)
     cached = _ENDPOINTS.get(key)
     if cached is not None:
         return cached

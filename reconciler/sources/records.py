@@ -51,7 +51,7 @@ def stamp_ns(stamp: Timestamp) -> int:
 
 
 def _endpoint(ep: flow_pb2.Endpoint) -> hubble.HubbleEndpoint:
-    return hubble.HubbleEndpoint(namespace=ep.namespace, pod_name=ep.pod_name, labels=list(ep.labels),
+    return hubble.HubbleEndpoint(namespace=ep.namespace, pod_name=ep.pod_name, labels=tuple(ep.labels),
                                  identity=ep.identity)
 
 
