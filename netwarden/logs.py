@@ -1,8 +1,10 @@
 """Structured logs: one JSON object per line, for every process netwarden runs.
 
-Components log either plain messages or a JSON object as the message (`log.info(json.dumps({...}))`);
-the formatter merges the latter into the line, so a shipper parses every line the same way. Library
-loggers (werkzeug's access log, the kubernetes client, gunicorn) come out as JSON too.
+Components log an event with structured fields (`log_event(log, "info", {"event": ..., ...})`, the
+fields travel on the record, never encoded into the message) or a plain message; the one formatter
+writes either as one JSON object, so a shipper parses every line the same way. Library loggers
+(werkzeug's access log, the kubernetes client, gunicorn) come out as JSON too. A message that is itself
+a JSON object is still merged (code not yet moved to log_event).
 """
 
 from __future__ import annotations
@@ -12,7 +14,29 @@ import logging
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, Mapping, TextIO
+
+
+#: The LogRecord attribute that carries an event's structured fields (set through `extra`).
+FIELDS = "netwarden_fields"
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def log_event(logger: logging.Logger, level: str, fields: Mapping[str, Any]) -> None:
+    """Log one event as structured fields (an "event" key names it); the formatter writes them as the line."""
+    number = _LEVELS[level]
+    if logger.isEnabledFor(number):
+        logger.log(number, str(fields.get("event", "event")), extra={FIELDS: dict(fields)})
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """What a record says as structured fields (its event's, or a JSON message's; else {"message": ...})."""
+    fields = getattr(record, FIELDS, None)
+    if isinstance(fields, dict):
+        return dict(fields)
+    message = record.getMessage()
+    return _json_object(message) or {"message": message}
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -23,8 +47,9 @@ class JsonLogFormatter(logging.Formatter):
             "logger": record.name,
             "pid": record.process,
         }
+        fields = getattr(record, FIELDS, None)
         message = record.getMessage()
-        structured = _json_object(message)
+        structured = fields if isinstance(fields, dict) else _json_object(message)
         if structured is not None:
             payload.update(structured)
         else:

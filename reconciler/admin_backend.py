@@ -10,7 +10,6 @@ budget); every write is an Event on the object and on the pods, like the Network
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from netwarden.admin_policy import (DISCOVERY_ORDER, AdminApi, BackendChoice, ad
 from netwarden.containment import cluster_findings
 from netwarden.errors import ApiError, Conflict
 from netwarden.kube import KubeClient
+from netwarden.logs import log_event
 from netwarden.policy import DnsTarget, PolicyIntent, PolicyMeta
 from reconciler import metrics
 
@@ -168,9 +168,9 @@ class AdminQuarantines:
             self.event({"apiVersion": "v1", "kind": "Pod", **pod}, reason, message)
             meta = pod.get("metadata") or {}
             refs.append(f"{meta.get('namespace')}/{meta.get('name')}")
-        log.info(json.dumps({"event": "policy_change", "operation": operation, "reason": reason,
-                             "policy": f"{self.api.kind}/{(obj.get('metadata') or {}).get('name')}",
-                             "pods": refs, "message": message}, sort_keys=True))
+        log_event(log, "info", {"event": "policy_change", "operation": operation, "reason": reason,
+                                "policy": f"{self.api.kind}/{(obj.get('metadata') or {}).get('name')}",
+                                "pods": refs, "message": message})
 
 
 def _adopted(obj: Mapping[str, Any]) -> bool:

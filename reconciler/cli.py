@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from netwarden import names
+from netwarden.logs import log_event
 
 DEFAULT_PORT = 8444
 
@@ -322,10 +323,10 @@ def run_reconciler(args: argparse.Namespace) -> int:
             stream = sys.stdin.buffer if args.flows_file == "-" else open(args.flows_file, "rb")
             with stream:
                 result = ingest_flow_stream(stream, runtime, counters, stop=stop)
-            logging.info(json.dumps({"event": "flows_file_done", **result.to_dict()}))
+            log_event(logging, "info", {"event": "flows_file_done", **result.to_dict()})
         threading.Thread(target=feed, name="flows-file", daemon=True).start()
-    logging.info(json.dumps({"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert),
-                             "flow_sources": {s.name: s.address for s in flow_sources}}))
+    log_event(logging, "info", {"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert),
+                                "flow_sources": {s.name: s.address for s in flow_sources}})
     stop.wait()
     for source in flow_sources:
         source.stop()

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from netwarden import names
 from netwarden.containment import KIND_ALLOW_ALL, KIND_QUARANTINE, KIND_TIGHTENED, AllowAll, Widening, cluster_findings
 from netwarden.kube import KubeClient
+from netwarden.logs import log_event
 from reconciler import metrics
 from reconciler.watch import ClusterIndex
 
@@ -86,8 +87,8 @@ class ContainmentReporter:
                     self.event({"apiVersion": "v1", "kind": "Pod", "metadata": {
                         "namespace": pod.namespace, "name": pod.name, "uid": pod.uid}}, reason, item.message(),
                         type_="Warning")
-            log.warning(json.dumps({"event": "weak_containment", "reason": reason, **item.to_dict(),
-                                    "message": item.message()}, sort_keys=True))
+            log_event(log, "warning", {"event": "weak_containment", "reason": reason, **item.to_dict(),
+                                       "message": item.message()})
         if baseline is not None:
             for item in allow_all:
                 self.event(baseline, names.EVENT_ALLOW_ALL_POLICY, item.message(), type_="Warning")

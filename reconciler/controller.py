@@ -34,6 +34,7 @@ from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient
 from netwarden.labels import is_opted_in
 from netwarden.labelvalues import fit_label_value
+from netwarden.logs import log_event
 from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
@@ -286,8 +287,8 @@ class Reconciler:
             except Exception as exc:  # noqa: BLE001 - retry with backoff, never kill the worker
                 metrics.RECONCILES.labels("error").inc()
                 delay = self.queue.add_rate_limited(key)
-                log.warning(json.dumps({"event": "reconcile_failed", "key": key, "error": f"{type(exc).__name__}: {exc}",
-                                        "retry_in": round(delay, 3)}))
+                log_event(log, "warning", {"event": "reconcile_failed", "key": key, "error": f"{type(exc).__name__}: {exc}",
+                                           "retry_in": round(delay, 3)})
             finally:
                 self.queue.done(key)
 
@@ -390,7 +391,7 @@ class Reconciler:
                 self.quarantines.backend = AdminPolicyBackend(admin)
         self.backend_reason = choice.reason
         metrics.set_quarantine_backend(choice.backend)
-        log.info(json.dumps({"event": "quarantine_backend", "backend": choice.backend, "why": choice.reason}))
+        log_event(log, "info", {"event": "quarantine_backend", "backend": choice.backend, "why": choice.reason})
 
     def _target_live(self, target: Target) -> bool:
         if target.instance is not None:
@@ -487,8 +488,8 @@ class Reconciler:
             self._unreachable_noted.add(pod.uid)
         if first and self.gate.is_open():
             self.writer.event(pod.raw, names.EVENT_POD_UNENFORCEABLE, reason, type_="Warning")
-            log.info(json.dumps({"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.name}",
-                                 "identity": pod.identity, "why": reason}))
+            log_event(log, "info", {"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.name}",
+                                    "identity": pod.identity, "why": reason})
         return True
 
     def _write_baseline(self, manifest: Obj, pod: PodView) -> None:
@@ -665,8 +666,8 @@ class Reconciler:
         except NotLeader:
             return
         except Exception as exc:  # noqa: BLE001 - reporting must not undo or block the write it follows
-            log.warning(json.dumps({"event": "containment_check_failed", "namespace": namespace,
-                                    "error": f"{type(exc).__name__}: {exc}"}))
+            log_event(log, "warning", {"event": "containment_check_failed", "namespace": namespace,
+                                       "error": f"{type(exc).__name__}: {exc}"})
 
     def recheck_containment(self) -> None:
         """Periodic: namespaces with contained pods (a user may add a widening policy at any time)."""
@@ -688,9 +689,9 @@ class Reconciler:
                 step = "quarantine" if isinstance(work, QuarantinePlan) else "release"
                 metrics.QUARANTINE_RETRIES.labels(step).inc()
                 delay = self.queue.add_rate_limited(f"{QR}{work.namespace}/{work.instance}")
-                log.warning(json.dumps({"event": "quarantine_step_failed", "step": step, "identity": work.identity,
-                                        "instance": work.instance, "error": f"{type(exc).__name__}: {exc}",
-                                        "retry_in": round(delay, 3)}))
+                log_event(log, "warning", {"event": "quarantine_step_failed", "step": step, "identity": work.identity,
+                                           "instance": work.instance, "error": f"{type(exc).__name__}: {exc}",
+                                           "retry_in": round(delay, 3)})
                 return False
             self._quarantine_work.pop(key, None)
         self.queue.forget(f"{QR}{work.namespace}/{work.instance}")
@@ -711,8 +712,8 @@ class Reconciler:
                 raise
             if self._quarantine_work.get((namespace, instance)) is work:
                 del self._quarantine_work[(namespace, instance)]
-        log.info(json.dumps({"event": "quarantine_step_completed", "step": step, "identity": work.identity,
-                             "instance": instance}))
+        log_event(log, "info", {"event": "quarantine_step_completed", "step": step, "identity": work.identity,
+                                "instance": instance})
 
     def pending_quarantine_work(self) -> dict[tuple[str, str], QuarantineWork]:
         with self._write_lock:

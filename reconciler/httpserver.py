@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
+from netwarden.logs import log_event
+
 log = logging.getLogger("netwarden.reconciler.httpserver")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -331,8 +333,8 @@ class GuardedHttpServer:
         await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
 
     async def _write_error(self, writer: asyncio.StreamWriter, error: HttpError) -> None:
-        log.warning(json.dumps({"event": "http_request_refused", "status": error.status, "reason": error.reason,
-                                **error.fields}))
+        log_event(log, "warning", {"event": "http_request_refused", "status": error.status, "reason": error.reason,
+                                   **error.fields})
         body = json.dumps({"error": error.reason, **error.fields}).encode()
         await self._write_response(writer, f"{error.status} {_STATUS_TEXT.get(error.status, 'Error')}",
                                    [("Content-Type", "application/json")], body, False, False)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from netwarden import names
 from netwarden.errors import ApiError, Conflict
 from netwarden.kube import KubeClient
+from netwarden.logs import log_event
 from reconciler import metrics
 from reconciler.core.history import HistoryError, PolicyHistory
 
@@ -156,7 +157,7 @@ class PolicyWriter:
         self.clock = clock
         self.max_history = max_history
         self.history_max_bytes = history_max_bytes
-        self.audit_log = audit_log or (lambda record: log.info(json.dumps(record, default=str, sort_keys=True)))
+        self.audit_log = audit_log or (lambda record: log_event(log, "info", record))
         #: (namespace, name) of deletes this process made: the watch's DELETED for them is not drift.
         self.own_deletes: set[tuple[str, str]] = set()
 

@@ -7,7 +7,6 @@ receiver's request thread for a signal, so a quarantine lands while the alert's 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -19,6 +18,7 @@ from netwarden import names
 from netwarden.admission import declared_intent
 from netwarden.identity import Workload
 from netwarden.kube import KubeClient
+from netwarden.logs import log_event
 from netwarden.policy import DnsTarget, PolicyIntent
 from netwarden.reach import outside_policy_reach
 from reconciler import metrics
@@ -144,7 +144,7 @@ class ReconcilerRuntime:
                 if restored is not None and self.engine.restore(restored, now):
                     count += 1
         if count:
-            log.info(json.dumps({"event": "took_over_from_cluster", "restored": count}))
+            log_event(log, "info", {"event": "took_over_from_cluster", "restored": count})
         return count
 
     # -- facts from the watch -------------------------------------------------------------------
@@ -169,9 +169,9 @@ class ReconcilerRuntime:
                 if old is None:
                     restored = restored_policy(obj, self.clock())
                     if restored is not None and self.engine.restore(restored, self.clock()):
-                        log.info(json.dumps({"event": "restored_from_cluster", "policy": obj["metadata"].get("name"),
-                                             "identity": restored.identity, "step": restored.step,
-                                             "instance": restored.instance, "expires_at": restored.expires_at}))
+                        log_event(log, "info", {"event": "restored_from_cluster", "policy": obj["metadata"].get("name"),
+                                                "identity": restored.identity, "step": restored.step,
+                                                "instance": restored.instance, "expires_at": restored.expires_at})
                 if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and old is None:
                     annotations = annotations_of(obj)
                     try:
@@ -211,9 +211,9 @@ class ReconcilerRuntime:
         account_unattributed(alert.source_format, where, alert.namespace, alert.pod, alert.rule)
         if ignored is not None:
             metrics.ALERTS_IGNORED.labels(alert.source_format, ignored).inc()
-            log.info(json.dumps({"event": "alert_not_acted_on", "why": ignored, "namespace": alert.namespace,
-                                 "pod": alert.pod, "rule": alert.rule, "alert_time": alert.time,
-                                 "alert_id": alert.alert_id}))
+            log_event(log, "info", {"event": "alert_not_acted_on", "why": ignored, "namespace": alert.namespace,
+                                    "pod": alert.pod, "rule": alert.rule, "alert_time": alert.time,
+                                    "alert_id": alert.alert_id})
             pod = self.index.pod(alert.namespace, alert.pod) if alert.namespace and alert.pod else None
             if ignored == TOO_OLD and pod is not None:  # a duplicate says nothing new: no Event for it
                 age = self.clock() - alert.time
@@ -263,8 +263,8 @@ class ReconcilerRuntime:
             return
         if not self.gate.is_open():
             for decision in decisions:
-                log.info(json.dumps({"event": "decision_not_applied", "why": "not the leader",
-                                     "action": decision.action, "identity": decision.identity}))
+                log_event(log, "info", {"event": "decision_not_applied", "why": "not the leader",
+                                        "action": decision.action, "identity": decision.identity})
             return
         with self._apply_lock:
             for decision in decisions:
@@ -272,8 +272,8 @@ class ReconcilerRuntime:
                     self.controller.apply_decision(decision)
                     self.decisions_applied += 1
                 except Exception as exc:  # noqa: BLE001 - one failed write must not lose the others
-                    log.warning(json.dumps({"event": "decision_failed", "action": decision.action,
-                                            "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}"}))
+                    log_event(log, "warning", {"event": "decision_failed", "action": decision.action,
+                                               "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}"})
 
     def _tick_loop(self) -> None:
         last_check = time.monotonic()
@@ -294,8 +294,8 @@ def account_unattributed(kind: str, where: Attribution | None, namespace: str | 
     if where is None or where.reason is None:
         return
     metrics.ALERTS_UNATTRIBUTED.labels(kind, where.reason).inc()
-    log.info(json.dumps({"event": "alert_unattributed", "kind": kind, "reason": where.reason, "detail": where.detail,
-                         "namespace": namespace, "pod": pod, "alert": name}))
+    log_event(log, "info", {"event": "alert_unattributed", "kind": kind, "reason": where.reason, "detail": where.detail,
+                            "namespace": namespace, "pod": pod, "alert": name})
 
 
 def epoch_of(text: str | None) -> float | None:

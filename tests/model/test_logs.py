@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from netwarden.logs import configure_json_logging
+from netwarden.logs import FIELDS, configure_json_logging, fields_of, log_event
 
 
 def test_plain_structured_and_exception_records_each_become_one_json_line() -> None:
@@ -28,3 +28,26 @@ def test_plain_structured_and_exception_records_each_become_one_json_line() -> N
     assert records[0]["logger"] == "werkzeug" and "POST /signals/flows" in records[0]["message"]
     assert records[1]["event"] == "policy_change" and records[1]["score"] == 12.5 and "message" not in records[1]
     assert records[2]["level"] == "error" and "second line" in records[2]["exception"]
+
+
+def test_an_event_logged_with_fields_is_one_json_line_with_them_and_no_message() -> None:
+    stream = io.StringIO()
+    configure_json_logging("INFO", stream)
+    try:
+        log = logging.getLogger("netwarden.reconciler")
+        log_event(log, "warning", {"event": "reconcile_failed", "key": "pod/shop/web", "retry_in": 0.5})
+        log_event(log, "debug", {"event": "below_the_level"})
+    finally:
+        configure_json_logging("WARNING")
+    [record] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert record["event"] == "reconcile_failed" and record["key"] == "pod/shop/web" and record["retry_in"] == 0.5
+    assert record["level"] == "warning" and "message" not in record
+
+
+def test_fields_of_reads_an_events_fields_or_a_json_message() -> None:
+    structured = logging.LogRecord("x", logging.INFO, __file__, 1, "policy_change", None, None)
+    structured.__dict__[FIELDS] = {"event": "policy_change", "reason": "tightened"}
+    legacy = logging.LogRecord("x", logging.INFO, __file__, 1, json.dumps({"event": "old"}), None, None)
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("there",), None)
+    assert fields_of(structured) == {"event": "policy_change", "reason": "tightened"}
+    assert fields_of(legacy) == {"event": "old"} and fields_of(plain) == {"message": "hello there"}

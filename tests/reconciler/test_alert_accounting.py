@@ -19,6 +19,7 @@ from kubernetes import client
 from certs import pki
 from netwarden import names
 from netwarden.kube import KubeClient
+from netwarden.logs import fields_of
 from reconciler import metrics
 from reconciler.controller import ControllerSettings
 from reconciler.core.alerts import NOT_A_WORKLOAD, UNKNOWN_WORKLOAD
@@ -123,7 +124,7 @@ def test_k8s_audit_alerts_are_attributed_or_listed_counted_and_logged(served: Se
     assert unattributed("falco", NOT_A_WORKLOAD) - before == 3
     scraped = requests.get(f"{served.url}/metrics", verify=served.ca, timeout=30).text
     assert f'{names.METRIC_ALERTS_UNATTRIBUTED}{{kind="falco",reason="{NOT_A_WORKLOAD}"}}' in scraped
-    logged = [json.loads(r.getMessage()) for r in caplog.records if "alert_unattributed" in r.getMessage()]
+    logged = [fields_of(r) for r in caplog.records if fields_of(r).get("event") == "alert_unattributed"]
     assert [(entry["reason"], entry["alert"]) for entry in logged] == [(NOT_A_WORKLOAD, "Disallowed K8s User")] * 3
     # The attributed one (Attach/Exec Pod, 2025) is the pod's, kept as evidence of the past.
     (past,) = served.runtime.engine.explain(IDENTITY, time.time())["past_alerts"]

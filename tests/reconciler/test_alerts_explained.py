@@ -13,6 +13,7 @@ from kubernetes import client
 from netwarden import names
 from netwarden.cli import main
 from netwarden.kube import KubeClient
+from netwarden.logs import fields_of
 from reconciler import metrics
 from reconciler.core.alerts import DUPLICATE, TOO_OLD
 from reconciler.signals.falco import parse_falco_event
@@ -70,7 +71,7 @@ def test_a_tightening_to_an_empty_baseline_is_refused_with_the_reason_in_event_l
         refused = wait_until(lambda: [e for e in events(core, NS, names.EVENT_GUARD_RAIL)
                                       if e.involved_object.kind == "NetworkPolicy"], what="the guard-rail Event")
         assert "no traffic learned yet (empty baseline)" in refused[0].message
-        assert any("empty baseline" in r.getMessage() for r in caplog.records), "the log line says why"
+        assert any("empty baseline" in json.dumps(fields_of(r)) for r in caplog.records), "the log line says why"
         policy = runtime.controller.baseline_policy_of(IDENTITY)
         assert policy["metadata"]["annotations"][names.ANNOTATION_STEP] != names.STEP_TIGHTENED
     finally:
