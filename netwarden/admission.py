@@ -39,7 +39,7 @@ OWNER_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJ
 class AdmissionSettings:
     """What pod admission needs from the configuration (each process builds it once from NetwardenConfig)."""
 
-    default_mode: str = names.MODE_ENFORCE
+    default_mode: str = names.DEFAULT_MODE
     dns: DnsTarget = field(default_factory=DnsTarget)
     #: Usernames allowed to change netwarden.io/* labels on UPDATE (netwarden's own service accounts).
     trusted_usernames: frozenset[str] = frozenset()

@@ -51,7 +51,7 @@ class ClusterConfig:
         "NAMESPACE/NAME of the cluster DNS Service; its selector becomes the DNS egress rule "
         "(absent: port 53 to anywhere)")
     default_mode: str = option(
-        names.MODE_ENFORCE,
+        names.DEFAULT_MODE,
         f"mode for namespaces without a {names.ANNOTATION_MODE} annotation: {' | '.join(names.MODES)}")
 
 
@@ -66,7 +66,9 @@ class WebhookConfig:
     workers: int = option(2, "gunicorn worker processes")
     threads: int = option(8, "threads per worker (gthread)")
     timeout: int = option(30, "seconds a worker may spend on one request before gunicorn restarts it")
+    #: Longer than typical client idle pools would be wasteful; shorter makes the API server reconnect.
     keepalive: int = option(65, "seconds an idle keep-alive connection stays open")
+    #: AdmissionReviews are well under this; etcd's default object limit is 1.5 MiB, reviews carry up to two objects.
     max_request_body: int = option(4 * 1024 * 1024, "largest request body accepted, bytes (413 above)")
     reload_interval: float = option(5.0, "seconds between checks of the certificate files for rotation")
     client_ca: str | None = option(None, "CA bundle to verify API-server client certificates with, when presented")

@@ -131,6 +131,9 @@ MODE_DRY_RUN = "dry-run"
 MODE_ENFORCE = "enforce"
 MODE_APPROVE = "approve"
 MODES = (MODE_LEARN, MODE_DRY_RUN, MODE_ENFORCE, MODE_APPROVE)
+#: The mode of a namespace without a netwarden.io/mode annotation (config `cluster.default_mode`); every
+#: component's default reads this one.
+DEFAULT_MODE = MODE_ENFORCE
 
 # --- Event reasons (Kubernetes Events on policies and pods) ------------------------------------
 #: A baseline policy was created (at admission or by backfill).

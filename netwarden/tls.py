@@ -20,10 +20,12 @@ from typing import Callable, Iterable
 
 from cryptography import x509
 
+from netwarden.config import WebhookConfig
 from netwarden.logs import log_json
 from netwarden.startup import StartupError
 
-DEFAULT_RELOAD_INTERVAL = 5.0
+#: The configured default (config `webhook.reload_interval`), for a reloader built without the configuration.
+DEFAULT_RELOAD_INTERVAL = WebhookConfig().reload_interval
 
 # Log event names (one JSON object per line).
 EVENT_CERT_LOADED = "tls_certificate_loaded"

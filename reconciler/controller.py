@@ -95,7 +95,7 @@ class ControllerSettings:
     #: Seconds after a workload's last pod is gone (or its Job finished) before its policies are removed.
     cleanup_grace_seconds: float = 300.0
     dns: DnsTarget = field(default_factory=DnsTarget)
-    default_mode: str = names.MODE_ENFORCE
+    default_mode: str = names.DEFAULT_MODE
     write_rate_per_second: float = 5.0
     write_burst: int = 20
     #: Rollbacks, relaxations, quarantine releases and cleanups: their own budget, never behind tightenings.

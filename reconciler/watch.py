@@ -269,7 +269,7 @@ class ClusterIndex:
     Written by the informer threads, read by the controller and the signal receivers; one lock.
     """
 
-    def __init__(self, default_mode: str = names.MODE_LEARN) -> None:
+    def __init__(self, default_mode: str = names.DEFAULT_MODE) -> None:
         self.default_mode = default_mode
         self._lock = threading.RLock()
         self._pods: dict[Key, PodView] = {}

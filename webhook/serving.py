@@ -17,18 +17,19 @@ import time
 from io import BytesIO
 from typing import Any, Callable, Iterable
 
+from netwarden.config import WebhookConfig
 from netwarden.logs import JsonLogFormatter, log_json
 from netwarden.startup import run_command
 from netwarden.tls import DEFAULT_RELOAD_INTERVAL, CertificateReloader, load_serving_certificate
 
-DEFAULT_BIND = "0.0.0.0:8443"
-#: Longer than typical client idle pools would be wasteful; shorter makes the API server reconnect.
-DEFAULT_KEEPALIVE = 65
-DEFAULT_TIMEOUT = 30
-DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 8
-#: AdmissionReviews are well under this; etcd's default object limit is 1.5 MiB, reviews carry up to two objects.
-DEFAULT_MAX_REQUEST_BODY = 4 * 1024 * 1024
+# The configured options' defaults have one home, netwarden/config.py (WebhookConfig); these name them here.
+_CONFIGURED = WebhookConfig()
+DEFAULT_BIND = f"{_CONFIGURED.host}:{_CONFIGURED.port}"
+DEFAULT_KEEPALIVE = _CONFIGURED.keepalive
+DEFAULT_TIMEOUT = _CONFIGURED.timeout
+DEFAULT_WORKERS = _CONFIGURED.workers
+DEFAULT_THREADS = _CONFIGURED.threads
+DEFAULT_MAX_REQUEST_BODY = _CONFIGURED.max_request_body
 #: The API server finishes a handshake in milliseconds; a client that takes longer is closed.
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 #: One request's head and body must arrive within this (under the API server's 10 s default webhook timeout).

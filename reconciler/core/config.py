@@ -152,7 +152,7 @@ class CoreConfig:
     what_if_horizon_seconds: float = 3600.0
 
     #: Mode of a namespace that does not say (learn | dry-run | enforce | approve).
-    default_mode: str = names.MODE_DRY_RUN
+    default_mode: str = names.DEFAULT_MODE
 
     def __post_init__(self) -> None:
         problems = _check_ranges(self)
