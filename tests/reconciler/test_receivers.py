@@ -165,3 +165,19 @@ def test_malformed_envelopes_get_a_json_400_with_a_reason_and_are_counted(served
     assert answer["error"].startswith(answer["rejected"][0]["reason"])
     assert sum(counters.rejected.values()) == before + 1
     assert sink.flows == [] and sink.alerts == [] and sink.metric_alerts == []
+
+
+def test_whisker_flows_are_accepted_and_other_schemas_are_named_and_counted(served) -> None:
+    url, sink, counters, _ = served
+    raw = (DATA / "calico/calico-3.32.2_whisker-flows_aggregated_3records.jsonl").read_bytes()
+    records = [json.loads(line) for line in raw.splitlines()]
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.1"}, "reason": "Started"}
+    as_lines = requests.post(f"{url}/signals/flows", data=raw + json.dumps(event).encode() + b"\n", headers=auth()).json()
+    assert as_lines["accepted"] == 3
+    assert [(r["index"], r["reason"]) for r in as_lines["rejected"]] == [(4, "unsupported-schema:kubernetes-event")]
+    assert "looks like a Kubernetes Event" in as_lines["rejected"][0]["message"]
+    as_array = requests.post(f"{url}/signals/flows", json=records, headers=auth()).json()
+    assert as_array["accepted"] == 3 and as_array["rejected_total"] == 0
+    assert counters.accepted["goldmane"] == 6
+    assert counters.rejected[("unknown", "unsupported-schema:kubernetes-event")] == 1
+    assert {flow.source.pod_prefix for flow in sink.flows} == {"scraper-655c844475-*", "shopper-6fd84cfbb4-*"}
