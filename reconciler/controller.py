@@ -16,29 +16,26 @@ and log only (dry-run), or stored as a proposal on the workload's policy (approv
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 
 
 from netwarden import names
 from netwarden.admin_policy import BackendChoice
-from netwarden.admission import AdmissionSettings, PodAdmission, admit_pod
+from netwarden.admission import AdmissionSettings
 from netwarden.errors import Forbidden
 from netwarden.identity import OwnerRef
 from netwarden.kube import KubeClient
-from netwarden.labels import is_opted_in
-from netwarden.labelvalues import fit_label_value
 from netwarden.logs import log_event
 from netwarden.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy
-from netwarden.reach import outside_policy_reach
 from reconciler import metrics
 from reconciler.admin_backend import AdminPolicyBackend, AdminQuarantines, Target, detect_backend
+from reconciler.backfill import Backfill
 from reconciler.containment_report import ContainmentReporter
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
@@ -109,11 +106,6 @@ class ControllerSettings:
     admin_policy_priority: int = 10
 
 
-def backfill_instance(pod: PodView) -> str:
-    """Instance value for a pod the webhook never saw: derived from its uid, so a retry gives the same one."""
-    return fit_label_value("bf-" + hashlib.sha256(pod.uid.encode()).hexdigest()[:12])
-
-
 def evidence_summary(evidence: Iterable[Any], limit: int = EVIDENCE_SUMMARY_ITEMS) -> list[dict[str, Any]]:
     """The strongest evidence, trimmed to what `netwarden explain` prints."""
     items = []
@@ -159,6 +151,10 @@ class Reconciler:
         #: Weak containment (user policies widening contained pods, allow-alls): Events and a metric.
         self.containment = ContainmentReporter(kube, index, self.writer.event,
                                                lambda: self.admin.known() if self.admin is not None else [])
+        #: Pods admitted without the webhook: labels and baselines through pod admission's own function.
+        admission = AdmissionSettings(default_mode=settings.default_mode, dns=settings.dns)
+        self.backfill = Backfill(kube, index, self.writer, admission, self.gate, self._count,
+                                 lambda namespace, baseline: self.check_containment(namespace, baseline=baseline))
         #: Bad allow-from/allow-to entries as Warning Events on the workload, once each.
         self.declarations = DeclarationEvents(kube, self.writer.event, self.gate.is_open)
         #: Quarantine plans and releases not yet fully written, by (namespace, instance): retried from
@@ -170,8 +166,6 @@ class Reconciler:
         self._gone_since: dict[str, float] = {}
         #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
         self._known_good: dict[tuple[str, str], Obj] = {}
-        #: Pods (uid) already told they are outside NetworkPolicy's reach (one Event each).
-        self._unreachable_noted: set[str] = set()
         #: Last object seen per managed policy (a deleted one is re-created from it).
         self._last_seen: dict[tuple[str, str], Obj] = {}
         self._lock = threading.Lock()
@@ -320,12 +314,12 @@ class Reconciler:
         now = self.clock()
         if live:
             self._gone_since.pop(identity, None)
-            reachable = [p for p in live if not self._note_unreachable(p)]
+            reachable = [p for p in live if not self.backfill.note_unreachable(p)]
             if reachable and not any(labels_of(p).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE
                                      for p in policies):
                 namespace = self.index.namespace(reachable[0].namespace)
                 if namespace is not None and namespace.opted_in:
-                    self._create_baseline(reachable[0], reason=names.REASON_BACKFILL)
+                    self.backfill.create_baseline(reachable[0])
             holder = self.baseline_policy_of(identity)
             if holder is not None:  # the Event goes on the policy's owner: wait for the policy to be seen
                 self.declarations.note(identity, holder, [p.raw for p in live])
@@ -439,72 +433,9 @@ class Reconciler:
                 return True
         return False
 
-    # -- backfill -----------------------------------------------------------------------------
+    # -- backfill (reconciler/backfill.py) ------------------------------------------------------
     def backfill_pod(self, namespace: str, name: str) -> None:
-        pod = self.index.pod(namespace, name)
-        if pod is None or pod.identity or not pod.live:
-            return
-        ns = self.index.namespace(namespace)
-        if ns is None or not is_opted_in(ns.facts, pod.labels, pod.annotations):
-            return
-        decision = self._admission_decision(pod, backfill_instance(pod))
-        if decision is None or not decision.labels:
-            return
-        self.writer.guard()
-        self.kube.patch_pod_labels(namespace, name, decision.labels)
-        self.writer.event(pod.raw, names.EVENT_LABELS_BACKFILLED,
-                          "labels added by the reconciler (the pod was admitted without netwarden's webhook)")
-        self._count("backfilled-pods")
-        if decision.policy_manifest is not None:
-            self._write_baseline(decision.policy_manifest, pod)
-
-    def _admission_decision(self, pod: PodView, instance: str) -> PodAdmission | None:
-        """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one."""
-        ns = self.index.namespace(pod.namespace)
-        if ns is None:
-            return None
-        parents: dict[tuple[str, str], Any] = {}
-        for ref in pod.owner_refs:
-            if ref.controller:
-                parents[(ref.kind, ref.name)] = self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid)
-        # The pod as admission would have seen it: netwarden's labels not yet there.
-        labels = {k: v for k, v in pod.facts.labels.items() if k not in names.POD_LABELS}
-        facts = replace(pod.facts, labels=labels)
-        settings = AdmissionSettings(default_mode=self.settings.default_mode, dns=self.settings.dns)
-        return admit_pod(facts, ns.facts, parents, instance, settings)
-
-    def _create_baseline(self, pod: PodView, reason: str) -> None:
-        decision = self._admission_decision(pod, pod.instance or backfill_instance(pod))
-        if decision is not None and decision.policy_manifest is not None:
-            self._write_baseline(decision.policy_manifest, pod)
-
-    def _note_unreachable(self, pod: PodView) -> bool:
-        """True for a pod NetworkPolicy cannot reach (hostNetwork); says why on the pod, once per pod."""
-        reason = outside_policy_reach(pod.raw)
-        if reason is None:
-            return False
-        with self._lock:
-            first = pod.uid not in self._unreachable_noted
-            self._unreachable_noted.add(pod.uid)
-        if first and self.gate.is_open():
-            self.writer.event(pod.raw, names.EVENT_POD_UNENFORCEABLE, reason, type_="Warning")
-            log_event(log, "info", {"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.name}",
-                                    "identity": pod.identity, "why": reason})
-        return True
-
-    def _write_baseline(self, manifest: Obj, pod: PodView) -> None:
-        if self._note_unreachable(pod):
-            return  # a baseline would promise containment NetworkPolicy cannot give this pod
-        meta = manifest["metadata"]
-        if self.index.policy(meta["namespace"], meta["name"]) is not None:
-            return
-        change = Change(manifest, names.EVENT_POLICY_CREATED,
-                        "baseline created by the reconciler (the pod was admitted without netwarden's webhook)",
-                        names.REASON_BACKFILL, pods=pods_stub([pod]))
-        outcome = self.writer.apply(change)
-        if outcome.operation == "created":
-            self._count("backfilled-policies")
-            self.check_containment(meta["namespace"], baseline=outcome.obj or manifest)
+        self.backfill.backfill_pod(namespace, name)
 
     # -- policies: drift, approvals, deletes --------------------------------------------------
     def reconcile_policy(self, namespace: str, name: str) -> None:
