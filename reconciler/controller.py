@@ -37,6 +37,7 @@ from reconciler import metrics
 from reconciler.admin_backend import AdminPolicyBackend, AdminQuarantines, Target, detect_backend
 from reconciler.backfill import Backfill
 from reconciler.containment_report import ContainmentReporter
+from reconciler.core.actions import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
 from reconciler.core.guard import WriteBudget
 from reconciler.core.types import HealthSignal
 from reconciler.declaration_events import DeclarationEvents
@@ -77,13 +78,6 @@ log = logging.getLogger("netwarden.reconciler.controller")
 Obj = dict[str, Any]
 WL, POD, NP, QR, CC = "wl:", "pod:", "np:", "qr:", "cc:"
 
-# Decision effects and actions (reconciler.core.actions); strings so this adapter does not need the core loaded.
-EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD = "write", "pending", "record"
-ACTION_ROLLBACK, ACTION_ALERT_ONLY = "rollback", "alert-only"
-ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE = "quarantine-pod", "lift-quarantine"
-ACTION_QUARANTINE_WORKLOAD = "quarantine-workload"
-#: Actions whose workload-policy write only opens or undoes: they spend the safety budget.
-SAFETY_ACTIONS = ("rollback", "relax", "lift-quarantine")
 EVIDENCE_SUMMARY_ITEMS = 5
 
 
@@ -523,7 +517,7 @@ class Reconciler:
                 return policy
         return None
 
-    def apply_decision(self, decision: Any) -> None:
+    def apply_decision(self, decision: Decision) -> None:
         """Carry out one engine Decision according to its mode effect."""
         effect = decision.effect
         metrics.ACTIONS.labels(decision.action, effect).inc()
@@ -531,11 +525,11 @@ class Reconciler:
         holder = self.baseline_policy_of(decision.identity)
         evidence = evidence_summary(decision.evidence)
         record = {"event": "decision", **_decision_dict(decision), "evidence": evidence}
-        if effect not in (EFFECT_WRITE, EFFECT_PENDING, EFFECT_RECORD):
+        if effect not in (Effect.WRITE, Effect.PENDING, Effect.RECORD):
             self.writer.audit_log(record)
             return
-        if effect == EFFECT_RECORD:
-            message = f"{'dry-run: would ' if decision.action != ACTION_ALERT_ONLY else ''}{decision.action} " \
+        if effect == Effect.RECORD:
+            message = f"{'dry-run: would ' if decision.action != Action.ALERT_ONLY else ''}{decision.action} " \
                       f"(score {decision.score:.1f}): {decision.reason}"
             reason = decision.event_reason or names.EVENT_DRY_RUN
             if holder is not None:
@@ -544,7 +538,7 @@ class Reconciler:
                 self.writer.event(pod, reason, message)
             self.writer.audit_log(record)
             return
-        if effect == EFFECT_PENDING:
+        if effect == Effect.PENDING:
             if holder is None:
                 log.warning("no policy of %s to hold a proposal; proposal dropped", decision.identity)
                 return
@@ -555,31 +549,31 @@ class Reconciler:
             store_pending(self.writer, holder, pending, pods_stub(pods))
             return
         with self._write_lock:
-            if decision.action == ACTION_ROLLBACK:
+            if decision.action == Action.ROLLBACK:
                 self._apply_rollback(decision, holder, pods)
-            elif decision.action == ACTION_QUARANTINE_POD:
+            elif decision.action == Action.QUARANTINE_POD:
                 for plan in self.quarantine_plans(decision, pods, evidence):
                     self.submit_quarantine(plan)
-            elif decision.action == ACTION_LIFT_QUARANTINE:
+            elif decision.action == Action.LIFT_QUARANTINE:
                 for instance in decision.remove_instances:
                     pod = self.index.pod_by_instance(instance)
                     self.submit_quarantine(QuarantineRelease(
                         decision.namespace, decision.identity, instance, f"{decision.action}: {decision.reason}",
                         tuple(pods_stub([pod] if pod is not None else pods))))
             else:
-                if decision.action == ACTION_QUARANTINE_WORKLOAD and self.admin is not None:
+                if decision.action == Action.QUARANTINE_WORKLOAD and self.admin is not None:
                     self._admin_workload_quarantine(decision, pods, evidence)  # the Deny exists first
                 changes, _ = self.changes_for(decision, holder, pods, evidence)
                 for change in changes:
                     self.writer.apply(change)
-                if self.admin is not None and decision.action != ACTION_QUARANTINE_WORKLOAD and any(
+                if self.admin is not None and decision.action != Action.QUARANTINE_WORKLOAD and any(
                         i.instance is None and i.step != names.STEP_QUARANTINED for i in decision.intents):
                     self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
                                     why=f"{decision.action}: {decision.reason}")
-        if decision.action in (ACTION_QUARANTINE_POD, ACTION_QUARANTINE_WORKLOAD, "tighten"):
+        if decision.action in ESCALATIONS:
             self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
 
-    def _admin_workload_quarantine(self, decision: Any, pods: Sequence[PodView], evidence: list[dict[str, Any]]) -> None:
+    def _admin_workload_quarantine(self, decision: Decision, pods: Sequence[PodView], evidence: list[dict[str, Any]]) -> None:
         """A workload quarantine's Admin-tier Deny (selecting the identity); its NetworkPolicy narrows after it."""
         assert self.admin is not None
         for intent in decision.intents:
@@ -668,7 +662,7 @@ class Reconciler:
             self.quarantines.carve(namespace, identity, releasing=tuple(releasing), event_reason=names.EVENT_POLICY_RESTORED,
                                    message="carve-outs set to the quarantines that exist (resumed from the cluster)")
 
-    def quarantine_plans(self, decision: Any, pods: Sequence[PodView],
+    def quarantine_plans(self, decision: Decision, pods: Sequence[PodView],
                          evidence: list[dict[str, Any]]) -> list[QuarantinePlan]:
         """The per-pod quarantines of a decision, rendered by the shared policy model."""
         annotations = self._decision_annotations(decision, evidence)
@@ -689,7 +683,7 @@ class Reconciler:
             plans.append(QuarantinePlan(decision.namespace, decision.identity, intent.instance, intent, change, stubs))
         return plans
 
-    def _decision_annotations(self, decision: Any, evidence: list[dict[str, Any]]) -> dict[str, str]:
+    def _decision_annotations(self, decision: Decision, evidence: list[dict[str, Any]]) -> dict[str, str]:
         annotations = {
             names.ANNOTATION_SCORE: f"{decision.score:.2f}",
             names.ANNOTATION_EVIDENCE: json.dumps(evidence, sort_keys=True, separators=(",", ":")),
@@ -698,7 +692,7 @@ class Reconciler:
             annotations[names.ANNOTATION_EXPIRES_AT] = iso_time(decision.expires_at)
         return annotations
 
-    def _apply_rollback(self, decision: Any, holder: Obj | None, pods: Sequence[PodView]) -> None:
+    def _apply_rollback(self, decision: Decision, holder: Obj | None, pods: Sequence[PodView]) -> None:
         if holder is None:
             return
         namespace, name = obj_key(holder)
@@ -718,7 +712,7 @@ class Reconciler:
         except PolicyOpError as exc:
             log.warning("automatic rollback of %s/%s impossible: %s", namespace, name, exc)
 
-    def changes_for(self, decision: Any, holder: Obj | None, pods: Sequence[PodView],
+    def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodView],
                     evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:
         """Manifests (rendered by the shared policy model) and deletes that carry a decision out, in a safe
         order (quarantine before carve-out; carve-out ended before the quarantine goes). Workload-policy
@@ -741,13 +735,13 @@ class Reconciler:
             meta = PolicyMeta(name, decision.reason, role=names.ROLE_BASELINE, mode=decision.mode,
                               owner=owner_refs[0] if owner_refs else None, annotations=annotations)
             manifest = render_network_policy(intent, meta, self.settings.dns)
-            if decision.action in (ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE):
+            if decision.action in (Action.QUARANTINE_POD, Action.LIFT_QUARANTINE):
                 # Only the carve-out changes: the rest of the workload's current spec stays as it is.
                 manifest = dict(holder)  # type: ignore[arg-type]
             exclusions = self.quarantines.exclusions_for(decision.namespace, decision.identity, adding=adding,
                                                          releasing=releasing)
             manifest = with_carve_outs(manifest, decision.namespace, decision.identity, exclusions)
-            if decision.action in (ACTION_QUARANTINE_POD, ACTION_LIFT_QUARANTINE):
+            if decision.action in (Action.QUARANTINE_POD, Action.LIFT_QUARANTINE):
                 event = names.EVENT_POD_QUARANTINED if adding else names.EVENT_QUARANTINE_LIFTED
                 changes.append(Change(manifest, event, f"{decision.action}: {decision.reason}",
                                       names.REASON_QUARANTINE_EXCLUSION if adding else names.REASON_QUARANTINE_LIFTED,
@@ -762,7 +756,7 @@ class Reconciler:
         deletes = [(decision.namespace, quarantine_policy_name(i)) for i in decision.remove_instances]
         return changes, deletes
 
-    def _pods_of_decision(self, decision: Any) -> list[PodView]:
+    def _pods_of_decision(self, decision: Decision) -> list[PodView]:
         found: dict[tuple[str, str], PodView] = {}
         for name in getattr(decision, "pods", ()) or ():
             pod = self.index.pod(decision.namespace, name)
@@ -775,7 +769,7 @@ class Reconciler:
         return list(found.values())
 
 
-def _decision_dict(decision: Any) -> dict[str, Any]:
+def _decision_dict(decision: Decision) -> dict[str, Any]:
     if hasattr(decision, "to_dict"):
         data = decision.to_dict()
         data.pop("evidence", None)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Iterable, Mapping
 
 import msgspec
@@ -57,22 +58,39 @@ from reconciler.core.risk import Deviation, RiskState
 from reconciler.core.whatif import DEFAULT_IS_ALLOWED, PORT_PROTOCOLS, IsAllowed, RecentFlows, WhatIf, what_if
 
 # --- actions and effects ------------------------------------------------------------------------
-NONE = "none"
-TIGHTEN = "tighten"
-QUARANTINE_POD = "quarantine-pod"
-QUARANTINE_WORKLOAD = "quarantine-workload"
-RELAX = "relax"
-LIFT_QUARANTINE = "lift-quarantine"
-ALERT_ONLY = "alert-only"
-ROLLBACK = "rollback"
-ACTIONS = (NONE, TIGHTEN, QUARANTINE_POD, QUARANTINE_WORKLOAD, RELAX, LIFT_QUARANTINE, ALERT_ONLY, ROLLBACK)
-ESCALATIONS = (TIGHTEN, QUARANTINE_POD, QUARANTINE_WORKLOAD)
+class Action(StrEnum):
+    """What a decision does to a workload (the value is what Events, annotations and logs say)."""
 
-EFFECT_NONE = "none"  # learn mode: nothing happens
-EFFECT_RECORD = "record"  # dry-run (and alert-only): state and events, no policy write
-EFFECT_WRITE = "write"  # enforce: write the intents
-EFFECT_PENDING = "pending"  # approve: proposed, awaiting a user's approval
-EFFECT_DEFERRED = "deferred"  # enforce, but the write budget is empty: decided again later
+    NONE = "none"
+    TIGHTEN = "tighten"
+    QUARANTINE_POD = "quarantine-pod"
+    QUARANTINE_WORKLOAD = "quarantine-workload"
+    RELAX = "relax"
+    LIFT_QUARANTINE = "lift-quarantine"
+    ALERT_ONLY = "alert-only"
+    ROLLBACK = "rollback"
+
+
+class Effect(StrEnum):
+    """What the mode lets a decision do."""
+
+    NONE = "none"  # learn mode: nothing happens
+    RECORD = "record"  # dry-run (and alert-only): state and events, no policy write
+    WRITE = "write"  # enforce: write the intents
+    PENDING = "pending"  # approve: proposed, awaiting a user's approval
+    DEFERRED = "deferred"  # enforce, but the write budget is empty: decided again later
+
+
+NONE, TIGHTEN, RELAX, ROLLBACK = Action.NONE, Action.TIGHTEN, Action.RELAX, Action.ROLLBACK
+QUARANTINE_POD, QUARANTINE_WORKLOAD = Action.QUARANTINE_POD, Action.QUARANTINE_WORKLOAD
+LIFT_QUARANTINE, ALERT_ONLY = Action.LIFT_QUARANTINE, Action.ALERT_ONLY
+ACTIONS = tuple(Action)
+ESCALATIONS = (TIGHTEN, QUARANTINE_POD, QUARANTINE_WORKLOAD)
+#: Actions whose workload-policy write only opens or undoes: they spend the safety budget.
+SAFETY_ACTIONS = (ROLLBACK, RELAX, LIFT_QUARANTINE)
+
+EFFECT_NONE, EFFECT_RECORD, EFFECT_WRITE = Effect.NONE, Effect.RECORD, Effect.WRITE
+EFFECT_PENDING, EFFECT_DEFERRED = Effect.PENDING, Effect.DEFERRED
 
 LEVEL_NONE, LEVEL_TIGHTEN, LEVEL_QUARANTINE = 0, 1, 2
 
@@ -95,12 +113,12 @@ _EVENT_REASONS = {
 class Decision:
     """One action for one workload (or some of its pod instances), with everything to carry it out."""
 
-    action: str
+    action: Action
     identity: str
     namespace: str
     time: float
     mode: str
-    effect: str
+    effect: Effect
     reason: str
     score: float
     step_before: str
