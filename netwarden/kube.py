@@ -43,6 +43,8 @@ API_CALLS: frozenset[tuple[str, str, str]] = frozenset(
         ("", "pods", "patch"),
         ("", "services", "get"),
         ("", "events", "create"),
+        ("", "secrets", "get"),  # the reconciler's learned-state Secrets (reconciler.scaleout.statestore), by name
+        ("", "secrets", "update"),
         ("apps", "replicasets", "get"),
         ("apps", "statefulsets", "get"),
         ("apps", "daemonsets", "get"),

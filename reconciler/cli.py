@@ -19,6 +19,8 @@ from typing import Any
 from netwarden import names
 from netwarden.logs import log_event
 
+log = logging.getLogger("netwarden.reconciler")
+
 DEFAULT_PORT = 8444
 
 
@@ -323,9 +325,9 @@ def run_reconciler(args: argparse.Namespace) -> int:
             stream = sys.stdin.buffer if args.flows_file == "-" else open(args.flows_file, "rb")
             with stream:
                 result = ingest_flow_stream(stream, runtime, counters, stop=stop)
-            log_event(logging, "info", {"event": "flows_file_done", **result.to_dict()})
+            log_event(log, "info", {"event": "flows_file_done", **result.to_dict()})
         threading.Thread(target=feed, name="flows-file", daemon=True).start()
-    log_event(logging, "info", {"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert),
+    log_event(log, "info", {"event": "reconciler_started", "port": server.port, "tls": bool(rc.cert),
                                 "flow_sources": {s.name: s.address for s in flow_sources}})
     stop.wait()
     for source in flow_sources:
