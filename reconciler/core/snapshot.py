@@ -197,7 +197,7 @@ def _health_of(data: dict[str, list[Any]] | None) -> dict[str, tuple[bool, int]]
 
 _DECISION_FIELDS = (
     "action", "identity", "namespace", "time", "mode", "effect", "reason", "score", "step_before", "step_after",
-    "expires_at", "level", "blast_pods", "automatic",
+    "expires_at", "level", "blast_pods", "automatic", "restore_revision", "restore_spec",
 )
 
 

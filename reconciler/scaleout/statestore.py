@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import urllib3
 from kubernetes.client.rest import ApiException
 
 from netwarden import names
@@ -98,12 +99,16 @@ class SecretStateStore:
             digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
             if self._digests.get(shard) == digest:
                 continue
-            if self._write(shard, data):
+            result = self._write(shard, data)
+            if result is None:
+                break  # no answer: the other shards would each wait out the same retries
+            if result:
                 self._digests[shard] = digest
                 written += 1
         return written
 
-    def _write(self, shard: int, data: dict[str, str]) -> bool:
+    def _write(self, shard: int, data: dict[str, str]) -> bool | None:
+        """True: written; False: the API refused it; None: the API did not answer."""
         name, namespace = secret_name(shard), self.settings.namespace
         manifest: dict[str, Any] = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
@@ -125,6 +130,11 @@ class SecretStateStore:
             log.warning(json.dumps({"event": "state_shard_not_written", "secret": f"{namespace}/{name}",
                                     "status": exc.status, "reason": exc.reason}))
             return False
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer at all (the API server is gone)
+            count("save", "unreachable")
+            log.warning(json.dumps({"event": "state_shard_not_written", "secret": f"{namespace}/{name}",
+                                    "status": 0, "reason": f"{type(exc).__name__}: {exc}"[:300]}))
+            return None
         count("save", "written", len(data))
         return True
 

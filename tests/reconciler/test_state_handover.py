@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from kubernetes import client
 
+from localkube import LocalKube
 from netwarden import names
 from netwarden.kube import KubeClient
 from reconciler.controller import ControllerSettings
 from reconciler.core.config import CoreConfig
 from reconciler.core.types import Endpoint, Flow
 from reconciler.leader import WriterGate
+from reconciler.metrics import REGISTRY
 from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
 from reconciler.scaleout.statestore import StateStoreSettings, secret_name, shard_of
 from reconciler.watch import Backoff
@@ -42,7 +44,7 @@ def runtime(kube: KubeClient, gate: Gate, *, state: bool = True) -> ReconcilerRu
     return ReconcilerRuntime(kube, settings, CORE, gate=gate, backoff=Backoff(0.01, 0.1))
 
 
-def cluster(core: client.CoreV1Api) -> None:
+def populate(core: client.CoreV1Api) -> None:
     make_namespace(core, "netwarden", opted_in=False)
     make_namespace(core, "shop")
     for name, ip in (("api", "10.0.1.10"), ("db", "10.0.2.10")):
@@ -64,7 +66,7 @@ def new_peer(rt: ReconcilerRuntime) -> float:
 
 def test_a_new_leader_restores_the_baselines_the_old_one_saved_and_does_not_learn_again(
         kube: KubeClient, core: client.CoreV1Api) -> None:
-    cluster(core)
+    populate(core)
     old = runtime(kube, Gate(True)).start()
     try:
         learn(old)
@@ -91,7 +93,7 @@ def test_a_new_leader_restores_the_baselines_the_old_one_saved_and_does_not_lear
 
 def test_without_a_state_store_a_new_leader_learns_again(kube: KubeClient, core: client.CoreV1Api) -> None:
     """The gap the store closes, shown on the same story."""
-    cluster(core)
+    populate(core)
     old = runtime(kube, Gate(True), state=False).start()
     try:
         learn(old)
@@ -103,3 +105,20 @@ def test_without_a_state_store_a_new_leader_learns_again(kube: KubeClient, core:
         assert new.engine.baseline_of(API).is_learning(new.clock())
     finally:
         new.stop()
+
+
+def test_stepping_down_after_the_api_server_is_gone_counts_the_state_as_unsaved_and_raises_nothing(
+        cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api) -> None:
+    """The demo's and a node drain's shutdown order: the API server can go before the reconciler does."""
+    populate(core)
+    rt = runtime(kube, Gate(True)).start()
+    learn(rt)
+    before = unsaved()
+    cluster.stop()
+    rt.stop()  # must not raise; one shard tried, not every shard after the first got no answer
+    assert unsaved() == before + 1
+
+
+def unsaved() -> float:
+    return REGISTRY.get_sample_value("netwarden_state_snapshots_total",
+                                     {"operation": "save", "result": "unreachable"}) or 0.0
