@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from certs import pki, store
 from certs.pki import KeyPair
 from certs.store import StoredTLS
-from netwarden import names
+from netwarden import names, patches
 from netwarden.errors import Conflict, Invalid
 from netwarden.kube import KubeClient
 
@@ -180,8 +180,8 @@ def ca_bundle_patch(configuration: Mapping[str, Any], ca_bundle_pem: bytes) -> l
         client_config = webhook.get("clientConfig") or {}
         if client_config.get("caBundle") == value:
             continue
-        operations.append({"op": "test", "path": f"/webhooks/{index}/name", "value": webhook.get("name")})
-        operations.append({"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": value})
+        operations.append(patches.test(("webhooks", index, "name"), webhook.get("name")))
+        operations.append(patches.add(("webhooks", index, "clientConfig", "caBundle"), value))
     return operations
 
 

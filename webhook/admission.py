@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from netwarden import names
+from netwarden import names, patches
 from netwarden.admission import AdmissionSettings, PodFacts, admit_pod
 from netwarden.containment import allow_all_policies
 from netwarden.identity import Parents, PodOrigin, Workload
@@ -245,27 +245,22 @@ def pod_origin(request: Mapping[str, Any], namespace: str) -> PodOrigin:
     return PodFacts.of_pod(pod if isinstance(pod, dict) else {}, namespace, str(request.get("name") or "")).origin
 
 
-def escape_pointer_token(key: str) -> str:
-    """RFC 6901: "~" is written "~0" and "/" is written "~1" (order matters)."""
-    return key.replace("~", "~0").replace("/", "~1")
-
-
 def label_patch(pod: Mapping[str, Any], set_labels: Mapping[str, str], remove: Iterable[str]) -> tuple[JSONPatchOp, ...]:
     """JSONPatch setting `set_labels` and removing `remove`, valid whether or not metadata.labels exists."""
     meta = pod.get("metadata")
     current = _str_map(meta.get("labels")) if isinstance(meta, dict) else {}
     remove = [key for key in remove if key in current]
     if not isinstance(meta, dict):
-        return ({"op": "add", "path": "/metadata", "value": {"labels": dict(set_labels)}},) if set_labels else ()
+        return (patches.add(("metadata",), {"labels": dict(set_labels)}),) if set_labels else ()
     if not isinstance(meta.get("labels"), dict):
-        return ({"op": "add", "path": "/metadata/labels", "value": dict(set_labels)},) if set_labels else ()
+        return (patches.add(("metadata", "labels"), dict(set_labels)),) if set_labels else ()
     ops: list[JSONPatchOp] = [
-        {"op": "remove", "path": "/metadata/labels/" + escape_pointer_token(key)} for key in sorted(remove)
+        patches.remove(("metadata", "labels", key)) for key in sorted(remove)
     ]
     for key, value in sorted(set_labels.items()):
         if current.get(key) != value:
             # "add" on an existing object member replaces it (RFC 6902 4.1).
-            ops.append({"op": "add", "path": "/metadata/labels/" + escape_pointer_token(key), "value": value})
+            ops.append(patches.add(("metadata", "labels", key), value))
     return tuple(ops)
 
 

@@ -7,11 +7,10 @@ import copy
 import json
 from typing import Any
 
-import jsonpatch
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from netwarden import names
+from netwarden import names, patches
 from netwarden.admission import AdmissionSettings, container_ports
 from netwarden.identity import OwnerRef
 from netwarden.labels import NamespaceFacts, is_reserved_label
@@ -28,7 +27,6 @@ from webhook.admission import (
     decide_admission,
     decide_create,
     decide_update,
-    escape_pointer_token,
     label_patch,
     read_review,
 )
@@ -47,7 +45,7 @@ def load(name: str) -> dict[str, Any]:
 
 
 def apply_patch(obj: dict[str, Any], ops: Any) -> dict[str, Any]:
-    return jsonpatch.apply_patch(obj, list(ops), in_place=False)
+    return patches.apply(obj, ops)
 
 
 def netwarden_labels(pod: dict[str, Any]) -> dict[str, str]:
@@ -393,8 +391,8 @@ def test_update_by_netwarden_service_account_or_of_the_opt_in_switch_is_allowed(
 
 
 def test_pointer_tokens_escape_tilde_then_slash() -> None:
-    assert escape_pointer_token("netwarden.io/identity") == "netwarden.io~1identity"
-    assert escape_pointer_token("a~/b") == "a~0~1b"
+    assert patches.pointer("metadata", "labels", "netwarden.io/identity") == "/metadata/labels/netwarden.io~1identity"
+    assert patches.pointer("a~/b", 0) == "/a~0~1b/0"
 
 
 def test_label_patch_adds_metadata_when_absent_and_skips_unchanged_values() -> None:

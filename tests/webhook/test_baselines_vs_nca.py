@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonpatch
 import pytest
 
-from netwarden import names
+from netwarden import names, patches
 from netwarden.identity import OwnerRef
 from netwarden.labels import NamespaceFacts
 from netwarden.policy import DnsTarget
@@ -40,7 +39,7 @@ def admit(namespace: str, pod_name: str, owner: tuple[str, str], annotations: di
     parents: dict[tuple[str, str], list[OwnerRef]] = {(kind, workload): []}
     decision = decide_admission(request, NamespaceFacts(namespace, OPTED_IN), parents, f"{pod_name}-i", SETTINGS)
     assert decision.policy_manifest is not None and not decision.warnings
-    return jsonpatch.apply_patch(pod, list(decision.patch)), decision.policy_manifest
+    return patches.apply(pod, decision.patch), decision.policy_manifest
 
 
 def plain_pod(namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
