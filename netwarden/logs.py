@@ -38,6 +38,8 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     message = record.getMessage()
     return _json_object(message) or {"message": message}
 
+import orjson
+
 
 class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -78,10 +80,24 @@ def configure_json_logging(level: int | str = logging.INFO, stream: TextIO | Non
     root.setLevel(level)
 
 
+#: This process's id, read again in a forked child (gunicorn's workers): not a syscall per line.
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """`record` as one line of JSON: orjson (the webhook writes one per review), `json` for what orjson
+    refuses (non-string keys, integers past 64 bits), anything else as its str()."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(record, default=str)
+
+
 def log_json(event: str, level: str = "info", stream: TextIO | None = None, **fields: Any) -> None:
     """One JSON line without the logging machinery (for code that runs before logging is configured)."""
-    record = {"ts": datetime.now(timezone.utc).isoformat(), "level": level, "event": event, "pid": os.getpid()}
+    record = {"ts": datetime.now(timezone.utc).isoformat(), "level": level, "event": event, "pid": _PID[0]}
     record.update(fields)
     out = stream or sys.stderr
-    out.write(json.dumps(record, default=str) + "\n")
+    out.write(json_line(record) + "\n")
     out.flush()

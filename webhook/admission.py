@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from netwarden import names, patches
 from netwarden.admission import AdmissionSettings, PodFacts, admit_pod
 from netwarden.containment import allow_all_policies
-from netwarden.identity import Parents, PodOrigin, Workload
+from netwarden.identity import OwnerRef, Parents, PodOrigin, Workload
 from netwarden.labels import NamespaceFacts, is_instance_value, is_reserved_label, netwarden_labels_of
 from netwarden.wire_admission import (
     API_VERSION_V1,
@@ -240,9 +240,18 @@ def request_namespace(request: Mapping[str, Any]) -> str:
 
 
 def pod_origin(request: Mapping[str, Any], namespace: str) -> PodOrigin:
-    """The pod's owners and names as the request gives them (the adapter verifies the owners through the API)."""
-    pod = request.get("object")
-    return PodFacts.of_pod(pod if isinstance(pod, dict) else {}, namespace, str(request.get("name") or "")).origin
+    """The pod's owners and names as the request gives them (the adapter verifies the owners through the API).
+
+    The same origin as `PodFacts.of_pod(...).origin`, read from the metadata alone (not the ports and
+    declarations too): the adapter asks for it on every review, before the decision reads the rest."""
+    meta = _metadata(request.get("object"))
+    return PodOrigin(
+        namespace=namespace,
+        name=str(meta.get("name") or request.get("name") or ""),
+        generate_name=str(meta.get("generateName") or ""),
+        labels=_str_map(meta.get("labels")),
+        owner_refs=tuple(OwnerRef.from_dict(r) for r in meta.get("ownerReferences") or [] if isinstance(r, dict)),
+    )
 
 
 def label_patch(pod: Mapping[str, Any], set_labels: Mapping[str, str], remove: Iterable[str]) -> tuple[JSONPatchOp, ...]:

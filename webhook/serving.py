@@ -36,6 +36,9 @@ DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 10.0
 #: Open connections per worker (waiting ones cost a file descriptor, not a thread); past it a worker stops accepting.
 DEFAULT_WORKER_CONNECTIONS = 4096
+#: How often a worker tells the arbiter it is alive and checks its parent (gunicorn does both on every
+#: turn of its loop, two syscalls per request); far under `timeout`, after which the arbiter kills it.
+HEARTBEAT_SECONDS = 0.5
 
 # Log event names (one JSON object per line).
 EVENT_BODY_TOO_LARGE = "request_body_too_large"
@@ -208,6 +211,23 @@ def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_b
             return bool(self.wait_for_data(0))
 
     class GuardedThreadWorker(gthread.ThreadWorker):  # type: ignore[misc, name-defined]
+        _notified_at = -HEARTBEAT_SECONDS
+        _parent_checked_at = -HEARTBEAT_SECONDS
+
+        def notify(self) -> None:
+            """The heartbeat (a utime on the worker's temp file), at most every HEARTBEAT_SECONDS."""
+            now = time.monotonic()
+            if now - self._notified_at >= HEARTBEAT_SECONDS:
+                self._notified_at = now
+                super().notify()
+
+        def is_parent_alive(self) -> bool:
+            now = time.monotonic()
+            if now - self._parent_checked_at < HEARTBEAT_SECONDS:
+                return True
+            self._parent_checked_at = now
+            return bool(super().is_parent_alive())
+
         def accept(self, listener: socket.socket) -> None:
             try:
                 client, address = listener.accept()
@@ -425,6 +445,9 @@ def serve(
         "limit_request_line": 8190,
         "limit_request_fields": 100,
         "limit_request_field_size": 8190,
+        # gunicorn_h1c (picohttpparser) reads the request head instead of gunicorn's Python parser, under
+        # the same limits; a dependency of netwarden, so "fast" (fail at start if it is missing).
+        "http_parser": "fast",
         "logconfig_dict": _gunicorn_logconfig(),
         "accesslog": None,
         "logger_class": _logger_class(),
