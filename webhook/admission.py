@@ -18,9 +18,10 @@ Two webhooks use this module:
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
+
+import orjson
 
 from netwarden import names, patches
 from netwarden.admission import AdmissionSettings, PodFacts, admit_pod
@@ -201,7 +202,7 @@ def build_response(api_version: str, uid: str, decision: AdmissionDecision) -> A
     response: AdmissionResponse = {"uid": uid, "allowed": decision.allowed}
     if decision.patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(list(decision.patch)).encode()).decode()
+        response["patch"] = base64.b64encode(orjson.dumps(list(decision.patch))).decode()
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
     if not decision.allowed:
