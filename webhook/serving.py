@@ -100,10 +100,34 @@ class _DeadlineSSLSocket(ssl.SSLSocket):
         return super().read(len, buffer)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        held = self._held
+        if held is not None:
+            held += data
+            if len(held) <= _MAX_HELD:
+                return
+            self._held = None  # a large answer goes out as it is written
+            data = held
         if self._deadline is not None:
             self.settimeout(self.write_timeout)
         super().sendall(data, flags)
 
+    #: While not None, an answer's writes gather here and leave in one TLS record (`answer_in_one_write`).
+    _held: bytearray | None = None
+
+    def hold_writes(self) -> None:
+        self._held = bytearray()
+
+    def drop_writes(self) -> None:
+        self._held = None
+
+    def flush_writes(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self.sendall(held)
+
+
+#: An answer is written in one piece up to this size (gunicorn writes its head and its body apart).
+_MAX_HELD = 256 * 1024
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
 #: Largest request head buffered before gunicorn's own parser sees it (and refuses it past its limits).
@@ -256,6 +280,20 @@ def guarded_worker_class(handshake_timeout: float, request_timeout: float, max_b
             conn.hand_over()
             conn.data_ready = True
             return super().handle(conn)
+
+        def handle_request(self, req: Any, conn: Any) -> Any:
+            """gunicorn's, with the answer's head and body in one write (one TLS record, one segment)."""
+            sock = conn.sock
+            if not isinstance(sock, _DeadlineSSLSocket):
+                return super().handle_request(req, conn)
+            sock.hold_writes()
+            try:
+                keep_alive = super().handle_request(req, conn)
+            except BaseException:
+                sock.drop_writes()  # gunicorn closes the connection or answers the error itself
+                raise
+            sock.flush_writes()
+            return keep_alive
 
         def _handshake_step(self, conn: Any) -> Any:
             """Advance the TLS handshake with what the client has sent; True when done."""
