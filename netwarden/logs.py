@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Mapping, TextIO
 
+import orjson
 
 #: The LogRecord attribute that carries an event's structured fields (set through `extra`).
 FIELDS = "netwarden_fields"
@@ -37,8 +38,6 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
         return dict(fields)
     message = record.getMessage()
     return _json_object(message) or {"message": message}
-
-import orjson
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -85,11 +84,15 @@ _PID = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
+#: Keys and values as `json.dumps(default=str)` writes them: dataclasses and datetimes by their str().
+_AS_JSON_DOES = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def json_line(record: dict[str, Any]) -> str:
     """`record` as one line of JSON: orjson (the webhook writes one per review), `json` for what orjson
     refuses (non-string keys, integers past 64 bits), anything else as its str()."""
     try:
-        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(record, default=str, option=_AS_JSON_DOES).decode()
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(record, default=str)
 
