@@ -148,7 +148,7 @@ def replay(
     with opener as handle:
         bar = Progress(handle, total, enabled=progress and flows_path != "-")
         counters = result.counters
-        ingest, tick = engine.ingest_flow, engine.tick
+        ingest_flows, tick = engine.ingest_flows, engine.tick
         accepted: dict[str, int] = {}
         flows = 0
         for first, block in iter_line_blocks(handle):
@@ -160,17 +160,26 @@ def replay(
                 counters.record_error("flows", error)
             for fmt, n in parsed.formats.items():
                 accepted[fmt] = accepted.get(fmt, 0) + n
-            for flow in parsed.flows:
-                at = flow.time
+            batch = parsed.flows
+            i, n = 0, len(batch)
+            while i < n:
+                at = batch[i].time
                 while pending and pending[0][0] <= at:
                     alert_at, alert = pending.pop(0)
                     emit(_ingest_alert(engine, alert, alert_at, result))
-                decisions = ingest(flow, at)
-                if decisions:
-                    emit(decisions)
                 if next_tick is None or at >= next_tick:
+                    emit(ingest_flows((batch[i],)))
                     emit(tick(at))
                     next_tick = at + TICK_SECONDS
+                    i += 1
+                    continue
+                # The run of flows before the next alert or tick is due: one call, as flow by flow.
+                limit = min(next_tick, pending[0][0]) if pending else next_tick
+                j = i + 1
+                while j < n and batch[j].time < limit:
+                    j += 1
+                emit(ingest_flows(batch[i:j]))
+                i = j
             flows += len(parsed.flows)
             bar.update(flows, started)
         result.flows = flows

@@ -188,14 +188,11 @@ class ReconcilerRuntime:
         """Score a batch, a chunk at a time: an alert arriving meanwhile goes first (reconciler/priority.py)."""
         now = self.clock()
         decisions: list[Any] = []
-        ingest, turn = self.engine.ingest_flow, self.signal_priority.wait_turn
+        ingest, turn = self.engine.ingest_flows, self.signal_priority.wait_turn
         for start in range(0, len(flows), FLOW_CHUNK):
             turn()
             with self._engine_lock:
-                for flow in flows[start:start + FLOW_CHUNK]:
-                    found = ingest(flow, now)
-                    if found:
-                        decisions.extend(found)
+                decisions.extend(ingest(flows[start:start + FLOW_CHUNK], now))
         self.apply(decisions)
 
     def accept_alert(self, alert: SecurityAlert) -> Attribution | None:

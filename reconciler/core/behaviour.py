@@ -179,33 +179,53 @@ def _peer_of(endpoint: Endpoint, ref: PodRef | None) -> tuple[str, str, str | No
     return PEER_ADDRESS, endpoint.ip or "unknown", None, endpoint.ip, None
 
 
-def resolve_flow(flow: Flow, index: PodIndex) -> list[FlowView]:
-    """Views of a flow for each local workload it touches; replies are ignored (the request counted)."""
-    if flow.reply:
-        return []
+#: A flow's two ends resolved against the pod index: (source ref, destination ref, the source's
+#: peer (kind, value, namespace, ip, purpose), the destination's peer); a peer is None when its
+#: own end is not a local workload. What `views_of` needs besides the flow's own fields.
+Ends = tuple[PodRef | None, PodRef | None, tuple | None, tuple | None]
+
+
+def resolve_ends(source: Endpoint, destination: Endpoint, index: PodIndex) -> Ends | None:
+    """Both ends of a flow against the index, or None when neither is a local workload. Depends only
+    on the two endpoints and the index, so a batch resolves each distinct pair once."""
     lookup = index.lookup
-    source, destination = flow.source, flow.destination
     src_ref = lookup(source)
     dst_ref = lookup(destination)
     if src_ref is None and dst_ref is None:
-        return []
+        return None
+    return (src_ref, dst_ref,
+            _peer_of(destination, dst_ref) if src_ref is not None else None,
+            _peer_of(source, src_ref) if dst_ref is not None else None)
+
+
+def views_of(flow: Flow, ends: Ends) -> list[FlowView]:
+    """The views of a (non-reply) flow whose ends are resolved: egress for the source, ingress for the destination."""
+    src_ref, dst_ref, egress_peer, ingress_peer = ends
     protocol = flow.protocol
     if not protocol.isupper():
         protocol = protocol.upper()
     dropped = flow.policy_dropped or flow.verdict == "dropped"
     port, when = flow.port, flow.time
     if src_ref is not None:
-        kind, value, ns, ip, purpose = _peer_of(destination, dst_ref)
+        kind, value, ns, ip, purpose = egress_peer  # type: ignore[misc]
         egress = FlowView(src_ref.identity, src_ref.namespace, src_ref.instance, src_ref.pod or None, EGRESS,
                           kind, value, ns, port, protocol, when, dropped, ip, purpose,
                           (EGRESS, kind, value, ns, port, protocol))
         if dst_ref is None:
             return [egress]
-    kind, value, ns, ip, purpose = _peer_of(source, src_ref)
+    kind, value, ns, ip, purpose = ingress_peer  # type: ignore[misc]
     ingress = FlowView(dst_ref.identity, dst_ref.namespace, dst_ref.instance, dst_ref.pod or None, INGRESS,  # type: ignore[union-attr]
                        kind, value, ns, port, protocol, when, dropped, ip, purpose,
                        (INGRESS, kind, value, ns, port, protocol))
     return [egress, ingress] if src_ref is not None else [ingress]
+
+
+def resolve_flow(flow: Flow, index: PodIndex) -> list[FlowView]:
+    """Views of a flow for each local workload it touches; replies are ignored (the request counted)."""
+    if flow.reply:
+        return []
+    ends = resolve_ends(flow.source, flow.destination, index)
+    return views_of(flow, ends) if ends is not None else []
 
 
 class Baseline:

@@ -20,12 +20,12 @@ from netwarden.policy import DnsTarget, PolicyIntent, render_policy_spec
 from reconciler.core import actions, snapshot
 from reconciler.core.actions import DecideContext, Decision, WorkloadState
 from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
-from reconciler.core.behaviour import Baseline, FlowView, PodIndex, PodRef, observe, resolve_flow
+from reconciler.core.behaviour import Baseline, Ends, FlowView, PodIndex, PodRef, observe, resolve_ends, resolve_flow, views_of
 from reconciler.core.config import CoreConfig
 from reconciler.core.guard import GuardRails
 from reconciler.core.history import PolicyHistory
 from reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation
-from reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
+from reconciler.core.types import Endpoint, Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from reconciler.core.whatif import IsAllowed, RecentFlows, netpol_is_allowed
 
 
@@ -239,6 +239,35 @@ class DecisionEngine:
             counters.unresolved_flows += 1
             return []
         return self.ingest_views(views, now)
+
+    def ingest_flows(self, flows: Iterable[Flow], now: float | None = None) -> list[Decision]:
+        """`ingest_flow` for each flow in order, at `now` (or each at its own time when None), with the
+        same result; each distinct (source, destination) endpoint pair of the batch is resolved once
+        (parsers reuse one Endpoint per wire endpoint, and nothing here changes the pod index)."""
+        counters = self.counters
+        index = self.index
+        ingest_views = self.ingest_views
+        #: (id(source), id(destination)) -> (source, destination, ends); the endpoints are kept so
+        #: their ids stay theirs for the whole call.
+        ends_of: dict[tuple[int, int], tuple[Endpoint, Endpoint, Ends | None]] = {}
+        out: list[Decision] = []
+        for flow in flows:
+            counters.flows += 1
+            if flow.reply:
+                counters.unresolved_flows += 1
+                continue
+            source, destination = flow.source, flow.destination
+            known = ends_of.get((id(source), id(destination)))
+            if known is None:
+                known = ends_of[(id(source), id(destination))] = (source, destination, resolve_ends(source, destination, index))
+            ends = known[2]
+            if ends is None:
+                counters.unresolved_flows += 1
+                continue
+            found = ingest_views(views_of(flow, ends), flow.time if now is None else now)
+            if found:
+                out.extend(found)
+        return out
 
     def ingest_views(self, views: Iterable[FlowView], now: float, count: int = 1) -> list[Decision]:
         """Score flow views already resolved to their workloads (by the scale-out ingest, `count` times each)."""
