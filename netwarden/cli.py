@@ -9,21 +9,25 @@ from typing import Callable, Sequence
 
 from netwarden import __version__
 
-#: (module, function) pairs that add subcommands; a function takes the subparsers object.
-REGISTRATIONS: tuple[tuple[str, str], ...] = (
-    ("localkube.cli", "add_local_cluster_parser"),
-    ("certs.cli", "add_certs_parser"),
-    ("localkube.controlplane_build", "add_controlplane_parser"),
-    ("webhook.cli", "add_webhook_parser"),
-    ("reconciler.cli", "add_reconciler_parser"),
-    ("reconciler.scaleout.cli", "add_scaleout_parser"),
-    ("netwarden.demo", "add_demo_parser"),
-    ("netwarden.replay", "add_replay_parser"),
-    ("netwarden.report_cmd", "add_report_parser"),
+#: (module, function, the commands it adds): a function takes the subparsers object. The command
+#: names let `netwarden replay` import only netwarden.replay, not the kubernetes and Kafka clients
+#: other commands need (a second of start-up per run; tests/model/test_cli_registrations.py keeps the
+#: names true).
+REGISTRATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("localkube.cli", "add_local_cluster_parser", ("local-cluster",)),
+    ("certs.cli", "add_certs_parser", ("certs",)),
+    ("localkube.controlplane_build", "add_controlplane_parser", ("controlplane",)),
+    ("webhook.cli", "add_webhook_parser", ("webhook",)),
+    ("reconciler.cli", "add_reconciler_parser", ("reconciler", "status", "explain", "approve", "reject", "rollback")),
+    ("reconciler.scaleout.cli", "add_scaleout_parser", ("scaleout",)),
+    ("netwarden.demo", "add_demo_parser", ("demo",)),
+    ("netwarden.replay", "add_replay_parser", ("replay",)),
+    ("netwarden.report_cmd", "add_report_parser", ("report",)),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or, given a command's name, only the module that adds it."""
     parser = argparse.ArgumentParser(
         prog="netwarden",
         description="Adaptive network access control for Kubernetes: identity labels and baseline NetworkPolicies "
@@ -31,15 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `netwarden demo`: the whole story on an embedded local API server.")
     parser.add_argument("--version", action="version", version=f"netwarden {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name, function_name in REGISTRATIONS:
+    owners = [r for r in REGISTRATIONS if command in r[2]] or REGISTRATIONS
+    for module_name, function_name, _ in owners:
         register: Callable[[argparse._SubParsersAction], None] = getattr(importlib.import_module(module_name), function_name)
         register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(given[0] if given else None)
+    args = parser.parse_args(given)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -246,11 +246,10 @@ class DecisionEngine:
         (parsers reuse one Endpoint per wire endpoint, and nothing here changes the pod index)."""
         counters = self.counters
         index = self.index
-        ingest_views = self.ingest_views
         #: (id(source), id(destination)) -> (source, destination, ends); the endpoints are kept so
         #: their ids stay theirs for the whole call.
         ends_of: dict[tuple[int, int], tuple[Endpoint, Endpoint, Ends | None]] = {}
-        out: list[Decision] = []
+        views: list[FlowView] = []
         for flow in flows:
             counters.flows += 1
             if flow.reply:
@@ -264,29 +263,32 @@ class DecisionEngine:
             if ends is None:
                 counters.unresolved_flows += 1
                 continue
-            found = ingest_views(views_of(flow, ends), flow.time if now is None else now)
-            if found:
-                out.extend(found)
-        return out
+            views += views_of(flow, ends)
+        # Views do not depend on what scoring learns, so all are built first and scored in order.
+        return self.ingest_views(views, now)
 
-    def ingest_views(self, views: Iterable[FlowView], now: float, count: int = 1) -> list[Decision]:
-        """Score flow views already resolved to their workloads (by the scale-out ingest, `count` times each)."""
+    def ingest_views(self, views: Iterable[FlowView], now: float | None, count: int = 1) -> list[Decision]:
+        """Score flow views already resolved to their workloads (by the scale-out ingest, `count` times
+        each), at `now`, or each at its own flow's time when None (a replay)."""
         counters = self.counters
         out: list[Decision] = []
         tracked_map = self._tracked
+        at = now
         for view in views:
+            if now is None:
+                at = view.time
             counters.views += count
             tracked = tracked_map.get(view.identity)
             if tracked is None:
-                tracked = self._track(view.identity, view.namespace, now)
-            _, deviations = observe(tracked.baseline, view, now, count)
+                tracked = self._track(view.identity, view.namespace, at)
+            _, deviations = observe(tracked.baseline, view, at, count)
             if not view.dropped:
                 tracked.recent.add(view, count)
             if deviations:
                 counters.deviations += len(deviations)
-                tracked.risk.add(deviations, now)
+                tracked.risk.add(deviations, at)
                 self._active.add(view.identity)
-                out.extend(self._step(tracked, now))
+                out.extend(self._step(tracked, at))
         return out
 
     def ingest_alert(self, alert: SecurityAlert, now: float) -> list[Decision]:
