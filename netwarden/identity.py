@@ -9,6 +9,7 @@ another workload's identity or write another workload's baseline.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -86,6 +87,7 @@ def kind_token(kind: str) -> str:
     return KIND_TOKENS.get(kind) or "".join(c for c in kind.lower() if c.isascii() and c.isalnum())[:20] or "owner"
 
 
+@functools.lru_cache(maxsize=8192)  # asked several times per admission, for workloads that repeat
 def workload_identity_value(namespace: str, kind: str, name: str) -> str:
     token = kind_token(kind)
     full = f"{namespace}.{token}.{name}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -26,6 +27,7 @@ def short_hash(text: str, length: int = 10) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
+@functools.lru_cache(maxsize=8192)  # a pure function of short strings that repeat: every admission asks again
 def fit_label_value(value: str, limit: int = MAX_LABEL_VALUE) -> str:
     """Make `value` a valid label value, deterministically.
 
