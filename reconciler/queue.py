@@ -15,6 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+#: Key prefixes the reconciler queues (reconciler/controller.py dispatches on them): a workload, a pod to
+#: backfill, a managed policy, a quarantine step to retry, a namespace whose containment to check.
+WL, POD, NP, QR, CC = "wl:", "pod:", "np:", "qr:", "cc:"
+
 
 @dataclass
 class QueueStats:
