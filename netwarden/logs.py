@@ -24,11 +24,12 @@ FIELDS = "netwarden_fields"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def log_event(logger: logging.Logger, level: str, fields: Mapping[str, Any]) -> None:
-    """Log one event as structured fields (an "event" key names it); the formatter writes them as the line."""
+def log_event(logger: logging.Logger, level: str, fields: Mapping[str, Any], *, exc_info: bool = False) -> None:
+    """Log one event as structured fields (an "event" key names it); the formatter writes them as the line.
+    `exc_info=True` (inside an except block) adds the traceback, as `logger.exception` would."""
     number = _LEVELS[level]
     if logger.isEnabledFor(number):
-        logger.log(number, str(fields.get("event", "event")), extra={FIELDS: dict(fields)})
+        logger.log(number, str(fields.get("event", "event")), exc_info=exc_info, extra={FIELDS: dict(fields)})
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:

@@ -12,7 +12,6 @@ its owner are read back, and a warning already there is not repeated.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any, Callable, Iterable, Mapping
@@ -20,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from netwarden import names
 from netwarden.declarations import declaration_warnings
 from netwarden.kube import KubeClient
+from netwarden.logs import log_event
 
 log = logging.getLogger("netwarden.reconciler.declarations")
 Obj = dict[str, Any]
@@ -79,8 +79,8 @@ class DeclarationEvents:
             while len(self._told) > MAX_WORKLOADS:
                 del self._told[next(iter(self._told))]
         if new:
-            log.info(json.dumps({"event": "declaration_warnings_recorded", "identity": identity,
-                                 "object": f"{involved['kind']}/{meta.get('name')}", "warnings": new}))
+            log_event(log, "info", {"event": "declaration_warnings_recorded", "identity": identity,
+                                    "object": f"{involved['kind']}/{meta.get('name')}", "warnings": new})
         return len(new)
 
     def _already_recorded(self, involved: Mapping[str, Any]) -> set[str]:

@@ -207,7 +207,7 @@ class GuardedHttpServer:
         except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError):
             return  # a client that stalls, drops or fails its handshake just loses its connection
         except Exception:  # noqa: BLE001 - one connection's bug must not reach the loop
-            log.exception(json.dumps({"event": "http_connection_failed"}))
+            log_event(log, "error", {"event": "http_connection_failed"}, exc_info=True)
         finally:
             self._connections.pop(conn, None)
             # close() would wait for a client that does not read to take the buffered bytes: abort instead.

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import io
-import json
 import logging
 import os
 import threading
@@ -41,6 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from netwarden import names
+from netwarden.logs import log_event
 from reconciler import metrics
 from reconciler.core.alerts import Attribution
 from reconciler.core.types import Flow, MetricAlert, SecurityAlert, SignalError
@@ -316,12 +316,12 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
             try:
                 forwarded = forwarder.forward(request.full_path.rstrip("?"), body(), request.headers)
                 metrics.SIGNALS_FORWARDED.labels(kind, "forwarded").inc()
-                log.info(json.dumps({"event": "signals_forwarded", "kind": kind, "status": forwarded.status}))
+                log_event(log, "info", {"event": "signals_forwarded", "kind": kind, "status": forwarded.status})
                 return Response(forwarded.body, status=forwarded.status, content_type=forwarded.content_type)
             except ForwardError as exc:
                 result, answer = "leader-unavailable", {"error": f"not the leader, and the leader is unavailable: {exc}"}
         metrics.SIGNALS_FORWARDED.labels(kind, result).inc()
-        log.warning(json.dumps({"event": "signals_not_taken", "kind": kind, "why": result, "detail": answer["error"]}))
+        log_event(log, "warning", {"event": "signals_not_taken", "kind": kind, "why": result, "detail": answer["error"]})
         response = jsonify(answer)
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -420,14 +420,14 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
 
 
 def log_signal(kind: str, result: IngestResult, started: float) -> None:
-    log.info(json.dumps({
+    log_event(log, "info", {
         "event": "signals_received", "kind": kind, "accepted": result.accepted,
         "rejected": result.rejected_total, "seconds": round(time.perf_counter() - started, 6),
         "reasons": sorted({r["reason"] for r in result.rejected}),
         **({"unattributed": result.unattributed_total,
             "unattributed_reasons": sorted({u["reason"] for u in result.unattributed})}
            if result.unattributed is not None else {}),
-    }))
+    })
 
 
 # --- the stream ingester (--flows-file PATH|-) -----------------------------------------------

@@ -17,13 +17,13 @@ skips them: none lost, none written twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from netwarden.logs import log_event
 from reconciler import metrics
 from reconciler.core import snapshot
 from reconciler.core.actions import Decision
@@ -223,7 +223,7 @@ class Decider:
             producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
         except KafkaException as exc:
-            log.warning(json.dumps({"event": "checkpoint_failed", "engine": self.name, "error": str(exc)}))
+            log_event(log, "warning", {"event": "checkpoint_failed", "engine": self.name, "error": str(exc)})
             try:
                 producer.abort_transaction(10)
             except KafkaException:
@@ -281,8 +281,8 @@ class Decider:
         self.counters.restores.append((seconds, restored))
         self.counters.assigned_at = time.monotonic()
         self.counters.first_write_after_assign = None
-        log.info(json.dumps({"event": "partitions_assigned", "engine": self.name, "partitions": sorted(new),
-                             "restored": restored, "seconds": round(seconds, 3)}))
+        log_event(log, "info", {"event": "partitions_assigned", "engine": self.name, "partitions": sorted(new),
+                                "restored": restored, "seconds": round(seconds, 3)})
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         gone = [tp.partition for tp in partitions]
@@ -302,7 +302,7 @@ class Decider:
             self.dirty.pop(p, None)
             for identity in self._workloads_of(p):
                 self.engine.forget(identity)
-        log.info(json.dumps({"event": "partitions_revoked", "engine": self.name, "partitions": sorted(partitions)}))
+        log_event(log, "info", {"event": "partitions_revoked", "engine": self.name, "partitions": sorted(partitions)})
 
 
 class MemorySink:

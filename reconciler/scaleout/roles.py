@@ -9,12 +9,12 @@ decision reaches the cluster writer only while that partition is owned (`Cluster
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
+from netwarden.logs import log_event
 from reconciler.core.actions import Decision
 from reconciler.leader import AlwaysOpen, WriterGate
 from reconciler.scaleout.decide import Decider, Sequence_
@@ -88,7 +88,7 @@ def start_ingest(runtime_factory: Any, rc: Any) -> tuple[Any, Ingest]:
                     max_buffered=rc.ingest_buffer, extra=extra)
     runtime.start(collect_garbage=False)
     ingest.start()
-    log.info(json.dumps({"event": "ingest_started", "brokers": rc.kafka_brokers, "topic": rc.kafka_observations_topic}))
+    log_event(log, "info", {"event": "ingest_started", "brokers": rc.kafka_brokers, "topic": rc.kafka_observations_topic})
     return runtime, ingest
 
 
@@ -103,7 +103,7 @@ def start_decide(runtime_factory: Any, rc: Any, name: str, stop: threading.Event
     runtime.controller.on_health = owned_only(runtime.accept_health, runtime.engine, decider)
     runtime.start()
     threading.Thread(target=decider.run, args=(stop,), name="decide", daemon=True).start()
-    log.info(json.dumps({"event": "decide_started", "brokers": rc.kafka_brokers, "group": rc.kafka_group, "name": name}))
+    log_event(log, "info", {"event": "decide_started", "brokers": rc.kafka_brokers, "group": rc.kafka_group, "name": name})
     return runtime, decider
 
 

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import urllib3
-from kubernetes.client.rest import ApiException
 
 from netwarden import names
+from netwarden.errors import ApiError
+from netwarden.logs import log_event
 from reconciler import metrics
 from reconciler.core import snapshot
 from reconciler.core.engine import DecisionEngine
@@ -77,7 +78,7 @@ class SecretStateStore:
         for shard in range(self.settings.shards):
             try:
                 secret = self.kube.get_secret(self.settings.namespace, secret_name(shard))
-            except ApiException as exc:
+            except ApiError as exc:  # the adapter's errors (netwarden/errors.py)
                 count("load", f"api-{exc.status}")
                 continue
             for key, value in ((secret or {}).get("data") or {}).items():
@@ -85,7 +86,7 @@ class SecretStateStore:
                     out.append(base64.b64decode(value))
                 except ValueError:
                     count("load", "malformed")
-                    log.warning(json.dumps({"event": "state_snapshot_unreadable", "shard": shard, "workload": key}))
+                    log_event(log, "warning", {"event": "state_snapshot_unreadable", "shard": shard, "workload": key})
         return out
 
     def save(self, blobs: dict[str, bytes]) -> int:
@@ -125,15 +126,15 @@ class SecretStateStore:
                 manifest["metadata"]["labels"] = current["metadata"].get("labels") or {}
                 manifest["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
                 self.kube.replace_secret(manifest)
-        except ApiException as exc:
+        except ApiError as exc:
             count("save", f"api-{exc.status}")
-            log.warning(json.dumps({"event": "state_shard_not_written", "secret": f"{namespace}/{name}",
-                                    "status": exc.status, "reason": exc.reason}))
+            log_event(log, "warning", {"event": "state_shard_not_written", "secret": f"{namespace}/{name}",
+                                       "status": exc.status, "reason": exc.reason})
             return False
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # no answer at all (the API server is gone)
             count("save", "unreachable")
-            log.warning(json.dumps({"event": "state_shard_not_written", "secret": f"{namespace}/{name}",
-                                    "status": 0, "reason": f"{type(exc).__name__}: {exc}"[:300]}))
+            log_event(log, "warning", {"event": "state_shard_not_written", "secret": f"{namespace}/{name}",
+                                       "status": 0, "reason": f"{type(exc).__name__}: {exc}"[:300]})
             return None
         count("save", "written", len(data))
         return True
@@ -172,8 +173,8 @@ class Checkpointer:
         restored = 0
         with self.lock:
             restored = restore_into(self.engine, raws, self.clock())
-        log.info(json.dumps({"event": "state_restored", "workloads": restored, "stored": len(raws),
-                             "seconds": round(time.monotonic() - started, 3)}))
+        log_event(log, "info", {"event": "state_restored", "workloads": restored, "stored": len(raws),
+                                "seconds": round(time.monotonic() - started, 3)})
         return restored
 
     def save(self, *, force: bool = False) -> int:

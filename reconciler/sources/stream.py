@@ -13,7 +13,6 @@ sees the freshest traffic.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 import grpc
 
 from netwarden import names
+from netwarden.logs import log_event
 from reconciler.core.types import Flow, SignalError
 from reconciler.signals.streams import SignalCounters
 
@@ -237,8 +237,8 @@ class FlowSource(Generic[M]):
             if self.stats.received > received_before:
                 delays = self.backoff.delays()  # it worked for a while: start the backoff over
             delay = next(delays)
-            log.warning(json.dumps({"event": "flow_stream_lost", "source": self.name, "address": self.address,
-                                    "reason": reason, "retry_in_seconds": round(delay, 2)}))
+            log_event(log, "warning", {"event": "flow_stream_lost", "source": self.name, "address": self.address,
+                                       "reason": reason, "retry_in_seconds": round(delay, 2)})
             self._stop.wait(delay)
 
     def _read_once(self) -> None:
@@ -287,7 +287,7 @@ class FlowSource(Generic[M]):
             try:
                 self.sink.accept_flows(flows)
             except Exception:  # noqa: BLE001 - the engine's fault is logged; the stream goes on
-                log.exception(json.dumps({"event": "flow_stream_engine_error", "source": self.name}))
+                log_event(log, "error", {"event": "flow_stream_engine_error", "source": self.name}, exc_info=True)
                 self.stats.dropped["engine-error"] += len(flows)
                 return
             self.counters.record_ok(self.record_format, len(flows))

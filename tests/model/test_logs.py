@@ -44,6 +44,23 @@ def test_an_event_logged_with_fields_is_one_json_line_with_them_and_no_message()
     assert record["level"] == "warning" and "message" not in record
 
 
+def test_an_event_logged_with_exc_info_carries_its_fields_and_the_traceback() -> None:
+    stream = io.StringIO()
+    configure_json_logging("INFO", stream)
+    try:
+        try:
+            raise ValueError("engine fault")
+        except ValueError:
+            log_event(logging.getLogger("netwarden.reconciler.sources"), "error",
+                      {"event": "flow_stream_engine_error", "source": "hubble"}, exc_info=True)
+    finally:
+        configure_json_logging("WARNING")
+    [record] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert record["event"] == "flow_stream_engine_error" and record["source"] == "hubble"
+    assert record["level"] == "error" and "ValueError: engine fault" in record["exception"]
+    assert "message" not in record
+
+
 def test_fields_of_reads_an_events_fields_or_a_json_message() -> None:
     structured = logging.LogRecord("x", logging.INFO, __file__, 1, "policy_change", None, None)
     structured.__dict__[FIELDS] = {"event": "policy_change", "reason": "tightened"}
