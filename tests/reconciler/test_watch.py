@@ -51,7 +51,9 @@ def test_dropped_watch_resumes_from_last_version_without_relisting(cluster, kube
         wait_until(informer.synced.is_set)
         # The next watch connection is cut after one event; everything after must still arrive.
         cluster.faults.add(method="GET", path_regex=r"/api/v1/pods\?.*watch=(true|True)", drop_watch_after=1, times=1)
-        informer._stream.close()  # end the current watch so the faulty one is opened next
+        # Synced means listed; the watch that follows the list opens a moment later. End it once it is open, so
+        # the faulty one is opened next.
+        wait_until(lambda: informer._stream).close()
         for i in range(5):
             make_pod(core, "shop", f"p{i}")
         wait_until(lambda: {f"p{i}" for i in range(5)} <= recorder.names("ADDED"))
