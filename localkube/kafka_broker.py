@@ -11,22 +11,16 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from localkube.kafka_build import BROKER_MAIN, STORAGE_TOOL, KafkaDist, java_binary
+from localkube.kube_engine import free_ports
 
 JVM_FLAGS = ("-Xms128m", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _properties(workdir: Path, port: int, controller_port: int, partitions: int) -> str:
@@ -65,9 +59,15 @@ class KafkaBroker:
     dist: KafkaDist
     workdir: Path
     partitions: int = 12
-    port: int = field(default_factory=free_port)
-    controller_port: int = field(default_factory=free_port)
+    #: 0: a free loopback port, chosen with the other so the two cannot collide (kept across restarts)
+    port: int = 0
+    controller_port: int = 0
     process: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        free = free_ports(2)
+        self.port = self.port or free[0]
+        self.controller_port = self.controller_port or free[1]
 
     @property
     def bootstrap(self) -> str:
