@@ -58,7 +58,7 @@ class JsonLogFormatter(logging.Formatter):
             payload["message"] = message
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return json_line(payload)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
