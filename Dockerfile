@@ -14,12 +14,10 @@ WORKDIR /src
 # pyproject.toml names README.md as the long description; the package dirs are what
 # [tool.setuptools.packages.find] includes.
 COPY pyproject.toml README.md ./
+# The product only: the tools (netwarden/tools: demo, stack, replay, report, the flow stand-ins) and the local
+# engines (localkube) stay out of the image; `netwarden demo` there says so in one line (netwarden/cli.py).
 COPY netwarden/ netwarden/
-COPY webhook/ webhook/
-COPY reconciler/ reconciler/
-COPY certs/ certs/
-COPY localkube/ localkube/
-RUN pip wheel --no-deps --wheel-dir /dist .
+RUN rm -rf netwarden/tools && pip wheel --no-deps --wheel-dir /dist .
 
 FROM ${PYTHON_IMAGE}
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netwarden import names  # noqa: E402
-from reconciler.core.behaviour import PodRef, resolve_flow  # noqa: E402
-from reconciler.core.config import CoreConfig  # noqa: E402
-from reconciler.core.engine import DecisionEngine  # noqa: E402
-from reconciler.core.types import Endpoint, Flow  # noqa: E402
+from netwarden.model import names  # noqa: E402
+from netwarden.reconciler.core.behaviour import PodRef, resolve_flow  # noqa: E402
+from netwarden.reconciler.core.config import CoreConfig  # noqa: E402
+from netwarden.reconciler.core.engine import DecisionEngine  # noqa: E402
+from netwarden.reconciler.core.types import Endpoint, Flow  # noqa: E402
 
 PORTS = (5432, 6379, 8080, 443, 53)
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client, watch  # noqa: E402
 
-from netwarden import names  # noqa: E402
-from netwarden.stack import Stack, real_packets_missing, start_stack  # noqa: E402
-from netwarden.traffic import PodEnd, steady_flows  # noqa: E402
+from netwarden.model import names  # noqa: E402
+from netwarden.tools.stack import Stack, real_packets_missing, start_stack  # noqa: E402
+from netwarden.tools.traffic import PodEnd, steady_flows  # noqa: E402
 
 LEARNING_SECONDS = 2.0
 CONFIG: dict[str, Any] = {
@@ -198,7 +198,7 @@ def use_backend(stack: Stack, backend: str) -> bool:
     import requests
     import yaml
 
-    from netwarden.config import ReconcilerConfig
+    from netwarden.platform.config import ReconcilerConfig
 
     if "quarantine_backend" not in {f.name for f in dataclasses.fields(ReconcilerConfig)}:
         return backend == "networkpolicy"
@@ -250,8 +250,8 @@ def bench_quarantine(stack: Stack, api: client.ApiClient, alerts: int, backend: 
 
 
 def bench_rollback(stack: Stack, api: client.ApiClient, count: int) -> dict[str, list[float]]:
-    from reconciler.policy_ops import PolicyWriter, rollback
-    from netwarden.kube import KubeClient
+    from netwarden.reconciler.policy_ops import PolicyWriter, rollback
+    from netwarden.platform.kube import KubeClient
 
     ns = f"br-{uuid.uuid4().hex[:6]}"
     namespace(api, ns)

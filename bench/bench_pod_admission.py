@@ -38,9 +38,9 @@ from typing import Callable
 import yaml
 from kubernetes import client
 
-from netwarden import names
-from netwarden.kube import load_api_client
-from netwarden.stack import ManagedProcess, ensure_dns_service, make_tls, start_api_server, start_webhook
+from netwarden.model import names
+from netwarden.platform.kube import load_api_client
+from netwarden.tools.stack import ManagedProcess, ensure_dns_service, make_tls, start_api_server, start_webhook
 
 WARM_UP = 20
 

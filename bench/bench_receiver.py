@@ -6,8 +6,8 @@ One load generator (a child process: one keep-alive TLS connection, bearer token
 bodies of --batch Hubble flows) drives, in interleaved rounds, four servers in this process:
 * floors: a bare TLS HTTP/1.1 server (a socket, a read of Content-Length bytes, a fixed answer)
   that only decodes each line with `json.loads`, with `orjson.loads`, or into netwarden's typed
-  msgspec Struct (reconciler.signals.hubble.HubbleLine), and scores nothing;
-* netwarden: the reconciler's receiver (reconciler/receivers.py on reconciler/httpserver.py, TLS,
+  msgspec Struct (netwarden.reconciler.signals.hubble.HubbleLine), and scores nothing;
+* netwarden: the reconciler's receiver (netwarden/reconciler/receivers.py on netwarden/reconciler/httpserver.py, TLS,
   token check, per-record rejection bookkeeping) feeding a DecisionEngine that knows the pods, as the
   reconciler runtime does (one lock per batch, every flow attributed and scored).
 The dataset is bench_replay's (synthetic `hubble observe -o json` lines of realistic size, 200
@@ -114,10 +114,10 @@ class EngineSink:
     """What the reconciler runtime does with accepted flows: under its engine lock, score a chunk at a time."""
 
     def __init__(self, pods_path: Path) -> None:
-        from netwarden import names
-        from netwarden.replay import pod_refs_from_snapshot
-        from reconciler.core.config import CoreConfig
-        from reconciler.core.engine import DecisionEngine
+        from netwarden.model import names
+        from netwarden.tools.replay import pod_refs_from_snapshot
+        from netwarden.reconciler.core.config import CoreConfig
+        from netwarden.reconciler.core.engine import DecisionEngine
 
         self.engine = DecisionEngine(CoreConfig.from_mapping({"default_mode": names.MODE_DRY_RUN}))
         for ref in pod_refs_from_snapshot(json.loads(pods_path.read_text())):
@@ -142,8 +142,8 @@ class EngineSink:
 def netwarden_server(tls_dir: Path, pods: Path):  # noqa: ANN201 - (server, stop, counter)
     from prometheus_client import CollectorRegistry
 
-    from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
-    from webhook.serving import CertificateReloader
+    from netwarden.reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
+    from netwarden.webhook.serving import CertificateReloader
 
     token = tls_dir / "token"
     token.write_text(TOKEN + "\n")
@@ -156,7 +156,7 @@ def netwarden_server(tls_dir: Path, pods: Path):  # noqa: ANN201 - (server, stop
 
 
 def write_tls(directory: Path) -> ssl.SSLContext:
-    from certs.cli import new_ca_and_serving
+    from netwarden.certs.cli import new_ca_and_serving
 
     ca, serving = new_ca_and_serving(service="bench", namespace="bench", now=datetime.now(timezone.utc),
                                      ips=("127.0.0.1",))
@@ -182,7 +182,7 @@ def main() -> None:
     import orjson
 
     from bench.bench_replay import make_dataset
-    from reconciler.signals.hubble import decode_hubble_line
+    from netwarden.reconciler.signals.hubble import decode_hubble_line
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

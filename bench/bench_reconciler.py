@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from reconciler.queue import WorkQueue  # noqa: E402
-from reconciler.receivers import create_receiver_app  # noqa: E402
-from reconciler.signals.parse import parse_flow_any  # noqa: E402
-from reconciler.watch import ClusterIndex  # noqa: E402
+from netwarden.reconciler.queue import WorkQueue  # noqa: E402
+from netwarden.reconciler.receivers import create_receiver_app  # noqa: E402
+from netwarden.reconciler.signals.parse import parse_flow_any  # noqa: E402
+from netwarden.reconciler.watch import ClusterIndex  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "hubble" / "hubble-otel_gke-istio_2021_l3l4_10flows.jsonl"
 

@@ -27,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netwarden.traffic import PodEnd, WorldEnd, hubble_flow  # noqa: E402
+from netwarden.tools.traffic import PodEnd, WorldEnd, hubble_flow  # noqa: E402
 
 FLOOR = "import sys\n{setup}\nn=0\nfor line in open(sys.argv[1],'rb'):\n    decode(line); n+=1\nprint(n)\n"
 FLOORS = {
     "floor: read + json.loads": "import json\ndecode = json.loads",
     "floor: read + orjson.loads": "import orjson\ndecode = orjson.loads",
-    "floor: read + msgspec typed decode": "from reconciler.signals.hubble import decode_hubble_line as decode",
+    "floor: read + msgspec typed decode": "from netwarden.reconciler.signals.hubble import decode_hubble_line as decode",
 }
 
 

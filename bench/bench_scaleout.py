@@ -23,17 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localkube.kafka_broker import KafkaBroker  # noqa: E402
 from localkube.kafka_build import find  # noqa: E402
-from reconciler.core import snapshot  # noqa: E402
-from reconciler.core.behaviour import PodIndex, PodRef  # noqa: E402
-from reconciler.core.engine import DecisionEngine  # noqa: E402
-from reconciler.core.types import Endpoint, Flow  # noqa: E402
-from reconciler.scaleout.decide import Decider, MemorySink  # noqa: E402
-from reconciler.scaleout.ingest import Ingest, fold_ratio  # noqa: E402
-from reconciler.scaleout.statestore import encode_all, restore_into  # noqa: E402
-from reconciler.scaleout.topics import ensure_topics  # noqa: E402
-from reconciler.scaleout.wire import Topics, partition_of  # noqa: E402
-from reconciler.signals.parse import parse_flow_any  # noqa: E402
-from reconciler.scaleout.story import CORE, DecideProcess, Story, core_config  # noqa: E402
+from netwarden.reconciler.core import snapshot  # noqa: E402
+from netwarden.reconciler.core.behaviour import PodIndex, PodRef  # noqa: E402
+from netwarden.reconciler.core.engine import DecisionEngine  # noqa: E402
+from netwarden.reconciler.core.types import Endpoint, Flow  # noqa: E402
+from netwarden.reconciler.scaleout.decide import Decider, MemorySink  # noqa: E402
+from netwarden.reconciler.scaleout.ingest import Ingest, fold_ratio  # noqa: E402
+from netwarden.reconciler.scaleout.statestore import encode_all, restore_into  # noqa: E402
+from netwarden.reconciler.scaleout.topics import ensure_topics  # noqa: E402
+from netwarden.reconciler.scaleout.wire import Topics, partition_of  # noqa: E402
+from netwarden.reconciler.signals.parse import parse_flow_any  # noqa: E402
+from netwarden.tools.scaleout_story import CORE, DecideProcess, Story, core_config  # noqa: E402
 
 HUBBLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "hubble"
 
@@ -195,7 +195,7 @@ def restore_bench(broker: KafkaBroker, workloads: int = 10_000) -> dict:
     """10k learned workloads: snapshot -> changelog topic -> restore, against the in-process decode+restore."""
     cfg = core_config()
     engine = DecisionEngine(cfg)
-    from reconciler.core.behaviour import EGRESS, FlowView, PEER_IDENTITY
+    from netwarden.reconciler.core.behaviour import EGRESS, FlowView, PEER_IDENTITY
 
     for i in range(workloads):
         identity = f"ns{i % 50}.deploy.app{i}"

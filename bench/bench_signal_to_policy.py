@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client, watch  # noqa: E402
 
-from netwarden import names  # noqa: E402
-from netwarden.stack import start_stack  # noqa: E402
+from netwarden.model import names  # noqa: E402
+from netwarden.tools.stack import start_stack  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -47,7 +47,7 @@ def flow_load(url: str, token: str, ca: str, rate: float, ends_file: str) -> Non
     then print how many the reconciler accepted and over how long."""
     import requests
 
-    from netwarden.traffic import PodEnd, hubble_flow
+    from netwarden.tools.traffic import PodEnd, hubble_flow
 
     ends = [PodEnd(e["namespace"], e["name"], e["ip"], {"app": "app"}) for e in json.loads(Path(ends_file).read_text())]
     start = time.time()

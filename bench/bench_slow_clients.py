@@ -6,10 +6,10 @@ Signal receiver (in this process, TLS): GET /healthz on a new connection per req
 does) with 0 and then `--idle` idle TCP connections open; then the thread count with `--idle` slow
 TLS clients (handshake done, request head cut short). "before" is the werkzeug threaded server the
 receivers used until this change (handshake in its accept loop, a thread per connection), rebuilt
-here; "after" is reconciler/httpserver.py. Webhook (`netwarden webhook`, 2 workers x 8 threads,
+here; "after" is netwarden/reconciler/httpserver.py. Webhook (`netwarden webhook`, 2 workers x 8 threads,
 against the local API server): POST /mutate with 0 and then `--slow` hostile clients (silent TCP,
 cut ClientHello, cut request head, missing body); "before" is gunicorn's stock gthread worker, "after"
-webhook/serving.py's guarded worker. A request that takes longer than the client's timeout
+netwarden/webhook/serving.py's guarded worker. A request that takes longer than the client's timeout
 (`--probe-timeout`, `--review-timeout`) counts as failed, not in the latencies. Loopback only.
 """
 
@@ -36,13 +36,13 @@ from typing import Any, Callable, Iterator
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from certs.pki import generate_ca, issue_certificate  # noqa: E402
+from netwarden.certs.pki import generate_ca, issue_certificate  # noqa: E402
 from localkube import LocalKube  # noqa: E402
-from netwarden import names  # noqa: E402
+from netwarden.model import names  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "admission"
-PYTHON_BEFORE = ("import sys, webhook.serving as s; s.guarded_worker_class = lambda *a: 'gthread'; "
-                 "from webhook.cli import main; sys.exit(main(sys.argv[1:]))")
+PYTHON_BEFORE = ("import sys, netwarden.webhook.serving as s; s.guarded_worker_class = lambda *a: 'gthread'; "
+                 "from netwarden.webhook.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def free_port() -> int:
@@ -111,7 +111,7 @@ def werkzeug_receiver(app: Any, context: ssl.SSLContext) -> tuple[int, Callable[
 
 
 def guarded_receiver(app: Any, reloader: Any) -> tuple[int, Callable[[], None]]:
-    from reconciler.receivers import ReceiverServer
+    from netwarden.reconciler.receivers import ReceiverServer
 
     server = ReceiverServer(app, "127.0.0.1", 0, tls=reloader).start()
     return server.port, server.stop
@@ -134,8 +134,8 @@ def hostile_slow_tls(port: int, count: int, context: ssl.SSLContext, stack: Exit
 def receiver_rows(tmp: Path, args: argparse.Namespace, client: ssl.SSLContext) -> Iterator[str]:
     from prometheus_client import CollectorRegistry
 
-    from reconciler.receivers import create_receiver_app
-    from netwarden.tls import CertificateReloader
+    from netwarden.reconciler.receivers import create_receiver_app
+    from netwarden.platform.tls import CertificateReloader
 
     for label in ("receiver before (werkzeug)", "receiver after (asyncio)"):
         reloader = CertificateReloader(str(tmp / "tls.crt"), str(tmp / "tls.key"))
@@ -186,7 +186,7 @@ def webhook_rows(tmp: Path, args: argparse.Namespace, client: ssl.SSLContext, ku
     review = json.dumps(body).encode()
     kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
     for label, launcher in (("webhook before (gthread)", ["-c", PYTHON_BEFORE]),
-                            ("webhook after (guarded)", ["-m", "webhook.cli"])):
+                            ("webhook after (guarded)", ["-m", "netwarden.webhook.cli"])):
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO), "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{port}")}
         os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])

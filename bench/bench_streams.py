@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_streams.py [--flows 20000]
 
 The same records both ways (real Hubble exports, re-timed so each is a distinct flow), into the same
-sink: the decision core's engine (reconciler.core.engine.DecisionEngine.ingest_flow, as the
+sink: the decision core's engine (netwarden.reconciler.core.engine.DecisionEngine.ingest_flow, as the
 reconciler's runtime calls it). The reconciler side (gRPC client or HTTP receiver, parser, engine)
 runs in this process pinned to one core; the sender (the Relay stand-in serving GetFlows, or a
 client POSTing batches of 500 JSON lines, as `hubble observe -o json | curl` would) runs in a child
@@ -25,9 +25,9 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconciler.core.config import CoreConfig  # noqa: E402
-from reconciler.core.engine import DecisionEngine  # noqa: E402
-from reconciler.core.types import Flow  # noqa: E402
+from netwarden.reconciler.core.config import CoreConfig  # noqa: E402
+from netwarden.reconciler.core.engine import DecisionEngine  # noqa: E402
+from netwarden.reconciler.core.types import Flow  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "hubble"
 POST_BATCH = 500
@@ -98,7 +98,7 @@ def relay_command(count: int, workdir: Path) -> tuple[list[str], str]:
 def run_grpc(count: int) -> tuple[float, str]:
     import tempfile
 
-    from reconciler.sources.hubble import HubbleRelaySource
+    from netwarden.reconciler.sources.hubble import HubbleRelaySource
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     command, which = relay_command(count, workdir)
@@ -126,8 +126,8 @@ def bare_receive(address: str, count: int) -> float:
     """The transport's floor: the same GetFlows read by a bare loop (messages decoded, nothing else)."""
     import grpc
 
-    from reconciler.sources import records
-    from reconciler.sources.proto import observer_pb2_grpc
+    from netwarden.reconciler.sources import records
+    from netwarden.reconciler.sources.proto import observer_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:
         call = observer_pb2_grpc.ObserverStub(channel).GetFlows(records.hubble_request(since_ns=1_000_000_000))
@@ -143,7 +143,7 @@ def bare_receive(address: str, count: int) -> float:
 def run_post(count: int) -> float:
     from prometheus_client import CollectorRegistry
 
-    from reconciler.receivers import ReceiverServer, create_receiver_app
+    from netwarden.reconciler.receivers import ReceiverServer, create_receiver_app
 
     sink = EngineSink(count)
     app = create_receiver_app(sink, token=None, registry=CollectorRegistry())
@@ -164,7 +164,7 @@ def run_post(count: int) -> float:
 
 
 def serve_relay(count: int) -> None:
-    from reconciler.sources.replay_server import ReplayServer, hubble_response
+    from netwarden.tools.replay_server import ReplayServer, hubble_response
 
     server = ReplayServer().start()
     server.observer.publish(hubble_response(record) for record in records(count))

@@ -45,9 +45,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from certs.pki import generate_ca, issue_certificate  # noqa: E402
+from netwarden.certs.pki import generate_ca, issue_certificate  # noqa: E402
 from localkube import LocalKube  # noqa: E402
-from netwarden import names  # noqa: E402
+from netwarden.model import names  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "admission"
 BARE_POD = "v1_pod-create_kubectl-apply_c7n-server-log.json"
@@ -346,7 +346,7 @@ def main() -> int:
     parser.add_argument("--worker-threads", type=int, default=None, help="threads per worker (default: netwarden's)")
     parser.add_argument("--cases", action="store_true", help="netwarden alone, one row per kind of review")
     args = parser.parse_args()
-    from webhook.serving import DEFAULT_THREADS, DEFAULT_WORKERS
+    from netwarden.webhook.serving import DEFAULT_THREADS, DEFAULT_WORKERS
 
     args.workers = args.workers or DEFAULT_WORKERS
     args.worker_threads = args.worker_threads or DEFAULT_THREADS
@@ -373,7 +373,7 @@ def main() -> int:
         tls = ["--cert", str(tmp / "tls.crt"), "--key", str(tmp / "tls.key")]
         servers: list[Server] = []
         try:
-            netwarden = start("netwarden", [sys.executable, "-m", "webhook.cli", *tls, "--host", "127.0.0.1",
+            netwarden = start("netwarden", [sys.executable, "-m", "netwarden.webhook.cli", *tls, "--host", "127.0.0.1",
                                             "--port", str(port := free_port()), "--kubeconfig", kubeconfig,
                                             "--workers", str(args.workers), "--threads", str(args.worker_threads)],
                               env, tmp, port, http_request("POST", "/mutate?timeout=10s", body), context)

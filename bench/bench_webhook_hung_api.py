@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import requests
 from kubernetes import client
-from certs.pki import generate_ca, issue_certificate
+from netwarden.certs.pki import generate_ca, issue_certificate
 from localkube import LocalKube
 
 repo = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ with LocalKube(tokens={"t": "system:admin"}) as kube:
     rs = apps.create_namespaced_replica_set(ns, {"metadata": {"name": "api-5f7c9d8b6", "labels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": d.metadata.uid, "controller": True}]}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}}, "template": {"metadata": {"labels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
     env = {**os.environ, "PYTHONPATH": str(repo)}; env.pop("NETWARDEN_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "webhook.cli", "--cert", str(tmp/"tls.crt"), "--key", str(tmp/"tls.key"), "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", kc, "--workers", "1", "--threads", "4"], cwd=repo, env=env, stdout=open(tmp/"w.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "netwarden.webhook.cli", "--cert", str(tmp/"tls.crt"), "--key", str(tmp/"tls.key"), "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", kc, "--workers", "1", "--threads", "4"], cwd=repo, env=env, stdout=open(tmp/"w.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"https://127.0.0.1:{port}"
     for _ in range(900):
         try:

@@ -3,8 +3,8 @@ netwarden should have; per-process RSS, open fds and threads over time, and ever
 
     .venv/bin/python bench/soak.py --minutes 60 [--out soak.jsonl] [--seed 1]
 
-What runs: `netwarden.stack` (local API server, webhook on gunicorn/TLS, reconciler) plus a second
-reconciler replica (tests/e2e/harness.py), the demo's shop (netwarden/scenarios/shop.yaml, deployed by
+What runs: `netwarden.tools.stack` (local API server, webhook on gunicorn/TLS, reconciler) plus a second
+reconciler replica (tests/e2e/harness.py), the demo's shop (netwarden/tools/scenarios/shop.yaml, deployed by
 the demo's Player) and one namespace that is not opted in. At a modest steady rate (the machine is
 shared; this is about correctness and growth over time, not throughput): Hubble flows on the shop's
 learned edges, sent to either replica as a Service would; pod churn (pods deleted, deployments
@@ -14,7 +14,7 @@ netwarden's paths; and every few minutes a SIGKILL of the leading reconciler (th
 over; the killed one comes back as the new standby).
 
 What is checked, every few seconds, from the API alone (`intended_violations`):
-  * every live pod's netwarden labels equal what admission decides for it (webhook.admission's own
+  * every live pod's netwarden labels equal what admission decides for it (netwarden.webhook.admission's own
     pure decision, instance aside: it is random) and instances are unique; pods outside opted-in
     namespaces carry none;
   * every workload with a live pod in an opted-in namespace has exactly one baseline;
@@ -49,19 +49,19 @@ import requests  # noqa: E402
 from kubernetes import client  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
-from netwarden import names  # noqa: E402
-from netwarden.demo import Player, alertmanager_body, load_scenario  # noqa: E402
-from netwarden.identity import OwnerRef  # noqa: E402
-from netwarden.labels import NamespaceFacts, is_reserved_label  # noqa: E402
-from netwarden.scenario import NamespaceSpec, Step, WorkloadSpec  # noqa: E402
-from netwarden.stack import ManagedProcess, Stack, free_port  # noqa: E402
-from netwarden.traffic import PodEnd, WorldEnd, steady_flows  # noqa: E402
-from reconciler.runtime import epoch_of  # noqa: E402
+from netwarden.model import names  # noqa: E402
+from netwarden.tools.demo import Player, alertmanager_body, load_scenario  # noqa: E402
+from netwarden.model.identity import OwnerRef  # noqa: E402
+from netwarden.model.labels import NamespaceFacts, is_reserved_label  # noqa: E402
+from netwarden.tools.scenario import NamespaceSpec, Step, WorkloadSpec  # noqa: E402
+from netwarden.tools.stack import ManagedProcess, Stack, free_port  # noqa: E402
+from netwarden.tools.traffic import PodEnd, WorldEnd, steady_flows  # noqa: E402
+from netwarden.reconciler.runtime import epoch_of  # noqa: E402
 from tests.e2e.harness import (Cluster, falco_body, flows_body, leader_metric, post, running_stack, sigkill,  # noqa: E402
                                spawn_reconciler)
 from tests.support.waiting import wait_for  # noqa: E402
-from netwarden.admission import AdmissionSettings  # noqa: E402
-from webhook.admission import decide_admission  # noqa: E402
+from netwarden.model.admission import AdmissionSettings  # noqa: E402
+from netwarden.webhook.admission import decide_admission  # noqa: E402
 
 CLEANUP_GRACE_SECONDS = 10.0
 QUARANTINE_EXPIRY_SECONDS = 45.0

@@ -1,7 +1,7 @@
 """Throwaway X.509 for the local engines: a CA, and leaves it signs (server, client or both).
 
 localkube's own copy, on purpose: the local API server is the test oracle for netwarden's
-certificate handling (certs/pki.py), so it must not share that code.
+certificate handling (netwarden/certs/pki.py), so it must not share that code.
 """
 
 from __future__ import annotations

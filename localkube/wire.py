@@ -1,7 +1,7 @@
 """Wire shapes localkube speaks: metav1.Status, watch events, and the AdmissionReview it sends (no logic).
 
 The AdmissionReview types are localkube's own (the API server's side of the wire), not netwarden's
-netwarden/wire_admission.py: the local API server is the oracle the webhook is tested against.
+netwarden/model/wire_admission.py: the local API server is the oracle the webhook is tested against.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ from typing import Any, Iterator
 import pytest
 from cryptography.x509 import verification
 
-from certs import cli, inject, pki, store
-from certs.inject import ObjectRef, Targets
+from netwarden.certs import cli, inject, pki, store
+from netwarden.certs.inject import ObjectRef, Targets
 from localkube.server import LocalKube
-from netwarden import names
+from netwarden.model import names
 from netwarden.cli import build_parser
-from netwarden.kube import KubeClient
+from netwarden.platform.kube import KubeClient
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

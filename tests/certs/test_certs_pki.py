@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certs import pki
+from netwarden.certs import pki
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

@@ -16,8 +16,8 @@ from cryptography.x509 import verification
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certs import cli, pki, rotation
-from certs.pki import KeyPair
+from netwarden.certs import cli, pki, rotation
+from netwarden.certs.pki import KeyPair
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

@@ -11,7 +11,7 @@ import pytest
 
 from cryptography.hazmat.primitives import serialization
 
-from certs import cli, pki, store
+from netwarden.certs import cli, pki, store
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

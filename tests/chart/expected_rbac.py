@@ -2,8 +2,8 @@
 
 Kept by hand next to charts/netwarden/templates/_rbac-rules.tpl: test_chart_security.py checks the
 rendered chart grants exactly this (fast), and test_rbac_coverage.py checks it is exactly what each
-ServiceAccount was observed calling while the installed chart ran (and that netwarden.kube.API_CALLS
-and certs.inject.CERT_JOB_API_CALLS are the unions). Keys are ServiceAccount names without the "<release>-netwarden-" prefix. "" is the core group.
+ServiceAccount was observed calling while the installed chart ran (and that netwarden.platform.kube.API_CALLS
+and netwarden.certs.inject.CERT_JOB_API_CALLS are the unions). Keys are ServiceAccount names without the "<release>-netwarden-" prefix. "" is the core group.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ EXPECTED_RBAC: dict[str, frozenset[Triple]] = {
 
 #: Added to the reconciler's ClusterRole only when an admin-tier quarantine backend is on
 #: (config.quarantine.backend, or "auto" with the resource served), by the resource it writes.
-#: netwarden.kube.admin_policy_api_calls is the same; tests/reconciler/test_admin_backend.py observes it.
+#: netwarden.platform.kube.admin_policy_api_calls is the same; tests/reconciler/test_admin_backend.py observes it.
 RECONCILER_ADMIN_POLICIES: dict[str, frozenset[Triple]] = {
     plural: frozenset(_grant("policy.networking.k8s.io", (plural,), ("get", "list", "create", "update", "delete")))
     for plural in ("clusternetworkpolicies", "adminnetworkpolicies")

@@ -28,12 +28,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from certs import cli as certs_cli
-from certs.inject import ObjectRef, Targets
+from netwarden.certs import cli as certs_cli
+from netwarden.certs.inject import ObjectRef, Targets
 from localkube.audit import AuditRecord
-from netwarden import names
-from netwarden.kube import KubeClient
-from netwarden.stack import Stack
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.tools.stack import Stack
 from tests.chart.chartkit import NAMESPACE, Manifest, of_kind, render
 from tests.chart.install import Release, eventually, local_port_values, start_release
 from tests.chart.rbac_check import PREFIX
@@ -68,7 +68,7 @@ class Observed:
 
 
 class ReleaseStack(Stack):
-    """netwarden.stack.Stack over the installed release: signals go through the reconciler Service."""
+    """netwarden.tools.stack.Stack over the installed release: signals go through the reconciler Service."""
 
     release: Any = None
 
@@ -107,8 +107,8 @@ def template(labels: dict[str, str]) -> dict[str, Any]:
 def run_scenario(root: Path, engine: str = "local") -> Observed:
     from localkube.kubelet import FakeKubelet
     from localkube.workloads import WorkloadController
-    from netwarden.demo import DemoFailure, Player, load_scenario
-    from netwarden.scenario import NamespaceSpec
+    from netwarden.tools.demo import DemoFailure, Player, load_scenario
+    from netwarden.tools.scenario import NamespaceSpec
 
     release = start_release(root, local_port_values(STORY_VALUES), engine=engine)
     installed_docs = release.docs
@@ -216,7 +216,7 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
             for step in scenario.steps))
         player = Player(stack, scenario, out=lambda _line: None)
         # One phase: the story's reactions are asynchronous, so a step boundary is no attribution.
-        phase("demo story (netwarden/scenarios/shop.yaml): Deployments and a StatefulSet admitted, learning, "
+        phase("demo story (netwarden/tools/scenarios/shop.yaml): Deployments and a StatefulSet admitted, learning, "
               "tighten, quarantine, automatic rollback, scale-down cleanup, namespaces deleted")
         for step in scenario.steps:
             stack.check_alive()

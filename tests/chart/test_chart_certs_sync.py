@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
-from certs import pki  # noqa: E402
+from netwarden.certs import pki  # noqa: E402
 from localkube import LocalKube  # noqa: E402
 from netwarden.cli import build_parser  # noqa: E402
 from tests.chart.chartkit import CHART_DIR, NAMESPACE, Manifest, of_kind, one, pod_specs, render  # noqa: E402

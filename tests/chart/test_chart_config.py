@@ -26,7 +26,7 @@ def container_env(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
 
 
 def test_webhook_config_loads_with_netwarden_config(tmp_path: Path) -> None:
-    from netwarden.config import load_config
+    from netwarden.platform.config import load_config
 
     docs = render({"config": {"mode": "approve"}, "dnsService": "kube-system/coredns", "webhook": {"workers": 3, "threads": 6}})
     path = tmp_path / "config.yaml"
@@ -53,7 +53,7 @@ def test_trusted_usernames_are_the_service_accounts_the_pods_run_as() -> None:
 
 
 def test_core_section_loads_with_the_reconciler_core_config() -> None:
-    from reconciler.core.config import CoreConfig
+    from netwarden.reconciler.core.config import CoreConfig
 
     core = yaml.safe_load(config_yaml({"config": {
         "thresholds": {"tighten": 12, "quarantine": 30}, "blastRadius": {"maxPercent": 25},
@@ -184,7 +184,7 @@ def test_the_comment_check_finds_an_undocumented_setting() -> None:
 
 
 def test_flow_sources_reach_the_reconciler_config_and_mount_their_secrets(tmp_path: Path) -> None:
-    from netwarden.config import load_config
+    from netwarden.platform.config import load_config
 
     docs = render({"reconciler": {"flowSources": {
         "hubbleRelay": {"address": "hubble-relay.kube-system.svc:443",

@@ -22,15 +22,15 @@ pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
 from kubernetes import client  # noqa: E402
 
-from netwarden import config as netwarden_config  # noqa: E402
-from netwarden import names  # noqa: E402
+from netwarden.platform import config as netwarden_config  # noqa: E402
+from netwarden.model import names  # noqa: E402
 from tests.chart.chartkit import NAMESPACE, of_kind, render  # noqa: E402
 from tests.chart.install import ADMIN_TOKEN, Release, eventually, hook_phases, local_port_values, pod_template, start_release  # noqa: E402
 
 from tests.support.data import PAYLOADS
 
 DATA = PAYLOADS
-#: NETWARDEN_* variables the code reads besides the config options (netwarden/config.py).
+#: NETWARDEN_* variables the code reads besides the config options (netwarden/platform/config.py).
 CODE_ENV = {"NETWARDEN_CONFIG", "NETWARDEN_POD_NAME", "NETWARDEN_POD_IP"}
 
 

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
 from tests.chart.chartkit import CHART_DIR, granted_rbac, of_kind, one, pod_specs, render  # noqa: E402
-from netwarden import kube as netwarden_kube  # noqa: E402
+from netwarden.platform import kube as netwarden_kube  # noqa: E402
 from tests.chart.expected_rbac import EXPECTED_RBAC, RECONCILER_ADMIN_POLICIES  # noqa: E402
 
 ALL_PODS = {"monitoring": {"monitoring": {"serviceMonitor": {"enabled": True}}}}

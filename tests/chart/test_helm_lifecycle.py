@@ -37,11 +37,11 @@ from kubernetes import client
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certs import pki
-from certs.inject import published_ca_bundles
+from netwarden.certs import pki
+from netwarden.certs.inject import published_ca_bundles
 from localkube.controlplane_build import ControlPlaneNotBuilt, find_binaries, find_helm
 from localkube.kubelet import FakeKubelet
-from netwarden import names
+from netwarden.model import names
 from tests.chart.chartkit import CHART_DIR, NAMESPACE, RELEASE, one, render
 from tests.chart.install import Release, eventually, host_address
 from tests.chart.pod_runtime import ProcessRuntime

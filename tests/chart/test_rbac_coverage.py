@@ -29,9 +29,9 @@ import pytest
 
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
-from certs import inject  # noqa: E402
+from netwarden.certs import inject  # noqa: E402
 from localkube.audit import AuditRecord  # noqa: E402
-from netwarden import kube as netwarden_kube  # noqa: E402
+from netwarden.platform import kube as netwarden_kube  # noqa: E402
 from tests.chart.chartkit import render  # noqa: E402
 from tests.chart.expected_rbac import EXPECTED_RBAC  # noqa: E402
 from tests.chart.rbac_check import compare, grants, records_by_account  # noqa: E402

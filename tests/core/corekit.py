@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from netwarden import names
-from reconciler.core.behaviour import PodRef
-from reconciler.core.config import CoreConfig
-from reconciler.core.engine import DecisionEngine
-from reconciler.core.types import Endpoint, Flow, HealthSignal, SecurityAlert
+from netwarden.model import names
+from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.core.engine import DecisionEngine
+from netwarden.reconciler.core.types import Endpoint, Flow, HealthSignal, SecurityAlert
 
 API = "shop.deploy.api"
 DB = "shop.deploy.db"

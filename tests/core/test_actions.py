@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from netwarden import names
-from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
-from reconciler.core import actions as A
-from reconciler.core.behaviour import PodRef
-from netwarden.errors import ConfigError
-from reconciler.core.types import MetricAlert
+from netwarden.model import names
+from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
+from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.model.errors import ConfigError
+from netwarden.reconciler.core.types import MetricAlert
 from tests.core.corekit import API, DB, FAST, engine, falco, flow, health, ip, learn_api_to_db, with_config
 
 

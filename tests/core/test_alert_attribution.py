@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from netwarden import names
-from reconciler.core import actions as A
-from reconciler.core.alerts import (NO_TARGET, NOT_A_WORKLOAD, UNKNOWN_POD, UNKNOWN_WORKLOAD, attribute_alert,
+from netwarden.model import names
+from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core.alerts import (NO_TARGET, NOT_A_WORKLOAD, UNKNOWN_POD, UNKNOWN_WORKLOAD, attribute_alert,
                                     workload_identities)
-from reconciler.core.behaviour import PodIndex, PodRef
-from reconciler.core.types import AlertTarget
-from reconciler.signals.alertmanager import parse_alertmanager_payload
-from reconciler.signals.falco import parse_falco_event
+from netwarden.reconciler.core.behaviour import PodIndex, PodRef
+from netwarden.reconciler.core.types import AlertTarget
+from netwarden.reconciler.signals.alertmanager import parse_alertmanager_payload
+from netwarden.reconciler.signals.falco import parse_falco_event
 from tests.core.corekit import API, DB, engine, falco, learn_api_to_db, pod_ref, with_config
 from tests.support.data import PAYLOADS
 

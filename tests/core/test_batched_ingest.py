@@ -8,8 +8,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.behaviour import PodRef
-from reconciler.core.types import Endpoint, Flow
+from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.types import Endpoint, Flow
 from tests.core.corekit import API, DB, PODS, engine, with_config
 
 IPS = [p[2] for pods in PODS.values() for p in pods] + ["203.0.113.5", "10.99.0.1"]

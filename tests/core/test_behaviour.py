@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
-from reconciler.core.behaviour import (
+from netwarden.reconciler.core.behaviour import (
     EGRESS,
     INGRESS,
     PEER_ADDRESS,
@@ -15,8 +15,8 @@ from reconciler.core.behaviour import (
     observe,
     resolve_flow,
 )
-from reconciler.core.risk import NEW_NAMESPACE, NEW_PEER, POLICY_DROPS, RATE_SPIKE, WORLD_EGRESS
-from reconciler.core.types import Endpoint, Flow
+from netwarden.reconciler.core.risk import NEW_NAMESPACE, NEW_PEER, POLICY_DROPS, RATE_SPIKE, WORLD_EGRESS
+from netwarden.reconciler.core.types import Endpoint, Flow
 from tests.core.corekit import API, CACHE, DB, FAST, flow, ip, pod_ref, with_config
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from netwarden import names
-from netwarden.errors import ConfigError
-from reconciler.core.config import CoreConfig
+from netwarden.model import names
+from netwarden.model.errors import ConfigError
+from netwarden.reconciler.core.config import CoreConfig
 
 
 def test_defaults_are_valid_and_protect_the_cluster_namespaces() -> None:

@@ -10,11 +10,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netwarden import names
-from reconciler.core import actions as A
-from reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, security_alert_key
-from reconciler.core.types import MetricAlert, RestoredPolicy
-from reconciler.signals.falco import parse_falco_event
+from netwarden.model import names
+from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, security_alert_key
+from netwarden.reconciler.core.types import MetricAlert, RestoredPolicy
+from netwarden.reconciler.signals.falco import parse_falco_event
 from tests.core.corekit import API, FAST, engine, falco, flow, ip, learn_api_to_db, pod_ref, with_config
 from tests.support.data import PAYLOADS
 
@@ -80,7 +80,7 @@ def test_alerts_about_pods_never_tighten_below_what_unnamed_siblings_use(alerts:
     for n in {0, 1} - named:
         sibling = (POD_A, POD_B)[n]
         view = flow(t, ip(API, n), "10.0.2.10", 5432)
-        for v in __import__("reconciler.core.behaviour", fromlist=["resolve_flow"]).resolve_flow(view, e.index):
+        for v in __import__("netwarden.reconciler.core.behaviour", fromlist=["resolve_flow"]).resolve_flow(view, e.index):
             if v.identity == API:
                 assert e.is_allowed(state.intent, v), f"sibling {sibling.pod} lost {v.describe()}"
 
@@ -187,7 +187,7 @@ def test_after_a_busy_minute_of_tightenings_a_relax_is_not_deferred() -> None:
 # --- pods NetworkPolicy cannot reach (hostNetwork) -----------------------------------------------
 
 def test_an_alert_for_a_host_network_pod_is_alert_only_and_never_tightens_its_siblings() -> None:
-    from netwarden.reach import HOST_NETWORK_REASON
+    from netwarden.model.reach import HOST_NETWORK_REASON
 
     e = engine(with_config(blast_max_pod_fraction=1.0))
     t = learn_api_to_db(e)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from netwarden import names
-from reconciler.core.history import HistoryError, PolicyHistory
+from netwarden.model import names
+from netwarden.reconciler.core.history import HistoryError, PolicyHistory
 
 
 def spec(n: int) -> dict[str, object]:
@@ -67,7 +67,7 @@ def test_absent_annotation_is_empty_and_malformed_ones_are_errors() -> None:
 def test_loading_a_policys_history_starts_learning_at_that_moment_not_at_epoch() -> None:
     """Regression: history loaded when the webhook's policy appears used to create a baseline at t=0,
     so its learning window had ended in 1970 and every first flow counted as a new peer."""
-    from reconciler.core.engine import DecisionEngine
+    from netwarden.reconciler.core.engine import DecisionEngine
 
     engine = DecisionEngine()
     engine.load_history("shop.deploy.api", "shop", None, 1, now=1_000_000.0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from netwarden.declarations import parse_peer_declarations
-from netwarden.identity import Workload
-from netwarden.policy import PortSpec, baseline_intent, named_container_ports
-from reconciler.core import actions as A
+from netwarden.model.declarations import parse_peer_declarations
+from netwarden.model.identity import Workload
+from netwarden.model.policy import PortSpec, baseline_intent, named_container_ports
+from netwarden.reconciler.core import actions as A
 from tests.core.corekit import API, DB, engine, falco, learn_api_to_db, pod_ref
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-from reconciler.core.behaviour import EGRESS, INGRESS, PodIndex, PodRef, resolve_flow
-from reconciler.core.engine import DecisionEngine
-from reconciler.core.types import Endpoint
-from reconciler.signals.calico import parse_calico_record
-from reconciler.signals.parse import parse_flow_any
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PodIndex, PodRef, resolve_flow
+from netwarden.reconciler.core.engine import DecisionEngine
+from netwarden.reconciler.core.types import Endpoint
+from netwarden.reconciler.signals.calico import parse_calico_record
+from netwarden.reconciler.signals.parse import parse_flow_any
 from tests.support.data import PAYLOADS
 
 SCRAPER = "storefront.deploy.scraper"

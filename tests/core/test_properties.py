@@ -6,13 +6,13 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netwarden import names
-from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
-from reconciler.core import actions as A
-from reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, PodRef, observe
-from reconciler.core.history import PolicyHistory
-from reconciler.core.types import Endpoint, Flow, MetricAlert, SecurityAlert
-from reconciler.core.whatif import DEFAULT_IS_ALLOWED
+from netwarden.model import names
+from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
+from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, PodRef, observe
+from netwarden.reconciler.core.history import PolicyHistory
+from netwarden.reconciler.core.types import Endpoint, Flow, MetricAlert, SecurityAlert
+from netwarden.reconciler.core.whatif import DEFAULT_IS_ALLOWED
 from tests.core.corekit import API, DB, PODS, engine, health, ip, with_config
 
 PROTECTED = "kube-system.deploy.metrics"

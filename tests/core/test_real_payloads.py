@@ -1,4 +1,4 @@
-"""The core fed with real tool payloads (parsed by reconciler.signals) from tests/data."""
+"""The core fed with real tool payloads (parsed by netwarden.reconciler.signals) from tests/data."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from msgspec.structs import replace as replace_flow
 
 import pytest
 
-from netwarden import names
-from reconciler.core import actions as A
-from reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, PodIndex, PodRef, resolve_flow
-from reconciler.core.engine import DecisionEngine
-from reconciler.core.risk import POLICY_DROPS
-from reconciler.core.types import Endpoint, Flow
-from reconciler.signals.alertmanager import parse_alertmanager_payload
-from reconciler.signals.falco import parse_falco_event
-from reconciler.signals.hubble import parse_hubble_line
+from netwarden.model import names
+from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, PodIndex, PodRef, resolve_flow
+from netwarden.reconciler.core.engine import DecisionEngine
+from netwarden.reconciler.core.risk import POLICY_DROPS
+from netwarden.reconciler.core.types import Endpoint, Flow
+from netwarden.reconciler.signals.alertmanager import parse_alertmanager_payload
+from netwarden.reconciler.signals.falco import parse_falco_event
+from netwarden.reconciler.signals.hubble import parse_hubble_line
 from tests.core.corekit import with_config
 from tests.support.data import PAYLOADS
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.core.risk import (
+from netwarden.reconciler.core.risk import (
     METRIC_ALERT,
     NEW_PEER,
     RATE_SPIKE,
@@ -11,7 +11,7 @@ from reconciler.core.risk import (
     metric_alert_deviation,
     security_alert_deviation,
 )
-from reconciler.core.types import MetricAlert
+from netwarden.reconciler.core.types import MetricAlert
 from tests.core.corekit import API, FAST, falco, with_config
 
 

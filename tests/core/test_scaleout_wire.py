@@ -6,11 +6,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.behaviour import resolve_flow
-from reconciler.core.types import HealthSignal, MetricAlert, SecurityAlert
-from reconciler.scaleout import wire
-from reconciler.scaleout.ingest import FoldTable
-from reconciler.scaleout.wire import WireError, partition_of
+from netwarden.reconciler.core.behaviour import resolve_flow
+from netwarden.reconciler.core.types import HealthSignal, MetricAlert, SecurityAlert
+from netwarden.reconciler.scaleout import wire
+from netwarden.reconciler.scaleout.ingest import FoldTable
+from netwarden.reconciler.scaleout.wire import WireError, partition_of
 from tests.core.corekit import API, CACHE, DB, engine, flow, ip
 
 
@@ -81,15 +81,15 @@ def test_a_folded_row_teaches_the_baseline_what_its_flows_would_have(rows) -> No
 
 
 def _tightening(identity: str):
-    from reconciler.core.actions import Decision
+    from netwarden.reconciler.core.actions import Decision
 
     return Decision("tighten", identity, identity.split(".")[0], 10.0, "enforce", "write", "score", 12.0,
                     "baseline", "tightened")
 
 
 def test_a_decision_for_a_partition_the_engine_no_longer_owns_is_not_written() -> None:
-    from reconciler.scaleout.decide import Decider, MemorySink
-    from reconciler.scaleout.wire import Topics
+    from netwarden.reconciler.scaleout.decide import Decider, MemorySink
+    from netwarden.reconciler.scaleout.wire import Topics
 
     sink = MemorySink()
     decider = Decider("unused:9092", engine(), sink, Topics(partitions=12))
@@ -103,7 +103,7 @@ def test_a_decision_for_a_partition_the_engine_no_longer_owns_is_not_written() -
 
 
 def test_the_sink_writes_each_workloads_sequence_once_and_only_forward() -> None:
-    from reconciler.scaleout.decide import MemorySink
+    from netwarden.reconciler.scaleout.decide import MemorySink
 
     sink = MemorySink()
     assert sink.write(_tightening(API), (3, 10, 0)) and sink.write(_tightening(API), (3, 10, 1))

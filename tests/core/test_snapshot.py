@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from reconciler.core import snapshot
-from reconciler.core.engine import DecisionEngine
-from reconciler.core.snapshot import SnapshotError
+from netwarden.reconciler.core import snapshot
+from netwarden.reconciler.core.engine import DecisionEngine
+from netwarden.reconciler.core.snapshot import SnapshotError
 from tests.core.corekit import API, DB, engine, flow, ip, learn_api_to_db, with_config
 from tests.core.test_properties import PROTECTED_POD, drive, events
 

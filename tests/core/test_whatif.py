@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 from msgspec.structs import replace as replace_view
 
-from netwarden.policy import Peer, PolicyIntent, PortSpec, Rule
-from reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_WORLD, FlowView
-from reconciler.core.whatif import RecentFlows, netpol_is_allowed, what_if
+from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_WORLD, FlowView
+from netwarden.reconciler.core.whatif import RecentFlows, netpol_is_allowed, what_if
 from tests.core.corekit import API, CACHE, DB
 
 EVALUATORS = [pytest.param(netpol_is_allowed(), id="netpol-eval")]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from netwarden.cli import main
-from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
+from netwarden.tools.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
 
 START = 1_700_000_000.0
 API = PodEnd("shop", "api-7d9f-1", "10.244.0.5", {"app": "api"})

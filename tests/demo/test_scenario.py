@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from netwarden.demo import load_scenario
-from netwarden.scenario import Endpoint, ScenarioError, parse_endpoint, parse_scenario
-from netwarden.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
-from reconciler.signals.hubble import parse_hubble_line
+from netwarden.tools.demo import load_scenario
+from netwarden.tools.scenario import Endpoint, ScenarioError, parse_endpoint, parse_scenario
+from netwarden.tools.traffic import PodEnd, WorldEnd, hubble_flow, steady_flows
+from netwarden.reconciler.signals.hubble import parse_hubble_line
 
 BASE = {
     "namespaces": [{"name": "shop"}],

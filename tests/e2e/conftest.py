@@ -8,8 +8,8 @@ from typing import Iterator
 
 import pytest
 
-from netwarden.stack import Stack
-from netwarden.traffic import PodEnd, WorldEnd
+from netwarden.tools.stack import Stack
+from netwarden.tools.traffic import PodEnd, WorldEnd
 from tests.support.nca import nca_available
 
 from .harness import (E2E_CONFIG, LATENCIES, LEARNING_SECONDS, Cluster, PolicyRecorder, edge_flows, flows_body, latency_table,

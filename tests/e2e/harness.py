@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import requests
 from kubernetes import client, watch
 
-from netwarden import names
-from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.stack import START_TIMEOUT_SECONDS, ManagedProcess, Stack, _spawn, _wait, start_stack
-from netwarden.traffic import PodEnd, WorldEnd, hubble_flow
+from netwarden.model import names
+from netwarden.model.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
+from netwarden.tools.stack import START_TIMEOUT_SECONDS, ManagedProcess, Stack, _spawn, _wait, start_stack
+from netwarden.tools.traffic import PodEnd, WorldEnd, hubble_flow
 from tests.support.nca import NcaConnectivity, nca_connectivity
 from tests.support.waiting import wait_for
 

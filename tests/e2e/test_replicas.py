@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from netwarden import names
-from netwarden.stack import ManagedProcess, Stack, free_port
-from netwarden.traffic import PodEnd, WorldEnd
+from netwarden.model import names
+from netwarden.tools.stack import ManagedProcess, Stack, free_port
+from netwarden.tools.traffic import PodEnd, WorldEnd
 
 from .conftest import learn
 from .harness import (SIGNAL_TO_POLICY_BOUND_SECONDS, App, Cluster, PolicyRecorder, edge_flows, falco_body, flows_body,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from netwarden import names
-from netwarden.stack import Stack
-from netwarden.traffic import PodEnd, WorldEnd
+from netwarden.model import names
+from netwarden.tools.stack import Stack
+from netwarden.tools.traffic import PodEnd, WorldEnd
 
 from .conftest import learn
 from .harness import (DNS, DNS_POD, SIGNAL_TO_POLICY_BOUND_SECONDS, App, Cluster, PolicyRecorder, connectivity,

@@ -13,9 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from netwarden import names
-from netwarden.stack import Stack, start_stack
-from netwarden.policy import quarantine_policy_name
+from netwarden.model import names
+from netwarden.tools.stack import Stack, start_stack
+from netwarden.model.policy import quarantine_policy_name
 
 from .harness import (E2E_CONFIG, LATENCIES, App, Cluster, PolicyRecorder, falco_body, reconciler_process, send,
                       sigkill, spawn_reconciler, wait_until)

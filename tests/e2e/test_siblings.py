@@ -6,9 +6,9 @@ the empty learned baseline, however many more alerts about replica 0 arrive."""
 
 from __future__ import annotations
 
-from netwarden import names
-from netwarden.netpol_eval import ExternalIP
-from netwarden.stack import Stack
+from netwarden.model import names
+from netwarden.model.netpol_eval import ExternalIP
+from netwarden.tools.stack import Stack
 
 from .harness import DNS_POD, App, Cluster, PolicyRecorder, connectivity, falco_body, quarantines, send
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from netwarden import names
-from netwarden.netpol_eval import ExternalIP
-from netwarden.stack import Stack
-from netwarden.traffic import PodEnd, WorldEnd
+from netwarden.model import names
+from netwarden.model.netpol_eval import ExternalIP
+from netwarden.tools.stack import Stack
+from netwarden.tools.traffic import PodEnd, WorldEnd
 
 from .conftest import learn
 from .harness import (CLEANUP_GRACE_SECONDS, DNS, DNS_POD, SIGNAL_TO_POLICY_BOUND_SECONDS, App, Cluster, PolicyRecorder,

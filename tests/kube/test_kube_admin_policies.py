@@ -19,16 +19,16 @@ from kubernetes import client
 
 from localkube.controlplane_build import ControlPlaneBinaries
 from localkube.kube_engine import KubeControlPlane
-from netwarden import names
-from netwarden.admin_policy import ANP_V1ALPHA1, CNP_V1ALPHA2, CNP_V1BETA1, AdminApi, admin_quarantine_name, \
+from netwarden.model import names
+from netwarden.model.admin_policy import ANP_V1ALPHA1, CNP_V1ALPHA2, CNP_V1BETA1, AdminApi, admin_quarantine_name, \
     render_admin_quarantine
-from netwarden.kube import KubeClient, RetryPolicy
-from netwarden.netpol_eval import NamespaceInfo, PodInfo, PolicySet
-from netwarden.policy import DnsTarget, Peer, PolicyMeta, PortSpec, Rule, quarantine_intent, workload_quarantine_intent
-from reconciler.controller import ControllerSettings
-from reconciler.core.config import CoreConfig
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.watch import Backoff
+from netwarden.platform.kube import KubeClient, RetryPolicy
+from netwarden.model.netpol_eval import NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.policy import DnsTarget, Peer, PolicyMeta, PortSpec, Rule, quarantine_intent, workload_quarantine_intent
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.watch import Backoff
 from tests.reconciler.test_admin_backend import quarantine_by_alert
 from tests.support.waiting import wait_for
 

@@ -2,7 +2,7 @@
 ReplicaSet controller's pods go through it, real validation accepts every policy netwarden renders,
 the real garbage collector follows its ownerReferences, and two reconcilers elect through real Leases.
 
-One stack (`netwarden.stack.start_stack(engine="kube")`: etcd, kube-apiserver, kube-controller-manager,
+One stack (`netwarden.tools.stack.start_stack(engine="kube")`: etcd, kube-apiserver, kube-controller-manager,
 the webhook under gunicorn with TLS registered by caBundle, the reconciler) serves the module.
 """
 
@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from netwarden import names
-from netwarden.identity import Workload
-from netwarden.policy import (
+from netwarden.model import names
+from netwarden.model.identity import Workload
+from netwarden.model.policy import (
     ANY_NAMESPACE,
     DnsTarget,
     Peer,
@@ -41,8 +41,8 @@ from netwarden.policy import (
     render_network_policy,
     workload_quarantine_intent,
 )
-from netwarden.stack import Stack, free_port, start_stack
-from reconciler.policy_ops import canonical_spec
+from netwarden.tools.stack import Stack, free_port, start_stack
+from netwarden.reconciler.policy_ops import canonical_spec
 from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
 
@@ -329,7 +329,7 @@ RULES = st.lists(st.builds(Rule, st.lists(peers(), max_size=3).map(tuple), st.li
 def test_real_validation_accepts_any_intent_netwarden_can_render(
         api: client.ApiClient, ingress: tuple[Rule, ...], egress: tuple[Rule, ...], enforcing: bool,
         include_dns: bool, quarantined: list[str], one_pod: bool, dns_anywhere: bool) -> None:
-    from netwarden.policy import normalise_rules
+    from netwarden.model.policy import normalise_rules
 
     intent = PolicyIntent("default", "default.deploy.api", ingress=normalise_rules(ingress),
                           egress=normalise_rules(egress), enforcing=enforcing, include_dns=include_dns,
@@ -421,7 +421,7 @@ def fresh_falco(namespace: str, pod: str, priority: str) -> dict[str, Any]:
 def test_an_alert_for_one_replica_before_learning_never_cuts_its_sibling_on_the_real_apiserver(
         stack: Stack, api: client.ApiClient, opted_in: str) -> None:
     """The twin of tests/e2e/test_siblings.py: the real ReplicaSet controller makes the two replicas."""
-    from netwarden.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
+    from netwarden.model.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
 
     body = deployment_body("api", 2)
     body["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_ALLOW_TO] = "cidr=0.0.0.0/0:443"

@@ -28,10 +28,10 @@ import yaml
 from kubernetes import client
 
 from localkube.podnet import PodNetwork, cleanup_leftovers, list_netns, missing_prerequisites
-from netwarden import names
-from netwarden.config import ReconcilerConfig
-from netwarden.stack import Stack, real_packets_missing, start_stack
-from netwarden.traffic import PodEnd, steady_flows
+from netwarden.model import names
+from netwarden.platform.config import ReconcilerConfig
+from netwarden.tools.stack import Stack, real_packets_missing, start_stack
+from netwarden.tools.traffic import PodEnd, steady_flows
 from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
 

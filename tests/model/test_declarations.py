@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from netwarden.declarations import parse_peer_declarations
-from netwarden.policy import Peer, PortSpec, Rule
+from netwarden.model.declarations import parse_peer_declarations
+from netwarden.model.policy import Peer, PortSpec, Rule
 
 
 def test_purpose_identity_namespace_and_cidr_entries_parse_with_ports() -> None:
@@ -40,8 +40,8 @@ def test_bad_entries_are_reported_and_good_ones_still_apply() -> None:
 
 def test_port_names_parse_as_named_ports_and_render_as_names() -> None:
     """Issue 14 item 4: `purpose=web:http` was dropped with "invalid port"; now it is a named port."""
-    from netwarden.identity import Workload
-    from netwarden.policy import DnsTarget, PolicyMeta, baseline_intent, render_network_policy
+    from netwarden.model.identity import Workload
+    from netwarden.model.policy import DnsTarget, PolicyMeta, baseline_intent, render_network_policy
 
     parsed = parse_peer_declarations("purpose=web:http, namespace=monitoring:metrics/UDP, purpose=db:pg-main")
     assert parsed.errors == ()

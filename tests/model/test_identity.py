@@ -6,8 +6,8 @@ import json
 
 from hypothesis import given, strategies as st
 
-from netwarden.identity import OwnerRef, PodOrigin, Workload, guess_workload, namespace_of_identity, resolve_workload
-from netwarden.labelvalues import is_valid_label_value
+from netwarden.model.identity import OwnerRef, PodOrigin, Workload, guess_workload, namespace_of_identity, resolve_workload
+from netwarden.model.labelvalues import is_valid_label_value
 from tests.support.data import PAYLOADS
 
 DATA = PAYLOADS / "admission"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from netwarden import names
-from netwarden.identity import Workload
-from netwarden.labels import NamespaceFacts, derive_pod_labels, environment_of, is_opted_in, namespace_mode, spoofed_label_keys
-from netwarden.labelvalues import is_valid_label_value
+from netwarden.model import names
+from netwarden.model.identity import Workload
+from netwarden.model.labels import NamespaceFacts, derive_pod_labels, environment_of, is_opted_in, namespace_mode, spoofed_label_keys
+from netwarden.model.labelvalues import is_valid_label_value
 
 NS_IN = NamespaceFacts("shop", {names.LABEL_INJECT: "enabled", "environment": "production"})
 NS_OUT = NamespaceFacts("other")
@@ -74,7 +74,7 @@ def test_derived_label_values_are_always_valid(labels: dict, annotations: dict, 
 def test_object_names_are_always_dns_subdomains_even_from_names_with_empty_parts() -> None:
     import re
 
-    from netwarden.labelvalues import fit_object_name
+    from netwarden.model.labelvalues import fit_object_name
 
     # upstream's IsDNS1123Subdomain, written here independently of labelvalues.py
     subdomain = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from netwarden.logs import FIELDS, configure_json_logging, fields_of, log_event
+from netwarden.platform.logs import FIELDS, configure_json_logging, fields_of, log_event
 
 
 def test_plain_structured_and_exception_records_each_become_one_json_line() -> None:
@@ -18,7 +18,7 @@ def test_plain_structured_and_exception_records_each_become_one_json_line() -> N
         try:
             raise RuntimeError("first line\nsecond line")
         except RuntimeError:
-            logging.getLogger("netwarden.kube").exception("event not recorded")
+            logging.getLogger("netwarden.platform.kube").exception("event not recorded")
         logging.getLogger("quiet").debug("below the level")
     finally:
         configure_json_logging("WARNING")

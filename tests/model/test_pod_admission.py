@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from netwarden import names
-from netwarden.admission import AdmissionSettings, PodFacts, admit_pod, container_ports
-from netwarden.labels import NamespaceFacts
-from netwarden.policy import PortSpec
-from reconciler.watch import PodView
-from webhook.admission import decide_admission
+from netwarden.model import names
+from netwarden.model.admission import AdmissionSettings, PodFacts, admit_pod, container_ports
+from netwarden.model.labels import NamespaceFacts
+from netwarden.model.policy import PortSpec
+from netwarden.reconciler.watch import PodView
+from netwarden.webhook.admission import decide_admission
 
 NS = NamespaceFacts("shop", {names.LABEL_INJECT: names.INJECT_ENABLED})
 SETTINGS = AdmissionSettings()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from netwarden import names
-from netwarden.identity import OwnerRef, Workload
-from netwarden.policy import (
+from netwarden.model import names
+from netwarden.model.identity import OwnerRef, Workload
+from netwarden.model.policy import (
     DnsTarget,
     Peer,
     PolicyMeta,

@@ -9,7 +9,7 @@ from tests.conftest import QUICK, TESTS, tier_markers
 
 #: Importing any of these means the module talks to the world, so it belongs in the integration tier.
 WORLDLY = ("subprocess", "socket", "localkube", "kubernetes", "requests", "gunicorn", "tests.support.nca",
-           "netwarden.stack", "netwarden.kube", "reconciler.controller", "reconciler.runtime", "webhook.app")
+           "netwarden.tools.stack", "netwarden.platform.kube", "netwarden.reconciler.controller", "netwarden.reconciler.runtime", "netwarden.webhook.app")
 
 
 def quick_modules() -> list[Path]:

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netwarden import names
-from netwarden.admin_policy import (
+from netwarden.model import names
+from netwarden.model.admin_policy import (
     ANP_V1ALPHA1,
     CNP_V1ALPHA2,
     CNP_V1BETA1,
@@ -27,8 +27,8 @@ from netwarden.admin_policy import (
     choose_backend,
     render_admin_quarantine,
 )
-from netwarden.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.policy import DnsTarget, Peer, PolicyMeta, PortSpec, Rule, quarantine_intent, workload_quarantine_intent
+from netwarden.model.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.policy import DnsTarget, Peer, PolicyMeta, PortSpec, Rule, quarantine_intent, workload_quarantine_intent
 from tests.netpol.test_netpol_properties import policies
 
 CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from netwarden import names
-from netwarden.identity import Workload
-from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.policy import (
+from netwarden.model import names
+from netwarden.model.identity import Workload
+from netwarden.model.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.policy import (
     DnsTarget,
     Peer,
     PolicyMeta,
@@ -103,7 +103,7 @@ def named_port_baselines() -> list[dict[str, Any]]:
     """Declarations with port names (issue 14 item 4): `purpose=ingress:http`-style allow-from resolves on
     web's own containerPort `http`; allow-to `purpose=database@data:pg` on the database pod's port `pg`,
     and on nothing for a cidr peer or a peer with no such port."""
-    from netwarden.declarations import parse_peer_declarations
+    from netwarden.model.declarations import parse_peer_declarations
 
     web_from = parse_peer_declarations("namespace=ingress:http, namespace=monitoring:grpc").rules
     api_to = parse_peer_declarations("purpose=database@data:pg, purpose=frontend:pg, cidr=203.0.113.0/24:http").rules

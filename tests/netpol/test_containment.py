@@ -7,12 +7,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netwarden import names
-from netwarden.admin_policy import CNP_V1BETA1, admin_quarantine_name, render_admin_quarantine
-from netwarden.containment import (KIND_QUARANTINE, KIND_TIGHTENED, allow_all_policies, contained_step, pod_info,
+from netwarden.model import names
+from netwarden.model.admin_policy import CNP_V1BETA1, admin_quarantine_name, render_admin_quarantine
+from netwarden.model.containment import (KIND_QUARANTINE, KIND_TIGHTENED, allow_all_policies, contained_step, pod_info,
                                    widening_policies)
-from netwarden.netpol_eval import NamespaceInfo, PodInfo, PolicySet
-from netwarden.policy import (DnsTarget, Peer, PolicyMeta, PortSpec, Rule, quarantine_intent, quarantine_policy_name,
+from netwarden.model.netpol_eval import NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.policy import (DnsTarget, Peer, PolicyMeta, PortSpec, Rule, quarantine_intent, quarantine_policy_name,
                               render_network_policy)
 from tests.netpol.test_netpol_properties import policies as generated_policies
 
@@ -32,7 +32,7 @@ def np_quarantine() -> dict[str, Any]:
 
 
 def workload_policy(step: str = names.STEP_BASELINE, excluded: tuple[str, ...] = ("i-0",)) -> dict[str, Any]:
-    from netwarden.policy import PolicyIntent
+    from netwarden.model.policy import PolicyIntent
 
     intent = PolicyIntent("shop", "shop.deploy.api", step=step, ingress=(Rule((Peer("purpose", "frontend"),),
                                                                              (PortSpec("TCP", 8080),)),),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netwarden.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
 
 WEB = PodInfo("shop", "web-1", {"app": "web", "tier": "front"}, "10.1.0.1", (ContainerPort(8080, "http"),))
 API = PodInfo("shop", "api-1", {"app": "api"}, "10.1.0.2", (ContainerPort(9000, "grpc"), ContainerPort(53, "dns", "UDP")))

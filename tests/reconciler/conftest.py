@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client
 
 from localkube import LocalKube
-from netwarden import names
-from netwarden.kube import KubeClient, RetryPolicy
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient, RetryPolicy
 from tests.support.waiting import wait_for
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.1, request_timeout=5.0)

@@ -21,15 +21,15 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from localkube import LocalKube
-from netwarden import names
-from netwarden.admin_policy import ANP_V1ALPHA1, CNP_V1BETA1, AdminApi, admin_quarantine_name
-from netwarden.kube import KubeClient, admin_policy_api_calls
-from netwarden.netpol_eval import NamespaceInfo, PodInfo, PolicySet
-from reconciler.controller import ControllerSettings
-from reconciler.core.config import CoreConfig
-from reconciler.receivers import ReceiverServer, create_receiver_app
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.watch import Backoff
+from netwarden.model import names
+from netwarden.model.admin_policy import ANP_V1ALPHA1, CNP_V1BETA1, AdminApi, admin_quarantine_name
+from netwarden.platform.kube import KubeClient, admin_policy_api_calls
+from netwarden.model.netpol_eval import NamespaceInfo, PodInfo, PolicySet
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.receivers import ReceiverServer, create_receiver_app
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.watch import Backoff
 from tests.chart.expected_rbac import RECONCILER_ADMIN_POLICIES
 from tests.support.data import PAYLOADS
 

@@ -16,19 +16,19 @@ import pytest
 import requests
 from kubernetes import client
 
-from certs import pki
-from netwarden import names
-from netwarden.kube import KubeClient
-from netwarden.logs import fields_of
-from reconciler import metrics
-from reconciler.controller import ControllerSettings
-from reconciler.core.alerts import NOT_A_WORKLOAD, UNKNOWN_WORKLOAD
-from reconciler.core.config import CoreConfig
-from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.watch import Backoff
+from netwarden.certs import pki
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.platform.logs import fields_of
+from netwarden.reconciler import metrics
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.core.alerts import NOT_A_WORKLOAD, UNKNOWN_WORKLOAD
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.watch import Backoff
 from tests.support.data import PAYLOADS
-from webhook.serving import CertificateReloader
+from netwarden.webhook.serving import CertificateReloader
 
 from .conftest import make_namespace, make_pod, managed_labels, wait_until
 

@@ -10,13 +10,13 @@ import time
 
 from kubernetes import client
 
-from netwarden import names
+from netwarden.model import names
 from netwarden.cli import main
-from netwarden.kube import KubeClient
-from netwarden.logs import fields_of
-from reconciler import metrics
-from reconciler.core.alerts import DUPLICATE, TOO_OLD
-from reconciler.signals.falco import parse_falco_event
+from netwarden.platform.kube import KubeClient
+from netwarden.platform.logs import fields_of
+from netwarden.reconciler import metrics
+from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD
+from netwarden.reconciler.signals.falco import parse_falco_event
 from tests.support.data import PAYLOADS
 
 from .conftest import wait_until

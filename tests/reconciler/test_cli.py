@@ -7,10 +7,10 @@ import json
 
 from kubernetes import client
 
-from netwarden import names
+from netwarden.model import names
 from netwarden.cli import main
-from netwarden.kube import KubeClient
-from reconciler.policy_ops import Change, PolicyWriter
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.policy_ops import Change, PolicyWriter
 
 from .conftest import make_namespace
 from .test_controller import baseline_manifest, policy

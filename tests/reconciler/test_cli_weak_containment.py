@@ -8,10 +8,10 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from netwarden import names
-from netwarden.admin_policy import CNP_V1BETA1, admin_quarantine_name, render_admin_quarantine
+from netwarden.model import names
+from netwarden.model.admin_policy import CNP_V1BETA1, admin_quarantine_name, render_admin_quarantine
 from netwarden.cli import main
-from netwarden.policy import DnsTarget, PolicyMeta, quarantine_intent, quarantine_policy_name, render_network_policy
+from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_intent, quarantine_policy_name, render_network_policy
 
 from .conftest import make_namespace, make_pod
 

@@ -10,19 +10,19 @@ from typing import Iterator
 import pytest
 from kubernetes import client
 
-from netwarden import names
-from netwarden.kube import KubeClient
-from netwarden.admission import AdmissionSettings
-from netwarden.labels import NamespaceFacts
-from netwarden.policy import PolicyMeta, render_network_policy
-from reconciler.controller import ControllerSettings
-from reconciler.leader import WriterGate
-from reconciler.policy_ops import (Change, Pending, PolicyWriter, approve, canonical_spec, reject, rollback, spec_hash,
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.model.admission import AdmissionSettings
+from netwarden.model.labels import NamespaceFacts
+from netwarden.model.policy import PolicyMeta, render_network_policy
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.leader import WriterGate
+from netwarden.reconciler.policy_ops import (Change, Pending, PolicyWriter, approve, canonical_spec, reject, rollback, spec_hash,
                                   store_pending)
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.runtime import base_intent_of
-from reconciler.watch import Backoff, PodView
-from webhook.admission import decide_admission
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.runtime import base_intent_of
+from netwarden.reconciler.watch import Backoff, PodView
+from netwarden.webhook.admission import decide_admission
 
 from .conftest import make_namespace, make_pod, wait_until
 

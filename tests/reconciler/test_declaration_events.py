@@ -8,9 +8,9 @@ from typing import Any
 
 from kubernetes import client
 
-from netwarden import names
-from netwarden.declarations import declaration_warnings
-from netwarden.kube import KubeClient
+from netwarden.model import names
+from netwarden.model.declarations import declaration_warnings
+from netwarden.platform.kube import KubeClient
 
 from .conftest import make_namespace, make_pod, wait_until
 from .test_alert_accounting import make_deployment

@@ -9,9 +9,9 @@ import requests
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from netwarden import names
-from netwarden.kube import KubeClient
-from reconciler.receivers import ReceiverServer, create_receiver_app
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.receivers import ReceiverServer, create_receiver_app
 
 from .conftest import make_namespace, make_pod, wait_until
 from .test_controller import policy, start_runtime

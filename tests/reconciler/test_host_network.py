@@ -8,11 +8,11 @@ import time
 
 from kubernetes import client
 
-from netwarden import names
+from netwarden.model import names
 from netwarden.cli import main
-from netwarden.kube import KubeClient
-from netwarden.reach import HOST_NETWORK_REASON, outside_policy_reach
-from reconciler.core.types import SecurityAlert
+from netwarden.platform.kube import KubeClient
+from netwarden.model.reach import HOST_NETWORK_REASON, outside_policy_reach
+from netwarden.reconciler.core.types import SecurityAlert
 
 from .conftest import make_namespace, set_pod_status, wait_until
 from .test_controller import events, policy

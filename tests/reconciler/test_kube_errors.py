@@ -1,4 +1,4 @@
-"""The Kubernetes adapter raises the project's errors (netwarden/errors.py), never only the client's.
+"""The Kubernetes adapter raises the project's errors (netwarden/model/errors.py), never only the client's.
 
 Against the local API server over real HTTP: a second create is a Conflict, a replace of what is not
 there is NotFound, a stale resourceVersion is a Conflict; each also still reads as the client's
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from kubernetes.client.rest import ApiException
 
-from netwarden.errors import ApiError, Conflict, NotFound, api_error_class
-from netwarden.kube import KubeClient
+from netwarden.model.errors import ApiError, Conflict, NotFound, api_error_class
+from netwarden.platform.kube import KubeClient
 
 from .conftest import make_namespace
 

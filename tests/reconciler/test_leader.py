@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-from netwarden.kube import KubeClient
-from reconciler.leader import LeaderElector, LeaseTiming, NotLeader
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.leader import LeaderElector, LeaseTiming, NotLeader
 
 from .conftest import wait_until
 

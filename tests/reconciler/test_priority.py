@@ -8,8 +8,8 @@ from typing import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from reconciler.priority import SignalPriority
-from reconciler.receivers import create_receiver_app
+from netwarden.reconciler.priority import SignalPriority
+from netwarden.reconciler.receivers import create_receiver_app
 from tests.support.data import PAYLOADS
 from tests.support.waiting import wait_for
 

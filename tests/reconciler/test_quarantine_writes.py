@@ -17,20 +17,20 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from localkube import LocalKube
-from netwarden import names
-from netwarden.kube import KubeClient
-from netwarden.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.policy import (DnsTarget, Peer, PolicyIntent, PolicyMeta, PortSpec, Rule, quarantine_intent,
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.model.netpol_eval import ExternalIP, NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.policy import (DnsTarget, Peer, PolicyIntent, PolicyMeta, PortSpec, Rule, quarantine_intent,
                               quarantine_policy_name, render_network_policy)
-from reconciler import metrics
-from reconciler.controller import ControllerSettings
-from reconciler.core.config import CoreConfig
-from reconciler.core.types import SecurityAlert
-from reconciler.policy_ops import Change, PolicyWriter, iso_time
-from reconciler.quarantine import (NetworkPolicyBackend, QuarantinePlan, QuarantineRelease, QuarantineWriter,
+from netwarden.reconciler import metrics
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.core.types import SecurityAlert
+from netwarden.reconciler.policy_ops import Change, PolicyWriter, iso_time
+from netwarden.reconciler.quarantine import (NetworkPolicyBackend, QuarantinePlan, QuarantineRelease, QuarantineWriter,
                                    carved_out)
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.watch import Backoff
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.watch import Backoff
 
 from .conftest import make_namespace, make_pod, wait_until
 from .test_controller import policy
@@ -260,8 +260,8 @@ def test_rollbacks_and_releases_have_their_own_budget_and_events_spend_none(
         kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
     import threading
 
-    from reconciler.controller import Reconciler
-    from reconciler.watch import ClusterIndex
+    from netwarden.reconciler.controller import Reconciler
+    from netwarden.reconciler.watch import ClusterIndex
 
     frozen = [100.0]  # the injectable clock: no token refills unless the test moves it
     controller = Reconciler(kube, ClusterIndex(), ControllerSettings(write_rate_per_second=1.0, write_burst=10,
@@ -289,7 +289,7 @@ def test_rollbacks_and_releases_have_their_own_budget_and_events_spend_none(
 
 def test_a_cli_rollback_to_a_spec_before_the_carve_out_does_not_end_a_quarantine_that_holds(
         cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None) -> None:
-    from reconciler.policy_ops import rollback
+    from netwarden.reconciler.policy_ops import rollback
 
     runtime = start_runtime(kube)
     try:

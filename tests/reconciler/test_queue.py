@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.queue import WorkQueue
+from netwarden.reconciler.queue import WorkQueue
 
 
 class FakeClock:

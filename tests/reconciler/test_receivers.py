@@ -9,9 +9,9 @@ from typing import Iterator, Sequence
 import pytest
 import requests
 
-from reconciler.core.types import Flow, MetricAlert, SecurityAlert
-from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
-from reconciler.signals.streams import SignalCounters
+from netwarden.reconciler.core.types import Flow, MetricAlert, SecurityAlert
+from netwarden.reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
+from netwarden.reconciler.signals.streams import SignalCounters
 from tests.support.data import PAYLOADS
 
 DATA = PAYLOADS

@@ -9,16 +9,16 @@ from __future__ import annotations
 from kubernetes import client
 
 from localkube import LocalKube
-from netwarden import names
-from netwarden.kube import KubeClient
-from reconciler.controller import ControllerSettings
-from reconciler.core.config import CoreConfig
-from reconciler.core.types import Endpoint, Flow
-from reconciler.leader import WriterGate
-from reconciler.metrics import REGISTRY
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.scaleout.statestore import StateStoreSettings, secret_name, shard_of
-from reconciler.watch import Backoff
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.core.types import Endpoint, Flow
+from netwarden.reconciler.leader import WriterGate
+from netwarden.reconciler.metrics import REGISTRY
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.scaleout.statestore import StateStoreSettings, secret_name, shard_of
+from netwarden.reconciler.watch import Backoff
 
 from .conftest import make_namespace, make_pod, wait_until
 

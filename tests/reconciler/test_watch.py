@@ -6,8 +6,8 @@ import threading
 
 from kubernetes import client
 
-from netwarden.kube import KubeClient
-from reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, Informer
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, Informer
 
 from .conftest import make_namespace, make_pod, set_pod_status, wait_until
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from netwarden import names
-from netwarden.kube import KubeClient
-from reconciler import metrics
+from netwarden.model import names
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler import metrics
 
 from .conftest import make_namespace, make_pod, wait_until
 from .test_admin_backend import quarantine_by_alert

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netwarden.report import MapEdge, MapNode, ReportData, TimelineEntry, merge_edges, render_map_svg, render_report_html
+from netwarden.tools.report import MapEdge, MapNode, ReportData, TimelineEntry, merge_edges, render_map_svg, render_report_html
 
 
 def sample() -> ReportData:

@@ -8,11 +8,11 @@ from pathlib import Path
 from kubernetes import client
 
 from localkube.server import LocalKube
-from netwarden import names
+from netwarden.model import names
 from netwarden.cli import main
-from netwarden.identity import Workload
-from netwarden.policy import DnsTarget, PolicyMeta, baseline_intent, quarantine_intent, quarantine_policy_name, render_network_policy
-from netwarden.traffic import PodEnd, WorldEnd, hubble_flow
+from netwarden.model.identity import Workload
+from netwarden.model.policy import DnsTarget, PolicyMeta, baseline_intent, quarantine_intent, quarantine_policy_name, render_network_policy
+from netwarden.tools.traffic import PodEnd, WorldEnd, hubble_flow
 
 
 def pod(name: str, identity: str, instance: str, ip: str) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from localkube.kafka_broker import KafkaBroker
 from localkube.kafka_build import KafkaNotBuilt, find, java_binary
-from reconciler.scaleout.wire import Topics
+from netwarden.reconciler.scaleout.wire import Topics
 
 _names = itertools.count()
 

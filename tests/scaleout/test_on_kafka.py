@@ -10,12 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 from localkube.kafka_broker import KafkaBroker
-from reconciler.core.behaviour import PodIndex
-from reconciler.scaleout.cli import read_writes
-from reconciler.scaleout.ingest import Ingest
-from reconciler.scaleout.topics import ensure_topics
-from reconciler.scaleout.wire import Topics, partition_of
-from reconciler.scaleout.story import DecideProcess, Story, by_workload, committed_to_end, produce, single_mode
+from netwarden.reconciler.core.behaviour import PodIndex
+from netwarden.reconciler.scaleout.cli import read_writes
+from netwarden.reconciler.scaleout.ingest import Ingest
+from netwarden.reconciler.scaleout.topics import ensure_topics
+from netwarden.reconciler.scaleout.wire import Topics, partition_of
+from netwarden.tools.scaleout_story import DecideProcess, Story, by_workload, committed_to_end, produce, single_mode
 from tests.support.waiting import wait_for
 
 STORY = Story()

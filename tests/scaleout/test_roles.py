@@ -13,16 +13,16 @@ from kubernetes import client
 
 from localkube import LocalKube
 from localkube.kafka_broker import KafkaBroker
-from netwarden import names
-from netwarden.config import ReconcilerConfig
-from netwarden.kube import KubeClient
-from reconciler.controller import ControllerSettings
-from reconciler.core.config import CoreConfig
-from reconciler.core.types import Endpoint, Flow
-from reconciler.runtime import ReconcilerRuntime, RuntimeSettings
-from reconciler.scaleout.roles import start_decide, start_ingest
-from reconciler.scaleout.wire import Topics
-from reconciler.watch import Backoff
+from netwarden.model import names
+from netwarden.platform.config import ReconcilerConfig
+from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.controller import ControllerSettings
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.core.types import Endpoint, Flow
+from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.scaleout.roles import start_decide, start_ingest
+from netwarden.reconciler.scaleout.wire import Topics
+from netwarden.reconciler.watch import Backoff
 from tests.reconciler.conftest import FAST_RETRY, make_namespace, make_pod
 from tests.support.waiting import wait_for
 

@@ -20,14 +20,14 @@ from typing import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from certs import pki
-from reconciler.httpserver import ServerLimits
-from reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
-from reconciler.signals.streams import SignalCounters
+from netwarden.certs import pki
+from netwarden.reconciler.httpserver import ServerLimits
+from netwarden.reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
+from netwarden.reconciler.signals.streams import SignalCounters
 from tests.reconciler.test_receivers import Sink
 from tests.support.data import PAYLOADS
 from tests.support.waiting import wait_for
-from netwarden.tls import CertificateReloader, validity_problem
+from netwarden.platform.tls import CertificateReloader, validity_problem
 
 TOKEN = "idle-token"
 #: What a client such as the kubelet's probe waits before giving up (it is 1 s by default in Kubernetes).

@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certs import cli, pki, store
+from netwarden.certs import cli, pki, store
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -98,7 +98,7 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
     port = free_port()
     log = tmp_path / "server.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
-    command = [sys.executable, "-m", "webhook.serving", "tiny_wsgi_app:create_app()",
+    command = [sys.executable, "-m", "netwarden.webhook.serving", "tiny_wsgi_app:create_app()",
                "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
                "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--timeout", "30",
                "--keepalive", "30", "--max-request-body", str(MAX_BODY), "--reload-interval", "0.2", *extra]

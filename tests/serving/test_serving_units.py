@@ -1,4 +1,4 @@
-"""In-process parts of webhook.serving: the certificate reloader and the body limit."""
+"""In-process parts of netwarden.webhook.serving: the certificate reloader and the body limit."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from certs import pki, store
-from netwarden import tls as reloading
-from webhook import serving
+from netwarden.certs import pki, store
+from netwarden.platform import tls as reloading
+from netwarden.webhook import serving
 
 NOW = datetime.now(timezone.utc)
 DAY = timedelta(days=1)

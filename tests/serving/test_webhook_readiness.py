@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from certs import pki
-from netwarden.config import NetwardenConfig, WebhookConfig
-from webhook.app import create_app
+from netwarden.certs import pki
+from netwarden.platform.config import NetwardenConfig, WebhookConfig
+from netwarden.webhook.app import create_app
 
 NOW = datetime.now(timezone.utc)
 

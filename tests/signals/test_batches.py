@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from reconciler.core.types import SignalError
-from reconciler.signals.parse import flow_from_json, parse_flow_lines, parse_flow_records
-from reconciler.signals.streams import iter_line_blocks, split_lines
+from netwarden.reconciler.core.types import SignalError
+from netwarden.reconciler.signals.parse import flow_from_json, parse_flow_lines, parse_flow_records
+from netwarden.reconciler.signals.streams import iter_line_blocks, split_lines
 from tests.support.data import PAYLOADS
 
 HUBBLE = [line for path in sorted((PAYLOADS / "hubble").glob("*.jsonl"))
@@ -70,8 +70,8 @@ def test_line_blocks_number_lines_and_skip_overlong_ones_without_keeping_them() 
 
 
 def test_a_json_array_body_and_its_lines_give_the_same_flows() -> None:
-    from reconciler.receivers import iter_raw_records
-    from reconciler.signals.parse import parse_flow_array
+    from netwarden.reconciler.receivers import iter_raw_records
+    from netwarden.reconciler.signals.parse import parse_flow_array
 
     body = json.dumps([json.loads(line) for line in HUBBLE]).encode()
     assert parse_flow_array(body, lambda: iter_raw_records(body)).flows == parse_flow_lines(GOOD).flows

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from reconciler.core.types import SignalError
-from reconciler.signals.common import parse_rfc3339
-from reconciler.signals.goldmane import parse_goldmane_flow
-from reconciler.signals.parse import detect_flow_format, flow_from_json, parse_flow_any
+from netwarden.reconciler.core.types import SignalError
+from netwarden.reconciler.signals.common import parse_rfc3339
+from netwarden.reconciler.signals.goldmane import parse_goldmane_flow
+from netwarden.reconciler.signals.parse import detect_flow_format, flow_from_json, parse_flow_any
 from tests.support.data import PAYLOADS
 
 RAW = (PAYLOADS / "calico/calico-3.32.2_whisker-flows_aggregated_3records.jsonl").read_bytes().splitlines()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.core.types import AlertTarget
-from reconciler.signals.alertmanager import parse_alertmanager_payload
-from reconciler.signals.calico import parse_calico_record
-from reconciler.signals.common import parse_rfc3339
-from reconciler.signals.falco import parse_falco_event
-from reconciler.signals.hubble import parse_hubble_line
-from reconciler.signals.parse import detect_flow_format, parse_flow_any
+from netwarden.reconciler.core.types import AlertTarget
+from netwarden.reconciler.signals.alertmanager import parse_alertmanager_payload
+from netwarden.reconciler.signals.calico import parse_calico_record
+from netwarden.reconciler.signals.common import parse_rfc3339
+from netwarden.reconciler.signals.falco import parse_falco_event
+from netwarden.reconciler.signals.hubble import parse_hubble_line
+from netwarden.reconciler.signals.parse import detect_flow_format, parse_flow_any
 from tests.support.data import PAYLOADS
 
 DATA = PAYLOADS

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.types import SignalError
-from reconciler.signals.alertmanager import parse_alertmanager_payload
-from reconciler.signals.calico import parse_calico_record
-from reconciler.signals.common import parse_rfc3339
-from reconciler.signals.falco import parse_falco_event
-from reconciler.signals.generic import parse_generic_flow
-from reconciler.signals.hubble import parse_hubble_line
-from reconciler.signals.parse import detect_flow_format, parse_flow_any
-from reconciler.signals.streams import SignalCounters, iter_json_lines, iter_parsed
+from netwarden.reconciler.core.types import SignalError
+from netwarden.reconciler.signals.alertmanager import parse_alertmanager_payload
+from netwarden.reconciler.signals.calico import parse_calico_record
+from netwarden.reconciler.signals.common import parse_rfc3339
+from netwarden.reconciler.signals.falco import parse_falco_event
+from netwarden.reconciler.signals.generic import parse_generic_flow
+from netwarden.reconciler.signals.hubble import parse_hubble_line
+from netwarden.reconciler.signals.parse import detect_flow_format, parse_flow_any
+from netwarden.reconciler.signals.streams import SignalCounters, iter_json_lines, iter_parsed
 from tests.support.data import PAYLOADS
 
 DATA = PAYLOADS
@@ -207,7 +207,7 @@ def test_counters_count_accepted_and_rejected_by_reason() -> None:
 def test_counters_collector_exports_prometheus_text() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from reconciler.signals.streams import SignalCountersCollector
+    from netwarden.reconciler.signals.streams import SignalCountersCollector
 
     counters = SignalCounters()
     counters.record_ok("calico", 3)

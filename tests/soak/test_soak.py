@@ -21,7 +21,7 @@ from bench.soak import SHORT_RATES, WEBHOOK_DOWN, Soak, SoakSettings, process_ro
 pytestmark = pytest.mark.slow
 
 MINUTES = 5.0
-#: Left out until the stack's reconciler writes as a trusted user: in netwarden.stack every client is
+#: Left out until the stack's reconciler writes as a trusted user: in netwarden.tools.stack every client is
 #: system:admin, which the webhook does not trust, so the reconciler's backfill of a pod admitted while
 #: the webhook failed is refused (403) and the pod stays unlabelled until it is deleted. The hour runs it.
 WITHOUT_FAULTS = (WEBHOOK_DOWN,)

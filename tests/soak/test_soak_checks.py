@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.soak import Memory, Snapshot, admission_labels, intended_violations, verified_parents
-from netwarden import names
-from netwarden.labels import NamespaceFacts
+from netwarden.model import names
+from netwarden.model.labels import NamespaceFacts
 
 NOW = 1_800_000_000.0
 GRACE = 10.0

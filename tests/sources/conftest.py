@@ -10,9 +10,9 @@ from typing import Sequence
 
 import pytest
 
-from reconciler.core.types import Flow
-from reconciler.sources.proto import observer_pb2
-from reconciler.sources.replay_server import client_secret_dir as client_dir, hubble_response, write_pki  # noqa: F401
+from netwarden.reconciler.core.types import Flow
+from netwarden.reconciler.sources.proto import observer_pb2
+from netwarden.tools.replay_server import client_secret_dir as client_dir, hubble_response, write_pki  # noqa: F401
 from tests.support.data import PAYLOADS
 
 HUBBLE_LINES = [json.loads(line) for path in sorted((PAYLOADS / "hubble").glob("*.jsonl"))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.signals.common import parse_rfc3339
-from reconciler.sources.proto import goldmane_pb2
+from netwarden.reconciler.signals.common import parse_rfc3339
+from netwarden.reconciler.sources.proto import goldmane_pb2
 from tests.support.data import PAYLOADS
 
 ACTIONS = {"Allow": goldmane_pb2.Allow, "Deny": goldmane_pb2.Deny, "Pass": goldmane_pb2.Pass}

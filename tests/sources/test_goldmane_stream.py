@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-from reconciler.signals.goldmane import parse_goldmane_flow
-from reconciler.sources.goldmane import GoldmaneSource
-from reconciler.sources.proto import goldmane_pb2
-from reconciler.sources.replay_server import ReplayServer, ServerTls
-from reconciler.sources.stream import Backoff, TlsFiles
+from netwarden.reconciler.signals.goldmane import parse_goldmane_flow
+from netwarden.reconciler.sources.goldmane import GoldmaneSource
+from netwarden.reconciler.sources.proto import goldmane_pb2
+from netwarden.tools.replay_server import ReplayServer, ServerTls
+from netwarden.reconciler.sources.stream import Backoff, TlsFiles
 from tests.sources.goldmane_data import as_goldmane, whisker_records
 from tests.sources.conftest import CollectingSink, client_dir, write_pki
 from tests.support.waiting import wait_for

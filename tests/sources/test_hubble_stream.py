@@ -8,10 +8,10 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from reconciler.signals.hubble import parse_hubble_line
-from reconciler.sources.hubble import HubbleRelaySource
-from reconciler.sources.replay_server import ReplayServer, ServerTls, hubble_response
-from reconciler.sources.stream import Backoff, StreamStatsCollector, TlsFiles
+from netwarden.reconciler.signals.hubble import parse_hubble_line
+from netwarden.reconciler.sources.hubble import HubbleRelaySource
+from netwarden.tools.replay_server import ReplayServer, ServerTls, hubble_response
+from netwarden.reconciler.sources.stream import Backoff, StreamStatsCollector, TlsFiles
 from tests.sources.conftest import HUBBLE_LINES, CollectingSink, client_dir, numbered_flows, write_pki
 from tests.support.waiting import wait_for
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources.proto import flow_pb2, goldmane_pb2, observer_pb2
+from netwarden.reconciler.sources.proto import flow_pb2, goldmane_pb2, observer_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,12 +68,12 @@ def test_method_paths_are_the_servers() -> None:
 
 
 def test_committed_stubs_are_what_grpcio_tools_generates(tmp_path: Path) -> None:
-    from reconciler.sources.protogen import generate
+    from netwarden.reconciler.sources.protogen import generate
 
     written = generate(tmp_path)
     assert len(written) == 8
     for path in written:
         committed = ROOT / path.relative_to(tmp_path)
-        assert committed.exists(), f"{committed} is not committed: run python -m reconciler.sources.protogen"
+        assert committed.exists(), f"{committed} is not committed: run python -m netwarden.reconciler.sources.protogen"
         assert filecmp.cmp(path, committed, shallow=False), (
-            f"{committed.relative_to(ROOT)} differs from what its .proto generates: run python -m reconciler.sources.protogen")
+            f"{committed.relative_to(ROOT)} differs from what its .proto generates: run python -m netwarden.reconciler.sources.protogen")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from localkube.controlplane_build import HUBBLE_BUILD_COMMAND, find_hubble
-from reconciler.signals.parse import parse_hubble_line
-from reconciler.sources.hubble import HubbleRelaySource
-from reconciler.sources.records import rfc3339
-from reconciler.sources.stream import Backoff, TlsFiles
+from netwarden.reconciler.signals.parse import parse_hubble_line
+from netwarden.reconciler.sources.hubble import HubbleRelaySource
+from netwarden.reconciler.sources.records import rfc3339
+from netwarden.reconciler.sources.stream import Backoff, TlsFiles
 from tests.sources.conftest import HUBBLE_LINES, CollectingSink, client_dir, numbered_flows, write_pki
 from tests.support.waiting import wait_for
 

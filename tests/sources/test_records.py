@@ -8,12 +8,12 @@ import msgspec
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from reconciler.core.types import SignalError
-from reconciler.signals.goldmane import parse_goldmane_flow
-from reconciler.signals.hubble import parse_hubble_line
-from reconciler.sources import records
-from reconciler.sources.proto import flow_pb2, observer_pb2
-from reconciler.sources.replay_server import hubble_response
+from netwarden.reconciler.core.types import SignalError
+from netwarden.reconciler.signals.goldmane import parse_goldmane_flow
+from netwarden.reconciler.signals.hubble import parse_hubble_line
+from netwarden.reconciler.sources import records
+from netwarden.reconciler.sources.proto import flow_pb2, observer_pb2
+from netwarden.tools.replay_server import hubble_response
 from tests.sources.goldmane_data import as_goldmane, whisker_records
 from tests.support.data import PAYLOADS
 

@@ -8,7 +8,7 @@ from typing import Iterator, Mapping
 
 from kubernetes import client
 
-from netwarden import names
+from netwarden.model import names
 from tests.support.waiting import wait_for
 
 #: A namespace opted in to netwarden in enforce mode.

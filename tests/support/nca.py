@@ -8,9 +8,9 @@ tool we did not write.
     result.allows("shop/web-1", "data/db-1", 5432, "TCP")       # -> bool
     result.allows("shop/web-1", "203.0.113.9", 443, "TCP")      # external IPs by address
 
-`pods`: netwarden.netpol_eval.PodInfo values or Pod manifests (dicts); `namespaces`: NamespaceInfo
+`pods`: netwarden.model.netpol_eval.PodInfo values or Pod manifests (dicts); `namespaces`: NamespaceInfo
 values or Namespace manifests; `policies`: NetworkPolicy manifests (dicts, e.g. from
-netwarden.policy.render_network_policy). Pods are written without ownerReferences and nca is asked
+netwarden.model.policy.render_network_policy). Pods are written without ownerReferences and nca is asked
 for `--output_endpoints pods`, so every endpoint is one pod, named "namespace/name".
 
 nca leaves out a pod's connections to itself (always allowed); `allows` answers True for them.
@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from netwarden.netpol_eval import NamespaceInfo, PodInfo
+from netwarden.model.netpol_eval import NamespaceInfo, PodInfo
 
 PIP_PACKAGE = "network-config-analyzer==2.1.0"
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from netwarden import names, patches
-from netwarden.admission import AdmissionSettings, container_ports
-from netwarden.identity import OwnerRef
-from netwarden.labels import NamespaceFacts, is_reserved_label
-from netwarden.labelvalues import is_valid_label_value
-from netwarden.policy import DnsTarget
-from webhook.admission import (
+from netwarden.model import names, patches
+from netwarden.model.admission import AdmissionSettings, container_ports
+from netwarden.model.identity import OwnerRef
+from netwarden.model.labels import NamespaceFacts, is_reserved_label
+from netwarden.model.labelvalues import is_valid_label_value
+from netwarden.model.policy import DnsTarget
+from netwarden.webhook.admission import (
     OUTCOME_DEGRADED,
     OUTCOME_LABELLED,
     OUTCOME_MALFORMED,

@@ -1,14 +1,14 @@
 """Issue 12 item 4 at admission: a hostNetwork pod is labelled (it is still a workload's pod) and warned,
-but no baseline is written for it: NetworkPolicy does not apply to it (netwarden.reach, shared with the
+but no baseline is written for it: NetworkPolicy does not apply to it (netwarden.model.reach, shared with the
 reconciler)."""
 
 from __future__ import annotations
 
-from netwarden import names
-from netwarden.labels import NamespaceFacts
-from netwarden.reach import HOST_NETWORK_REASON, outside_policy_reach
-from netwarden.admission import AdmissionSettings
-from webhook.admission import OUTCOME_LABELLED, decide_admission
+from netwarden.model import names
+from netwarden.model.labels import NamespaceFacts
+from netwarden.model.reach import HOST_NETWORK_REASON, outside_policy_reach
+from netwarden.model.admission import AdmissionSettings
+from netwarden.webhook.admission import OUTCOME_LABELLED, decide_admission
 
 SHOP = NamespaceFacts("shop", {names.LABEL_INJECT: names.INJECT_ENABLED})
 

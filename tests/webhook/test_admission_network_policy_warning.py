@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from netwarden import names
-from netwarden.admission import AdmissionSettings
-from webhook.admission import build_response, decide_update
+from netwarden.model import names
+from netwarden.model.admission import AdmissionSettings
+from netwarden.webhook.admission import build_response, decide_update
 
 
 def review(policy: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:

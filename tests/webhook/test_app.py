@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from netwarden import names
-from netwarden.config import NetwardenConfig, WebhookConfig
-from webhook.app import create_app
+from netwarden.model import names
+from netwarden.platform.config import NetwardenConfig, WebhookConfig
+from netwarden.webhook.app import create_app
 from tests.support.data import PAYLOADS
 
 DATA = PAYLOADS / "admission"

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from netwarden import names, patches
-from netwarden.identity import OwnerRef
-from netwarden.labels import NamespaceFacts
-from netwarden.policy import DnsTarget
+from netwarden.model import names, patches
+from netwarden.model.identity import OwnerRef
+from netwarden.model.labels import NamespaceFacts
+from netwarden.model.policy import DnsTarget
 from tests.support.nca import nca_available, nca_connectivity
-from netwarden.admission import AdmissionSettings
-from webhook.admission import decide_admission
+from netwarden.model.admission import AdmissionSettings
+from netwarden.webhook.admission import decide_admission
 
 pytestmark = pytest.mark.skipif(not nca_available(), reason="nca (network-config-analyzer) is not installed")
 

@@ -1,4 +1,4 @@
-"""netwarden/config.py: one source of options, layered defaults < file < environment < flags."""
+"""netwarden/platform/config.py: one source of options, layered defaults < file < environment < flags."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netwarden.config import (
+from netwarden.platform.config import (
     SECTIONS,
     ConfigError,
     export_to_env,
@@ -16,7 +16,7 @@ from netwarden.config import (
     overrides_from_args,
     section_options,
 )
-from webhook.cli import add_webhook_parser
+from netwarden.webhook.cli import add_webhook_parser
 
 
 def test_defaults_then_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_every_option_has_help_text_and_appears_in_the_readme_table() -> None:
 def test_the_readme_configuration_table_is_generated_from_the_code() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("<!-- options:begin -->", 1)[1].split("<!-- options:end -->", 1)[0].strip()
-    assert section == options_markdown(), "regenerate with: python -m netwarden.config"
+    assert section == options_markdown(), "regenerate with: python -m netwarden.platform.config"
 
 
 def test_unknown_section_or_option_in_the_file_fails_at_start_up(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Identity nobody can take (issue 11), on both engines: netwarden's own local API server and the real
 kube-apiserver. Each test is the audit's attack, through the official client, against the whole stack
-(`netwarden.stack.start_stack`: API server, webhook on gunicorn with TLS registered by caBundle,
+(`netwarden.tools.stack.start_stack`: API server, webhook on gunicorn with TLS registered by caBundle,
 reconciler), with the webhook configurations the chart renders.
 """
 
@@ -15,8 +15,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from netwarden import names
-from netwarden.stack import Stack, start_stack
+from netwarden.model import names
+from netwarden.tools.stack import Stack, start_stack
 from tests.localkube.localkube_webhook import Webhook, patch_b64
 from tests.localkube.localkube_webhook import webhook as webhook  # noqa: F401 - the fixture: a second, foreign webhook
 from tests.support.waiting import wait_for

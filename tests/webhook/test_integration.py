@@ -23,10 +23,10 @@ import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from certs.pki import KeyPair, generate_ca, issue_certificate
+from netwarden.certs.pki import KeyPair, generate_ca, issue_certificate
 from localkube import LocalKube
-from netwarden import names
-from netwarden.stack import webhook_configurations
+from netwarden.model import names
+from netwarden.tools.stack import webhook_configurations
 
 REPO = Path(__file__).resolve().parents[2]
 RECONCILER = "system:serviceaccount:netwarden:netwarden-reconciler"
@@ -139,7 +139,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         child_env.pop("NETWARDEN_CONFIG", None)
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "webhook.cli", "--cert", str(tmp / "tls.crt"), "--key", str(tmp / "tls.key"),
+                [sys.executable, "-m", "netwarden.webhook.cli", "--cert", str(tmp / "tls.crt"), "--key", str(tmp / "tls.key"),
                  "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", kubeconfig,
                  "--workers", str(WORKERS), "--threads", "4"],
                 cwd=REPO, env=child_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,

@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 
 from localkube.resources import lookup
 from localkube.validation import label_key_errors, label_value_errors, validate
-from netwarden import names
-from netwarden.config import NetwardenConfig
-from netwarden.identity import OwnerRef
-from netwarden.labels import NamespaceFacts
+from netwarden.model import names
+from netwarden.platform.config import NetwardenConfig
+from netwarden.model.identity import OwnerRef
+from netwarden.model.labels import NamespaceFacts
 from tests.support.data import PAYLOADS
-from netwarden.admission import AdmissionSettings
-from webhook.admission import decide_admission, read_review
-from webhook.app import create_app
+from netwarden.model.admission import AdmissionSettings
+from netwarden.webhook.admission import decide_admission, read_review
+from netwarden.webhook.app import create_app
 
 EXAMPLES = int(os.environ.get("NETWARDEN_FUZZ_EXAMPLES", "300"))
 SEEDS = [json.loads(p.read_text()) for p in sorted((PAYLOADS / "admission").glob("*.json"))

@@ -1,0 +1,116 @@
+"""Backfill: a pod admitted without netwarden's webhook (it was down, or its namespaceSelector missed the
+pod) gets the labels and the workload baseline pod admission would have given it.
+
+Through pod admission's own function (netwarden/model/admission.py:admit_pod), so a backfilled baseline
+equals an admitted one. One of the reconciler's small controllers (netwarden/reconciler/controller.py wires them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import replace
+from typing import Any, Callable
+
+from netwarden.model import names
+from netwarden.model.admission import AdmissionSettings, PodAdmission, admit_pod
+from netwarden.platform.kube import KubeClient
+from netwarden.model.labels import is_opted_in
+from netwarden.model.labelvalues import fit_label_value
+from netwarden.platform.logs import log_event
+from netwarden.model.reach import outside_policy_reach
+from netwarden.reconciler.leader import WriterGate
+from netwarden.reconciler.policy_ops import Change, PolicyWriter, pods_stub
+from netwarden.reconciler.watch import ClusterIndex, PodView
+
+log = logging.getLogger("netwarden.reconciler.controller")
+Obj = dict[str, Any]
+
+
+def backfill_instance(pod: PodView) -> str:
+    """Instance value for a pod the webhook never saw: derived from its uid, so a retry gives the same one."""
+    return fit_label_value("bf-" + hashlib.sha256(pod.uid.encode()).hexdigest()[:12])
+
+
+class Backfill:
+    """Labels and baselines for pods the webhook never saw; says once per pod when NetworkPolicy cannot reach it."""
+
+    def __init__(self, kube: KubeClient, index: ClusterIndex, writer: PolicyWriter, admission: AdmissionSettings,
+                 gate: WriterGate, count: Callable[[str], None],
+                 on_baseline_written: Callable[[str, Obj], None]) -> None:
+        self.kube = kube
+        self.index = index
+        self.writer = writer
+        self.admission = admission
+        self.gate = gate
+        self.count = count
+        self.on_baseline_written = on_baseline_written
+        #: Pods (uid) already told they are outside NetworkPolicy's reach (one Event each).
+        self._unreachable_noted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def backfill_pod(self, namespace: str, name: str) -> None:
+        pod = self.index.pod(namespace, name)
+        if pod is None or pod.identity or not pod.live:
+            return
+        ns = self.index.namespace(namespace)
+        if ns is None or not is_opted_in(ns.facts, pod.labels, pod.annotations):
+            return
+        decision = self.admission_decision(pod, backfill_instance(pod))
+        if decision is None or not decision.labels:
+            return
+        self.writer.guard()
+        self.kube.patch_pod_labels(namespace, name, decision.labels)
+        self.writer.event(pod.raw, names.EVENT_LABELS_BACKFILLED,
+                          "labels added by the reconciler (the pod was admitted without netwarden's webhook)")
+        self.count("backfilled-pods")
+        if decision.policy_manifest is not None:
+            self._write_baseline(decision.policy_manifest, pod)
+
+    def admission_decision(self, pod: PodView, instance: str) -> PodAdmission | None:
+        """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one."""
+        ns = self.index.namespace(pod.namespace)
+        if ns is None:
+            return None
+        parents: dict[tuple[str, str], Any] = {}
+        for ref in pod.owner_refs:
+            if ref.controller:
+                parents[(ref.kind, ref.name)] = self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid)
+        # The pod as admission would have seen it: netwarden's labels not yet there.
+        labels = {k: v for k, v in pod.facts.labels.items() if k not in names.POD_LABELS}
+        return admit_pod(replace(pod.facts, labels=labels), ns.facts, parents, instance, self.admission)
+
+    def create_baseline(self, pod: PodView) -> None:
+        """The workload's baseline from one of its live pods (the policy was missing)."""
+        decision = self.admission_decision(pod, pod.instance or backfill_instance(pod))
+        if decision is not None and decision.policy_manifest is not None:
+            self._write_baseline(decision.policy_manifest, pod)
+
+    def note_unreachable(self, pod: PodView) -> bool:
+        """True for a pod NetworkPolicy cannot reach (hostNetwork); says why on the pod, once per pod."""
+        reason = outside_policy_reach(pod.raw)
+        if reason is None:
+            return False
+        with self._lock:
+            first = pod.uid not in self._unreachable_noted
+            self._unreachable_noted.add(pod.uid)
+        if first and self.gate.is_open():
+            self.writer.event(pod.raw, names.EVENT_POD_UNENFORCEABLE, reason, type_="Warning")
+            log_event(log, "info", {"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.name}",
+                                    "identity": pod.identity, "why": reason})
+        return True
+
+    def _write_baseline(self, manifest: Obj, pod: PodView) -> None:
+        if self.note_unreachable(pod):
+            return  # a baseline would promise containment NetworkPolicy cannot give this pod
+        meta = manifest["metadata"]
+        if self.index.policy(meta["namespace"], meta["name"]) is not None:
+            return
+        change = Change(manifest, names.EVENT_POLICY_CREATED,
+                        "baseline created by the reconciler (the pod was admitted without netwarden's webhook)",
+                        names.REASON_BACKFILL, pods=pods_stub([pod]))
+        outcome = self.writer.apply(change)
+        if outcome.operation == "created":
+            self.count("backfilled-policies")
+            self.on_baseline_written(meta["namespace"], outcome.obj or manifest)

@@ -1,0 +1,131 @@
+"""Drift and approvals: a managed policy edited outside netwarden is restored to its last known-good
+spec (unless adopted), one deleted outside netwarden is re-created, a proposal is approved or rejected
+by annotating it, and a policy written without a hash (at admission) is stamped as netwarden's.
+One of the reconciler's small controllers (netwarden/reconciler/controller.py wires them).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from netwarden.model import names
+from netwarden.reconciler.policy_ops import (
+    Change,
+    PolicyOpError,
+    PolicyWriter,
+    annotations_of,
+    approve,
+    clean_for_create,
+    has_drifted,
+    is_adopted,
+    labels_of,
+    reject,
+    spec_hash,
+)
+from netwarden.reconciler.watch import DELETED, ClusterIndex, obj_key
+
+log = logging.getLogger("netwarden.reconciler.controller")
+
+Obj = dict[str, Any]
+
+
+class Drift:
+    """Restores, re-creates, stamps and resolves proposals on netwarden's policies."""
+
+    def __init__(self, index: ClusterIndex, writer: PolicyWriter, count: Callable[[str], None],
+                 check_containment: Callable[..., None],
+                 on_pending_resolved: Callable[[str, bool], None] | None = None) -> None:
+        self.index = index
+        self.writer = writer
+        self.count = count
+        self.check_containment = check_containment
+        self.on_pending_resolved = on_pending_resolved
+        #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
+        self._known_good: dict[tuple[str, str], Obj] = {}
+        #: Last object seen per managed policy (a deleted one is re-created from it).
+        self._last_seen: dict[tuple[str, str], Obj] = {}
+
+    def note(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        """A policy watch event: remember the last object seen and the last known-good spec."""
+        namespace, name = obj_key(obj)
+        if kind == DELETED:
+            self._last_seen[(namespace, name)] = old or obj
+        else:
+            self._last_seen[(namespace, name)] = obj
+            if not has_drifted(obj) and annotations_of(obj).get(names.ANNOTATION_SPEC_HASH):
+                self._known_good[(namespace, name)] = obj
+
+    def reconcile_policy(self, namespace: str, name: str) -> None:
+        obj = self.index.policy(namespace, name)
+        key = (namespace, name)
+        if obj is None:
+            self._maybe_recreate(key)
+            return
+        if is_adopted(obj):
+            return
+        annotations = annotations_of(obj)
+        decision = annotations.get(names.ANNOTATION_APPROVE, "").lower()
+        if annotations.get(names.ANNOTATION_PENDING) and decision in ("true", "false"):
+            self._resolve_pending(namespace, name, obj, approved=decision == "true")
+            return
+        if has_drifted(obj):
+            self._restore(obj)
+        elif not annotations.get(names.ANNOTATION_SPEC_HASH):
+            # Written without a hash (at admission): stamp what it holds as netwarden's.
+            self.writer.patch_annotations(obj, {names.ANNOTATION_SPEC_HASH: spec_hash(obj.get("spec") or {})})
+            if labels_of(obj).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE:
+                self.check_containment(namespace, baseline=obj)
+
+    def _resolve_pending(self, namespace: str, name: str, obj: Obj, approved: bool) -> None:
+        identity = labels_of(obj).get(names.LABEL_IDENTITY, "")
+        try:
+            if approved:
+                approve(self.writer, namespace, name, changed_by="kubectl-annotate")
+            else:
+                reject(self.writer, namespace, name, changed_by="kubectl-annotate")
+        except PolicyOpError as exc:
+            log.warning("pending change on %s/%s: %s", namespace, name, exc)
+            return
+        self.count("approved" if approved else "rejected")
+        if self.on_pending_resolved is not None and identity:
+            self.on_pending_resolved(identity, approved)
+
+    def _restore(self, obj: Obj) -> None:
+        key = obj_key(obj)
+        good = self._known_good.get(key)
+        if good is None:
+            log.warning("policy %s/%s drifted but no known-good spec is kept; accepting it", *key)
+            self.writer.patch_annotations(obj, {names.ANNOTATION_SPEC_HASH: spec_hash(obj.get("spec") or {})})
+            return
+        manifest = dict(obj)
+        manifest["spec"] = good.get("spec") or {}
+        change = Change(manifest, names.EVENT_POLICY_RESTORED,
+                        f"spec edited outside netwarden; restored (set {names.ANNOTATION_ADOPTED}=true to keep edits)",
+                        names.REASON_RESTORED)
+        self.writer.apply(change)
+        self.count("restored")
+
+    def _maybe_recreate(self, key: tuple[str, str]) -> None:
+        last = self._last_seen.pop(key, None)
+        if key in self.writer.own_deletes:
+            self.writer.own_deletes.discard(key)
+            return
+        if last is None or is_adopted(last):
+            return
+        labels = labels_of(last)
+        identity = labels.get(names.LABEL_IDENTITY, "")
+        if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
+            instance = annotations_of(last).get(names.ANNOTATION_TARGET_POD)
+            pod = self.index.pod_by_instance(instance) if instance else None
+            if pod is None or not pod.live:
+                return
+        elif not any(p.live for p in self.index.pods_of(identity)):
+            return
+        source = self._known_good.get(key, last)
+        manifest = clean_for_create(source)
+        change = Change(manifest, names.EVENT_POLICY_RESTORED,
+                        f"deleted outside netwarden; re-created (set {names.ANNOTATION_ADOPTED}=true first to "
+                        "stop netwarden managing it)", names.REASON_RESTORED)
+        self.writer.apply(change)
+        self.count("recreated")

@@ -1,0 +1,336 @@
+"""Wiring: informers -> index + engine facts, signals -> engine -> Decisions -> controller, a ticker.
+
+The engine is pure and single-threaded; every call into it holds one lock. Decisions are applied
+in the order the engine produced them, under a second lock, by the thread that got them (the
+receiver's request thread for a signal, so a quarantine lands while the alert's POST is answered).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+from netwarden.model import names
+from netwarden.model.admission import declared_intent
+from netwarden.model.identity import Workload
+from netwarden.platform.kube import KubeClient
+from netwarden.platform.logs import log_event
+from netwarden.model.policy import DnsTarget, PolicyIntent
+from netwarden.model.reach import outside_policy_reach
+from netwarden.reconciler import metrics
+from netwarden.reconciler.controller import ControllerSettings, Reconciler
+from netwarden.reconciler.core.alerts import TOO_OLD, Attribution
+from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.core.engine import DecisionEngine
+from netwarden.reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
+from netwarden.reconciler.leader import AlwaysOpen, WriterGate
+from netwarden.reconciler.policy_ops import annotations_of, labels_of
+from netwarden.reconciler.priority import SignalPriority
+from netwarden.reconciler.queue import WorkQueue
+from netwarden.reconciler.scaleout.statestore import Checkpointer, SecretStateStore, StateStoreSettings
+from netwarden.reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, PodView
+
+log = logging.getLogger("netwarden.reconciler.runtime")
+#: Flows scored per hold of the engine lock; between chunks an alert in flight goes first.
+FLOW_CHUNK = 100
+Obj = dict[str, Any]
+
+
+def base_intent_of(pod: PodView, mode: str) -> PolicyIntent:
+    """The workload's declared baseline, through pod admission's own function (netwarden/model/admission.py)."""
+    intent, _warnings = declared_intent(pod.facts, Workload(pod.namespace, "Pod", pod.name), mode)
+    return replace(intent, identity=pod.identity or intent.identity)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    controller: ControllerSettings = ControllerSettings()
+    tick_seconds: float = 5.0
+    watch_timeout_seconds: int = 300
+    sync_timeout_seconds: float = 60.0
+    #: How often namespaces with contained pods are looked at again for policies that weaken containment.
+    containment_recheck_seconds: float = 15.0
+    #: Where the leader keeps learned state for the next leader (None: nowhere, a new leader learns again).
+    state: StateStoreSettings | None = None
+
+
+class ReconcilerRuntime:
+    """The reconciler process minus its HTTP server and CLI: also the receivers' SignalSink."""
+
+    def __init__(self, kube: KubeClient, settings: RuntimeSettings = RuntimeSettings(),
+                 core: CoreConfig | None = None, *, gate: WriterGate | None = None,
+                 clock: Callable[[], float] = time.time, backoff: Backoff = Backoff()) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self.gate = gate or AlwaysOpen()
+        core = core or CoreConfig(default_mode=settings.controller.default_mode)
+        self.index = ClusterIndex(default_mode=core.default_mode)
+        self.engine = DecisionEngine(core, dns=settings.controller.dns, now=clock())
+        self._engine_lock = threading.RLock()
+        #: Alerts before flows: flow batches wait while an alert is handled (the receivers share it).
+        self.signal_priority = SignalPriority()
+        self._apply_lock = threading.RLock()
+        self.queue = WorkQueue()
+        self.controller = Reconciler(kube, self.index, settings.controller, gate=self.gate, queue=self.queue,
+                                     clock=clock, on_health=self.accept_health,
+                                     on_pending_resolved=self._pending_resolved)
+        self.watcher = ClusterWatcher(kube, self.index, timeout_seconds=settings.watch_timeout_seconds,
+                                      backoff=backoff)
+        self.watcher.subscribe(self._on_change)
+        self.decisions_applied = 0
+        self.checkpoints = (Checkpointer(self.engine, self._engine_lock, SecretStateStore(kube, settings.state),
+                                         clock, settings.state.checkpoint_seconds) if settings.state else None)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.started = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, *, workers: int | None = None, collect_garbage: bool = True) -> "ReconcilerRuntime":
+        self.watcher.start()
+        if not self.watcher.wait_synced(self.settings.sync_timeout_seconds):
+            raise TimeoutError("informers did not sync")
+        self.controller.start(workers)
+        if collect_garbage and self.gate.is_open():
+            self.controller.collect_garbage()
+        self.controller.resync()
+        self._ticker = threading.Thread(target=self._tick_loop, name="engine-ticker", daemon=True)
+        self._ticker.start()
+        self.started.set()
+        if self.gate.is_open():
+            # Leadership that arrived while we were starting was skipped by on_leadership: look again now,
+            # or pods admitted while the webhook was down would wait for their next event to be backfilled.
+            self.on_leadership()
+        return self
+
+    def stop(self) -> None:
+        if self.checkpoints is not None and self.gate.is_open():
+            self.checkpoints.save(force=True)  # the next leader starts from here, not from nothing
+        self._stop.set()
+        self.watcher.stop()
+        self.controller.stop()
+        if self._ticker is not None:
+            self._ticker.join(5)
+
+    def ready(self) -> bool:
+        return self.started.is_set()
+
+    def on_leadership(self) -> None:
+        """Gained the Lease: take over what the cluster holds, collect garbage, look at everything again."""
+        if self.started.is_set():
+            if self.checkpoints is not None:
+                self.checkpoints.restore()  # baselines first: the policies' steps are read back over them
+            self.take_over()
+            self.controller.collect_garbage()
+            self.controller.resync()
+            with self._engine_lock:
+                decisions = self.engine.tick(self.clock())  # what expired meanwhile ends now, not a tick later
+            self.apply(decisions)
+
+    def take_over(self) -> int:
+        """Read every managed policy's quarantine and step back into the engine. A standby's engine ticks
+        too, but its decisions were never written: one that 'lifted' an expired quarantine in memory
+        must lift it for real once it leads. Idempotent; returns how many were taken over."""
+        now = self.clock()
+        count = 0
+        with self._engine_lock:
+            for obj in self.index.policies():
+                restored = restored_policy(obj, now)
+                if restored is not None and self.engine.restore(restored, now):
+                    count += 1
+        if count:
+            log_event(log, "info", {"event": "took_over_from_cluster", "restored": count})
+        return count
+
+    # -- facts from the watch -------------------------------------------------------------------
+    def _on_change(self, resource: str, kind: str, obj: Obj, old: Obj | None) -> None:
+        decisions: list[Any] = []
+        with self._engine_lock:
+            if resource == "namespaces" and kind != DELETED:
+                view = self.index.namespace(obj["metadata"]["name"])
+                if view is not None:
+                    self.engine.set_mode(view.facts.name, view.mode)
+            elif resource == "pods":
+                pod = PodView.from_obj(obj)
+                if kind == DELETED or not pod.live:
+                    decisions = self.engine.remove_pod(pod.namespace, pod.name, self.clock())
+                elif pod.identity:
+                    self.engine.upsert_pod(PodRef(pod.identity, pod.namespace, pod.name, pod.instance, pod.ip,
+                                                  pod.labels.get(names.LABEL_PURPOSE), outside_policy_reach(pod.raw)))
+                    if pod.identity not in self.engine.base_intents:
+                        self.engine.set_base_intent(pod.identity, base_intent_of(pod, self.index.mode_of(pod.namespace)))
+            elif resource == "networkpolicies" and kind != DELETED:
+                labels = labels_of(obj)
+                if old is None:
+                    restored = restored_policy(obj, self.clock())
+                    if restored is not None and self.engine.restore(restored, self.clock()):
+                        log_event(log, "info", {"event": "restored_from_cluster", "policy": obj["metadata"].get("name"),
+                                                "identity": restored.identity, "step": restored.step,
+                                                "instance": restored.instance, "expires_at": restored.expires_at})
+                if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and old is None:
+                    annotations = annotations_of(obj)
+                    try:
+                        revision = int(annotations.get(names.ANNOTATION_REVISION, "0") or 0)
+                        self.engine.load_history(labels.get(names.LABEL_IDENTITY, ""), obj["metadata"]["namespace"],
+                                                 annotations.get(names.ANNOTATION_HISTORY), revision, self.clock())
+                    except Exception as exc:  # noqa: BLE001 - a bad annotation must not stop the watch
+                        log.warning("history of %s unreadable: %s", obj["metadata"].get("name"), exc)
+        self.controller.on_change(resource, kind, obj, old)
+        self.apply(decisions)
+
+    # -- SignalSink ---------------------------------------------------------------------------
+    def accept_flows(self, flows: Sequence[Flow]) -> None:
+        """Score a batch, a chunk at a time: an alert arriving meanwhile goes first (netwarden/reconciler/priority.py)."""
+        now = self.clock()
+        decisions: list[Any] = []
+        ingest, turn = self.engine.ingest_flows, self.signal_priority.wait_turn
+        for start in range(0, len(flows), FLOW_CHUNK):
+            turn()
+            with self._engine_lock:
+                decisions.extend(ingest(flows[start:start + FLOW_CHUNK], now))
+        self.apply(decisions)
+
+    def accept_alert(self, alert: SecurityAlert) -> Attribution | None:
+        with self.signal_priority.alert():  # flows wait while an alert is handled
+            return self._accept_alert(alert)
+
+    def _accept_alert(self, alert: SecurityAlert) -> Attribution | None:
+        """Score one Falco alert; returns where it was attributed (its `reason` says why nowhere)."""
+        with self._engine_lock:
+            decisions = self.engine.ingest_alert(alert, self.clock())
+            ignored = self.engine.last_alert_ignored
+            where = self.engine.last_alert_attribution
+        account_unattributed(alert.source_format, where, alert.namespace, alert.pod, alert.rule)
+        if ignored is not None:
+            metrics.ALERTS_IGNORED.labels(alert.source_format, ignored).inc()
+            log_event(log, "info", {"event": "alert_not_acted_on", "why": ignored, "namespace": alert.namespace,
+                                    "pod": alert.pod, "rule": alert.rule, "alert_time": alert.time,
+                                    "alert_id": alert.alert_id})
+            pod = self.index.pod(alert.namespace, alert.pod) if alert.namespace and alert.pod else None
+            if ignored == TOO_OLD and pod is not None:  # a duplicate says nothing new: no Event for it
+                age = self.clock() - alert.time
+                self.controller.writer.event(
+                    pod.raw, names.EVENT_ALERT_NOT_ACTED_ON,
+                    f"{alert.source_format} {alert.priority}: {alert.rule} is {age:.0f}s old (max age "
+                    f"{self.engine.config.alert_max_age_seconds:g}s): kept as evidence of the past, not acted on")
+        self.apply(decisions)
+        return where
+
+    def accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> list[Attribution | None]:
+        with self.signal_priority.alert():  # flows wait while an alert is handled
+            return self._accept_metric_alerts(alerts)
+
+    def _accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> list[Attribution | None]:
+        """Score Alertmanager alerts; returns where each was attributed, in order."""
+        now = self.clock()
+        decisions: list[Any] = []
+        attributions: list[Attribution | None] = []
+        with self._engine_lock:
+            for alert in alerts:
+                decisions.extend(self.engine.ingest_metric_alert(alert, now))
+                attributions.append(self.engine.last_alert_attribution)
+                if self.engine.last_alert_ignored is not None:
+                    metrics.ALERTS_IGNORED.labels("alertmanager", self.engine.last_alert_ignored).inc()
+        for alert, where in zip(alerts, attributions):
+            account_unattributed("alertmanager", where, alert.namespace, alert.pod, alert.alertname)
+        self.apply(decisions)
+        return attributions
+
+    def accept_health(self, signal: HealthSignal) -> None:
+        with self._engine_lock:
+            decisions = self.engine.ingest_health(signal, self.clock())
+        self.apply(decisions)
+
+    def _pending_resolved(self, identity: str, approved: bool) -> None:
+        # The proposal was written from the policy's own annotation; the engine only moves its state.
+        with self._engine_lock:
+            if approved:
+                self.engine.approve(identity, self.clock())
+            else:
+                self.engine.reject(identity, self.clock())
+
+    # -- applying -----------------------------------------------------------------------------
+    def apply(self, decisions: Sequence[Any]) -> None:
+        if not decisions:
+            return
+        if not self.gate.is_open():
+            for decision in decisions:
+                log_event(log, "info", {"event": "decision_not_applied", "why": "not the leader",
+                                        "action": decision.action, "identity": decision.identity})
+            return
+        with self._apply_lock:
+            for decision in decisions:
+                try:
+                    self.controller.apply_decision(decision)
+                    self.decisions_applied += 1
+                except Exception as exc:  # noqa: BLE001 - one failed write must not lose the others
+                    log_event(log, "warning", {"event": "decision_failed", "action": decision.action,
+                                               "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}"})
+
+    def _tick_loop(self) -> None:
+        last_check = time.monotonic()
+        while not self._stop.wait(self.settings.tick_seconds):
+            with self._engine_lock:
+                decisions = self.engine.tick(self.clock())
+            self.apply(decisions)
+            if self.checkpoints is not None and self.gate.is_open():
+                self.checkpoints.save()
+            if self.gate.is_open() and time.monotonic() - last_check >= self.settings.containment_recheck_seconds:
+                last_check = time.monotonic()
+                self.controller.recheck_containment()
+
+
+def account_unattributed(kind: str, where: Attribution | None, namespace: str | None, pod: str | None,
+                         name: str) -> None:
+    """An alert attributed to no workload: counted by reason and logged, never silently dropped."""
+    if where is None or where.reason is None:
+        return
+    metrics.ALERTS_UNATTRIBUTED.labels(kind, where.reason).inc()
+    log_event(log, "info", {"event": "alert_unattributed", "kind": kind, "reason": where.reason, "detail": where.detail,
+                            "namespace": namespace, "pod": pod, "alert": name})
+
+
+def epoch_of(text: str | None) -> float | None:
+    """An RFC 3339 timestamp from the API (or an annotation) as epoch seconds; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def restored_policy(obj: Obj, now: float) -> RestoredPolicy | None:
+    """What a managed policy's annotations say a previous leader did (None when nothing to take over)."""
+    labels, annotations = labels_of(obj), annotations_of(obj)
+    meta = obj.get("metadata") or {}
+    if labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY_VALUE or meta.get("deletionTimestamp"):
+        return None
+    if annotations.get(names.ANNOTATION_ADOPTED, "").lower() == "true":
+        return None
+    identity = labels.get(names.LABEL_IDENTITY)
+    role = labels.get(names.LABEL_POLICY_ROLE)
+    if not identity or role not in (names.ROLE_BASELINE, names.ROLE_QUARANTINE):
+        return None
+    created = meta.get("creationTimestamp")
+    since = epoch_of(created if isinstance(created, str) else None) or now
+    pod = next((r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Pod"), None)
+    return RestoredPolicy(identity, meta.get("namespace") or "", role, annotations.get(names.ANNOTATION_STEP, ""),
+                          since, epoch_of(annotations.get(names.ANNOTATION_EXPIRES_AT)),
+                          annotations.get(names.ANNOTATION_TARGET_POD), pod)
+
+
+def resolve_dns_target(kube: KubeClient, dns_service: str) -> DnsTarget:
+    """The DNS Service's selector as the DNS egress peer (absent: port 53 anywhere), like the webhook."""
+    namespace, _, name = dns_service.partition("/")
+    try:
+        service = kube.get_service(namespace, name) if namespace and name else None
+    except Exception as exc:  # noqa: BLE001
+        log.warning("DNS service %s unreadable: %s", dns_service, exc)
+        service = None
+    return DnsTarget.of_service(namespace, service)
