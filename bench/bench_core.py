@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netwarden.model import names  # noqa: E402
-from netwarden.reconciler.core.behaviour import PodRef, resolve_flow  # noqa: E402
+from netwarden.reconciler.core.behaviour import resolve_flow  # noqa: E402
+from netwarden.reconciler.core.pods import PodRef  # noqa: E402
 from netwarden.reconciler.core.config import CoreConfig  # noqa: E402
 from netwarden.reconciler.core.engine import DecisionEngine  # noqa: E402
 from netwarden.reconciler.core.types import Endpoint, Flow  # noqa: E402

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from netwarden.reconciler.queue import WorkQueue  # noqa: E402
 from netwarden.reconciler.receivers import create_receiver_app  # noqa: E402
 from netwarden.reconciler.signals.parse import parse_flow_any  # noqa: E402
+from netwarden.reconciler.core.pods import PodIndex  # noqa: E402
 from netwarden.reconciler.watch import ClusterIndex  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "hubble" / "hubble-otel_gke-istio_2021_l3l4_10flows.jsonl"
@@ -82,7 +83,8 @@ def main() -> None:
             store.pop(key)
         return len(keys)
 
-    index = ClusterIndex()
+    pods = PodIndex()
+    index = ClusterIndex(pods=pods)
     for i in range(5000):
         index.put_pod({"metadata": {"namespace": "ns", "name": f"p{i}", "uid": str(i),
                                     "labels": {"netwarden.io/identity": f"ns.deploy.w{i % 50}"}},
@@ -92,7 +94,7 @@ def main() -> None:
 
     def index_lookups() -> int:
         for ip in ips:
-            index.pod_by_ip(ip)
+            pods.by_ip.get(ip)
         return len(ips)
 
     def dict_lookups() -> int:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from localkube.kafka_broker import KafkaBroker  # noqa: E402
 from localkube.kafka_build import find  # noqa: E402
 from netwarden.reconciler.core import snapshot  # noqa: E402
-from netwarden.reconciler.core.behaviour import PodIndex, PodRef  # noqa: E402
+from netwarden.reconciler.core.pods import PodIndex, PodRef  # noqa: E402
 from netwarden.reconciler.core.engine import DecisionEngine  # noqa: E402
 from netwarden.reconciler.core.types import Endpoint, Flow  # noqa: E402
 from netwarden.reconciler.scaleout.decide import Decider, MemorySink  # noqa: E402

@@ -22,13 +22,14 @@ from netwarden.platform.logs import log_event
 from netwarden.model.reach import outside_policy_reach
 from netwarden.reconciler.leader import WriterGate
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, pods_stub
-from netwarden.reconciler.watch import ClusterIndex, PodView
+from netwarden.reconciler.core.pods import PodRef
+from netwarden.reconciler.watch import ClusterIndex
 
 log = logging.getLogger("netwarden.reconciler.controller")
 Obj = dict[str, Any]
 
 
-def backfill_instance(pod: PodView) -> str:
+def backfill_instance(pod: PodRef) -> str:
     """Instance value for a pod the webhook never saw: derived from its uid, so a retry gives the same one."""
     return fit_label_value("bf-" + hashlib.sha256(pod.uid.encode()).hexdigest()[:12])
 
@@ -68,7 +69,7 @@ class Backfill:
         if decision.policy_manifest is not None:
             self._write_baseline(decision.policy_manifest, pod)
 
-    def admission_decision(self, pod: PodView, instance: str) -> PodAdmission | None:
+    def admission_decision(self, pod: PodRef, instance: str) -> PodAdmission | None:
         """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one."""
         ns = self.index.namespace(pod.namespace)
         if ns is None:
@@ -81,13 +82,13 @@ class Backfill:
         labels = {k: v for k, v in pod.facts.labels.items() if k not in names.POD_LABELS}
         return admit_pod(replace(pod.facts, labels=labels), ns.facts, parents, instance, self.admission)
 
-    def create_baseline(self, pod: PodView) -> None:
+    def create_baseline(self, pod: PodRef) -> None:
         """The workload's baseline from one of its live pods (the policy was missing)."""
         decision = self.admission_decision(pod, pod.instance or backfill_instance(pod))
         if decision is not None and decision.policy_manifest is not None:
             self._write_baseline(decision.policy_manifest, pod)
 
-    def note_unreachable(self, pod: PodView) -> bool:
+    def note_unreachable(self, pod: PodRef) -> bool:
         """True for a pod NetworkPolicy cannot reach (hostNetwork); says why on the pod, once per pod."""
         reason = outside_policy_reach(pod.raw)
         if reason is None:
@@ -97,11 +98,11 @@ class Backfill:
             self._unreachable_noted.add(pod.uid)
         if first and self.gate.is_open():
             self.writer.event(pod.raw, names.EVENT_POD_UNENFORCEABLE, reason, type_="Warning")
-            log_event(log, "info", {"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.name}",
+            log_event(log, "info", {"event": "pod_outside_policy_reach", "pod": f"{pod.namespace}/{pod.pod}",
                                     "identity": pod.identity, "why": reason})
         return True
 
-    def _write_baseline(self, manifest: Obj, pod: PodView) -> None:
+    def _write_baseline(self, manifest: Obj, pod: PodRef) -> None:
         if self.note_unreachable(pod):
             return  # a baseline would promise containment NetworkPolicy cannot give this pod
         meta = manifest["metadata"]

@@ -85,7 +85,7 @@ class ContainmentReporter:
                 pod = self.index.pod(pod_namespace, pod_name)
                 if pod is not None:
                     self.event({"apiVersion": "v1", "kind": "Pod", "metadata": {
-                        "namespace": pod.namespace, "name": pod.name, "uid": pod.uid}}, reason, item.message(),
+                        "namespace": pod.namespace, "name": pod.pod, "uid": pod.uid}}, reason, item.message(),
                         type_="Warning")
             log_event(log, "warning", {"event": "weak_containment", "reason": reason, **item.to_dict(),
                                        "message": item.message()})

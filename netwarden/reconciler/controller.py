@@ -42,7 +42,8 @@ from netwarden.reconciler.leader import AlwaysOpen, NotLeader, WriterGate
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, labels_of
 from netwarden.reconciler.quarantine import NetworkPolicyBackend, QuarantineBackend, QuarantinePlan, QuarantineWork, QuarantineWriter
 from netwarden.reconciler.queue import CC, NP, POD, QR, WL, WorkQueue
-from netwarden.reconciler.watch import DELETED, ClusterIndex, PodView, obj_key
+from netwarden.reconciler.core.pods import PodRef
+from netwarden.reconciler.watch import DELETED, ClusterIndex, obj_key
 from netwarden.reconciler.workloads import Workloads
 
 log = logging.getLogger("netwarden.reconciler.controller")
@@ -177,22 +178,22 @@ class Reconciler:
         elif resource == "namespaces" and kind != DELETED:
             for pod in self.index.pods():
                 if pod.namespace == obj_key(obj)[1] and not pod.identity:
-                    self.queue.add(f"{POD}{pod.namespace}/{pod.name}")
+                    self.queue.add(f"{POD}{pod.namespace}/{pod.pod}")
 
     def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
-        view = PodView.from_obj(obj)
+        view = PodRef.from_obj(obj)
         if view.identity:
             self.queue.add(WL + view.identity)
         if old is not None:
-            previous = PodView.from_obj(old)
+            previous = PodRef.from_obj(old)
             if previous.identity and previous.identity != view.identity:
                 self.queue.add(WL + previous.identity)
         if kind != DELETED and not view.identity and view.live:
-            self.queue.add(f"{POD}{view.namespace}/{view.name}")
+            self.queue.add(f"{POD}{view.namespace}/{view.pod}")
         if self.on_health is not None and kind != DELETED and old is not None:
-            before = PodView.from_obj(old)
+            before = PodRef.from_obj(old)
             if (before.ready, before.restarts) != (view.ready, view.restarts):
-                self.on_health(HealthSignal(self.clock(), view.namespace, view.name, view.ready, view.restarts))
+                self.on_health(HealthSignal(self.clock(), view.namespace, view.pod, view.ready, view.restarts))
 
     def resync(self) -> None:
         """Queue everything (on gaining leadership, after start-up)."""
@@ -206,7 +207,7 @@ class Reconciler:
                 self.queue.add(WL + identity)
         for pod in self.index.pods():
             if not pod.identity and pod.live:
-                self.queue.add(f"{POD}{pod.namespace}/{pod.name}")
+                self.queue.add(f"{POD}{pod.namespace}/{pod.pod}")
 
     # -- workers ------------------------------------------------------------------------------
     def start(self, workers: int | None = None) -> "Reconciler":
@@ -287,11 +288,11 @@ class Reconciler:
     def pending_quarantine_work(self) -> dict[tuple[str, str], QuarantineWork]:
         return self.decisions.pending_quarantine_work()
 
-    def quarantine_plans(self, decision: Decision, pods: Sequence[PodView],
+    def quarantine_plans(self, decision: Decision, pods: Sequence[PodRef],
                          evidence: list[dict[str, Any]]) -> list[QuarantinePlan]:
         return self.decisions.quarantine_plans(decision, pods, evidence)
 
-    def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodView],
+    def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
                     evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:
         return self.decisions.changes_for(decision, holder, pods, evidence)
 

@@ -44,7 +44,8 @@ from netwarden.reconciler.quarantine import (
     with_carve_outs,
 )
 from netwarden.reconciler.queue import CC, QR, WorkQueue
-from netwarden.reconciler.watch import ClusterIndex, PodView, obj_key
+from netwarden.reconciler.core.pods import PodRef
+from netwarden.reconciler.watch import ClusterIndex, obj_key
 
 log = logging.getLogger("netwarden.reconciler.controller")
 
@@ -154,7 +155,7 @@ class Decisions:
         if decision.action in ESCALATIONS:
             self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
 
-    def _admin_workload_quarantine(self, decision: Decision, pods: Sequence[PodView], evidence: list[dict[str, Any]]) -> None:
+    def _admin_workload_quarantine(self, decision: Decision, pods: Sequence[PodRef], evidence: list[dict[str, Any]]) -> None:
         """A workload quarantine's Admin-tier Deny (selecting the identity); its NetworkPolicy narrows after it."""
         assert self.admin is not None
         for intent in decision.intents:
@@ -207,7 +208,7 @@ class Decisions:
         with self._write_lock:
             return dict(self._quarantine_work)
 
-    def settle_carve_outs(self, identity: str, live: Sequence[PodView]) -> None:
+    def settle_carve_outs(self, identity: str, live: Sequence[PodRef]) -> None:
         """Resume from the cluster (after a restart or failover): a carve-out whose quarantine is missing
         is undone (the pod goes back under its workload's policy); a quarantine whose pod is not yet
         carved out is completed. Pods with a step still queued in this process are left to it."""
@@ -225,7 +226,7 @@ class Decisions:
             self.quarantines.carve(namespace, identity, releasing=tuple(releasing), event_reason=names.EVENT_POLICY_RESTORED,
                                    message="carve-outs set to the quarantines that exist (resumed from the cluster)")
 
-    def quarantine_plans(self, decision: Decision, pods: Sequence[PodView],
+    def quarantine_plans(self, decision: Decision, pods: Sequence[PodRef],
                          evidence: list[dict[str, Any]]) -> list[QuarantinePlan]:
         """The per-pod quarantines of a decision, rendered by the shared policy model."""
         annotations = self._decision_annotations(decision, evidence)
@@ -234,7 +235,7 @@ class Decisions:
             if intent.instance is None:
                 continue
             pod = self.index.pod_by_instance(intent.instance)
-            owner = ({"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}
+            owner = ({"apiVersion": "v1", "kind": "Pod", "name": pod.pod, "uid": pod.uid}
                      if pod is not None else None)
             meta = PolicyMeta(quarantine_policy_name(intent.instance), names.REASON_QUARANTINE,
                               role=names.ROLE_QUARANTINE, mode=decision.mode, owner=owner, annotations=annotations)
@@ -255,7 +256,7 @@ class Decisions:
             annotations[names.ANNOTATION_EXPIRES_AT] = iso_time(decision.expires_at)
         return annotations
 
-    def _apply_rollback(self, decision: Decision, holder: Obj | None, pods: Sequence[PodView]) -> None:
+    def _apply_rollback(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef]) -> None:
         if holder is None:
             return
         namespace, name = obj_key(holder)
@@ -275,7 +276,7 @@ class Decisions:
         except PolicyOpError as exc:
             log.warning("automatic rollback of %s/%s impossible: %s", namespace, name, exc)
 
-    def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodView],
+    def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
                     evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:
         """Manifests (rendered by the shared policy model) and deletes that carry a decision out, in a safe
         order (quarantine before carve-out; carve-out ended before the quarantine goes). Workload-policy
@@ -319,16 +320,16 @@ class Decisions:
         deletes = [(decision.namespace, quarantine_policy_name(i)) for i in decision.remove_instances]
         return changes, deletes
 
-    def _pods_of_decision(self, decision: Decision) -> list[PodView]:
-        found: dict[tuple[str, str], PodView] = {}
+    def _pods_of_decision(self, decision: Decision) -> list[PodRef]:
+        found: dict[tuple[str, str], PodRef] = {}
         for name in getattr(decision, "pods", ()) or ():
             pod = self.index.pod(decision.namespace, name)
             if pod is not None:
-                found[(pod.namespace, pod.name)] = pod
+                found[(pod.namespace, pod.pod)] = pod
         for instance in getattr(decision, "instances", ()) or ():
             pod = self.index.pod_by_instance(instance)
             if pod is not None:
-                found[(pod.namespace, pod.name)] = pod
+                found[(pod.namespace, pod.pod)] = pod
         return list(found.values())
 
 

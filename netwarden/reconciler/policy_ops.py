@@ -455,6 +455,6 @@ def _event_for(manifest: Mapping[str, Any]) -> str:
 
 
 def pods_stub(pods: Iterable[Any]) -> list[Obj]:
-    """Minimal Pod references (for Events) from PodViews."""
+    """Minimal Pod references (for Events) from PodRefs."""
     return [{"apiVersion": "v1", "kind": "Pod",
-             "metadata": {"namespace": p.namespace, "name": p.name, "uid": p.uid}} for p in pods]
+             "metadata": {"namespace": p.namespace, "name": p.pod, "uid": p.uid}} for p in pods]

@@ -20,11 +20,10 @@ from netwarden.model.identity import Workload
 from netwarden.platform.kube import KubeClient
 from netwarden.platform.logs import log_event
 from netwarden.model.policy import DnsTarget, PolicyIntent
-from netwarden.model.reach import outside_policy_reach
 from netwarden.reconciler import metrics
 from netwarden.reconciler.controller import ControllerSettings, Reconciler
 from netwarden.reconciler.core.alerts import TOO_OLD, Attribution
-from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
@@ -33,7 +32,7 @@ from netwarden.reconciler.policy_ops import annotations_of, labels_of
 from netwarden.reconciler.priority import SignalPriority
 from netwarden.reconciler.queue import WorkQueue
 from netwarden.reconciler.scaleout.statestore import Checkpointer, SecretStateStore, StateStoreSettings
-from netwarden.reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, PodView
+from netwarden.reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher
 
 log = logging.getLogger("netwarden.reconciler.runtime")
 #: Flows scored per hold of the engine lock; between chunks an alert in flight goes first.
@@ -41,9 +40,9 @@ FLOW_CHUNK = 100
 Obj = dict[str, Any]
 
 
-def base_intent_of(pod: PodView, mode: str) -> PolicyIntent:
+def base_intent_of(pod: PodRef, mode: str) -> PolicyIntent:
     """The workload's declared baseline, through pod admission's own function (netwarden/model/admission.py)."""
-    intent, _warnings = declared_intent(pod.facts, Workload(pod.namespace, "Pod", pod.name), mode)
+    intent, _warnings = declared_intent(pod.facts, Workload(pod.namespace, "Pod", pod.pod), mode)
     return replace(intent, identity=pod.identity or intent.identity)
 
 
@@ -70,9 +69,11 @@ class ReconcilerRuntime:
         self.clock = clock
         self.gate = gate or AlwaysOpen()
         core = core or CoreConfig(default_mode=settings.controller.default_mode)
-        self.index = ClusterIndex(default_mode=core.default_mode)
-        self.engine = DecisionEngine(core, dns=settings.controller.dns, now=clock())
+        pods = PodIndex()
+        self.engine = DecisionEngine(core, index=pods, dns=settings.controller.dns, now=clock())
         self._engine_lock = threading.RLock()
+        #: One pod index for the engine and the controllers, written by the pod watch under the engine lock.
+        self.index = ClusterIndex(default_mode=core.default_mode, pods=pods, lock=self._engine_lock)
         #: Alerts before flows: flow batches wait while an alert is handled (the receivers share it).
         self.signal_priority = SignalPriority()
         self._apply_lock = threading.RLock()
@@ -156,12 +157,12 @@ class ReconcilerRuntime:
                 if view is not None:
                     self.engine.set_mode(view.facts.name, view.mode)
             elif resource == "pods":
-                pod = PodView.from_obj(obj)
-                if kind == DELETED or not pod.live:
-                    decisions = self.engine.remove_pod(pod.namespace, pod.name, self.clock())
-                elif pod.identity:
-                    self.engine.upsert_pod(PodRef(pod.identity, pod.namespace, pod.name, pod.instance, pod.ip,
-                                                  pod.labels.get(names.LABEL_PURPOSE), outside_policy_reach(pod.raw)))
+                # The watch has put the pod in the index the engine reads; the engine forgets one it no longer resolves.
+                pod = PodRef.from_obj(obj)
+                before = PodRef.from_obj(old) if old is not None else None
+                if (kind == DELETED or not pod.resolvable) and before is not None and before.resolvable:
+                    decisions = self.engine.forget_pod(before, self.clock())
+                elif kind != DELETED and pod.resolvable:
                     if pod.identity not in self.engine.base_intents:
                         self.engine.set_base_intent(pod.identity, base_intent_of(pod, self.index.mode_of(pod.namespace)))
             elif resource == "networkpolicies" and kind != DELETED:

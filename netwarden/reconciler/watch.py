@@ -13,16 +13,13 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Mapping
 
 from netwarden.model import names
-from netwarden.model.admission import PodFacts, container_ports, service_account_of
-from netwarden.model.identity import OwnerRef
 from netwarden.platform.kube import KubeClient, WatchExpired, WatchStream
 from netwarden.model.labels import NamespaceFacts, is_opted_in, namespace_mode
-from netwarden.model.policy import PortSpec, named_container_ports
-from netwarden.model.reach import outside_policy_reach
+from netwarden.reconciler.core.pods import PodIndex, PodRef
 
 log = logging.getLogger("netwarden.reconciler.watch")
 
@@ -190,73 +187,6 @@ class Informer:
 
 
 @dataclass(frozen=True)
-class PodView:
-    """The facts about a pod the reconciler uses, lifted once out of the wire object."""
-
-    namespace: str
-    name: str
-    uid: str
-    ip: str | None
-    phase: str
-    ready: bool
-    restarts: int
-    identity: str | None
-    instance: str | None
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    owner_refs: tuple[OwnerRef, ...]
-    service_account: str
-    container_ports: tuple[PortSpec, ...]
-    deleting: bool = False
-    raw: Obj = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def finished(self) -> bool:
-        """A Job pod that ran to completion (or failed) no longer needs a policy."""
-        return self.phase in ("Succeeded", "Failed")
-
-    @property
-    def live(self) -> bool:
-        return not self.finished and not self.deleting
-
-    @property
-    def facts(self) -> PodFacts:
-        """The pod as pod admission reads it (netwarden/model/admission.py)."""
-        meta = self.raw.get("metadata") or {}
-        return PodFacts(namespace=self.namespace, name=self.name, generate_name=str(meta.get("generateName") or ""),
-                        labels=dict(self.labels), annotations=dict(self.annotations), owner_refs=self.owner_refs,
-                        service_account=self.service_account, ports=self.container_ports,
-                        port_names=named_container_ports(self.raw), outside_reach=outside_policy_reach(self.raw))
-
-    @classmethod
-    def from_obj(cls, obj: Obj) -> "PodView":
-        meta = obj.get("metadata") or {}
-        status = obj.get("status") or {}
-        labels = meta.get("labels") or {}
-        conditions = status.get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])
-        return cls(
-            namespace=meta.get("namespace") or "",
-            name=meta.get("name") or "",
-            uid=meta.get("uid") or "",
-            ip=status.get("podIP") or None,
-            phase=status.get("phase") or "Pending",
-            ready=ready,
-            restarts=restarts,
-            identity=labels.get(names.LABEL_IDENTITY),
-            instance=labels.get(names.LABEL_INSTANCE),
-            labels=dict(labels),
-            annotations=dict(meta.get("annotations") or {}),
-            owner_refs=tuple(OwnerRef.from_dict(r) for r in meta.get("ownerReferences") or []),
-            service_account=service_account_of(obj),
-            container_ports=container_ports(obj),  # native sidecars' too: the same ports admission reads
-            deleting=bool(meta.get("deletionTimestamp")),
-            raw=obj,
-        )
-
-
-@dataclass(frozen=True)
 class NamespaceView:
     facts: NamespaceFacts
     opted_in: bool
@@ -264,58 +194,30 @@ class NamespaceView:
 
 
 class ClusterIndex:
-    """Pods by IP, by (namespace, name), by workload identity and instance; namespaces; managed policies.
+    """The cluster as the reconciler sees it: the pod index (netwarden/reconciler/core/pods.py, shared with
+    the engine), namespaces and managed policies.
 
-    Written by the informer threads, read by the controller and the signal receivers; one lock.
+    Written by the informer threads, read by the controller, the engine and the signal receivers; one
+    lock (the runtime passes the engine's, since the engine reads the same pod index).
     """
 
-    def __init__(self, default_mode: str = names.DEFAULT_MODE) -> None:
+    def __init__(self, default_mode: str = names.DEFAULT_MODE, *, pods: PodIndex | None = None,
+                 lock: ContextManager[Any] | None = None) -> None:
         self.default_mode = default_mode
-        self._lock = threading.RLock()
-        self._pods: dict[Key, PodView] = {}
-        self._by_ip: dict[str, Key] = {}
-        self._by_identity: dict[str, set[Key]] = {}
-        self._by_instance: dict[str, Key] = {}
+        self._lock = lock if lock is not None else threading.RLock()
+        self._pods = pods if pods is not None else PodIndex()
         self._namespaces: dict[str, NamespaceView] = {}
         self._policies: dict[Key, Obj] = {}
 
     # -- writes (from informers) ---------------------------------------------------------------
-    def put_pod(self, obj: Obj) -> tuple[PodView | None, PodView]:
-        view = PodView.from_obj(obj)
-        key = (view.namespace, view.name)
+    def put_pod(self, obj: Obj) -> tuple[PodRef | None, PodRef]:
+        ref = PodRef.from_obj(obj)
         with self._lock:
-            old = self._pods.get(key)
-            if old is not None:
-                self._unindex_pod(old)
-            self._pods[key] = view
-            if view.ip and view.live:
-                self._by_ip[view.ip] = key
-            if view.identity:
-                self._by_identity.setdefault(view.identity, set()).add(key)
-            if view.instance:
-                self._by_instance[view.instance] = key
-        return old, view
+            return self._pods.add(ref), ref
 
-    def remove_pod(self, obj: Obj) -> PodView | None:
-        key = obj_key(obj)
+    def remove_pod(self, obj: Obj) -> PodRef | None:
         with self._lock:
-            old = self._pods.pop(key, None)
-            if old is not None:
-                self._unindex_pod(old)
-            return old
-
-    def _unindex_pod(self, view: PodView) -> None:
-        key = (view.namespace, view.name)
-        if view.ip and self._by_ip.get(view.ip) == key:
-            del self._by_ip[view.ip]
-        if view.identity:
-            members = self._by_identity.get(view.identity)
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self._by_identity[view.identity]
-        if view.instance and self._by_instance.get(view.instance) == key:
-            del self._by_instance[view.instance]
+            return self._pods.remove(*obj_key(obj))
 
     def put_namespace(self, obj: Obj) -> NamespaceView:
         meta = obj.get("metadata") or {}
@@ -339,31 +241,25 @@ class ClusterIndex:
             self._policies.pop(obj_key(obj), None)
 
     # -- reads --------------------------------------------------------------------------------
-    def pod(self, namespace: str, name: str) -> PodView | None:
+    def pod(self, namespace: str, name: str) -> PodRef | None:
         with self._lock:
-            return self._pods.get((namespace, name))
+            return self._pods.pod(namespace, name)
 
-    def pod_by_ip(self, ip: str) -> PodView | None:
+    def pod_by_instance(self, instance: str) -> PodRef | None:
         with self._lock:
-            key = self._by_ip.get(ip)
-            return self._pods.get(key) if key else None
+            return self._pods.pod_by_instance(instance)
 
-    def pod_by_instance(self, instance: str) -> PodView | None:
+    def pods_of(self, identity: str) -> list[PodRef]:
         with self._lock:
-            key = self._by_instance.get(instance)
-            return self._pods.get(key) if key else None
+            return self._pods.pods_of(identity)
 
-    def pods_of(self, identity: str) -> list[PodView]:
+    def pods(self) -> list[PodRef]:
         with self._lock:
-            return [self._pods[k] for k in sorted(self._by_identity.get(identity, ()))]
-
-    def pods(self) -> list[PodView]:
-        with self._lock:
-            return list(self._pods.values())
+            return list(self._pods.every.values())
 
     def identities(self) -> list[str]:
         with self._lock:
-            return sorted(self._by_identity)
+            return sorted(self._pods.members)
 
     def namespace(self, name: str) -> NamespaceView | None:
         with self._lock:

@@ -24,7 +24,8 @@ from netwarden.reconciler.decisions import baseline_policy_of
 from netwarden.reconciler.policy_ops import PolicyWriter, annotations_of, is_adopted, labels_of, pods_stub
 from netwarden.reconciler.quarantine import NetworkPolicyBackend, QuarantineWriter
 from netwarden.reconciler.queue import WL, WorkQueue
-from netwarden.reconciler.watch import ClusterIndex, PodView, obj_key
+from netwarden.reconciler.core.pods import PodRef
+from netwarden.reconciler.watch import ClusterIndex, obj_key
 
 if TYPE_CHECKING:
     from netwarden.reconciler.controller import ControllerSettings
@@ -40,7 +41,7 @@ class Workloads:
     def __init__(self, kube: KubeClient, index: ClusterIndex, writer: PolicyWriter, settings: ControllerSettings,
                  *, backfill: Backfill, declarations: DeclarationEvents, quarantines: QuarantineWriter,
                  queue: WorkQueue, clock: Callable[[], float], count: Callable[[str], None],
-                 before_write: Callable[..., None], settle_carve_outs: Callable[[str, Sequence[PodView]], None],
+                 before_write: Callable[..., None], settle_carve_outs: Callable[[str, Sequence[PodRef]], None],
                  backend_injected: bool) -> None:
         self.kube = kube
         self.index = index
@@ -95,7 +96,7 @@ class Workloads:
         self._gone_since.pop(identity, None)
         return None
 
-    def _remove_policies(self, policies: Sequence[Obj], pods: Sequence[PodView], why: str) -> None:
+    def _remove_policies(self, policies: Sequence[Obj], pods: Sequence[PodRef], why: str) -> None:
         for policy in policies:
             if is_adopted(policy):
                 continue

@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from netwarden.model import names
-from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.snapshot import intent_data
 from netwarden.reconciler.core.types import Endpoint, Flow
 from netwarden.reconciler.scaleout.ingest import Ingest
 from netwarden.reconciler.scaleout.wire import Topics
+
+#: What a decide process needs of a pod (the rest of a PodRef is the adapter's).
+ENGINE_FIELDS = ("identity", "namespace", "pod", "instance", "ip", "purpose", "outside_reach")
 
 #: Learning ends 100 s after a workload's first flow; guard rails are cluster-wide and would make a
 #: sharded engine differ from one engine only by where the bound is counted, so they are opened here.
@@ -117,7 +120,7 @@ class DecideProcess:
         self.status_path = workdir / f"status-{name}.json"
         pods = workdir / "pods.json"
         if not pods.exists():
-            pods.write_text(json.dumps([asdict(p) for p in story.pods()]))
+            pods.write_text(json.dumps([{k: v for k, v in asdict(p).items() if k in ENGINE_FIELDS} for p in story.pods()]))
         core = workdir / "core.json"
         if not core.exists():
             core.write_text(json.dumps(CORE))
@@ -181,7 +184,7 @@ def run_demo(out: Callable[[str], None] = print, workdir: Path | None = None) ->
 
     from localkube.kafka_broker import KafkaBroker
     from localkube.kafka_build import KafkaNotBuilt, find
-    from netwarden.reconciler.core.behaviour import PodIndex
+    from netwarden.reconciler.core.pods import PodIndex
     from netwarden.reconciler.scaleout.cli import read_writes
     from netwarden.reconciler.scaleout.topics import ensure_topics
     from netwarden.reconciler.scaleout.wire import partition_of

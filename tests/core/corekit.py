@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from netwarden.model import names
-from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.types import Endpoint, Flow, HealthSignal, SecurityAlert

@@ -7,7 +7,7 @@ import pytest
 from netwarden.model import names
 from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
 from netwarden.reconciler.core import actions as A
-from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.model.errors import ConfigError
 from netwarden.reconciler.core.types import MetricAlert
 from tests.core.corekit import API, DB, FAST, engine, falco, flow, health, ip, learn_api_to_db, with_config

@@ -14,7 +14,7 @@ from netwarden.model import names
 from netwarden.reconciler.core import actions as A
 from netwarden.reconciler.core.alerts import (NO_TARGET, NOT_A_WORKLOAD, UNKNOWN_POD, UNKNOWN_WORKLOAD, attribute_alert,
                                     workload_identities)
-from netwarden.reconciler.core.behaviour import PodIndex, PodRef
+from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.types import AlertTarget
 from netwarden.reconciler.signals.alertmanager import parse_alertmanager_payload
 from netwarden.reconciler.signals.falco import parse_falco_event

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.types import Endpoint, Flow
 from tests.core.corekit import API, DB, PODS, engine, with_config
 

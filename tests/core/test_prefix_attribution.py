@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PodIndex, PodRef, resolve_flow
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, resolve_flow
+from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.types import Endpoint
 from netwarden.reconciler.signals.calico import parse_calico_record

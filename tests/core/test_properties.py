@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from netwarden.model import names
 from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
 from netwarden.reconciler.core import actions as A
-from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, PodRef, observe
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, observe
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.history import PolicyHistory
 from netwarden.reconciler.core.types import Endpoint, Flow, MetricAlert, SecurityAlert
 from netwarden.reconciler.core.whatif import DEFAULT_IS_ALLOWED

@@ -11,7 +11,8 @@ import pytest
 
 from netwarden.model import names
 from netwarden.reconciler.core import actions as A
-from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, PodIndex, PodRef, resolve_flow
+from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, resolve_flow
+from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.risk import POLICY_DROPS
 from netwarden.reconciler.core.types import Endpoint, Flow

@@ -12,7 +12,7 @@ from netwarden.model import names
 from netwarden.model.admission import AdmissionSettings, PodFacts, admit_pod, container_ports
 from netwarden.model.labels import NamespaceFacts
 from netwarden.model.policy import PortSpec
-from netwarden.reconciler.watch import PodView
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.webhook.admission import decide_admission
 
 NS = NamespaceFacts("shop", {names.LABEL_INJECT: names.INJECT_ENABLED})
@@ -47,12 +47,12 @@ def test_container_ports_keep_native_sidecars_and_drop_run_to_completion_init_co
 
 def test_reconcilers_pod_view_keeps_native_sidecar_ports_as_admission_does() -> None:
     pod = pod_with_native_sidecar()
-    assert PodView.from_obj(pod).container_ports == container_ports(pod)
+    assert PodRef.from_obj(pod).container_ports == container_ports(pod)
 
 
 def test_backfill_facts_from_the_reconcilers_view_give_the_admission_baseline() -> None:
     pod = pod_with_native_sidecar()
-    view = PodView.from_obj({**pod, "metadata": {**pod["metadata"], "uid": "u1"}})
+    view = PodRef.from_obj({**pod, "metadata": {**pod["metadata"], "uid": "u1"}})
     backfilled = admit_pod(view.facts, NS, {}, "inst", SETTINGS)
     assert backfilled is not None and backfilled.policy_manifest == admitted(pod)
 

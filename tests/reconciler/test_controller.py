@@ -21,7 +21,8 @@ from netwarden.reconciler.policy_ops import (Change, Pending, PolicyWriter, appr
                                   store_pending)
 from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
 from netwarden.reconciler.runtime import base_intent_of
-from netwarden.reconciler.watch import Backoff, PodView
+from netwarden.reconciler.core.pods import PodRef
+from netwarden.reconciler.watch import Backoff
 from netwarden.webhook.admission import decide_admission
 
 from .conftest import make_namespace, make_pod, wait_until
@@ -111,7 +112,7 @@ def test_runtimes_declared_baseline_equals_the_admission_one_for_a_pod_with_a_na
     facts = NamespaceFacts("mesh", {names.LABEL_INJECT: names.INJECT_ENABLED})
     manifest = decide_admission(request, facts, {}, "inst", AdmissionSettings()).policy_manifest
     labelled = {**pod, "metadata": {**pod["metadata"], "labels": {names.LABEL_IDENTITY: "mesh.pod.web"}}}
-    intent = base_intent_of(PodView.from_obj(labelled), names.MODE_ENFORCE)
+    intent = base_intent_of(PodRef.from_obj(labelled), names.MODE_ENFORCE)
     meta = PolicyMeta(name=manifest["metadata"]["name"], reason=names.REASON_CREATED_AT_ADMISSION,
                       mode=names.MODE_ENFORCE)
     assert render_network_policy(intent, meta, AdmissionSettings().dns)["spec"] == manifest["spec"]

@@ -7,6 +7,7 @@ import threading
 from kubernetes import client
 
 from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.core.pods import PodIndex
 from netwarden.reconciler.watch import DELETED, Backoff, ClusterIndex, ClusterWatcher, Informer
 
 from .conftest import make_namespace, make_pod, set_pod_status, wait_until
@@ -92,18 +93,20 @@ def test_cluster_index_answers_by_ip_identity_instance_and_namespace_mode(kube: 
     make_namespace(core, "shop", mode="approve")
     make_pod(core, "shop", "api-1", labels={"netwarden.io/identity": "shop.deploy.api",
                                             "netwarden.io/instance": "i-1"}, ip="10.0.0.7")
-    index = ClusterIndex()
+    pods = PodIndex()  # the engine's: the watch feeds the one index both read
+    index = ClusterIndex(pods=pods)
     watcher = ClusterWatcher(kube, index, backoff=Backoff(0.01, 0.1)).start()
     try:
         assert watcher.wait_synced(10)
-        view = wait_until(lambda: index.pod_by_ip("10.0.0.7"))
-        assert (view.namespace, view.name, view.identity, view.instance) == ("shop", "api-1", "shop.deploy.api", "i-1")
-        assert [p.name for p in index.pods_of("shop.deploy.api")] == ["api-1"]
-        assert index.pod_by_instance("i-1").name == "api-1"
+        view = wait_until(lambda: pods.by_ip.get("10.0.0.7"))
+        assert (view.namespace, view.pod, view.identity, view.instance) == ("shop", "api-1", "shop.deploy.api", "i-1")
+        assert [p.pod for p in index.pods_of("shop.deploy.api")] == ["api-1"]
+        assert index.pod_by_instance("i-1").pod == "api-1"
+        assert pods.replicas("shop.deploy.api") == (view,)
         namespace = index.namespace("shop")
         assert namespace.opted_in and namespace.mode == "approve"
         set_pod_status(core, "shop", "api-1", ip="10.0.0.8", ready=False)
-        wait_until(lambda: index.pod_by_ip("10.0.0.8"))
-        assert index.pod_by_ip("10.0.0.7") is None
+        wait_until(lambda: pods.by_ip.get("10.0.0.8"))
+        assert pods.by_ip.get("10.0.0.7") is None
     finally:
         watcher.stop()

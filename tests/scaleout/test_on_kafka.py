@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from localkube.kafka_broker import KafkaBroker
-from netwarden.reconciler.core.behaviour import PodIndex
+from netwarden.reconciler.core.pods import PodIndex
 from netwarden.reconciler.scaleout.cli import read_writes
 from netwarden.reconciler.scaleout.ingest import Ingest
 from netwarden.reconciler.scaleout.topics import ensure_topics

@@ -30,7 +30,8 @@ from typing import Any, Iterable, Mapping
 
 from netwarden.model import names
 from netwarden.model.policy import PolicyIntent, Rule, quarantine_intent, with_excluded_instances, workload_quarantine_intent
-from netwarden.reconciler.core.behaviour import Baseline, FlowView, PodRef
+from netwarden.reconciler.core.behaviour import Baseline, FlowView
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.guard import GuardRails
 from netwarden.reconciler.core.risk import Deviation, RiskState

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from netwarden.model.identity import workload_identity_value
-from netwarden.reconciler.core.behaviour import PodIndex
+from netwarden.reconciler.core.pods import PodIndex
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.types import AlertTarget, SecurityAlert
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import msgspec
 
 from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.risk import NEW_NAMESPACE, NEW_PEER, POLICY_DROPS, RATE_SPIKE, WORLD_EGRESS, Deviation
 from netwarden.reconciler.core.types import Endpoint, Flow
 
@@ -34,103 +34,6 @@ OUTSIDE_KINDS = (PEER_WORLD, PEER_ADDRESS)
 
 #: An edge: (direction, peer kind, peer value, peer namespace, port, protocol).
 Edge = tuple[str, str, str, str | None, int | None, str]
-
-
-@dataclass(frozen=True, slots=True)
-class PodRef:
-    """What the pod index knows about one pod."""
-
-    identity: str
-    namespace: str
-    pod: str
-    instance: str | None = None
-    ip: str | None = None
-    purpose: str | None = None
-    #: Why NetworkPolicy cannot reach this pod (hostNetwork), None when it can (netwarden.model.reach).
-    outside_reach: str | None = None
-
-
-@dataclass
-class PodIndex:
-    """IP and (namespace, pod) -> PodRef, kept by the adapter from the pod watch."""
-
-    by_ip: dict[str, PodRef] = field(default_factory=dict)
-    by_pod: dict[tuple[str, str], PodRef] = field(default_factory=dict)
-    #: identity -> pod name -> PodRef (the replicas the workload has now).
-    by_identity: dict[str, dict[str, PodRef]] = field(default_factory=dict)
-    #: (namespace, pod-name prefix) -> the workload owning every pod with that prefix (None: no
-    #: pod, or pods of several workloads). Emptied on any pod change; bounded.
-    by_prefix: dict[tuple[str, str], PodRef | None] = field(default_factory=dict)
-
-    def add(self, ref: PodRef) -> None:
-        self.remove(ref.namespace, ref.pod)
-        self.by_pod[(ref.namespace, ref.pod)] = ref
-        if ref.ip and ref.outside_reach is None:  # a hostNetwork pod's IP is its node's, not its own
-            self.by_ip[ref.ip] = ref
-        self.by_identity.setdefault(ref.identity, {})[ref.pod] = ref
-        if self.by_prefix:
-            self.by_prefix.clear()
-
-    def remove(self, namespace: str, pod: str) -> PodRef | None:
-        ref = self.by_pod.pop((namespace, pod), None)
-        if ref is None:
-            return None
-        if ref.ip and self.by_ip.get(ref.ip) is ref:
-            del self.by_ip[ref.ip]
-        replicas = self.by_identity.get(ref.identity)
-        if replicas is not None:
-            replicas.pop(pod, None)
-            if not replicas:
-                del self.by_identity[ref.identity]
-        if self.by_prefix:
-            self.by_prefix.clear()
-        return ref
-
-    def lookup(self, endpoint: Endpoint) -> PodRef | None:
-        pod = endpoint.pod
-        if pod and endpoint.namespace:
-            ref = self.by_pod.get((endpoint.namespace, pod))
-            if ref is not None:
-                return ref
-        ip = endpoint.ip
-        if ip and not endpoint.world:
-            ref = self.by_ip.get(ip)
-            if ref is not None:
-                return ref
-        if endpoint.identity and endpoint.namespace:
-            return PodRef(endpoint.identity, endpoint.namespace, endpoint.pod or "")
-        if endpoint.pod_prefix and endpoint.namespace:
-            return self.owner_of_prefix(endpoint.namespace, endpoint.pod_prefix)
-        return None
-
-    def owner_of_prefix(self, namespace: str, prefix: str) -> PodRef | None:
-        """The workload whose pods are named `prefix` (Calico aggregates flows by pod prefix,
-        "frontend-5d9f8b7c6-*"): a workload-level PodRef (no pod, no instance), or None when no
-        pod has the prefix or pods of more than one workload do."""
-        key = (namespace, prefix)
-        if key in self.by_prefix:
-            return self.by_prefix[key]
-        stem = prefix.rstrip("*")
-        named = [(name[len(stem):], ref) for (ns, name), ref in self.by_pod.items()
-                 if ns == namespace and name.startswith(stem)]
-        # Calico's prefix is the pods' generateName ("web-5d9f8b7c6-"): pods it generated have no
-        # further "-"; failing those, any pod whose name starts with it.
-        identities = {ref.identity for rest, ref in named if "-" not in rest} or {ref.identity for _, ref in named}
-        owner = PodRef(identities.pop(), namespace, "") if len(identities) == 1 else None
-        if len(self.by_prefix) >= MAX_PREFIXES:
-            self.by_prefix.clear()
-        self.by_prefix[key] = owner
-        return owner
-
-    def replicas(self, identity: str) -> tuple[PodRef, ...]:
-        return tuple(self.by_identity.get(identity, {}).values())
-
-    def pod_count(self) -> int:
-        return len(self.by_pod)
-
-
-#: Pod-prefix answers remembered between pod changes.
-MAX_PREFIXES = 4096
 
 
 class FlowView(msgspec.Struct, gc=False):

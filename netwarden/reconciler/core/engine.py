@@ -131,14 +131,17 @@ class DecisionEngine:
         self.index.add(ref)
 
     def remove_pod(self, namespace: str, pod: str, now: float) -> list[Decision]:
-        """A pod is gone: forget its health and per-pod score; lift its quarantine if it had one."""
+        """A pod is gone: out of the index, then forgotten (`forget_pod`)."""
         ref = self.index.remove(namespace, pod)
-        if ref is None:
-            return []
+        return self.forget_pod(ref, now) if ref is not None and ref.resolvable else []
+
+    def forget_pod(self, ref: PodRef, now: float) -> list[Decision]:
+        """A pod the index no longer resolves (gone, finished, deleting): forget its health and per-pod
+        score; lift its quarantine if it had one. The watch adapter updates the index itself, then calls this."""
         tracked = self._tracked.get(ref.identity)
         if tracked is None:
             return []
-        tracked.state.health.pop(pod, None)
+        tracked.state.health.pop(ref.pod, None)
         if ref.instance is not None:
             tracked.risk.forget_instance(ref.instance, now)
         return self._step(tracked, now)

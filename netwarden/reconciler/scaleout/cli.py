@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netwarden.reconciler.core.actions import Decision
-from netwarden.reconciler.core.behaviour import PodRef
+from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.snapshot import intent_data

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from netwarden.reconciler import metrics
-from netwarden.reconciler.core.behaviour import FlowView, PodIndex, resolve_flow
+from netwarden.reconciler.core.behaviour import FlowView, resolve_flow
+from netwarden.reconciler.core.pods import PodIndex
 from netwarden.reconciler.core.types import Flow, HealthSignal, MetricAlert, SecurityAlert
 from netwarden.reconciler.scaleout import wire
 from netwarden.reconciler.scaleout.wire import Topics, partition_of
