@@ -9,7 +9,6 @@ controllers (netwarden/reconciler/controller.py wires them).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -17,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from netwarden.model import names
 from netwarden.platform.logs import log_event
-from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy
+from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy, render_policy_spec
 from netwarden.reconciler import metrics
 from netwarden.reconciler.admin_backend import AdminQuarantines
 from netwarden.reconciler.core.actions import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
@@ -25,14 +24,12 @@ from netwarden.reconciler.leader import NotLeader
 from netwarden.reconciler.policy_ops import (
     Change,
     Pending,
-    PolicyOpError,
     PolicyWriter,
     annotations_of,
     iso_time,
     is_adopted,
     labels_of,
     pods_stub,
-    rollback,
     store_pending,
 )
 from netwarden.reconciler.quarantine import (
@@ -257,24 +254,19 @@ class Decisions:
         return annotations
 
     def _apply_rollback(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef]) -> None:
+        """Back to the intent the workload had before its automatic tightening (the decision carries it),
+        with the carve-outs of the quarantines that hold. The spec it replaces joins the policy's history
+        annotation, the one home of its past specs (`netwarden rollback` and `explain` read it)."""
         if holder is None:
             return
-        namespace, name = obj_key(holder)
-        align = functools.partial(self.quarantines.align, namespace=namespace, identity=decision.identity)
-        if decision.restore_spec is not None:
-            manifest = dict(holder)
-            manifest["spec"] = dict(decision.restore_spec)
-            manifest = align(manifest)
-            self.writer.apply(Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
-                                     names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
-                                     annotations={names.ANNOTATION_STEP: decision.step_after,
-                                                  names.ANNOTATION_SCORE: f"{decision.score:.2f}"}, safety=True))
-            return
-        try:
-            rollback(self.writer, namespace, name, decision.restore_revision, changed_by="reconciler",
-                     reason_detail=decision.reason, pods=pods_stub(pods), align=align)
-        except PolicyOpError as exc:
-            log.warning("automatic rollback of %s/%s impossible: %s", namespace, name, exc)
+        namespace, _name = obj_key(holder)
+        manifest = dict(holder)
+        manifest["spec"] = render_policy_spec(decision.intents[0], self.dns)
+        manifest = self.quarantines.align(manifest, namespace=namespace, identity=decision.identity)
+        self.writer.apply(Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
+                                 names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
+                                 annotations={names.ANNOTATION_STEP: decision.step_after,
+                                              names.ANNOTATION_SCORE: f"{decision.score:.2f}"}, safety=True))
 
     def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
                     evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:

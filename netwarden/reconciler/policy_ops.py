@@ -26,7 +26,7 @@ from netwarden.model.errors import ApiError, Conflict
 from netwarden.platform.kube import KubeClient
 from netwarden.platform.logs import log_event
 from netwarden.reconciler import metrics
-from netwarden.reconciler.core.history import HistoryError, PolicyHistory
+from netwarden.model.history import HistoryError, PolicyHistory
 
 log = logging.getLogger("netwarden.reconciler.audit")
 

@@ -174,13 +174,8 @@ class ReconcilerRuntime:
                                                 "identity": restored.identity, "step": restored.step,
                                                 "instance": restored.instance, "expires_at": restored.expires_at})
                 if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and old is None:
-                    annotations = annotations_of(obj)
-                    try:
-                        revision = int(annotations.get(names.ANNOTATION_REVISION, "0") or 0)
-                        self.engine.load_history(labels.get(names.LABEL_IDENTITY, ""), obj["metadata"]["namespace"],
-                                                 annotations.get(names.ANNOTATION_HISTORY), revision, self.clock())
-                    except Exception as exc:  # noqa: BLE001 - a bad annotation must not stop the watch
-                        log.warning("history of %s unreadable: %s", obj["metadata"].get("name"), exc)
+                    # Tracked from now; its past specs stay in its history annotation (policy_ops.history_of).
+                    self.engine.track(labels.get(names.LABEL_IDENTITY, ""), obj["metadata"]["namespace"], self.clock())
         self.controller.on_change(resource, kind, obj, old)
         self.apply(decisions)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from netwarden.model import names
-from netwarden.reconciler.core.history import HistoryError, PolicyHistory
+from netwarden.model.history import HistoryError, PolicyHistory
 
 
 def spec(n: int) -> dict[str, object]:
@@ -64,13 +64,13 @@ def test_absent_annotation_is_empty_and_malformed_ones_are_errors() -> None:
             PolicyHistory.from_annotation(bad)
 
 
-def test_loading_a_policys_history_starts_learning_at_that_moment_not_at_epoch() -> None:
-    """Regression: history loaded when the webhook's policy appears used to create a baseline at t=0,
+def test_tracking_a_workload_from_its_policy_starts_learning_at_that_moment_not_at_epoch() -> None:
+    """Regression: tracking that starts when the webhook's policy appears used to create a baseline at t=0,
     so its learning window had ended in 1970 and every first flow counted as a new peer."""
     from netwarden.reconciler.core.engine import DecisionEngine
 
     engine = DecisionEngine()
-    engine.load_history("shop.deploy.api", "shop", None, 1, now=1_000_000.0)
+    engine.track("shop.deploy.api", "shop", now=1_000_000.0)
     baseline = engine.baseline_of("shop.deploy.api")
     assert baseline is not None
     assert baseline.learning_until == 1_000_000.0 + engine.config.learning_seconds

@@ -11,7 +11,7 @@ from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
 from netwarden.reconciler.core import actions as A
 from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, observe
 from netwarden.reconciler.core.pods import PodRef
-from netwarden.reconciler.core.history import PolicyHistory
+from netwarden.model.history import PolicyHistory
 from netwarden.reconciler.core.types import Endpoint, Flow, MetricAlert, SecurityAlert
 from netwarden.reconciler.core.whatif import DEFAULT_IS_ALLOWED
 from tests.core.corekit import API, DB, PODS, engine, health, ip, with_config

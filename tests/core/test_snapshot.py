@@ -49,7 +49,7 @@ def test_a_restored_engine_decides_identically_to_the_one_it_was_snapshot_from(b
 
 def _learned(e: DecisionEngine, identity: str, now: float) -> tuple:
     """What explain shows of the learned state, and the recent edges the what-if replays."""
-    shown = {k: v for k, v in e.explain(identity, now).items() if k not in ("past_alerts", "history_revisions")}
+    shown = {k: v for k, v in e.explain(identity, now).items() if k != "past_alerts"}
     recent = e._tracked[identity].recent
     return shown, [(v.edge, v.time, recent.count(v.edge)) for v in recent.views()]
 

@@ -309,3 +309,43 @@ def test_rollback_restores_the_exact_previous_spec_and_to_revision(
     # revision 3 was rolled back (popped) to 4 = specs[1]; --to 1 recorded 4 before replacing it.
     assert [e["revision"] for e in history["entries"]] == [1, 4]
     assert history["entries"][1]["spec"] == specs[1]
+
+
+def test_an_automatic_rollback_writes_the_intent_before_the_tightening_and_records_the_spec_it_replaced(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    """The engine keeps no copy of a policy's specs: its rollback decision carries the intent to return to,
+    and the spec it replaces joins the policy's history annotation (the one home `netwarden rollback` reads)."""
+    from netwarden.model.policy import DnsTarget, PolicyIntent, PortSpec, Rule
+    from netwarden.reconciler.controller import Reconciler
+    from netwarden.reconciler.core.actions import Action, Decision, Effect
+    from netwarden.reconciler.policy_ops import history_of
+    from netwarden.reconciler.watch import ClusterIndex
+
+    make_namespace(core, "shop", mode=names.MODE_ENFORCE)
+    identity = "shop.pod.web"
+    base = PolicyIntent("shop", identity, ingress=(Rule((), (PortSpec("TCP", 8080),)),))
+    tightened = PolicyIntent("shop", identity, step=names.STEP_TIGHTENED)
+    net.create_namespaced_network_policy("shop", render_network_policy(base, PolicyMeta("netwarden-pod-web", "test"),
+                                                                       DnsTarget()))
+    writer = PolicyWriter(kube)
+    tightened_manifest = render_network_policy(tightened, PolicyMeta("netwarden-pod-web", "test"), DnsTarget())
+    writer.apply(Change(tightened_manifest, names.EVENT_POLICY_TIGHTENED, "test", "tighten"))
+    before = policy(net, "shop", "netwarden-pod-web")
+    index = ClusterIndex()
+    index.put_policy(before)
+    controller = Reconciler(kube, index, ControllerSettings(default_mode=names.MODE_ENFORCE))
+    try:
+        controller.apply_decision(Decision(Action.ROLLBACK, identity, "shop", time.time(), names.MODE_ENFORCE,
+                                           Effect.WRITE, "lost readiness", 1.0, names.STEP_TIGHTENED,
+                                           names.STEP_BASELINE, intents=(base,)))
+    finally:
+        controller.stop()
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert canonical_spec(after["spec"]) == canonical_spec(render_network_policy(
+        base, PolicyMeta("netwarden-pod-web", "test"), DnsTarget())["spec"])
+    assert after["metadata"]["annotations"][names.ANNOTATION_STEP] == names.STEP_BASELINE
+    entries = history_of(after).entries
+    assert canonical_spec(entries[-1].spec) == canonical_spec(before["spec"])  # the tightened spec, kept
+    assert int(after["metadata"]["annotations"][names.ANNOTATION_REVISION]) == int(
+        before["metadata"]["annotations"][names.ANNOTATION_REVISION]) + 1
+    assert events(core, "shop", names.EVENT_POLICY_ROLLED_BACK)

@@ -1,8 +1,7 @@
 """From score to action: observe -> tighten -> quarantine, and back, within guard rails.
 
 `decide` reads a workload's state, its risk and the guard rails and returns Decisions; `apply_decision`
-moves the state along for the ones that take effect. `step` does both (the engine does the same,
-plus the policy history).
+moves the state along for the ones that take effect. `step` does both (as the engine does).
 
 Rules, in order:
 * learn mode never acts. A pending approval blocks new proposals (a rollback is never blocked).
@@ -26,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from netwarden.model import names
 from netwarden.model.policy import PolicyIntent, Rule, quarantine_intent, with_excluded_instances, workload_quarantine_intent
@@ -111,9 +110,6 @@ class Decision:
     intents: tuple[PolicyIntent, ...] = ()
     #: Per-pod quarantine policies to delete (by instance).
     remove_instances: tuple[str, ...] = ()
-    #: Rollback: the history revision and spec to restore (filled in by the engine from history).
-    restore_revision: int | None = None
-    restore_spec: Mapping[str, Any] | None = None
     expires_at: float | None = None
     evidence: tuple[Deviation, ...] = ()
     what_if: WhatIf | None = None
@@ -151,7 +147,6 @@ class Decision:
             "pods": list(self.pods),
             "expires_at": self.expires_at,
             "event_reason": self.event_reason,
-            "restore_revision": self.restore_revision,
             "evidence": [e.to_dict() for e in self.evidence],
             "what_if_dropped": len(self.what_if.dropped_flows) if self.what_if else None,
         }

@@ -16,14 +16,13 @@ from typing import Any, Iterable
 from netwarden.model import names
 from netwarden.model.declarations import parse_peer_declarations
 from netwarden.model.errors import ConfigError
-from netwarden.model.policy import DnsTarget, PolicyIntent, render_policy_spec
+from netwarden.model.policy import DnsTarget, PolicyIntent
 from netwarden.reconciler.core import actions, snapshot
 from netwarden.reconciler.core.actions import DecideContext, Decision, WorkloadState
 from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
 from netwarden.reconciler.core.behaviour import Baseline, Ends, FlowView, PodIndex, PodRef, observe, resolve_ends, resolve_flow, views_of
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.guard import GuardRails
-from netwarden.reconciler.core.history import PolicyHistory
 from netwarden.reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation
 from netwarden.reconciler.core.types import Endpoint, Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from netwarden.reconciler.core.whatif import IsAllowed, RecentFlows, netpol_is_allowed
@@ -60,14 +59,13 @@ class StatusRow:
 class _Tracked:
     """Everything the engine keeps for one workload (one dict lookup per flow view)."""
 
-    __slots__ = ("baseline", "recent", "risk", "state", "history", "past_alerts")
+    __slots__ = ("baseline", "recent", "risk", "state", "past_alerts")
 
-    def __init__(self, baseline: Baseline, recent: RecentFlows, risk: RiskState, state: WorkloadState, history: PolicyHistory) -> None:
+    def __init__(self, baseline: Baseline, recent: RecentFlows, risk: RiskState, state: WorkloadState) -> None:
         self.baseline = baseline
         self.recent = recent
         self.risk = risk
         self.state = state
-        self.history = history
         #: Alerts too old to act on: evidence of the past, shown by `explain` (bounded).
         self.past_alerts: deque[dict[str, Any]] = deque(maxlen=16)
 
@@ -86,7 +84,7 @@ class EngineCounters:
 
 
 class DecisionEngine:
-    """Holds baselines, risk, recent flows, steps and history for every workload seen."""
+    """Holds baselines, risk, recent flows and steps for every workload seen."""
 
     def __init__(
         self,
@@ -157,16 +155,10 @@ class DecisionEngine:
             if at_base and state.step == names.STEP_BASELINE:
                 state.intent = actions.keep_excluded(intent, state.quarantined)
 
-    def load_history(self, identity: str, namespace: str, annotation: str | None, current_revision: int,
-                     now: float) -> None:
-        """Restore a policy's rollback history (from its annotation). Tracking starts now, so does learning."""
-        tracked = self._track(identity, namespace, now)
-        tracked.history = PolicyHistory.from_annotation(
-            annotation,
-            current_revision=current_revision,
-            max_entries=self.config.max_history,
-            max_bytes=self.config.history_max_bytes,
-        )
+    def track(self, identity: str, namespace: str, now: float) -> None:
+        """A workload's baseline policy exists: track it from now (learning starts at its first flow). Its
+        past specs stay in the policy's history annotation, their one home (netwarden/reconciler/policy_ops.py)."""
+        self._track(identity, namespace, now)
 
     def restore(self, restored: RestoredPolicy, now: float) -> bool:
         """Take over what a previous leader wrote (read back from the cluster at start-up or failover):
@@ -205,7 +197,7 @@ class DecisionEngine:
             return None
         state = tracked.state
         return snapshot.workload_data(identity, state.namespace, tracked.baseline, tracked.risk, tracked.recent, state,
-                                      tracked.history, now)
+                                      now)
 
     def restore_snapshot(self, data: dict[str, Any], now: float) -> bool:
         """Take over a workload another engine learned (SnapshotError when it cannot be read). A workload
@@ -221,7 +213,6 @@ class DecisionEngine:
         tracked.risk = snapshot.risk_of(data["risk"], identity, cfg)
         tracked.recent = snapshot.recent_of(data["recent"], cfg.what_if_window)
         tracked.state = snapshot.state_of(data["state"], identity, namespace, cfg.max_history)
-        tracked.history = snapshot.history_of(data, cfg)
         if identity in self.base_intents:
             tracked.state.base_intent = self.base_intents[identity]
         self._active.add(identity)
@@ -441,7 +432,6 @@ class DecisionEngine:
             "past_alerts": list(tracked.past_alerts),
             "pending": [d.to_dict() for d in state.pending],
             "last_decision": state.last_decision.to_dict() if state.last_decision else None,
-            "history_revisions": list(tracked.history.revisions()),
         }
 
     def baseline_of(self, identity: str) -> Baseline | None:
@@ -455,10 +445,6 @@ class DecisionEngine:
     def risk_of(self, identity: str) -> RiskState | None:
         tracked = self._tracked.get(identity)
         return tracked.risk if tracked else None
-
-    def history_of(self, identity: str) -> PolicyHistory | None:
-        tracked = self._tracked.get(identity)
-        return tracked.history if tracked else None
 
     def workloads(self) -> tuple[str, ...]:
         return tuple(self._tracked)
@@ -487,7 +473,6 @@ class DecisionEngine:
                 RecentFlows(cfg.what_if_window),
                 RiskState(identity, cfg),
                 state,
-                PolicyHistory(max_entries=cfg.max_history, max_bytes=cfg.history_max_bytes),
             )
             self._tracked[identity] = tracked
         return tracked
@@ -511,21 +496,9 @@ class DecisionEngine:
         return out
 
     def _apply(self, tracked: _Tracked, decision: Decision) -> Decision:
-        """Apply to state; keep the policy history for what is actually written."""
-        state = tracked.state
-        if decision.action == actions.ROLLBACK and decision.effect == actions.EFFECT_WRITE:
-            previous = tracked.history.previous()
-            if previous is not None:
-                decision = replace(decision, restore_revision=previous.revision, restore_spec=previous.spec)
-        before = state.intent
-        actions.apply_decision(state, decision, self.guard, self.config)
-        if decision.effect == actions.EFFECT_WRITE:
-            if decision.action == actions.ROLLBACK:
-                tracked.history = tracked.history.pop()
-            elif state.intent != before:
-                tracked.history = tracked.history.push(
-                    render_policy_spec(before, self.dns), before.step, decision.action, decision.time
-                )
+        """Move the workload's state along. A rollback carries the intent it returns to; the specs a
+        policy had are kept on the policy (its history annotation), not here."""
+        actions.apply_decision(tracked.state, decision, self.guard, self.config)
         return decision
 
 

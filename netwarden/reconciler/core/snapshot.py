@@ -5,15 +5,15 @@ forget baselines: the new owner restores them and goes on deciding as the old on
 is kept, per workload: the behaviour baseline (edges, namespaces, novel edges, the rate EWMA, the
 drop window), the decaying risk (workload, workload-level and per-pod scores, firing alerts, the
 evidence), the recent edges the what-if replays, the step state (escalation level, cooldown,
-health at the last tightening, intents to roll back to) and the rollback history, in the same
-encoding as its policy annotation.
+health at the last tightening, intents to roll back to). Not the specs a policy had: those live in
+its history annotation, on the policy, where the next leader finds them.
 
 Not kept: pending approvals (approve mode proposes again), the policies of the last decision (only
 what `explain` and a rollback's evidence read of it), the guard rails' windows and the alert de-duplication memory
 (cluster-wide, not per workload), and the config (the restoring engine's own applies).
 
 The snapshot is bounded by the config caps (edges, novel edges, namespaces, evidence, recent
-edges, history) and versioned: a snapshot of another version is refused (`SnapshotError`, counted
+edges) and versioned: a snapshot of another version is refused (`SnapshotError`, counted
 by the adapter), and that workload learns again. `to_bytes` adds a byte bound for the stores
 (Kafka's message size, a ConfigMap's 1 MiB). Pure: no clock, no I/O.
 """
@@ -29,7 +29,6 @@ from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
 from netwarden.reconciler.core.actions import Decision, QuarantinedPod, WorkloadState
 from netwarden.reconciler.core.behaviour import Baseline, FlowView
 from netwarden.reconciler.core.config import CoreConfig
-from netwarden.reconciler.core.history import PolicyHistory
 from netwarden.reconciler.core.risk import Deviation, RiskState, _Decaying
 from netwarden.reconciler.core.whatif import RecentFlows, WhatIf
 
@@ -197,7 +196,7 @@ def _health_of(data: dict[str, list[Any]] | None) -> dict[str, tuple[bool, int]]
 
 _DECISION_FIELDS = (
     "action", "identity", "namespace", "time", "mode", "effect", "reason", "score", "step_before", "step_after",
-    "expires_at", "level", "blast_pods", "automatic", "restore_revision", "restore_spec",
+    "expires_at", "level", "blast_pods", "automatic",
 )
 
 
@@ -260,18 +259,13 @@ def state_of(data: Data, identity: str, namespace: str, max_history: int) -> Wor
 
 
 def workload_data(identity: str, namespace: str, baseline: Baseline, risk: RiskState, recent: RecentFlows,
-                  state: WorkloadState, history: PolicyHistory, taken_at: float) -> Data:
+                  state: WorkloadState, taken_at: float) -> Data:
     """Everything `restore` needs for one workload, as JSON-ready plain data."""
     return {
         "v": VERSION, "identity": identity, "namespace": namespace, "taken_at": taken_at,
         "baseline": baseline_data(baseline), "risk": risk_data(risk), "recent": recent_data(recent),
-        "state": state_data(state), "history": history.to_annotation(),
+        "state": state_data(state),
     }
-
-
-def history_of(data: Data, config: CoreConfig) -> PolicyHistory:
-    return PolicyHistory.from_annotation(data.get("history"), max_entries=config.max_history,
-                                         max_bytes=config.history_max_bytes)
 
 
 def check(data: Any) -> Data:

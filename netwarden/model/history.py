@@ -1,4 +1,4 @@
-"""Bounded history of a policy's previous specs, so any automatic change can be rolled back.
+"""Bounded history of a policy's previous specs, so any change can be rolled back: the one home of a policy's past.
 
 Kept on the policy itself in the `netwarden.io/history` annotation as compact JSON. Bounded twice:
 by entry count and by bytes (all annotations of an object share a 256 KiB budget), oldest dropped
