@@ -56,6 +56,10 @@ class StatusRow:
         }
 
 
+#: Endpoint pairs whose attribution the engine keeps between batches.
+MAX_ENDPOINT_PAIRS = 16384
+
+
 class _Tracked:
     """Everything the engine keeps for one workload (one dict lookup per flow view)."""
 
@@ -115,6 +119,11 @@ class DecisionEngine:
         self._tracked: dict[str, _Tracked] = {}
         #: Workloads with something to re-check on tick (score > 0, not at baseline, quarantines, pending).
         self._active: set[str] = set()
+        #: (id(source), id(destination)) -> (source, destination, their ends): each endpoint pair's
+        #: attribution, kept while the pod index (the same one) stays at its version (the endpoints are
+        #: kept so their ids stay theirs); bounded.
+        self._ends_of: dict[tuple[int, int], tuple[Endpoint, Endpoint, Ends | None]] = {}
+        self._ends_version: tuple[PodIndex, int] | None = None
 
     # --- facts from the adapter ---------------------------------------------------------------
     def set_mode(self, namespace: str, mode: str) -> None:
@@ -236,18 +245,20 @@ class DecisionEngine:
 
     def ingest_flows(self, flows: Iterable[Flow], now: float | None = None) -> list[Decision]:
         """`ingest_flow` for each flow in order, at `now` (or each at its own time when None), with the
-        same result; each distinct (source, destination) endpoint pair of the batch is resolved once
-        (parsers reuse one Endpoint per wire endpoint, and nothing here changes the pod index)."""
-        counters = self.counters
+        same result; each distinct (source, destination) endpoint pair is resolved once until the pod
+        index changes (parsers reuse one Endpoint per wire endpoint), and the counters move once."""
         index = self.index
-        #: (id(source), id(destination)) -> (source, destination, ends); the endpoints are kept so
-        #: their ids stay theirs for the whole call.
-        ends_of: dict[tuple[int, int], tuple[Endpoint, Endpoint, Ends | None]] = {}
+        ends_of = self._ends_of
+        if self._ends_version != (index, index.version) or len(ends_of) >= MAX_ENDPOINT_PAIRS:
+            ends_of.clear()
+            self._ends_version = (index, index.version)
         views: list[FlowView] = []
+        add_views = views.extend
+        total = unresolved = 0
         for flow in flows:
-            counters.flows += 1
+            total += 1
             if flow.reply:
-                counters.unresolved_flows += 1
+                unresolved += 1
                 continue
             source, destination = flow.source, flow.destination
             known = ends_of.get((id(source), id(destination)))
@@ -255,34 +266,38 @@ class DecisionEngine:
                 known = ends_of[(id(source), id(destination))] = (source, destination, resolve_ends(source, destination, index))
             ends = known[2]
             if ends is None:
-                counters.unresolved_flows += 1
+                unresolved += 1
                 continue
-            views += views_of(flow, ends)
+            add_views(views_of(flow, ends))
+        counters = self.counters
+        counters.flows += total
+        counters.unresolved_flows += unresolved
         # Views do not depend on what scoring learns, so all are built first and scored in order.
         return self.ingest_views(views, now)
 
     def ingest_views(self, views: Iterable[FlowView], now: float | None, count: int = 1) -> list[Decision]:
         """Score flow views already resolved to their workloads (by the scale-out ingest, `count` times
         each), at `now`, or each at its own flow's time when None (a replay)."""
-        counters = self.counters
         out: list[Decision] = []
-        tracked_map = self._tracked
+        get_tracked = self._tracked.get
         at = now
+        seen = 0
         for view in views:
+            seen += 1
             if now is None:
                 at = view.time
-            counters.views += count
-            tracked = tracked_map.get(view.identity)
+            tracked = get_tracked(view.identity)
             if tracked is None:
                 tracked = self._track(view.identity, view.namespace, at)
-            _, deviations = observe(tracked.baseline, view, at, count)
+            deviations = observe(tracked.baseline, view, at, count)[1]
             if not view.dropped:
                 tracked.recent.add(view, count)
             if deviations:
-                counters.deviations += len(deviations)
+                self.counters.deviations += len(deviations)
                 tracked.risk.add(deviations, at)
                 self._active.add(view.identity)
                 out.extend(self._step(tracked, at))
+        self.counters.views += seen * count
         return out
 
     def ingest_alert(self, alert: SecurityAlert, now: float) -> list[Decision]:

@@ -124,6 +124,9 @@ class PodIndex:
     by_instance: dict[str, PodRef] = field(default_factory=dict)
     #: identity -> pod name -> PodRef, every pod watched.
     members: dict[str, dict[str, PodRef]] = field(default_factory=dict)
+    #: Moves whenever the pods the engine resolves change (`by_pod`, hence `by_ip` and `by_prefix`):
+    #: an attribution remembered at one version holds until the next (the engine's endpoint cache).
+    version: int = 0
 
     def add(self, ref: PodRef) -> PodRef | None:
         """Put (or replace) a pod; returns what it replaced."""
@@ -139,6 +142,7 @@ class PodIndex:
             if ref.ip and ref.outside_reach is None:  # a hostNetwork pod's IP is its node's, not its own
                 self.by_ip[ref.ip] = ref
             self.by_identity.setdefault(ref.identity, {})[ref.pod] = ref
+            self.version += 1
         if self.by_prefix:
             self.by_prefix.clear()
         return old
@@ -157,6 +161,7 @@ class PodIndex:
             if ref.ip and self.by_ip.get(ref.ip) is ref:
                 del self.by_ip[ref.ip]
             _drop(self.by_identity, ref)
+            self.version += 1
         if self.by_prefix:
             self.by_prefix.clear()
         return ref

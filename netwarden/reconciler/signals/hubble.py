@@ -228,20 +228,9 @@ def flow_of(line: HubbleLine) -> Flow:
     direction = flow.traffic_direction if flow.traffic_direction is not None else flow.trafficDirection
     reporter = _REPORTER.get(direction) if type(direction) in _SCALARS else None
 
-    return Flow(
-        time=when,
-        source=_endpoint(flow.source, src_ip),
-        destination=_endpoint(flow.destination, dst_ip),
-        port=port,
-        protocol=protocol,
-        verdict=verdict,
-        policy_dropped=policy_dropped,
-        reply=reply,
-        bytes=0,
-        packets=1,
-        source_format="hubble",
-        reporter=reporter,
-    )
+    # Positional: the constructor is per flow (field order of core.types.Flow).
+    return Flow(when, _endpoint(flow.source, src_ip), _endpoint(flow.destination, dst_ip), port, protocol, verdict,
+                policy_dropped, reply, 0, 1, "hubble", reporter)
 
 
 def parse_hubble_line(value: object) -> Flow:
