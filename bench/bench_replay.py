@@ -1,6 +1,6 @@
 """Replay throughput and memory on a large Hubble export, against decoding floors.
 
-    .venv/bin/python bench/bench_replay.py [--flows 1000000] [--workloads 200] [--rounds 1]
+    .venv/bin/python bench/bench_replay.py [--flows 1000000] [--workloads 200] [--rounds 1] [--before DIR]
 
 Writes a synthetic `hubble observe -o json` file (realistic record shape and size), then times in
 separate processes, interleaved per round: the floors, reading every line and decoding it with
@@ -8,6 +8,8 @@ separate processes, interleaved per round: the floors, reading every line and de
 (only the fields read), and scoring nothing; and `netwarden replay` over the same file with a
 matching pod snapshot (parse, attribute, score). CPU is each child's user+system time (the figure
 per core, steadier than wall time on a shared machine); peak RSS the largest child so far.
+`--before DIR` adds `netwarden replay` run from another checkout (e.g. a worktree at an older
+commit) to the same interleaved rounds: a before/after in one run.
 """
 
 from __future__ import annotations
@@ -68,11 +70,12 @@ def make_dataset(directory: Path, flows: int, workloads: int, seed: int = 3) -> 
     return flows_path, pods_path
 
 
-def run(argv: list[str]) -> tuple[float, float, float, str]:
-    """(wall seconds, CPU seconds, peak RSS MiB so far, stdout) of one child."""
+def run(argv: list[str], cwd: Path = ROOT) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS MiB so far, stdout) of one child (run in `cwd`: the
+    checkout whose netwarden `-m` imports)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=cwd)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -84,8 +87,10 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--workloads", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--before", type=Path, help="another checkout of netwarden whose replay joins the rounds")
     args = parser.parse_args()
     commands: dict[str, list[str]] = {}
+    where: dict[str, Path] = {}
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     rss: dict[str, float] = {}
@@ -97,16 +102,21 @@ def main() -> None:
               f"(written in {time.perf_counter() - t0:.0f}s); {args.rounds} interleaved round(s), medians")
         for label, setup in FLOORS.items():
             commands[label] = [sys.executable, "-c", FLOOR.format(setup=setup), str(flows)]
-        commands["netwarden replay (parse, attribute, score)"] = [
-            sys.executable, "-m", "netwarden.cli", "replay", "--flows", str(flows), "--pods", str(pods), "--quiet"]
+        replay_argv = [sys.executable, "-m", "netwarden.cli", "replay", "--flows", str(flows), "--pods", str(pods), "--quiet"]
+        if args.before is not None:
+            label = f"netwarden replay before ({args.before})"
+            commands[label], where[label] = replay_argv, args.before.resolve()
+        commands["netwarden replay (parse, attribute, score)"] = replay_argv
         out = ""
+        outputs: dict[str, str] = {}
         for _ in range(args.rounds):
             for label, argv in commands.items():
-                seconds, used, peak, out_ = run(argv)
+                seconds, used, peak, out_ = run(argv, where.get(label, ROOT))
                 wall.setdefault(label, []).append(seconds)
                 cpu.setdefault(label, []).append(used)
                 rss[label] = peak
-                out = out_ if label.startswith("netwarden") else out
+                out = out_ if label.startswith("netwarden replay (") else out
+                outputs[label] = out_
     decisions = next((line for line in out.splitlines() if line.startswith("decisions:")), "")
     base = statistics.median(cpu["floor: read + json.loads"])
     print()
@@ -117,6 +127,11 @@ def main() -> None:
         print(f"| {label} | {w:.1f} | {args.flows / w:,.0f} | {c:.1f} | {args.flows / c:,.0f} | {c / base:.2f}x | "
               f"{rss[label]:.0f} |")
     print(f"\n{decisions}")
+    if args.before is not None:
+        # Everything replay prints but its throughput line: baselines, scores, steps, decisions.
+        said = {label: [line for line in text.splitlines() if not line.startswith("throughput:")]
+                for label, text in outputs.items() if label.startswith("netwarden replay")}
+        print("before and after print the same baselines, scores and decisions:", len({tuple(v) for v in said.values()}) == 1)
     print("note: peak RSS is the largest child so far (getrusage RUSAGE_CHILDREN), in the order of the rows.")
 
 
