@@ -74,3 +74,21 @@ def test_a_batch_learns_then_reports_like_flows_one_by_one() -> None:
     assert one.counters.deviations > 0  # the world egress after learning was reported
     assert [d.to_dict() for d in got] == [d.to_dict() for d in expected]
     assert state(batched, 100.0) == state(one, 100.0)
+
+
+def test_an_endpoint_pair_is_attributed_again_after_a_pod_change() -> None:
+    """The engine remembers each endpoint pair's attribution between batches; a pod change (the IP
+    taken by another workload's pod, the pod gone) is seen by the next batch, with the same Endpoints."""
+    ip = PODS[DB][0][2]
+    src, dst = Endpoint(PODS[API][0][2]), Endpoint(ip)
+    e = engine(CONFIG)
+    e.ingest_flows([Flow(1.0, src, dst, 5432, "TCP")], 1.0)
+    assert e.baseline_of(DB) is not None and e.baseline_of(DB).flows_seen == 1
+    e.upsert_pod(PodRef("shop.deploy.other", "shop", "db-0", "inst-db-0", ip))  # same pod name, other workload
+    e.ingest_flows([Flow(2.0, src, dst, 5432, "TCP")], 2.0)
+    assert e.baseline_of(DB).flows_seen == 1
+    assert e.baseline_of("shop.deploy.other").flows_seen == 1
+    e.index.remove("shop", "db-0")
+    e.ingest_flows([Flow(3.0, src, dst, 5432, "TCP")], 3.0)
+    assert e.baseline_of("shop.deploy.other").flows_seen == 1  # the pod is gone: only the egress view counts
+    assert e.baseline_of(API).flows_seen == 3
