@@ -9,7 +9,9 @@ order is the safety property:
   carve-out second (Q alone). Carving first would leave the pod selected by nothing: unrestricted.
 * release: the carve-out ends first (W + Q again), then the quarantine goes (W alone).
 
-A failed step raises; the controller keeps the plan and retries it with backoff from its work queue.
+The order is planned, as plain data, by netwarden/reconciler/core/plan.py (pod_quarantine, pod_release);
+`QuarantineWriter.execute` takes the steps. A failed step raises; the controller keeps the work and
+retries it with backoff from its work queue.
 Every write of the workload's own policy sets its carve-outs to exactly the quarantines that exist
 (`exclusions_for`), so no other change (tighten, relax, rollback to an older spec, a restart that
 lost memory) can carve out a pod whose quarantine is missing, or end the carve-out of one that holds.
@@ -26,6 +28,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from netwarden.model import names
 from netwarden.platform.kube import KubeClient
 from netwarden.model.policy import PolicyIntent, quarantine_policy_name, render_pod_selector
+from netwarden.reconciler.core.plan import Op, Plan, pod_quarantine, pod_release
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, annotations_of, labels_of
 
 Obj = dict[str, Any]
@@ -153,25 +156,39 @@ class QuarantineWriter:
 
     def quarantine(self, plan: QuarantinePlan) -> None:
         """Quarantine first, carve-out second; raises when a step fails (safe to call again)."""
-        self.backend.ensure(plan)
-        if self.backend.needs_carve_out:
-            self.carve(plan.namespace, plan.identity, adding=(plan.instance,),
-                       message=f"pod instance {plan.instance} carved out of its workload's policy: its quarantine "
-                               f"holds it", event_reason=names.EVENT_POD_QUARANTINED, pods=plan.pods)
+        self.execute(pod_quarantine(plan.namespace, plan.identity, plan.instance,
+                                    carve_out=self.backend.needs_carve_out), plan)
 
     def release(self, work: QuarantineRelease) -> None:
         """Carve-out ends first, quarantine goes second; raises when a step fails (safe to call again)."""
-        if self.backend.needs_carve_out:
-            self.carve(work.namespace, work.identity, releasing=(work.instance,), message=work.message,
-                       event_reason=names.EVENT_QUARANTINE_LIFTED, pods=work.pods)
-        self.backend.remove(work.namespace, work.instance, message=work.message,
-                            reason=names.REASON_QUARANTINE_LIFTED, pods=work.pods)
+        self.execute(pod_release(work.namespace, work.identity, work.instance,
+                                 carve_out=self.backend.needs_carve_out), work)
 
     def run(self, work: QuarantineWork) -> None:
         if isinstance(work, QuarantinePlan):
             self.quarantine(work)
         else:
             self.release(work)
+
+    def execute(self, plan: Plan, work: QuarantineWork) -> None:
+        """Take the plan's steps in order (netwarden/reconciler/core/plan.py); the first that fails raises,
+        so no step runs without the ones before it (its precondition). `work` carries the bookkeeping."""
+        for step in plan.steps:
+            if step.op == Op.ENSURE_QUARANTINE:
+                assert isinstance(work, QuarantinePlan)
+                self.backend.ensure(work)
+            elif step.op == Op.CARVE_OUT:
+                self.carve(step.namespace, step.identity, adding=(step.instance,),
+                           message=f"pod instance {step.instance} carved out of its workload's policy: its "
+                                   f"quarantine holds it", event_reason=names.EVENT_POD_QUARANTINED, pods=work.pods)
+            elif step.op == Op.END_CARVE_OUT:
+                assert isinstance(work, QuarantineRelease)
+                self.carve(step.namespace, step.identity, releasing=(step.instance,), message=work.message,
+                           event_reason=names.EVENT_QUARANTINE_LIFTED, pods=work.pods)
+            elif step.op == Op.REMOVE_QUARANTINE:
+                assert isinstance(work, QuarantineRelease)
+                self.backend.remove(step.namespace, step.instance, message=work.message,
+                                    reason=names.REASON_QUARANTINE_LIFTED, pods=work.pods)
 
     def carve(self, namespace: str, identity: str, *, adding: Sequence[str] = (), releasing: Sequence[str] = (),
               message: str, event_reason: str, pods: Sequence[Mapping[str, Any]] = ()) -> bool:

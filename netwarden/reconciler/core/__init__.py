@@ -8,6 +8,7 @@ risk       Deviation (evidence) and RiskState (decaying score per workload and p
 whatif     which recent flows a proposed policy would drop (pluggable evaluator)
 guard      protected namespaces, blast radius, write budget
 actions    WorkloadState, decide / apply_decision: tighten, quarantine, relax, rollback
+plan       a decision's API changes as ordered steps with preconditions (so far: a pod quarantine and its release)
 engine     DecisionEngine: holds all of the above per workload; what reconciler and replay drive
 snapshot   one workload's learned state as versioned plain data: what a new leader or partition owner restores
 """

@@ -1,0 +1,51 @@
+"""Decide, plan, execute: a pod quarantine's plan is pure data whose every step leaves the pod no freer."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netwarden.reconciler.core.plan import (Exposure, Fact, Op, Plan, PlanError, Step, exposures, pod_quarantine,
+                                            pod_release)
+
+NS, IDENTITY, INSTANCE = "shop", "shop.deploy.api", "inst-api-1"
+# (quarantine held, carved out, backend needs a carve-out): a carve-out exists only where the backend makes one.
+starts = st.tuples(st.booleans(), st.booleans(), st.booleans()).filter(lambda s: s[2] or not s[1])
+
+
+def test_a_quarantine_lands_before_its_carve_out_and_a_release_ends_the_carve_out_first() -> None:
+    assert pod_quarantine(NS, IDENTITY, INSTANCE, carve_out=True).ops() == (Op.ENSURE_QUARANTINE, Op.CARVE_OUT)
+    assert pod_release(NS, IDENTITY, INSTANCE, carve_out=True).ops() == (Op.END_CARVE_OUT, Op.REMOVE_QUARANTINE)
+    # An admin-tier Deny is final: nothing to carve out of.
+    assert pod_quarantine(NS, IDENTITY, INSTANCE, carve_out=False).ops() == (Op.ENSURE_QUARANTINE,)
+    assert pod_release(NS, IDENTITY, INSTANCE, carve_out=False).ops() == (Op.REMOVE_QUARANTINE,)
+
+
+@given(starts)
+def test_every_state_on_the_way_to_a_quarantine_is_at_most_as_exposed_as_the_one_before(start) -> None:
+    held, carved, carve_out = start
+    seen = exposures(pod_quarantine(NS, IDENTITY, INSTANCE, carve_out=carve_out), held=held, carved=carved,
+                     carve_out=carve_out)
+    assert all(after <= before for before, after in zip(seen, seen[1:])), seen
+    assert seen[-1] == Exposure.ISOLATED
+
+
+@given(starts)
+def test_no_state_on_the_way_out_of_a_quarantine_is_more_exposed_than_the_end(start) -> None:
+    held, carved, carve_out = start
+    seen = exposures(pod_release(NS, IDENTITY, INSTANCE, carve_out=carve_out), held=held, carved=carved,
+                     carve_out=carve_out)
+    assert all(state <= seen[-1] for state in seen[1:]), seen
+    assert seen[-1] == Exposure.WORKLOAD
+
+
+def test_the_wrong_order_opens_the_pod_and_a_step_without_its_precondition_is_refused() -> None:
+    carve_first = Plan((Step(Op.CARVE_OUT, NS, IDENTITY, INSTANCE), Step(Op.ENSURE_QUARANTINE, NS, IDENTITY, INSTANCE)))
+    assert exposures(carve_first, held=False, carved=False, carve_out=True)[1] == Exposure.OPEN
+    guarded = Plan(tuple(reversed(pod_quarantine(NS, IDENTITY, INSTANCE, carve_out=True).steps)))
+    with pytest.raises(PlanError, match=str(Fact.QUARANTINE_HELD)):
+        exposures(guarded, held=False, carved=False, carve_out=True)
+    remove_first = Plan(tuple(reversed(pod_release(NS, IDENTITY, INSTANCE, carve_out=True).steps)))
+    with pytest.raises(PlanError, match=str(Fact.CARVED_OUT)):
+        exposures(remove_first, held=True, carved=True, carve_out=True)
