@@ -6,7 +6,9 @@ client likes (300 slow clients, 309 threads). Here one asyncio loop does all soc
 blocking: the TLS handshake (bounded by `handshake_timeout`), the request head (`head_timeout`,
 also the keep-alive idle timeout), the body (`body_timeout`, chunked included, limited to
 `max_body_bytes` on the bytes actually read: 413). Only a complete request, already in memory,
-reaches the WSGI app, on a pool of `threads` threads. Connections past the handshake are bounded by
+reaches the WSGI app, on a pool of `threads` threads; requests to `bulk_paths` (the flow batches) run
+on a pool of their own (`bulk_threads`), so an alert or a probe never waits for a thread behind
+them, however many senders post flows at once. Connections past the handshake are bounded by
 `max_connections`: past it the oldest one still waiting (idle, or before its request head) is
 closed to make room, so a flood of idle clients cannot lock out a probe; connections still in their
 handshake cost the loop a little memory and are dropped at `handshake_timeout`.
@@ -46,7 +48,10 @@ class ServerLimits:
     #: Writing a response to a client that does not read.
     write_timeout: float = 15.0
     max_connections: int = 1024
+    #: Threads for every request not to a bulk path (alerts, probes, metrics).
     threads: int = 8
+    #: Threads for requests to the server's `bulk_paths` (flow batches): their own, never the ones above.
+    bulk_threads: int = 4
     max_head_bytes: int = 64 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
 
@@ -96,13 +101,16 @@ class GuardedHttpServer:
     """Serve a WSGI app over HTTP/1.1 (TLS when `ssl_context` gives one) from a background thread."""
 
     def __init__(self, app: WSGIApp, host: str, port: int, *, limits: ServerLimits = ServerLimits(),
-                 ssl_context: Callable[[], ssl.SSLContext] | None = None) -> None:
-        """`ssl_context` gives the context to listen with (its sni_callback may move a handshake to a newer one)."""
+                 ssl_context: Callable[[], ssl.SSLContext] | None = None, bulk_paths: tuple[str, ...] = ()) -> None:
+        """`ssl_context` gives the context to listen with (its sni_callback may move a handshake to a newer one);
+        requests whose path starts with one of `bulk_paths` run on the bulk pool."""
         self.app = app
         self.host = host
         self.limits = limits
         self._ssl_context = ssl_context
+        self._bulk_paths = bulk_paths
         self._pool = ThreadPoolExecutor(max_workers=limits.threads, thread_name_prefix="signal-app")
+        self._bulk_pool = ThreadPoolExecutor(max_workers=limits.bulk_threads, thread_name_prefix="signal-bulk")
         self._connections: dict[_Connection, None] = {}  # insertion order: oldest first
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
@@ -154,6 +162,7 @@ class GuardedHttpServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._bulk_pool.shutdown(wait=False, cancel_futures=True)
         self._socket.close()
 
     @property
@@ -196,8 +205,9 @@ class GuardedHttpServer:
                     return
                 if request is None:
                     return
+                pool = self._bulk_pool if request.target.startswith(self._bulk_paths) else self._pool
                 status, headers, body = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._call_app, request, writer)
+                    pool, self._call_app, request, writer)
                 keep = request.keep_alive and not any(
                     k.lower() == "connection" and "close" in v.lower() for k, v in headers)
                 await self._write_response(writer, status, headers, body, keep, request.method == "HEAD")

@@ -15,12 +15,13 @@ import threading
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from netwarden.certs import pki
+from netwarden.reconciler.core.types import Flow
 from netwarden.reconciler.httpserver import ServerLimits
 from netwarden.reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app
 from netwarden.reconciler.signals.streams import SignalCounters
@@ -35,11 +36,12 @@ CLIENT_TIMEOUT = 5.0
 HOSTILE = 300
 NOW = datetime.now(timezone.utc)
 FLOWS = (PAYLOADS / "hubble/hubble-otel_gke-istio_2021_l3l4_10flows.jsonl").read_bytes()
+ALERT = (PAYLOADS / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_bytes()
 
 
 class Receiver:
     def __init__(self, tmp_path: Path, limits: ServerLimits, *, now: datetime = NOW,
-                 valid_for: timedelta = timedelta(days=1)) -> None:
+                 valid_for: timedelta = timedelta(days=1), sink: Sink | None = None) -> None:
         ca = pki.generate_ca("receiver-ca", now=now, valid_for=timedelta(days=10))
         leaf = pki.issue_certificate(ca, "localhost", now=now, valid_for=valid_for, ip_addresses=["127.0.0.1"])
         (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
@@ -48,7 +50,7 @@ class Receiver:
         self.ca_pem = ca.cert_pem
         self.verify = validity_problem(leaf.certificate.not_valid_before_utc, leaf.certificate.not_valid_after_utc,
                                       now=datetime.now(timezone.utc)) is None
-        self.sink = Sink()
+        self.sink = sink if sink is not None else Sink()
         self.tls = CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
         app = create_receiver_app(self.sink, token=TokenFile(str(tmp_path / "token")), counters=SignalCounters(),
                                   registry=CollectorRegistry(), max_body_bytes=limits.max_body_bytes, tls=self.tls)
@@ -93,7 +95,7 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
 
 
 def server_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith(("signal-receiver", "signal-app")))
+    return sum(1 for t in threading.enumerate() if t.name.startswith(("signal-receiver", "signal-app", "signal-bulk")))
 
 
 def assert_still_serving(receiver: Receiver) -> None:
@@ -128,7 +130,43 @@ def test_300_idle_and_slow_tls_clients_leave_it_answering_with_bounded_threads(t
         wait_for(lambda: receiver.server.server.open_connections >= HOSTILE // 2,
                  "the slow TLS clients to be past their handshake", timeout=60)
         assert_still_serving(receiver)
-        assert server_threads() <= 1 + 4  # the loop thread and the app pool, whatever the clients do
+        # The loop thread, the app pool and the bulk pool, whatever the clients do.
+        assert server_threads() <= 1 + 4 + patient.bulk_threads
+
+
+class StuckFlowSink(Sink):
+    """Every flow batch blocks until released: flow senders hold every thread they can get."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.stuck = threading.Semaphore(0)
+
+    def accept_flows(self, flows: Sequence[Flow]) -> None:
+        self.stuck.release()
+        self.release.wait(30)
+        super().accept_flows(flows)
+
+
+def test_an_alert_and_a_probe_never_wait_for_a_thread_behind_flow_batches(tmp_path: Path) -> None:
+    sink = StuckFlowSink()
+    served = Receiver(tmp_path, ServerLimits(threads=2, bulk_threads=2), sink=sink)
+    senders = [threading.Thread(target=served.request, args=("POST", "/signals/flows", FLOWS))
+               for _ in range(2 * (2 + 2))]  # more flow senders than threads of both pools together
+    try:
+        for sender in senders:
+            sender.start()
+        assert sink.stuck.acquire(timeout=CLIENT_TIMEOUT)  # a flow batch is being scored (and stays)
+        assert served.request("GET", "/healthz") == (200, {"status": "ok"})
+        status, result = served.request("POST", "/signals/falco", ALERT)
+        assert status == 200 and result["accepted"] == 1 and len(sink.alerts) == 1
+        sink.release.set()
+        wait_for(lambda: len(sink.flows) == 10 * len(senders), "every batch scored once released, none lost")
+    finally:
+        sink.release.set()
+        for sender in senders:
+            sender.join(CLIENT_TIMEOUT)
+        served.server.stop()
 
 
 def test_handshake_head_body_and_keepalive_timeouts_close_stalled_connections(tmp_path: Path) -> None:
