@@ -232,6 +232,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
     from netwarden.reconciler.core.config import CoreConfig
     from netwarden.reconciler.forwarding import SignalForwarder, advertised_address
     from netwarden.reconciler.leader import AlwaysOpen, LeaderElector
+    from netwarden.reconciler.priority import freeze_started_objects, use_reconciler_switch_interval
     from netwarden.reconciler.receivers import ReceiverServer, TokenFile, create_receiver_app, ingest_flow_stream
     from netwarden.reconciler.scaleout.statestore import StateStoreSettings
     from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings, resolve_dns_target
@@ -302,6 +303,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
         # A standby passes signals to the leader (its engine is the one that acts), never scores them itself.
         forwarder = SignalForwarder(gate.is_open, gate.leader_address, identity,
                                     pinned_cert=rc.cert if rc.cert and rc.key else None)
+    use_reconciler_switch_interval()  # every GIL hand-off bounded (netwarden/reconciler/priority.py)
     runtime = ReconcilerRuntime(kube, settings, core, gate=gate)
     runtime_holder.append(runtime)
     if isinstance(gate, LeaderElector):
@@ -317,6 +319,7 @@ def run_reconciler(args: argparse.Namespace) -> int:
 
     # Hubble Relay / Goldmane streams feed the engine on the leader only (a standby's engine does not act).
     flow_sources = start_flow_sources(rc, runtime, counters, active=gate.is_open, registry=metrics.REGISTRY)
+    freeze_started_objects()  # no full collection walks the start-up's objects again (netwarden/reconciler/priority.py)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -358,7 +358,8 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
         return jsonify(result.to_dict()), status
 
     # Alerts before flows (netwarden/reconciler/priority.py): an alert request holds flow batches back from its
-    # start to its policy write; a flow batch waits its turn before it is even parsed.
+    # start to its policy write; a flow batch waits its turn before it is even parsed, and batches from
+    # many senders are parsed and scored one at a time.
     priority: SignalPriority | None = getattr(sink, "signal_priority", None)
 
     def first(kind: str, ingest: Callable[[bytes], tuple[IngestResult, int]]) -> Any:
@@ -368,9 +369,11 @@ def create_receiver_app(sink: SignalSink, *, token: TokenFile | None, counters: 
             return receive(kind, ingest)
 
     def ingest_flows(raw: bytes) -> tuple[IngestResult, int]:
-        if priority is not None:
+        if priority is None:
+            return ingest_flow_body(raw, sink, counters), 200
+        with priority.flow_lane():  # one batch at a time: an alert competes with one flow thread, not many
             priority.wait_turn()
-        return ingest_flow_body(raw, sink, counters), 200
+            return ingest_flow_body(raw, sink, counters), 200
 
     @route("flows")
     def flows() -> Any:
@@ -480,7 +483,7 @@ class ReceiverServer:
                  tls: CertificateReloader | None = None, limits: ServerLimits | None = None) -> None:
         self.reloader = tls
         limits = limits or ServerLimits(max_body_bytes=app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY)
-        self.server = GuardedHttpServer(app, host, port, limits=limits,
+        self.server = GuardedHttpServer(app, host, port, limits=limits, bulk_paths=("/signals/flows",),
                                         ssl_context=tls.context if tls is not None else None)
         self.port = self.server.port
 
