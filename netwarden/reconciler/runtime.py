@@ -22,6 +22,7 @@ from netwarden.platform.logs import log_event
 from netwarden.model.policy import DnsTarget, PolicyIntent
 from netwarden.reconciler import metrics
 from netwarden.reconciler.controller import ControllerSettings, Reconciler
+from netwarden.reconciler.core.actions import Action
 from netwarden.reconciler.core.alerts import TOO_OLD, Attribution
 from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.config import CoreConfig
@@ -130,6 +131,7 @@ class ReconcilerRuntime:
             if self.checkpoints is not None:
                 self.checkpoints.restore()  # baselines first: the policies' steps are read back over them
             self.take_over()
+            self.resume_quarantines()
             self.controller.collect_garbage()
             self.controller.resync()
             with self._engine_lock:
@@ -150,6 +152,34 @@ class ReconcilerRuntime:
         if count:
             log_event(log, "info", {"event": "took_over_from_cluster", "restored": count})
         return count
+
+    def resume_quarantines(self) -> int:
+        """Write the pod quarantines the engine holds from a saved state but the cluster lacks: the last
+        leader decided them and died before the first write landed (its snapshot was saved at the
+        decision). Each goes through the usual quarantine steps; returns how many were resumed."""
+        with self._engine_lock:
+            held = self.engine.held_quarantines(self.clock())
+        backend = self.controller.quarantines.backend
+        present: dict[tuple[str, str], set[str]] = {}
+        resumed = []
+        for decision in held:
+            instance = decision.instances[0]
+            if self.index.pod_by_instance(instance) is None:
+                continue  # the pod is gone: nothing to isolate
+            key = (decision.namespace, decision.identity)
+            if key not in present:
+                try:
+                    present[key] = backend.held(*key)
+                except Exception as exc:  # noqa: BLE001 - unknown: writing it again is idempotent
+                    log_event(log, "warning", {"event": "quarantines_unread", "identity": decision.identity,
+                                               "error": f"{type(exc).__name__}: {exc}"})
+                    present[key] = set()
+            if instance not in present[key]:
+                resumed.append(decision)
+        if resumed:
+            log_event(log, "info", {"event": "quarantines_resumed", "instances": [d.instances[0] for d in resumed]})
+            self.apply(resumed)
+        return len(resumed)
 
     # -- facts from the watch -------------------------------------------------------------------
     def _on_change(self, resource: str, kind: str, obj: Obj, old: Obj | None) -> None:
@@ -262,6 +292,9 @@ class ReconcilerRuntime:
                 log_event(log, "info", {"event": "decision_not_applied", "why": "not the leader",
                                         "action": decision.action, "identity": decision.identity})
             return
+        if self.checkpoints is not None and any(
+                d.writes and d.action in (Action.QUARANTINE_POD, Action.QUARANTINE_WORKLOAD) for d in decisions):
+            self.checkpoints.save_soon()  # durable beside its first write: a crash now does not lose it
         with self._apply_lock:
             for decision in decisions:
                 try:

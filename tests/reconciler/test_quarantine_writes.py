@@ -30,6 +30,8 @@ from netwarden.reconciler.policy_ops import Change, PolicyWriter, iso_time
 from netwarden.reconciler.quarantine import (NetworkPolicyBackend, QuarantinePlan, QuarantineRelease, QuarantineWriter,
                                    carved_out)
 from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
+from netwarden.reconciler.leader import WriterGate
+from netwarden.reconciler.scaleout.statestore import StateStoreSettings, secret_name, shard_of
 from netwarden.reconciler.watch import Backoff
 
 from .conftest import make_namespace, make_pod, wait_until
@@ -151,12 +153,23 @@ def test_every_state_on_the_way_to_a_quarantine_allows_a_subset_of_the_one_befor
 
 # --- the controller: retries, and a restart that takes over --------------------------------------
 
-def start_runtime(kube: KubeClient, core: CoreConfig | None = None) -> ReconcilerRuntime:
+def start_runtime(kube: KubeClient, core: CoreConfig | None = None, *, gate: WriterGate | None = None,
+                  state: StateStoreSettings | None = None) -> ReconcilerRuntime:
     settings = RuntimeSettings(ControllerSettings(cleanup_grace_seconds=3600, default_mode=names.MODE_ENFORCE,
                                                   write_rate_per_second=100, write_burst=100),
-                               tick_seconds=0.1, sync_timeout_seconds=10)
+                               tick_seconds=0.1, sync_timeout_seconds=10, state=state)
     core = core or CoreConfig(default_mode=names.MODE_ENFORCE)
-    return ReconcilerRuntime(kube, settings, core, backoff=Backoff(0.01, 0.1)).start()
+    return ReconcilerRuntime(kube, settings, core, gate=gate, backoff=Backoff(0.01, 0.1)).start()
+
+
+class Leading(WriterGate):
+    """The Lease, held until `crash` (a killed process neither writes nor saves any more)."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def is_open(self) -> bool:
+        return self.open
 
 
 @pytest.fixture
@@ -194,6 +207,41 @@ def test_six_500s_on_creates_never_leave_the_pod_carved_out_without_its_quaranti
         assert {d for d, *_ in final} <= {"egress"} and {p for _, _, p, _ in final} <= {53}
     finally:
         runtime.stop()
+
+
+def test_a_quarantine_whose_first_write_never_landed_before_a_crash_is_written_by_the_next_leader(
+        cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None) -> None:
+    # issue 12's open end: the decision lived only in the dead process (its queue of steps to retry);
+    # the periodic state save (every 30 s; an hour here) had not run, so the next leader knew nothing
+    make_namespace(core, "netwarden", opted_in=False)
+    state = StateStoreSettings("netwarden", 2, 3600.0)
+    gate = Leading()
+    first = start_runtime(kube, gate=gate, state=state)
+    try:
+        wait_until(lambda: policy(net, NS, WORKLOAD_POLICY), what="the backfilled workload policy")
+        wait_until(lambda: first.engine.index.by_pod.get((NS, "web")))
+        cluster.faults.add(method="POST", path_regex=f"namespaces/{NS}/networkpolicies", status=500, times=None)
+        first.accept_alert(SecurityAlert(time.time(), NS, "web", "Terminal shell in container", "critical"))
+        assert INSTANCE in first.engine.state_of(IDENTITY).quarantined
+        shard = secret_name(shard_of(IDENTITY, 2))
+        wait_until(lambda: IDENTITY in (kube.get_secret("netwarden", shard) or {}).get("data", {}),
+                   what="the decision saved beside its first write")
+        assert policy(net, NS, quarantine_policy_name(INSTANCE)) is None  # nothing reached the cluster
+    finally:
+        gate.open = False  # killed: no more writes, no save on the way out
+        first.stop()
+    cluster.faults.clear()
+    second = start_runtime(kube, state=state)
+    try:
+        wait_until(lambda: policy(net, NS, quarantine_policy_name(INSTANCE)), what="the quarantine, by the next leader")
+        wait_until(lambda: carved_out(policy(net, NS, WORKLOAD_POLICY)) == {INSTANCE}, what="the carve-out")
+        final = allowed_for_web(kube.list_policies(NS))
+        assert {d for d, *_ in final} <= {"egress"} and {p for _, _, p, _ in final} <= {53}
+        # and it ends at the first decision's expiry, not later
+        held = second.engine.state_of(IDENTITY).quarantined[INSTANCE]
+        assert held.expires_at <= time.time() + CoreConfig().quarantine_expiry_seconds
+    finally:
+        second.stop()
 
 
 def write_as_a_previous_leader(kube: KubeClient, core: client.CoreV1Api, *, quarantine: bool, carve: bool,

@@ -198,6 +198,34 @@ class DecisionEngine:
         self._active.add(restored.identity)
         return True
 
+    def held_quarantines(self, now: float) -> list[Decision]:
+        """The pod quarantines this engine holds from its own decisions (its own or a restored snapshot's,
+        not read back from the cluster) that have not expired, each as the decision that writes it.
+
+        A leader that died between deciding a quarantine and its first write reaching the cluster left
+        it only in its saved snapshot: the new leader re-applies these where the cluster lacks one, so
+        the decision is not lost. The evidence is the snapshot's; the expiry stays the original one."""
+        out: list[Decision] = []
+        for identity, tracked in self._tracked.items():
+            state = tracked.state
+            mode = self.mode_of(state.namespace)
+            effect = actions.mode_effect(mode, actions.QUARANTINE_POD)
+            if effect != actions.EFFECT_WRITE:
+                continue
+            for instance, held in sorted(state.quarantined.items()):
+                if held.restored or held.expires_at <= now:
+                    continue
+                intents = (actions.quarantine_intent(state.namespace, identity, instance, self.exceptions),
+                           actions.keep_excluded(state.intent, state.quarantined))
+                out.append(Decision(
+                    actions.QUARANTINE_POD, identity, state.namespace, now, mode, effect,
+                    "decided before a restart; its write had not reached the cluster (resumed from the saved state)",
+                    tracked.risk.instance_score(instance, now), state.step, state.step, (instance,),
+                    (held.pod or "",), intents, expires_at=held.expires_at,
+                    evidence=tuple(e for e in tracked.risk.evidence() if e.instance == instance),
+                    level=actions.LEVEL_QUARANTINE))
+        return out
+
     # --- learned state that moves (leader change, partition move) ------------------------------
     def snapshot(self, identity: str, now: float) -> dict[str, Any] | None:
         """What was learned about one workload, as plain data (netwarden.reconciler.core.snapshot); None if untracked."""

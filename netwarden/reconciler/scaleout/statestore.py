@@ -165,6 +165,7 @@ class Checkpointer:
         self.clock = clock
         self.every = every
         self._last = time.monotonic()
+        self._soon = threading.Lock()
 
     def restore(self) -> int:
         """Restore every stored workload the engine has not seen flows for itself; returns how many."""
@@ -185,6 +186,20 @@ class Checkpointer:
             now = self.clock()
             datas = [self.engine.snapshot(identity, now) for identity in self.engine.workloads()]
         return self.store.save(encode_all(d for d in datas if d is not None))
+
+
+    def save_soon(self) -> None:
+        """Save now, beside the caller (a quarantine just decided is durable before its own write may land,
+        without waiting for that write). One such save at a time; a save already running covers the call
+        only if it started after the decision, so a busy one is followed by another."""
+        threading.Thread(target=self._save_serialised, name="state-save", daemon=True).start()
+
+    def _save_serialised(self) -> None:
+        with self._soon:
+            try:
+                self.save(force=True)
+            except Exception as exc:  # noqa: BLE001 - the timer's save retries; never kill the thread noisily
+                log_event(log, "warning", {"event": "state_save_failed", "error": f"{type(exc).__name__}: {exc}"})
 
 
 def encode_all(datas: Iterable[dict[str, Any]]) -> dict[str, bytes]:
