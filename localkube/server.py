@@ -210,6 +210,19 @@ class LocalKube:
                 return {"username": name, "groups": groups}
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
+    @staticmethod
+    def _impersonate(user: UserInfo, as_user: str | None, as_groups: list[str] | None) -> UserInfo:
+        """`Impersonate-User` / `Impersonate-Group`, as the real API server honours them; only a
+        system:masters user may impersonate here (no RBAC for the impersonate verb)."""
+        if not as_user:
+            if as_groups:
+                raise ApiError(400, "BadRequest", "requested impersonation of groups without a user")
+            return user
+        if "system:masters" not in user.get("groups", []):
+            raise ApiError(403, "Forbidden", f'users "{as_user}" is forbidden: User "{user["username"]}" '
+                                             f'cannot impersonate resource "users" in API group ""')
+        return {"username": as_user, "groups": [*(as_groups or []), "system:authenticated"]}
+
 
 def _parse_path(path: str, catalog: Catalog) -> tuple[ResourceType, str | None, str, str] | None:
     """(type, namespace or None, name, subresource) for a resource URL, None if not one."""
@@ -343,7 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path in ("/healthz", "/readyz", "/livez"):
                 self._send(200, b"ok", "text/plain; charset=utf-8")
                 return
-            user = kube._authenticate(self.headers.get("Authorization"))
+            user = kube._impersonate(kube._authenticate(self.headers.get("Authorization")),
+                                     self.headers.get("Impersonate-User"), self.headers.get_all("Impersonate-Group"))
             if path.startswith("/_localkube/"):
                 self._control(method, path, raw_body)
                 return

@@ -1,8 +1,9 @@
 """Stand-in for kube-controller-manager's workload controllers on the local engine.
 
 Deployment -> ReplicaSet -> Pods and StatefulSet -> Pods, done as the real controllers do it:
-as an API client, so every pod it creates goes through admission (the webhook sees a pod from
-`system:serviceaccount:kube-system:replicaset-controller`-style owners, with generateName,
+as an API client, so every pod it creates goes through admission (the webhook sees a pod created by
+`system:serviceaccount:kube-system:replicaset-controller` or `...:statefulset-controller`, by
+impersonation, with generateName,
 pod-template-hash and controller ownerReferences). On the real engine the real controllers run
 instead; the demo and tests do not care which.
 
@@ -49,6 +50,14 @@ def owner_ref(obj: Obj) -> Obj:
     }
 
 
+#: The user each upstream controller creates its pods as (kube-controller-manager with
+#: --use-service-account-credentials); this stand-in sends the same, by impersonation.
+CONTROLLER_USERS = {
+    "ReplicaSet": "system:serviceaccount:kube-system:replicaset-controller",
+    "StatefulSet": "system:serviceaccount:kube-system:statefulset-controller",
+}
+
+
 def owned_by(obj: Obj, owner: Obj) -> bool:
     uid = owner["metadata"]["uid"]
     return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
@@ -62,6 +71,9 @@ class WorkloadController:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.resync = resync
+        #: Pods are created as their controller's user (Impersonate-User), as the real controllers do:
+        #: an admission webhook sees the same userInfo on both engines.
+        self._pod_creators: dict[str, client.CoreV1Api] = {}
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -217,10 +229,18 @@ class WorkloadController:
             metadata["generateName"] = generate_name
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
         try:
-            self.core.create_namespaced_pod(namespace, body)
+            self._creator_for(owner["kind"]).create_namespaced_pod(namespace, body)
         except ApiException as exc:
             if exc.status != 409:
                 raise
+
+    def _creator_for(self, kind: str) -> client.CoreV1Api:
+        api = self._pod_creators.get(kind)
+        if api is None:
+            impersonating = client.ApiClient(self.api.configuration)
+            impersonating.set_default_header("Impersonate-User", CONTROLLER_USERS[kind])
+            api = self._pod_creators[kind] = client.CoreV1Api(impersonating)
+        return api
 
     def _delete_pod(self, namespace: str, name: str) -> None:
         try:

@@ -9,12 +9,21 @@ admitted one, native sidecars' ports included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from netwarden.model import names
 from netwarden.model.declarations import parse_peer_declarations, warnings_of
-from netwarden.model.identity import OwnerRef, Parents, PodOrigin, Workload, resolve_workload, unverified_owner
+from netwarden.model.identity import (
+    UPSTREAM_POD_CREATORS,
+    OwnerRef,
+    Parents,
+    PodCreators,
+    PodOrigin,
+    Workload,
+    resolve_workload,
+    unverified_owner,
+)
 from netwarden.model.labels import NamespaceFacts, derive_pod_labels, is_opted_in, namespace_mode, spoofed_label_keys
 from netwarden.model.policy import (
     DnsTarget,
@@ -43,6 +52,8 @@ class AdmissionSettings:
     dns: DnsTarget = field(default_factory=DnsTarget)
     #: Usernames allowed to change netwarden.io/* labels on UPDATE (netwarden's own service accounts).
     trusted_usernames: frozenset[str] = frozenset()
+    #: Whose pods may claim a controller owner (cluster.pod_creators): that kind's controller only.
+    pod_creators: PodCreators = UPSTREAM_POD_CREATORS
 
 
 def _str_map(value: Any) -> dict[str, str]:
@@ -80,10 +91,15 @@ class PodFacts:
     port_names: tuple[PortName, ...] = ()
     #: Why NetworkPolicy cannot reach this pod (hostNetwork), or None.
     outside_reach: str | None = None
+    #: Who created it (the request's userInfo.username); None when unknown (the reconciler's backfill).
+    creator: str | None = None
+    #: See PodOrigin.creator_checked (a pod already labelled by admission).
+    creator_checked: bool = False
 
     @classmethod
-    def of_pod(cls, pod: Mapping[str, Any], namespace: str, name: str = "") -> "PodFacts":
-        """`namespace` is the caller's authority (the request's); `name` a fallback for a pod with generateName."""
+    def of_pod(cls, pod: Mapping[str, Any], namespace: str, name: str = "", creator: str | None = None) -> "PodFacts":
+        """`namespace` is the caller's authority (the request's); `name` a fallback for a pod with generateName;
+        `creator` the request's user."""
         meta = pod.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
         return cls(
@@ -97,12 +113,14 @@ class PodFacts:
             ports=container_ports(pod),
             port_names=named_container_ports(pod),
             outside_reach=outside_policy_reach(pod),
+            creator=creator,
         )
 
     @property
     def origin(self) -> PodOrigin:
         return PodOrigin(namespace=self.namespace, name=self.name, generate_name=self.generate_name,
-                         labels=dict(self.labels), owner_refs=self.owner_refs)
+                         labels=dict(self.labels), owner_refs=self.owner_refs, creator=self.creator,
+                         creator_checked=self.creator_checked)
 
 
 def is_enforcing(mode: str) -> bool:
@@ -148,14 +166,18 @@ def admit_pod(facts: PodFacts, namespace: NamespaceFacts, parents: Parents, inst
     """The labels and baseline of a pod being admitted; None when neither the namespace nor the pod opts in."""
     if not is_opted_in(namespace, facts.labels, facts.annotations):
         return None
-    origin = facts.origin
-    workload = resolve_workload(origin, parents)
+    origin = replace(facts.origin, instance=instance)
+    workload = resolve_workload(origin, parents, settings.pod_creators)
     derived = derive_pod_labels(workload, namespace, facts.service_account, facts.labels, facts.annotations, instance)
     warnings = list(derived.warnings)  # already names every reserved label the pod set (replaced or removed)
     claimed = unverified_owner(origin, workload)
     if claimed is not None:
+        why = ("could not be verified through the API"
+               if settings.pod_creators.may_create_for(claimed.kind, facts.creator)
+               else f"counts only for pods its {claimed.kind} controller creates, and "
+                    f"{facts.creator or 'a creator netwarden did not see'} created this one")
         warnings.append(
-            f"owner {claimed.kind} {claimed.name!r} (uid {claimed.uid!r}) could not be verified through the API; "
+            f"owner {claimed.kind} {claimed.name!r} (uid {claimed.uid!r}) {why}; "
             f"this pod is its own workload {workload.identity!r}"
         )
     if facts.outside_reach is not None:  # hostNetwork: labels yes, a baseline no (it would promise nothing)

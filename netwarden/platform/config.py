@@ -27,6 +27,7 @@ import yaml
 from netwarden.model import names
 from netwarden.model.admin_policy import BACKENDS as QUARANTINE_BACKENDS
 from netwarden.model.errors import ConfigError
+from netwarden.model.identity import DEFAULT_POD_CREATORS, PodCreators
 
 CONFIG_FILE_ENV = "NETWARDEN_CONFIG"
 
@@ -53,6 +54,14 @@ class ClusterConfig:
     default_mode: str = option(
         names.DEFAULT_MODE,
         f"mode for namespaces without a {names.ANNOTATION_MODE} annotation: {' | '.join(names.MODES)}")
+    pod_creators: tuple[str, ...] = option(
+        DEFAULT_POD_CREATORS,
+        "comma-separated Kind=username: a pod's controller ownerReference counts for its identity only when "
+        "that user created the pod (the kind's controller; *=user for every kind)")
+
+    def creators(self) -> PodCreators:
+        """`pod_creators` parsed (checked when the configuration is loaded)."""
+        return PodCreators.parse(self.pod_creators)
 
 
 @dataclass(frozen=True)
@@ -329,6 +338,10 @@ def validate(config: NetwardenConfig) -> None:
     namespace, _, name = config.cluster.dns_service.partition("/")
     if not namespace or not name:
         raise ConfigError(f"cluster.dns_service {config.cluster.dns_service!r}: expected NAMESPACE/NAME")
+    try:
+        config.cluster.creators()
+    except ValueError as exc:
+        raise ConfigError(f"cluster.pod_creators {exc}") from None
     if not 1 <= config.reconciler.port <= 65535:
         raise ConfigError(f"reconciler.port {config.reconciler.port}: expected 1-65535")
     if config.reconciler.cleanup_grace_seconds < 0:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from netwarden.model import names
 from netwarden.model.admission import AdmissionSettings, PodAdmission, admit_pod
+from netwarden.model.identity import verify_owners
 from netwarden.platform.kube import KubeClient
 from netwarden.model.labels import is_opted_in
 from netwarden.model.labelvalues import fit_label_value
@@ -70,23 +71,33 @@ class Backfill:
             self._write_baseline(decision.policy_manifest, pod)
 
     def admission_decision(self, pod: PodRef, instance: str) -> PodAdmission | None:
-        """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one."""
+        """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one.
+
+        Who created a pod the webhook never saw is unknown, so its controller claim cannot count
+        (`claimed_controller`): it becomes its own bare-pod workload. A pod admission already labelled
+        had its creator judged then: its owners are verified again (both levels, as admission does)."""
         ns = self.index.namespace(pod.namespace)
         if ns is None:
             return None
-        parents: dict[tuple[str, str], Any] = {}
-        for ref in pod.owner_refs:
-            if ref.controller:
-                parents[(ref.kind, ref.name)] = self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid)
         # The pod as admission would have seen it: netwarden's labels not yet there.
         labels = {k: v for k, v in pod.facts.labels.items() if k not in names.POD_LABELS}
-        return admit_pod(replace(pod.facts, labels=labels), ns.facts, parents, instance, self.admission)
+        facts = replace(pod.facts, labels=labels, creator=None, creator_checked=bool(pod.identity))
+        parents = verify_owners(replace(facts.origin, instance=instance), self.admission.pod_creators,
+                                lambda ref: self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid))
+        return admit_pod(facts, ns.facts, parents, instance, self.admission)
 
     def create_baseline(self, pod: PodRef) -> None:
-        """The workload's baseline from one of its live pods (the policy was missing)."""
+        """The workload's baseline from one of its live pods (the policy was missing); only when admission's
+        decision, derived again, gives the identity the pod was labelled with."""
         decision = self.admission_decision(pod, pod.instance or backfill_instance(pod))
-        if decision is not None and decision.policy_manifest is not None:
-            self._write_baseline(decision.policy_manifest, pod)
+        if decision is None or decision.policy_manifest is None:
+            return
+        if decision.workload.identity != pod.identity:
+            log_event(log, "warning", {"event": "baseline_not_recreated", "pod": f"{pod.namespace}/{pod.name}",
+                                       "identity": pod.identity, "derived": decision.workload.identity,
+                                       "why": "the pod's owners no longer give the identity it was admitted with"})
+            return
+        self._write_baseline(decision.policy_manifest, pod)
 
     def note_unreachable(self, pod: PodRef) -> bool:
         """True for a pod NetworkPolicy cannot reach (hostNetwork); says why on the pod, once per pod."""

@@ -252,7 +252,15 @@ def pod_origin(request: Mapping[str, Any], namespace: str) -> PodOrigin:
         generate_name=str(meta.get("generateName") or ""),
         labels=_str_map(meta.get("labels")),
         owner_refs=tuple(OwnerRef.from_dict(r) for r in meta.get("ownerReferences") or [] if isinstance(r, dict)),
+        creator=request_user(request),
     )
+
+
+def request_user(request: Mapping[str, Any]) -> str | None:
+    """The username the API server authenticated for the request (None when it sends none)."""
+    user = request.get("userInfo")
+    name = user.get("username") if isinstance(user, dict) else None
+    return str(name) if name else None
 
 
 def label_patch(pod: Mapping[str, Any], set_labels: Mapping[str, str], remove: Iterable[str]) -> tuple[JSONPatchOp, ...]:
@@ -300,7 +308,7 @@ def decide_admission(
     pod = request.get("object")
     if not isinstance(pod, dict):
         return malformed_decision("a pod CREATE request carries no object")
-    facts = PodFacts.of_pod(pod, namespace.name, str(request.get("name") or ""))
+    facts = PodFacts.of_pod(pod, namespace.name, str(request.get("name") or ""), request_user(request))
     admitted = admit_pod(facts, namespace, parents, instance, config)
     if admitted is None:
         # Not ours to label; but a pod outside netwarden must not wear netwarden's identity either,
@@ -412,7 +420,7 @@ def decide_update(request: AdmissionRequest | Mapping[str, Any], config: Admissi
     changed = changed_reserved_labels(_str_map(_metadata(old).get("labels")), _str_map(_metadata(new).get("labels")))
     if not changed:
         return AdmissionDecision(True, OUTCOME_ALLOWED)
-    username = str((request.get("userInfo") or {}).get("username") or "")
+    username = request_user(request) or ""
     if username in config.trusted_usernames:
         return AdmissionDecision(True, OUTCOME_ALLOWED)
     return AdmissionDecision(

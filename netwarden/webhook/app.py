@@ -45,7 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from netwarden.model import names
 from netwarden.platform.config import NetwardenConfig, load_config
-from netwarden.model.identity import VERIFIABLE_POD_OWNERS, VERIFIABLE_TOP_OWNERS, OwnerRef, Parents, controller_of
+from netwarden.model.identity import OwnerRef, Parents, verify_owners
 from netwarden.platform.kube import KubeClient, RetryPolicy, load_api_client
 from netwarden.model.labels import NamespaceFacts
 from netwarden.model.policy import DnsTarget
@@ -206,7 +206,8 @@ class WebhookRuntime:
         self._dns_checked_at: float | None = None
         self._dns_final = kube is None
         self._ready_cache: TTLCache[str, tuple[bool, str]] = TTLCache(4, max(hook.ready_probe_seconds, 0.001), timer=clock)
-        self.settings = AdmissionSettings(config.cluster.default_mode, DnsTarget(), frozenset(hook.trusted_usernames))
+        self.settings = AdmissionSettings(config.cluster.default_mode, DnsTarget(), frozenset(hook.trusted_usernames),
+                                          config.cluster.creators())
         self._review_counters: dict[tuple[str, str], Any] = {}
         self._cache_hit_counters: dict[str, Any] = {}
         self._events: queue.Queue[tuple[dict[str, Any], str, str]] = queue.Queue(MAX_PENDING_EVENTS)
@@ -237,7 +238,7 @@ class WebhookRuntime:
         selector = dict(target.pod_labels)
         with self._lock:
             self._dns, self._dns_final = target, True
-            self.settings = AdmissionSettings(self.settings.default_mode, target, self.settings.trusted_usernames)
+            self.settings = dataclasses.replace(self.settings, dns=target)
         log_json(EVENT_DNS_TARGET, service=self.config.cluster.dns_service, found=bool(selector),
                  namespace=target.namespace, selector=dict(target.pod_labels),
                  rule="DNS pods" if selector else "port 53 to any destination (Service absent or has no selector)")
@@ -265,7 +266,8 @@ class WebhookRuntime:
 
     def verified_owners(self, req: Mapping[str, Any], namespace: str,
                         kube: KubeClient | None = None) -> tuple[Parents, bool]:
-        """The pod's controller and the owner above it, each fetched and its uid compared with the reference.
+        """The pod's controller and the owner above it, each fetched and its uid compared with the reference
+        (`verify_owners`: only a claim its creator may make is fetched).
 
         Returns (parents for `resolve_workload`, complete): complete is False when an API failure or
         the review's deadline left an owner unverified (not the same as refuted: it may exist).
@@ -273,15 +275,15 @@ class WebhookRuntime:
         kube = kube or self.kube
         if kube is None:
             return {}, False
-        ref = controller_of(pod_origin(req, namespace).owner_refs)
-        if ref is None or ref.kind not in VERIFIABLE_POD_OWNERS:
-            return {}, True
-        first, definitive = self._verify_owner(kube, namespace, ref)
-        parents: dict[tuple[str, str], list[OwnerRef] | None] = {(ref.kind, ref.name): first}
-        top = controller_of(first or [])
-        if first is None or top is None or top.kind != VERIFIABLE_TOP_OWNERS.get(ref.kind):
-            return parents, definitive
-        parents[(top.kind, top.name)], definitive = self._verify_owner(kube, namespace, top)
+        definitive = True
+
+        def fetch(ref: OwnerRef) -> list[OwnerRef] | None:
+            nonlocal definitive
+            refs, answered = self._verify_owner(kube, namespace, ref)
+            definitive = definitive and answered
+            return refs
+
+        parents = verify_owners(pod_origin(req, namespace), self.settings.pod_creators, fetch)
         return parents, definitive
 
     def _verify_owner(self, kube: KubeClient, namespace: str, ref: OwnerRef) -> tuple[list[OwnerRef] | None, bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from kubernetes import client
@@ -127,6 +127,38 @@ class LeadershipDuringStart(WriterGate):
 
     def is_open(self) -> bool:
         return self.open
+
+
+def test_backfill_follows_admissions_one_owner_rule_an_unknown_creator_and_both_levels_verified(
+        cluster: Any, runtime: ReconcilerRuntime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    # the backfill verified only the ReplicaSet (not the Deployment above it) and believed any creator
+    from .test_alert_accounting import make_deployment
+
+    make_namespace(core, "hello-app")
+    apps = client.AppsV1Api(cluster.api_client())
+    real = make_deployment(apps, "nginx", "676b6c5bbc")  # a real Deployment -> ReplicaSet chain
+    # a pod the webhook never saw: nobody knows who created it, so its claim of the ReplicaSet cannot count
+    make_pod(core, "hello-app", "nginx-676b6c5bbc-unseen", owner=real)
+    assert wait_until(lambda: (core.read_namespaced_pod("nginx-676b6c5bbc-unseen", "hello-app").metadata.labels or {})
+                      .get(names.LABEL_IDENTITY)) == "hello-app.pod.nginx-676b6c5bbc-unseen"
+    assert wait_until(lambda: policy(net, "hello-app", "netwarden-pod-nginx-676b6c5bbc-unseen"))
+    assert policy(net, "hello-app", "netwarden-deploy-nginx") is None
+    # a pod admission labelled (its creator judged then): its missing baseline is re-created only when
+    # both levels verify; a ReplicaSet whose Deployment is gone (wrong uid) gives no Deployment baseline
+    forged_top = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ghost", "uid": "not-the-uid", "controller": True}
+    ghost_rs = apps.create_namespaced_replica_set("hello-app", {
+        "metadata": {"name": "ghost-5f7c9d8b6", "ownerReferences": [forged_top]},
+        "spec": {"selector": {"matchLabels": {"app": "ghost"}},
+                 "template": {"metadata": {"labels": {"app": "ghost"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    ghost_ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": ghost_rs.metadata.name,
+                 "uid": ghost_rs.metadata.uid, "controller": True}
+    make_pod(core, "hello-app", "ghost-5f7c9d8b6-x1", owner=ghost_ref,
+             labels={names.LABEL_IDENTITY: "hello-app.deploy.ghost", names.LABEL_INSTANCE: "inst-ghost"})
+    make_pod(core, "hello-app", "nginx-676b6c5bbc-seen", owner=real,
+             labels={names.LABEL_IDENTITY: "hello-app.deploy.nginx", names.LABEL_INSTANCE: "inst-seen"})
+    assert wait_until(lambda: policy(net, "hello-app", "netwarden-deploy-nginx"))
+    assert policy(net, "hello-app", "netwarden-deploy-ghost") is None
+    assert policy(net, "hello-app", "netwarden-rs-ghost-5f7c9d8b6") is None  # not the pod's label either
 
 
 def test_leadership_won_while_starting_still_backfills_pods_that_existed_before(

@@ -12,7 +12,7 @@ from netwarden.model import names
 from netwarden.model.declarations import declaration_warnings
 from netwarden.platform.kube import KubeClient
 
-from .conftest import make_namespace, make_pod, wait_until
+from .conftest import make_namespace, make_pod, managed_labels, wait_until
 from .test_alert_accounting import make_deployment
 from .test_controller import start_runtime
 
@@ -32,8 +32,11 @@ def test_declaration_warnings_are_events_on_the_deployment_once_each(cluster: An
                                                                       net: client.NetworkingV1Api) -> None:
     make_namespace(core, NS, mode=names.MODE_ENFORCE)
     owner = make_deployment(client.AppsV1Api(cluster.api_client()), "nginx", "676b6c5bbc")
+    # the Deployment's pods as its controller's admission labelled them (a pod the webhook never saw is its
+    # own workload: who created it is unknown); the missing baseline is re-created from them
     for pod in ("nginx-676b6c5bbc-4xc6t", "nginx-676b6c5bbc-q9wzl"):
-        make_pod(core, NS, pod, annotations=DECLARED, owner=owner, ports=(8080,))
+        make_pod(core, NS, pod, annotations=DECLARED, owner=owner, ports=(8080,),
+                 labels=managed_labels(f"{NS}.deploy.nginx", f"inst-{pod}"))
     expected = set(declaration_warnings(DECLARED))
     assert len(expected) == 2  # the bad port name and the unknown kind; the good entries apply
     runtime = start_runtime(kube, grace=3600)
@@ -49,7 +52,8 @@ def test_declaration_warnings_are_events_on_the_deployment_once_each(cluster: An
         runtime.stop()
     # A new leader: what the old one said is read back, not repeated; a new warning is told once.
     make_pod(core, NS, "nginx-676b6c5bbc-z8k2p", owner=owner,
-             annotations={names.ANNOTATION_ALLOW_TO: "cidr=10.0.0.300/8"})
+             annotations={names.ANNOTATION_ALLOW_TO: "cidr=10.0.0.300/8"},
+             labels=managed_labels(f"{NS}.deploy.nginx", "inst-nginx-676b6c5bbc-z8k2p"))
     runtime = start_runtime(kube, grace=3600)
     try:
         new = (f"annotation {names.ANNOTATION_ALLOW_TO}: 'cidr=10.0.0.300/8': invalid CIDR: "

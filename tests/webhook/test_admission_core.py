@@ -60,7 +60,9 @@ def pod_request(
     namespace: str = "shop",
     ports: list[dict[str, Any]] | None = None,
     service_account: str = "api-sa",
+    user: str | None = None,
 ) -> dict[str, Any]:
+    """A pod CREATE; one with an owner is made by that kind's upstream controller unless `user` says who."""
     meta: dict[str, Any] = {"name": name}
     if labels is not None:
         meta["labels"] = labels
@@ -72,7 +74,16 @@ def pod_request(
            "spec": {"serviceAccountName": service_account,
                     "containers": [{"name": "c", "image": "x", **({"ports": ports} if ports else {})}]}}
     return {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": namespace,
-            "operation": "CREATE", "userInfo": {"username": "tester"}, "object": pod, "dryRun": False}
+            "operation": "CREATE", "userInfo": {"username": user or controller_user(owner)}, "object": pod,
+            "dryRun": False}
+
+
+def controller_user(owner: dict[str, Any] | None) -> str:
+    """Who upstream kube-controller-manager creates a pod of this owner kind as ("tester" for a bare pod)."""
+    if owner is None:
+        return "tester"
+    token = {"ReplicaSet": "replicaset", "Job": "job", "StatefulSet": "statefulset", "DaemonSet": "daemon-set"}
+    return f"system:serviceaccount:kube-system:{token[owner['kind']]}-controller"
 
 
 def ref(kind: str, name: str, uid: str = "uid-x", api_version: str = "apps/v1") -> OwnerRef:
@@ -141,10 +152,10 @@ def test_real_replicaset_pod_with_verified_owner_chain_belongs_to_its_deployment
 def test_unverified_replicaset_owner_makes_the_pod_its_own_workload_with_a_warning_and_no_gc_owner() -> None:
     _, req = read_review(load("v1_pod-create_replicaset-controller_k8s-2025.json"))
     decision = decide_admission(req, NamespaceFacts("demo", OPTED_IN), {}, "i", SETTINGS)
-    # generateName demo-crd-resource-76bf5f8695-: the pod is named by its stem, never as the Deployment
-    assert decision.labels[names.LABEL_IDENTITY] == "demo.pod.demo-crd-resource-76bf5f8695"
+    # generateName demo-crd-resource-76bf5f8695-: the pod is named by its stem and instance, never as the Deployment
+    assert decision.labels[names.LABEL_IDENTITY] == "demo.pod.demo-crd-resource-76bf5f8695_i"
     assert decision.policy_manifest is not None
-    assert decision.policy_manifest["metadata"]["name"] == "netwarden-pod-demo-crd-resource-76bf5f8695"
+    assert decision.policy_manifest["metadata"]["name"] == "netwarden-pod-demo-crd-resource-76bf5f8695-i"
     assert "ownerReferences" not in decision.policy_manifest["metadata"]
     assert any("could not be verified" in w and "ReplicaSet" in w for w in decision.warnings)
 

@@ -35,7 +35,8 @@ def admit(namespace: str, pod_name: str, owner: tuple[str, str], annotations: di
                                              "uid": f"{workload}-uid", "controller": True}]},
            "spec": {"containers": [{"name": "main", "image": "example", "ports": ports}]}}
     request = {"uid": pod_name, "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": namespace,
-               "operation": "CREATE", "object": pod}
+               "operation": "CREATE", "object": pod,
+               "userInfo": {"username": "system:serviceaccount:kube-system:statefulset-controller"}}
     parents: dict[tuple[str, str], list[OwnerRef]] = {(kind, workload): []}
     decision = decide_admission(request, NamespaceFacts(namespace, OPTED_IN), parents, f"{pod_name}-i", SETTINGS)
     assert decision.policy_manifest is not None and not decision.warnings

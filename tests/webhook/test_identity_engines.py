@@ -19,6 +19,7 @@ from netwarden.model import names
 from netwarden.tools.stack import Stack, start_stack
 from tests.localkube.localkube_webhook import Webhook, patch_b64
 from tests.localkube.localkube_webhook import webhook as webhook  # noqa: F401 - the fixture: a second, foreign webhook
+from tests.support.users import JOB_CONTROLLER, REPLICASET_CONTROLLER, as_user
 from tests.support.waiting import wait_for
 
 
@@ -143,6 +144,47 @@ def test_forged_owner_references_never_yield_the_owners_identity_or_write_its_ba
     assert [(o.kind, o.uid) for o in baseline.metadata.owner_references] == [("Deployment", deployment.metadata.uid)]
     # written by the Deployment's own pod: none of the forgers' declarations (egress to the world) in it
     assert not [peer for rule in baseline.spec.egress or [] for peer in rule.to or [] if peer.ip_block is not None]
+
+
+def pod_creator(api: client.ApiClient, namespace: str, username: str) -> client.CoreV1Api:
+    """`username` may create pods and read workloads in `namespace`, nothing else (the real engine enforces it)."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    role = f"pod-creator-{uuid.uuid4().hex[:6]}"
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": role}, "rules": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list"]},
+        {"apiGroups": ["apps", "batch"], "resources": ["replicasets", "jobs"], "verbs": ["get", "list"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": username}]})
+    creator = client.CoreV1Api(as_user(api, username))
+    wait_for(lambda: creator.list_namespaced_pod(namespace) is not None, "the pod creator's Role to be in effect")
+    return creator
+
+
+def test_a_pod_creator_naming_a_real_owner_by_its_right_uid_does_not_take_its_identity(
+        api: client.ApiClient, shop: str) -> None:
+    # a uid is not a secret: whoever may get the ReplicaSet reads it, and the API server lets any pod
+    # creator write the reference (OwnerReferencesPermissionEnforcement only guards blockOwnerDeletion)
+    _, replicaset = deploy_api(api, shop)
+    job = client.BatchV1Api(api).create_namespaced_job(shop, {
+        "metadata": {"name": "once"}, "spec": {"suspend": True, "template": {
+            "metadata": {"labels": {"job": "once"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}})
+    claims = {"rs": owner("ReplicaSet", replicaset.metadata.name, replicaset.metadata.uid),
+              "job": owner("Job", "once", job.metadata.uid, "batch/v1")}
+    mallory = pod_creator(api, shop, "mallory")
+    for kind, ref in claims.items():
+        made = mallory.create_namespaced_pod(shop, pod(f"thief-{kind}", {"app": "thief"}, {
+            names.ANNOTATION_ALLOW_TO: "cidr=0.0.0.0/0"}, ref))
+        assert made.metadata.labels[names.LABEL_IDENTITY] == f"{shop}.pod.thief-{kind}", kind
+        assert made.metadata.labels[names.LABEL_WORKLOAD_KIND] == "pod", kind
+    assert {"netwarden-pod-thief-rs", "netwarden-pod-thief-job"} <= policy_names(api, shop)
+    # the same references from the controllers' own users: the workloads' identities (the rule is who, not what)
+    for kind, user, identity in (("rs", REPLICASET_CONTROLLER, f"{shop}.deploy.api"),
+                                 ("job", JOB_CONTROLLER, f"{shop}.job.once")):
+        made = client.CoreV1Api(as_user(api, user)).create_namespaced_pod(
+            shop, pod(f"made-by-{kind}", {"app": "thief"}, {}, claims[kind]))
+        assert made.metadata.labels[names.LABEL_IDENTITY] == identity, kind
 
 
 # --- finding 2 and the Low one: opt-out and namespaces that are not opted in ----------------------
