@@ -31,9 +31,33 @@ def run_command(prog: str, command: Callable[[], int | None]) -> int:
         return 2
 
 
-def run_local_cluster(port: int | None, kubeconfig: str | None, https: bool = False) -> int:
-    """Serve until SIGINT/SIGTERM; prints the kubeconfig path. Returns a process exit code."""
-    server = LocalKube(port=port or 0, https=https)
+def read_token_file(path: str) -> dict[str, str]:
+    """kube-apiserver's --token-auth-file format, `token,user[,uid[,"groups"]]` per line (uid and groups
+    ignored: the user system:admin is system:masters, every other one system:authenticated)."""
+    tokens: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise StartupError(f"cannot read the token file {path} ({exc.strerror or exc})",
+                           "give a readable file of token,user lines with --token-auth-file") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        token, _, rest = line.partition(",")
+        user = rest.split(",", 1)[0].strip()
+        if not token.strip() or not user:
+            raise StartupError(f"{path} line {number}: expected token,user", "fix the line") from None
+        tokens[token.strip()] = user
+    return tokens
+
+
+def run_local_cluster(port: int | None, kubeconfig: str | None, https: bool = False,
+                      token_file: str | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; prints the kubeconfig path. Returns a process exit code.
+
+    With `token_file`, requests must bear one of its tokens (the kubeconfig written uses the first)."""
+    server = LocalKube(port=port or 0, https=https, tokens=read_token_file(token_file) if token_file else None)
     try:
         server.start()
     except OSError as exc:
@@ -106,12 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig (default: a temp file)")
     parser.add_argument("--https", action="store_true", help="serve HTTPS with a generated self-signed CA")
+    parser.add_argument("--token-auth-file", default=None,
+                        help="bearer tokens, `token,user` per line (kube-apiserver's format; the first is the "
+                             "kubeconfig's): without it every request is system:admin (local engine)")
     parser.add_argument("--engine", choices=("local", "kube"), default="local",
                         help="local: this in-process server; kube: real etcd + kube-apiserver + kube-controller-manager")
     args = parser.parse_args(argv)
     if args.engine == "kube":
         return run_command("localkube", lambda: run_kube_cluster(args.kubeconfig))
-    return run_command("localkube", lambda: run_local_cluster(args.port, args.kubeconfig, https=args.https))
+    return run_command("localkube", lambda: run_local_cluster(args.port, args.kubeconfig, https=args.https,
+                                                              token_file=args.token_auth_file))
 
 
 if __name__ == "__main__":

@@ -245,16 +245,16 @@ def ensure_dns_service(api: client.ApiClient) -> None:
 
 
 def ensure_namespace(api: client.ApiClient, name: str) -> None:
-    try:
-        client.CoreV1Api(api).create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    _create_if_absent(lambda: client.CoreV1Api(api).create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
 
 
 def start_api_server(workdir: Path, engine: str, kubeconfig: str, processes: list[ManagedProcess],
-                     closers: list[Callable[[], None]], progress: Callable[[str], None] = print) -> None:
-    """The local API server (a process) or the real control plane; writes `kubeconfig` once it answers."""
+                     closers: list[Callable[[], None]], progress: Callable[[str], None] = print,
+                     tokens: dict[str, str] | None = None) -> None:
+    """The local API server (a process) or the real control plane; writes `kubeconfig` once it answers.
+
+    `tokens` (local engine): bearer token -> user; the first is the admin kubeconfig's."""
     if engine == "kube":
         from localkube.kube_engine import KubeControlPlane
 
@@ -264,11 +264,53 @@ def start_api_server(workdir: Path, engine: str, kubeconfig: str, processes: lis
         plane.write_kubeconfig(kubeconfig)
         progress(f"real control plane up: {plane.url}")
         return
-    proc = _spawn("localkube", [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig], workdir)
+    argv = [sys.executable, "-m", "localkube", "--kubeconfig", kubeconfig]
+    if tokens:
+        token_file = workdir / "tokens.csv"
+        token_file.write_text("".join(f"{token},{user}\n" for token, user in tokens.items()))
+        os.chmod(token_file, 0o600)
+        argv += ["--token-auth-file", str(token_file)]
+    proc = _spawn("localkube", argv, workdir)
     processes.append(proc)
     _wait("local API server", lambda: Path(kubeconfig).exists() and bool(
         client.VersionApi(load_api_client(kubeconfig)).get_code()), START_TIMEOUT_SECONDS, proc)
     progress(f"local API server up (kubeconfig {kubeconfig})")
+
+
+def reconciler_kubeconfig(workdir: Path, engine: str, api: client.ApiClient, kubeconfig: str,
+                          local_token: str) -> str:
+    """The reconciler's own kubeconfig: its ServiceAccount's user, as in a chart install, so the webhook's
+    label guard (only netwarden's own users may change netwarden.io/ labels) judges it as in a cluster.
+
+    Local engine: `local_token`, which the API server maps to that user. Real control plane: a
+    TokenRequest token of the ServiceAccount, bound to cluster-admin (the demo does not install the
+    chart's RBAC; tests/chart checks least privilege)."""
+    token = local_token
+    if engine == "kube":
+        core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        name = RECONCILER_USER.rsplit(":", 1)[1]
+        _create_if_absent(lambda: core.create_namespaced_service_account(NETWARDEN_NAMESPACE, {"metadata": {"name": name}}))
+        _create_if_absent(lambda: rbac.create_cluster_role_binding({
+            "metadata": {"name": f"{name}-demo"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NETWARDEN_NAMESPACE}]}))
+        token = core.create_namespaced_service_account_token(
+            name, NETWARDEN_NAMESPACE, {"spec": {"expirationSeconds": 86400}}).status.token
+    document = yaml.safe_load(Path(kubeconfig).read_text())
+    for entry in document.get("users") or []:
+        entry["user"] = {"token": token}
+    path = workdir / "reconciler.kubeconfig"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def _create_if_absent(create: Callable[[], Any]) -> None:
+    try:
+        create()
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tuple[str, str, str],
@@ -310,10 +352,13 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
     token_file.write_text(token)
     os.chmod(token_file, 0o600)
     stack = Stack(workdir, kubeconfig, "", "", token, "", engine, processes, closers)
+    reconciler_token = secrets.token_urlsafe(32)
     try:
-        start_api_server(workdir, engine, kubeconfig, processes, closers, progress)
+        start_api_server(workdir, engine, kubeconfig, processes, closers, progress,
+                         tokens={secrets.token_urlsafe(32): "system:admin", reconciler_token: RECONCILER_USER})
         api = load_api_client(kubeconfig)
         ensure_namespace(api, NETWARDEN_NAMESPACE)
+        own_kubeconfig = reconciler_kubeconfig(workdir, engine, api, kubeconfig, reconciler_token)
         ensure_dns_service(api)
         if real_packets and admin_network_policy:
             from localkube.enforcer import install_anp_crd
@@ -337,7 +382,7 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         processes.append(webhook)
         progress(f"webhook up on {stack.webhook_url} (gunicorn, TLS), registered as a MutatingWebhookConfiguration")
 
-        reconciler = _spawn("reconciler", [sys.executable, "-m", "netwarden.cli", "reconciler", "--kubeconfig", kubeconfig,
+        reconciler = _spawn("reconciler", [sys.executable, "-m", "netwarden.cli", "reconciler", "--kubeconfig", own_kubeconfig,
                                            "--port", str(signals_port), "--cert", cert, "--key", key], workdir, env)
         processes.append(reconciler)
         stack.signals_url = f"https://127.0.0.1:{signals_port}"

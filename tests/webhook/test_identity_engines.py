@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -202,6 +203,23 @@ def test_a_pod_in_a_namespace_that_is_not_opted_in_does_not_keep_self_set_netwar
     made = client.CoreV1Api(api).create_namespaced_pod(plain, pod("plain", {
         names.LABEL_IDENTITY: "shop.deploy.api", names.LABEL_PURPOSE: "frontend", "app": "x"}))
     assert made.metadata.labels == {"app": "x"}
+
+
+def test_the_stacks_reconciler_backfills_labels_as_its_own_user_which_the_guard_trusts_and_admin_is_not(
+        stack: Stack, api: client.ApiClient, shop: str) -> None:
+    # soak finding (issue 11): every client of the stack was system:admin, so the label guard refused
+    # the reconciler's backfill there; in a cluster the reconciler is its own ServiceAccount
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(shop, pod("late", {names.LABEL_INJECT: names.INJECT_DISABLED}))  # webhook skips it
+    core.patch_namespaced_pod("late", shop, {"metadata": {"labels": {names.LABEL_INJECT: None}}})  # opted in now
+    labelled = wait_for(lambda: reserved(core.read_namespaced_pod("late", shop).metadata.labels).get(names.LABEL_IDENTITY),
+                        "the reconciler's backfill of the pod's labels")
+    assert labelled == f"{shop}.pod.late"
+    kubeconfig = yaml.safe_load(Path(stack.workdir, "reconciler.kubeconfig").read_text())
+    assert "client-certificate-data" not in kubeconfig["users"][0]["user"]  # its own token, not the admin's
+    with pytest.raises(ApiException) as refused:  # the guard still refuses everyone else, the admin too
+        core.patch_namespaced_pod("late", shop, {"metadata": {"labels": {names.LABEL_IDENTITY: f"{shop}.pod.other"}}})
+    assert refused.value.status == 403
 
 
 # --- finding 7: the final object is judged, after every mutating webhook ---------------------------
