@@ -7,8 +7,9 @@ then starts the webhook (gunicorn, TLS, 2 workers x 4 threads) and registers it 
 does (Mutating + Validating configurations, caBundle, failurePolicy Ignore, timeoutSeconds 5) and
 creates N more. Every pod is a new bare-pod workload, so every admission with the webhook also
 writes that pod's baseline NetworkPolicy from inside the request: the worst case. A third row
-creates N pods of one workload (bare pods sharing a generateName: one identity, one baseline), the
-common case of replicas, where the write is done once and later reviews take the cached path.
+creates N pods of one workload (a ReplicaSet's, created as its controller's user by impersonation, with
+generateName: one identity, one baseline), the common case of replicas, where the write is done once
+and later reviews take the cached path (each still verifies the owner, from the webhook's cache).
 One client, sequential creates; the raw response is read but not deserialised into models. No
 reconciler and no kubelet run, so nothing else loads the server.
 
@@ -80,9 +81,16 @@ def create_pods(api: client.ApiClient, namespace: str, count: int, prefix: str, 
                 ) -> list[float]:
     """Seconds per create, as the client sees it (request, admission, storage, response)."""
     core = client.CoreV1Api(api)
+    naming: dict[str, object] = {}
+    if one_workload:  # a ReplicaSet's pods, as its controller creates them (only its claim of the owner counts)
+        naming = {"generateName": "web-", "ownerReferences": [replica_set(api, namespace)]}
+        impersonating = client.ApiClient(api.configuration)
+        impersonating.set_default_header("Impersonate-User", "system:serviceaccount:kube-system:replicaset-controller")
+        core = client.CoreV1Api(impersonating)
     latencies = []
     for i in range(count):
-        naming = {"generateName": "web-"} if one_workload else {"name": f"{prefix}-{i}"}
+        if not one_workload:
+            naming = {"name": f"{prefix}-{i}"}
         body = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {**naming, "annotations": {names.ANNOTATION_PURPOSE: "frontend"}},
                 "spec": {"containers": [{"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 8080}]}]}}
@@ -93,6 +101,18 @@ def create_pods(api: client.ApiClient, namespace: str, count: int, prefix: str, 
         if response.status != 201:
             raise RuntimeError(f"pod create answered {response.status}")
     return latencies
+
+
+def replica_set(api: client.ApiClient, namespace: str) -> dict[str, object]:
+    """A ReplicaSet of no replicas whose selector matches none of the bench's pods (the real controller releases
+    them and creates none of its own); its controller reference, once."""
+    apps = client.AppsV1Api(api)
+    found = apps.list_namespaced_replica_set(namespace, field_selector="metadata.name=web").items
+    rs = found[0] if found else apps.create_namespaced_replica_set(namespace, {
+        "metadata": {"name": "web"}, "spec": {"replicas": 0, "selector": {"matchLabels": {"bench": "none"}},
+        "template": {"metadata": {"labels": {"bench": "none"}},
+                     "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}})
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": rs.metadata.uid, "controller": True}
 
 
 def review_times(log: Path, namespace: str) -> dict[str, list[float]]:
