@@ -18,7 +18,7 @@ Rounds are interleaved (round 1: every server at every concurrency, then round 2
 the machine's load hits all alike; each figure is the median over rounds. Server CPU per review is
 the server's process tree's user+system time (/proc) over the reviews answered; context switches
 likewise. `--rate`: each server is also paced at that many reviews/s (16 connections) for the p99
-at a fixed load. The machine is shared: read the ratio columns, the absolutes move with the load.
+at a fixed load; a last line says whether netwarden held that rate and met issue 15's p99 target there. The machine is shared: read the ratio columns, the absolutes move with the load.
 """
 
 from __future__ import annotations
@@ -308,6 +308,23 @@ def side_by_side(servers: list[Server], context: ssl.SSLContext, args: argparse.
             s = median_of(results[(label, server.name)])
             print(f"| {label} | {server.name} | {s.rate:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.cpu_us:,.0f} "
                   f"| {s.switches:.1f} | {s.rate / kopf.rate:.2f}x | {s.cpu_us / kopf.cpu_us:.2f}x |")
+    if args.rate:
+        print(paced_verdict(median_of(results[(loads[-1][0], "netwarden")]), args.rate))
+
+
+#: Issue 15's latency target: p99 under this at the paced rate (2,000 reviews/s).
+PACED_P99_TARGET_MS = 5.0
+#: A paced run counts as having held its rate when it answered at least this share of it.
+PACED_RATE_HELD = 0.95
+
+
+def paced_verdict(sample: Sample, rate: float) -> str:
+    """One line: whether netwarden held the paced rate and whether its p99 met the target there."""
+    held = sample.rate >= PACED_RATE_HELD * rate
+    verdict = ("met" if sample.p99_ms < PACED_P99_TARGET_MS else "not met") if held else \
+        "unmeasured (the rate was not held: the p99 is that of a saturated server)"
+    return (f"paced {rate:,.0f}/s, p99 target {PACED_P99_TARGET_MS:g} ms: netwarden answered {sample.rate:,.0f}/s "
+            f"({sample.rate / rate:.0%} of the offered rate), p99 {sample.p99_ms:.2f} ms: {verdict}")
 
 
 def cases(server: Server, context: ssl.SSLContext, args: argparse.Namespace) -> None:
