@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from netwarden.reconciler.core import snapshot
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.snapshot import SnapshotError
-from tests.core.corekit import API, DB, engine, flow, ip, learn_api_to_db, with_config
+from netwarden.reconciler.core import actions as A
+from tests.core.corekit import API, DB, engine, flow, health, ip, learn_api_to_db, with_config
+from tests.core.test_actions import new_peers
 from tests.core.test_properties import PROTECTED_POD, drive, events
 
 #: Guard rails are cluster-wide (not per workload, not in a snapshot): wide enough never to be what differs.
@@ -102,3 +107,73 @@ def test_forget_drops_a_workload_that_moved_away() -> None:
     e = engine()
     learn_api_to_db(e)
     assert e.forget(API) and API not in e.workloads() and not e.forget(API)
+
+
+# --- rolling upgrade: one VERSION, both directions ---------------------------------------------
+
+#: Snapshots written by commit e0fbee7 (before the engine stopped keeping a policy history): a workload
+#: just tightened (its history in the snapshot) and one just rolled back (its decision carries
+#: restore_revision and restore_spec). Made by that commit's engine, in the scenario below.
+E0FBEE7 = json.loads((Path(__file__).parent / "data" / "snapshot_e0fbee7.json").read_text())
+
+
+def _tightened_and_rolled_back() -> dict[str, dict]:
+    """This engine's snapshots in the scenario that made E0FBEE7 (tests/core/test_actions.py)."""
+    e = engine()
+    t = learn_api_to_db(e)
+    e.ingest_health(health(t, "api-7d9f-a", True, 0), t)
+    (tighten,) = new_peers(e, t, 4)
+    tightened = e.snapshot(API, t + 1)
+    (rollback,) = e.ingest_health(health(t + 20, "api-7d9f-a", False, 1), t + 20)
+    assert rollback.action == A.ROLLBACK
+    return {"tightened": tightened, "rolled_back": e.snapshot(API, t + 21)}
+
+
+#: Values the reader takes whole, not key by key (a NetworkPolicy spec, the annotation's text).
+OPAQUE = {"restore_spec", "history"}
+
+
+def _keys(data: object, path: str = "") -> set[str]:
+    """Every key path in a snapshot (a list's rows by their first one: rows share a shape)."""
+    if isinstance(data, dict):
+        return {p for k, v in data.items()
+                for p in {f"{path}/{k}", *(() if k in OPAQUE else _keys(v, f"{path}/{k}"))}}
+    if isinstance(data, list) and data:
+        return _keys(data[0], f"{path}[]")
+    return set()
+
+
+@pytest.mark.parametrize("case", ["tightened", "rolled_back"])
+def test_a_snapshot_of_the_previous_shape_restores_and_the_new_owner_decides_on(case: str) -> None:
+    old = E0FBEE7[case]
+    assert "history" in old and "restore_spec" in old["state"]["last_decision"]  # the shape under test
+    e = engine()
+    assert e.restore_snapshot(snapshot.from_bytes(snapshot.to_bytes(old)), old["taken_at"])
+    ours = _tightened_and_rolled_back()[case]
+    assert e.state_of(API).step == ours["state"]["step"] == old["state"]["step"]
+    assert e.state_of(API).last_decision.action == old["state"]["last_decision"]["action"]
+    assert e.explain(API, old["taken_at"])["last_decision"]["action"] == old["state"]["last_decision"]["action"]
+
+
+@pytest.mark.parametrize("case", ["tightened", "rolled_back"])
+def test_a_new_snapshot_keeps_every_key_the_previous_reader_requires_with_a_neutral_value(case: str) -> None:
+    """A leader of e0fbee7 taking over during a rolling upgrade reads these: a key it lacks is a KeyError
+    there (it catches only SnapshotError). The kept keys say "nothing to restore": its rollback then reads
+    the policy's history annotation, the one home of past specs."""
+    new = _tightened_and_rolled_back()[case]
+    missing = _keys(E0FBEE7[case]) - _keys(new)
+    assert not missing, f"keys the previous reader requires, no longer written: {sorted(missing)}"
+    assert new["history"] is None
+    assert {k: new["state"]["last_decision"][k] for k in snapshot.LEGACY_DECISION} == snapshot.LEGACY_DECISION
+
+
+def test_a_snapshot_whose_parts_do_not_fit_is_refused_as_malformed_and_the_workload_is_left_alone() -> None:
+    e = engine()
+    learn_api_to_db(e)
+    data = e.snapshot(API, 200.0)
+    del data["state"]["last_decision"]
+    fresh = engine()
+    with pytest.raises(SnapshotError) as info:
+        fresh.restore_snapshot(data, 200.0)
+    assert info.value.reason == "malformed" and "last_decision" in str(info.value)
+    assert API not in fresh.workloads()

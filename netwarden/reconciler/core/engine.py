@@ -244,12 +244,9 @@ class DecisionEngine:
         current = self._tracked.get(identity)
         if current is not None and (current.baseline.flows_seen or current.state.changed_at is not None):
             return False
-        cfg = self.config
+        parts = snapshot.parts_of(data, self.config)
         tracked = self._track(identity, namespace, now)
-        tracked.baseline = snapshot.baseline_of(data["baseline"], identity, namespace, cfg)
-        tracked.risk = snapshot.risk_of(data["risk"], identity, cfg)
-        tracked.recent = snapshot.recent_of(data["recent"], cfg.what_if_window)
-        tracked.state = snapshot.state_of(data["state"], identity, namespace, cfg.max_history)
+        tracked.baseline, tracked.risk, tracked.recent, tracked.state = parts
         if identity in self.base_intents:
             tracked.state.base_intent = self.base_intents[identity]
         self._active.add(identity)

@@ -14,7 +14,13 @@ what `explain` and a rollback's evidence read of it), the guard rails' windows a
 
 The snapshot is bounded by the config caps (edges, novel edges, namespaces, evidence, recent
 edges) and versioned: a snapshot of another version is refused (`SnapshotError`, counted
-by the adapter), and that workload learns again. `to_bytes` adds a byte bound for the stores
+by the adapter), and that workload learns again.
+
+Rolling upgrades read both ways within one VERSION. The keys a reader of commit e0fbee7 requires are
+still written, with values that change nothing (`LEGACY_DECISION` in a decision, `history: null`, which
+that reader takes for an empty history, so its automatic rollback reads the policy's annotation); a reader ignores
+keys it does not know (a snapshot of e0fbee7 carries them), and a snapshot that still does not fit
+is a `SnapshotError` ("malformed"), never a KeyError that stops the restore loop. `to_bytes` adds a byte bound for the stores
 (Kafka's message size, a ConfigMap's 1 MiB). Pure: no clock, no I/O.
 """
 
@@ -200,10 +206,16 @@ _DECISION_FIELDS = (
 )
 
 
+#: Keys the previous shape of a decision had, written with the value that says "nothing to restore"
+#: (a reader of commit e0fbee7 requires them; this one ignores them). Drop them with a VERSION bump.
+LEGACY_DECISION: Data = {"restore_revision": None, "restore_spec": None}
+
+
 def decision_data(decision: Decision | None) -> Data | None:
     if decision is None:
         return None
     out: Data = {name: getattr(decision, name) for name in _DECISION_FIELDS}
+    out.update(LEGACY_DECISION)
     out.update(instances=list(decision.instances), pods=list(decision.pods),
                evidence=[deviation_data(e) for e in decision.evidence])
     what_if = decision.what_if
@@ -264,8 +276,21 @@ def workload_data(identity: str, namespace: str, baseline: Baseline, risk: RiskS
     return {
         "v": VERSION, "identity": identity, "namespace": namespace, "taken_at": taken_at,
         "baseline": baseline_data(baseline), "risk": risk_data(risk), "recent": recent_data(recent),
-        "state": state_data(state),
+        "state": state_data(state), "history": None,  # the key a reader of e0fbee7 reads; null: empty
     }
+
+
+def parts_of(data: Data, config: CoreConfig) -> tuple[Baseline, RiskState, RecentFlows, WorkloadState]:
+    """A checked snapshot's workload, read whole before anything is replaced; SnapshotError when a part does
+    not fit (a shape this reader does not know), so the caller counts it and that workload learns again."""
+    identity, namespace = data["identity"], data["namespace"]
+    try:
+        return (baseline_of(data["baseline"], identity, namespace, config), risk_of(data["risk"], identity, config),
+                recent_of(data["recent"], config.what_if_window),
+                state_of(data["state"], identity, namespace, config.max_history))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise SnapshotError("malformed", f"snapshot of {identity} does not fit this reader: "
+                                         f"{type(exc).__name__} {exc}") from None
 
 
 def check(data: Any) -> Data:
