@@ -21,7 +21,7 @@ from tests.support.data import PAYLOADS
 
 from .conftest import wait_until
 from .test_controller import events
-from .test_quarantine_writes import IDENTITY, NS, start_runtime
+from .test_quarantine_writes import IDENTITY, NS, WORKLOAD_POLICY, start_runtime
 from .test_quarantine_writes import shop  # noqa: F401 - the fixture
 
 
@@ -38,6 +38,9 @@ def test_an_old_falcosidekick_body_sent_five_times_never_quarantines_and_explain
     runtime = start_runtime(kube)
     try:
         wait_until(lambda: runtime.engine.index.by_pod.get((NS, "web")))
+        # `explain` below reads the workload's policy from the API. The queue's workers write it, behind the
+        # other workloads' reconciles: under load, not yet when the runtime stops (explain then returns 1).
+        wait_until(lambda: kube.get_policy(NS, WORKLOAD_POLICY), what="the backfilled workload policy")
         before = (ignored(TOO_OLD), ignored(DUPLICATE))
         for _ in range(5):
             runtime.accept_alert(alert)
