@@ -70,10 +70,16 @@ MANAGED_BY_VALUE = "netwarden"
 LABEL_POLICY_ROLE = f"{PREFIX}/policy-role"
 ROLE_BASELINE = "baseline"
 ROLE_QUARANTINE = "quarantine"
+#: The namespace's deny-all for every netwarden-labelled pod, under which baselines may be written
+#: after the review (webhook.baseline_write async): a pod is contained before its baseline lands.
+ROLE_ADMISSION_GUARD = "admission-guard"
+ADMISSION_GUARD_POLICY_NAME = "netwarden-admission-guard"
 #: Why the policy has its current spec (created-at-admission, backfill, tightened, ...).
 ANNOTATION_REASON = f"{PREFIX}/reason"
 #: ANNOTATION_REASON value on a baseline the admission webhook wrote for a workload's first pod.
 REASON_CREATED_AT_ADMISSION = "created-at-admission"
+#: ANNOTATION_REASON value on a namespace's admission guard.
+REASON_ADMISSION_GUARD = "admission-guard"
 #: Monotonic revision of netwarden's own changes to this policy.
 ANNOTATION_REVISION = f"{PREFIX}/revision"
 #: baseline | learning | tightened | quarantined

@@ -343,6 +343,31 @@ def render_network_policy(intent: PolicyIntent, meta: PolicyMeta, dns: DnsTarget
     }
 
 
+def admission_guard_policy(namespace: str) -> dict[str, Any]:
+    """Deny everything, both ways, to every pod of `namespace` that wears netwarden's identity label.
+
+    Why: NetworkPolicies add up, so a policy with no rule adds no allow; a pod its baseline selects is
+    isolated by the baseline already, and the guard changes nothing for it. A labelled pod whose
+    baseline is not written yet (written after its review, or backfilled later) is selected by the
+    guard alone: no packet in or out until its baseline lands. Not owned by anything (the namespace
+    owns it by containing it); the reconciler never collects it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": names.ADMISSION_GUARD_POLICY_NAME,
+            "namespace": namespace,
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE,
+                       names.LABEL_POLICY_ROLE: names.ROLE_ADMISSION_GUARD},
+            "annotations": {names.ANNOTATION_REASON: names.REASON_ADMISSION_GUARD},
+        },
+        "spec": {
+            "podSelector": {"matchExpressions": [{"key": names.LABEL_IDENTITY, "operator": "Exists"}]},
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
 def is_managed(manifest: Mapping[str, Any]) -> bool:
     labels = (manifest.get("metadata") or {}).get("labels") or {}
     return labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE

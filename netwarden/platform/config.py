@@ -94,6 +94,10 @@ class WebhookConfig:
     api_timeout_seconds: float = option(
         2.0, "per-call API timeout inside an admission review (every call of a review also ends by its deadline, below the API server's timeout)")
     api_attempts: int = option(2, "API attempts per call inside an admission review (transient errors only)")
+    baseline_write: str = option(
+        "sync", "when a new workload's baseline is written: sync (inside its first pod's review) or async (just "
+        "after the answer; in enforce/approve namespaces under the namespace's admission guard, a deny-all for "
+        "netwarden-labelled pods written first, inside the review)")
     ready_probe_seconds: float = option(10.0, "how long a /readyz API reachability result is reused")
 
 
@@ -363,6 +367,8 @@ def validate(config: NetwardenConfig) -> None:
     for name_, value in (("workers", hook.workers), ("threads", hook.threads), ("api_attempts", hook.api_attempts)):
         if value < 1:
             raise ConfigError(f"webhook.{name_} {value}: expected at least 1")
+    if hook.baseline_write not in ("sync", "async"):
+        raise ConfigError(f"webhook.baseline_write {hook.baseline_write!r}: expected sync or async")
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -163,8 +163,8 @@ class Workloads:
         for policy in self.index.policies():
             labels = labels_of(policy)
             identity = labels.get(names.LABEL_IDENTITY, "")
-            if is_adopted(policy):
-                continue
+            if is_adopted(policy) or labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_ADMISSION_GUARD:
+                continue  # a guard belongs to its namespace, not to a workload: it lives as long as the namespace
             if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
                 instance = annotations_of(policy).get(names.ANNOTATION_TARGET_POD)
                 pod = self.index.pod_by_instance(instance) if instance else None

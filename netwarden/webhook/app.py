@@ -48,7 +48,8 @@ from netwarden.platform.config import NetwardenConfig, load_config
 from netwarden.model.identity import OwnerRef, Parents, verify_owners
 from netwarden.platform.kube import KubeClient, RetryPolicy, load_api_client
 from netwarden.model.labels import NamespaceFacts
-from netwarden.model.policy import DnsTarget
+from netwarden.model.admission import is_enforcing
+from netwarden.model.policy import DnsTarget, admission_guard_policy
 from netwarden.webhook.admission import (
     OUTCOME_DEGRADED,
     OUTCOME_LABELLED,
@@ -89,13 +90,17 @@ WRITE_CACHED = "cached"
 WRITE_DRY_RUN = "dry-run"
 #: The owner could not be verified in the review's budget: the reconciler writes the baseline later.
 WRITE_SKIPPED_DEGRADED = "skipped-degraded"
+#: webhook.baseline_write async: handed to the worker's background thread, written just after the answer.
+WRITE_QUEUED = "queued"
 
 EVENT_REVIEW = "admission_review"
 EVENT_REVIEW_FAILED = "admission_review_failed"
 EVENT_POLICY_WRITE_FAILED = "policy_write_failed"
 EVENT_DNS_TARGET = "dns_target"
 EVENT_EVENT_DROPPED = "kubernetes_event_dropped"
-#: Kubernetes Events a worker holds for its recorder thread before dropping new ones.
+EVENT_ADMISSION_GUARD = "admission_guard"
+#: Jobs (Kubernetes Events, async baseline writes) a worker holds for its background thread; past it an
+#: Event is dropped and a baseline written inside the review instead.
 MAX_PENDING_EVENTS = 1024
 
 
@@ -202,6 +207,12 @@ class WebhookRuntime:
         self._missing_owners: TTLCache[tuple[str, str, str, str], bool] = TTLCache(
             4096, hook.namespace_cache_seconds, timer=clock)
         self._write_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self.async_baseline = hook.baseline_write == "async"
+        #: Namespaces whose admission guard was written (or found) by this worker; as long-lived as a
+        #: remembered workload (the reconciler never removes a guard; a cluster admin may).
+        self._guards: TTLCache[str, str] = TTLCache(
+            hook.workload_cache_size, min(hook.workload_cache_seconds, config.reconciler.cleanup_grace_seconds / 2),
+            timer=clock)
         self._dns: DnsTarget = DnsTarget()
         self._dns_checked_at: float | None = None
         self._dns_final = kube is None
@@ -210,8 +221,8 @@ class WebhookRuntime:
                                           config.cluster.creators())
         self._review_counters: dict[tuple[str, str], Any] = {}
         self._cache_hit_counters: dict[str, Any] = {}
-        self._events: queue.Queue[tuple[dict[str, Any], str, str]] = queue.Queue(MAX_PENDING_EVENTS)
-        self._event_thread: threading.Thread | None = None
+        self._jobs: queue.Queue[Callable[[], None]] = queue.Queue(MAX_PENDING_EVENTS)
+        self._jobs_thread: threading.Thread | None = None
         self._latency_histograms: dict[str, Any] = {}
         if kube is not None:
             self.dns_target()
@@ -310,20 +321,29 @@ class WebhookRuntime:
         return refs, True
 
     # -- the one write per workload -------------------------------------------------------------
-    def ensure_policy(self, manifest: dict[str, Any], kube: KubeClient | None = None) -> str:
-        """Create the workload's baseline once; concurrent reviews of one workload share the write."""
+    @staticmethod
+    def _workload_key(manifest: dict[str, Any]) -> tuple[str, str, str]:
         meta = manifest["metadata"]
         owners = meta.get("ownerReferences") or [{}]
-        key = (meta["namespace"], meta["name"], str(owners[0].get("uid", "")))
+        return meta["namespace"], meta["name"], str(owners[0].get("uid", ""))
+
+    def _known_workload(self, key: tuple[str, str, str]) -> bool:
+        """Whether the workload's baseline was written, found or queued (call with self._lock held)."""
+        if key in self._workloads:
+            self._cache_hit("workload")
+            return True
+        return False
+
+    def ensure_policy(self, manifest: dict[str, Any], kube: KubeClient | None = None) -> str:
+        """Create the workload's baseline once; concurrent reviews of one workload share the write."""
+        key = self._workload_key(manifest)
         with self._lock:
-            if key in self._workloads:
-                self._cache_hit("workload")
+            if self._known_workload(key):
                 return WRITE_CACHED
             key_lock = self._write_locks.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
-                if key in self._workloads:
-                    self._cache_hit("workload")
+                if self._known_workload(key):
                     return WRITE_CACHED
             result = self._create_policy(manifest, kube or self.kube)
             with self._lock:
@@ -331,6 +351,60 @@ class WebhookRuntime:
                     self._workloads[key] = result
                 self._write_locks.pop(key, None)
         return result
+
+    def ensure_policy_after_answer(self, manifest: dict[str, Any], kube: KubeClient, enforcing: bool) -> str:
+        """webhook.baseline_write async: the baseline is written by this worker's background thread just
+        after the answer, so the pod's create does not wait for it.
+
+        Contained from its first packet all the same: in an enforcing namespace the namespace's
+        admission guard (deny-all for every netwarden-labelled pod, `admission_guard_policy`) is made
+        sure of first, inside this review, so until the baseline lands the pod is selected by the
+        guard alone; a guard that cannot be written makes this review write the baseline itself, as
+        sync does. In learn and dry-run namespaces the baseline allows everything: no policy yet
+        means the same. A failed write is forgotten (the next pod of the workload tries again) and
+        the reconciler backfills it meanwhile."""
+        key = self._workload_key(manifest)
+        with self._lock:
+            if self._known_workload(key):
+                return WRITE_CACHED
+        if enforcing and not self._ensure_guard(key[0], kube):
+            return self.ensure_policy(manifest, kube)
+        with self._lock:
+            if self._known_workload(key):  # another review of the workload got here first
+                return WRITE_CACHED
+            self._workloads[key] = WRITE_QUEUED
+
+        def write() -> None:
+            result = self._create_policy(manifest, self.kube)
+            if result == WRITE_ERROR:
+                with self._lock:
+                    self._workloads.pop(key, None)
+
+        if not self._run_after_answer(write):
+            with self._lock:
+                self._workloads.pop(key, None)
+            return self.ensure_policy(manifest, kube)
+        return WRITE_QUEUED
+
+    def _ensure_guard(self, namespace: str, kube: KubeClient) -> bool:
+        """Whether the namespace's admission guard exists (created now, found, or remembered)."""
+        with self._lock:
+            if namespace in self._guards:
+                self._cache_hit("guard")
+                return True
+        manifest = admission_guard_policy(namespace)
+        try:
+            result, _ = kube.create_policy(manifest)
+        except Exception as exc:  # noqa: BLE001 - the review then writes the baseline itself
+            log_json(EVENT_POLICY_WRITE_FAILED, level="warning", namespace=namespace,
+                     policy=manifest["metadata"]["name"], error=str(exc)[:500])
+            return False
+        self.metrics.policy_writes.labels(result).inc()
+        if result == WRITE_CREATED:
+            log_json(EVENT_ADMISSION_GUARD, namespace=namespace, policy=manifest["metadata"]["name"])
+        with self._lock:
+            self._guards[namespace] = result
+        return True
 
     def _create_policy(self, manifest: dict[str, Any], kube: KubeClient | None) -> str:
         assert kube is not None
@@ -351,25 +425,35 @@ class WebhookRuntime:
         return result
 
     def _record_event(self, involved: dict[str, Any], reason: str, message: str) -> None:
-        """Queue an Event for this worker's recorder thread: the pod's admission does not wait for an
+        """Queue an Event for this worker's background thread: the pod's admission does not wait for an
         audit record's API write (one more etcd commit per new workload). Past MAX_PENDING_EVENTS
         queued the Event is dropped and logged, so a slow API cannot pile them up behind admissions."""
-        with self._lock:
-            if self._event_thread is None:  # started in the worker that needs it (gunicorn forks workers)
-                self._event_thread = threading.Thread(target=self._event_recorder, name="netwarden-events",
-                                                      daemon=True)
-                self._event_thread.start()
-        try:
-            self._events.put_nowait((involved, reason, message))
-        except queue.Full:
+        assert self.kube is not None
+        kube = self.kube
+        if not self._run_after_answer(lambda: kube.emit_event(involved, reason, message)):  # it logs its failures
             log_json(EVENT_EVENT_DROPPED, level="warning", reason=reason,
                      name=(involved.get("metadata") or {}).get("name"), pending=MAX_PENDING_EVENTS)
 
-    def _event_recorder(self) -> None:
-        assert self.kube is not None
+    def _run_after_answer(self, job: Callable[[], None]) -> bool:
+        """Hand `job` to this worker's background thread, in order; False when MAX_PENDING_EVENTS wait."""
+        with self._lock:
+            if self._jobs_thread is None:  # started in the worker that needs it (gunicorn forks workers)
+                self._jobs_thread = threading.Thread(target=self._background, name="netwarden-after-answer",
+                                                     daemon=True)
+                self._jobs_thread.start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def _background(self) -> None:
         while True:
-            involved, reason, message = self._events.get()
-            self.kube.emit_event(involved, reason, message)  # best effort: it logs its own failures
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - a job logs its own failures; the thread must live on
+                log.exception("background job failed")
 
     # -- metrics ------------------------------------------------------------------------------------
     def _cache_hit(self, cache: str) -> None:
@@ -602,6 +686,9 @@ def _mutate(runtime: WebhookRuntime, kube: KubeClient | None, req: Mapping[str, 
             fields["policy"] = "no-api"
         elif degraded:
             fields["policy"] = WRITE_SKIPPED_DEGRADED
+        elif runtime.async_baseline:
+            mode = decision.policy_manifest["metadata"]["annotations"][names.ANNOTATION_POLICY_MODE]
+            fields["policy"] = runtime.ensure_policy_after_answer(decision.policy_manifest, kube, is_enforcing(mode))
         else:
             fields["policy"] = runtime.ensure_policy(decision.policy_manifest, kube)
     return decision
