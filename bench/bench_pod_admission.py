@@ -2,16 +2,17 @@
 
 The figure a platform team asks for before installing an admission webhook. For each engine
 (local: localkube as its own process, like `netwarden demo`; kube: the real etcd + kube-apiserver +
-kube-controller-manager) it creates N bare pods in an opted-in namespace with no webhook registered,
-then starts the webhook (gunicorn, TLS, 2 workers x 4 threads) and registers it exactly as the chart
-does (Mutating + Validating configurations, caBundle, failurePolicy Ignore, timeoutSeconds 5) and
-creates N more. Every pod is a new bare-pod workload, so every admission with the webhook also
-writes that pod's baseline NetworkPolicy from inside the request: the worst case. A third row
-creates N pods of one workload (a ReplicaSet's, created as its controller's user by impersonation, with
+kube-controller-manager) it starts the webhook (gunicorn, TLS, 2 workers x 4 threads) and creates N
+bare pods per row in an opted-in namespace of the row's own: with no webhook registered, and with
+the webhook registered exactly as the chart does (Mutating + Validating configurations, caBundle,
+failurePolicy Ignore, timeoutSeconds 5). Every pod of the second row is a new bare-pod workload, so
+every admission also writes that pod's baseline NetworkPolicy: the worst case. A third row creates
+N pods of one workload (a ReplicaSet's, created as its controller's user by impersonation, with
 generateName: one identity, one baseline), the common case of replicas, where the write is done once
 and later reviews take the cached path (each still verifies the owner, from the webhook's cache).
-One client, sequential creates; the raw response is read but not deserialised into models. No
-reconciler and no kubelet run, so nothing else loads the server.
+The rows' pods are created in interleaved rounds (`--rounds`, the configurations re-pointed before
+each), so the shared machine's changing load falls on every row alike. One client, sequential
+creates; the raw response is read but not deserialised into models. No reconciler and no kubelet run.
 
 `--baseline-write async` (or `both`) runs the webhook with `webhook.baseline_write: async`: a new
 workload's baseline is written just after its review, under the namespace's admission guard (a
@@ -36,7 +37,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +46,14 @@ from kubernetes import client
 
 from netwarden.model import names
 from netwarden.platform.kube import load_api_client
-from netwarden.tools.stack import ManagedProcess, ensure_dns_service, make_tls, start_api_server, start_webhook
+from netwarden.tools.stack import (
+    ManagedProcess,
+    ensure_dns_service,
+    make_tls,
+    start_api_server,
+    start_webhook,
+    webhook_configurations,
+)
 
 WARM_UP = 20
 
@@ -137,53 +145,78 @@ def baselines(api: client.ApiClient, namespace: str) -> int:
     return len(client.NetworkingV1Api(api).list_namespaced_network_policy(namespace, label_selector=selector).items)
 
 
-def measure(engine: str, api: client.ApiClient, pods: int, webhook: ManagedProcess | None,
-            one_workload: bool = False, baseline_write: str = "") -> Row:
-    namespace = opted_in_namespace(api)
-    create_pods(api, namespace, WARM_UP, "warm", one_workload)
-    latencies = create_pods(api, namespace, pods, "pod", one_workload)
-    expected = 1 if one_workload else pods + WARM_UP
-    deadline = time.monotonic() + 30  # async: the last baselines land just after their reviews
-    policies = baselines(api, namespace)
-    while webhook and policies < expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-        policies = baselines(api, namespace)
-    if webhook and policies != expected:
-        raise RuntimeError(f"the webhook wrote {policies} baselines for {pods + WARM_UP} pods: was it called?")
-    if not webhook and policies:
-        raise RuntimeError("policies were written without the webhook")
-    in_webhook = None
-    if webhook is not None:
-        times = review_times(webhook.log_path, namespace)
-        in_webhook = percentile(times["mutate"], 0.5) + percentile(times["validate"], 0.5)
-    ms = [x * 1000 for x in latencies]
-    label = "no" if webhook is None else f"{baseline_write}, " + ("1 workload" if one_workload else "new workloads")
-    return Row(engine, webhook is not None, pods, percentile(ms, 0.50), percentile(ms, 0.99), statistics.fmean(ms),
-               policies, label, in_webhook, baseline_write)
+@dataclass
+class Variant:
+    """One row: where the configurations point (no webhook, or one of them) and which pods are created."""
+
+    webhook: ManagedProcess | None
+    url: str | None
+    one_workload: bool
+    baseline_write: str
+    namespace: str = ""
+    latencies: list[float] = field(default_factory=list)
+    created: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.webhook is None:
+            return "no"
+        return f"{self.baseline_write}, " + ("1 workload" if self.one_workload else "new workloads")
 
 
-def start_bench_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient,
-                        baseline_write: str = "sync") -> ManagedProcess:
-    ensure_dns_service(api)
+def register(api: client.ApiClient, url: str | None, ca_pem: bytes) -> None:
+    """Point the Mutating and Validating configurations at `url` (None: no webhook registered)."""
     admission = client.AdmissionregistrationV1Api(api)
     for delete in (admission.delete_mutating_webhook_configuration,
                    admission.delete_validating_webhook_configuration):
-        try:  # a previous webhook's registration
+        try:
             delete("netwarden")
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
+    if url is not None:
+        mutating, validating = webhook_configurations(url, ca_pem)
+        admission.create_mutating_webhook_configuration(mutating)
+        admission.create_validating_webhook_configuration(validating)
+    time.sleep(1.0)  # the real apiserver picks configurations up from its informer
+
+
+def finish(engine: str, api: client.ApiClient, variant: Variant) -> Row:
+    """The row, once its baselines are all there (async: the last land just after their reviews)."""
+    expected = 1 if variant.one_workload else variant.created
+    deadline = time.monotonic() + 30
+    policies = baselines(api, variant.namespace)
+    while variant.webhook and policies < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        policies = baselines(api, variant.namespace)
+    if variant.webhook and policies != expected:
+        raise RuntimeError(f"the webhook wrote {policies} baselines for {variant.created} pods: was it called?")
+    if not variant.webhook and policies:
+        raise RuntimeError("policies were written without the webhook")
+    in_webhook = None
+    if variant.webhook is not None:
+        times = review_times(variant.webhook.log_path, variant.namespace)
+        in_webhook = percentile(times["mutate"], 0.5) + percentile(times["validate"], 0.5)
+    ms = [x * 1000 for x in variant.latencies]
+    return Row(engine, variant.webhook is not None, len(ms), percentile(ms, 0.50), percentile(ms, 0.99),
+               statistics.fmean(ms), policies, variant.label, in_webhook, variant.baseline_write)
+
+
+def start_bench_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tuple[str, str, str],
+                        baseline_write: str) -> tuple[ManagedProcess, str]:
     config = workdir / f"netwarden-{baseline_write}.yaml"
     config.write_text(yaml.safe_dump({"cluster": {"dns_service": "kube-system/kube-dns",
                                                   "default_mode": names.MODE_ENFORCE},
                                       "webhook": {"baseline_write": baseline_write}}))
-    proc, _ = start_webhook(workdir, kubeconfig, api, make_tls(workdir / "tls", "netwarden"),
-                            {"NETWARDEN_CONFIG": str(config), "NETWARDEN_LOG_LEVEL": "WARNING"})
-    time.sleep(1.0)  # the real apiserver picks configurations up from its informer
-    return proc
+    proc, url = start_webhook(workdir, kubeconfig, api, tls,
+                              {"NETWARDEN_CONFIG": str(config), "NETWARDEN_LOG_LEVEL": "WARNING"})
+    register(api, None, b"")  # start_webhook registered it; the rounds choose
+    return proc, url
 
 
-def run_engine(engine: str, pods: int, writes: list[str]) -> list[Row]:
+def run_engine(engine: str, pods: int, writes: list[str], rounds: int) -> list[Row]:
+    """Every row's pods in `rounds` interleaved rounds (the order rotating), so a change in the
+    machine's load falls on every row alike; each row's percentiles are over all its pods."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-admission-{engine}-"))
     kubeconfig = str(workdir / "kubeconfig")
     processes: list[ManagedProcess] = []
@@ -191,14 +224,26 @@ def run_engine(engine: str, pods: int, writes: list[str]) -> list[Row]:
     try:
         start_api_server(workdir, engine, kubeconfig, processes, closers, progress=lambda _: None)
         api = load_api_client(kubeconfig)
-        rows = [measure(engine, api, pods, None)]
+        ensure_dns_service(api)
+        tls = make_tls(workdir / "tls", "netwarden")
+        ca_pem = Path(tls[0]).read_bytes()
+        variants = [Variant(None, None, False, "")]
         for write in writes:
-            webhook = start_bench_webhook(workdir, kubeconfig, api, write)
-            processes.append(webhook)
-            rows.append(measure(engine, api, pods, webhook, baseline_write=write))
-            rows.append(measure(engine, api, pods, webhook, one_workload=True, baseline_write=write))
-            webhook.stop()
-        return rows
+            proc, url = start_bench_webhook(workdir, kubeconfig, api, tls, write)
+            processes.append(proc)
+            variants += [Variant(proc, url, False, write), Variant(proc, url, True, write)]
+        for variant in variants:
+            variant.namespace = opted_in_namespace(api)
+        per_round = [pods // rounds + (1 if r < pods % rounds else 0) for r in range(rounds)]
+        for r, count in enumerate(per_round):
+            for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
+                register(api, variant.url, ca_pem)
+                if r == 0:
+                    create_pods(api, variant.namespace, WARM_UP, "warm", variant.one_workload)
+                    variant.created += WARM_UP
+                variant.latencies += create_pods(api, variant.namespace, count, f"r{r}", variant.one_workload)
+                variant.created += count
+        return [finish(engine, api, variant) for variant in variants]
     finally:
         for proc in processes:
             proc.stop()
@@ -212,12 +257,14 @@ def main() -> None:
     parser.add_argument("pods", nargs="?", type=int, default=1000)
     parser.add_argument("--engine", choices=["local", "kube", "both"], default="both")
     parser.add_argument("--baseline-write", choices=["sync", "async", "both"], default="sync",
-                        help="the webhook's webhook.baseline_write (both: one webhook after the other)")
+                        help="the webhook's webhook.baseline_write (both: two webhooks, a row each)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds the pods of each row are split in")
     args = parser.parse_args()
     engines = ["local", "kube"] if args.engine == "both" else [args.engine]
     writes = ["sync", "async"] if args.baseline_write == "both" else [args.baseline_write]
-    rows = [row for engine in engines for row in run_engine(engine, args.pods, writes)]
-    print(f"pod create latency, {args.pods} pods per row (+{WARM_UP} warm-up), one sequential client")
+    rows = [row for engine in engines for row in run_engine(engine, args.pods, writes, args.rounds)]
+    print(f"pod create latency, {args.pods} pods per row (+{WARM_UP} warm-up) in {args.rounds} interleaved rounds, "
+          "one sequential client")
     print(f"{'engine':8} {'webhook':22} {'pods':>6} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
           f"{'p50 ratio':>10} {'p99 ratio':>10} {'policies':>9} {'in webhook p50 ms':>18}")
     for row in rows:

@@ -356,18 +356,14 @@ def decide_create(
     actual = netwarden_labels_of(_str_map(_metadata(pod).get("labels")))
     instance = actual.get(names.LABEL_INSTANCE, "")
     decision = decide_admission(request, namespace, parents, instance, config)
-    if decision.outcome != OUTCOME_LABELLED:
-        expected: list[Mapping[str, str]] = [{}]
-    else:
+    want: Mapping[str, str] = decision.labels if decision.outcome == OUTCOME_LABELLED else {}
+    if decision.outcome == OUTCOME_LABELLED:
         if not actual:
             # The mutating webhook did not label it (it failed under failurePolicy Ignore, or its
             # namespaceSelector does not send this namespace): admitted as if netwarden were down; the
             # reconciler backfills. A pod without netwarden labels matches nobody's allow rule.
             return AdmissionDecision(True, OUTCOME_DEGRADED, warnings=(
                 "netwarden's mutating webhook did not label this pod; the reconciler will label it",))
-        unverified = {key: None for key in parents}
-        fallback = decide_admission(request, namespace, unverified, instance, config)
-        expected = [decision.labels, fallback.labels]
         if not is_instance_value(instance):
             return _refuse_labels(
                 [names.LABEL_INSTANCE],
@@ -379,9 +375,15 @@ def decide_create(
 
             if set(actual) == set(decision.labels) and unjudged(actual) == unjudged(decision.labels):
                 return AdmissionDecision(True, OUTCOME_DEGRADED, labels=actual)
-    if any(dict(actual) == dict(candidate) for candidate in expected):
+    if dict(actual) == dict(want):
         return AdmissionDecision(True, OUTCOME_ALLOWED, labels=actual)
-    want = expected[0]
+    unverified = {key: None for key in parents}
+    if decision.outcome == OUTCOME_LABELLED and unverified != parents:
+        # The no-owner-verified decision, made only when needed: it costs as much as the first, and
+        # with no verified owner (bare pods) it is the first.
+        fallback = decide_admission(request, namespace, unverified, instance, config)
+        if dict(actual) == dict(fallback.labels):
+            return AdmissionDecision(True, OUTCOME_ALLOWED, labels=actual)
     differing = sorted(k for k in set(actual) | set(want) if actual.get(k) != want.get(k))
     wanted = ", ".join(f"{k}={want.get(k, '<absent>')!r}" for k in differing)
     return _refuse_labels(
