@@ -66,7 +66,7 @@ LABEL_NAMESPACE_NAME = "kubernetes.io/metadata.name"
 #: Marks every NetworkPolicy netwarden manages (value "netwarden").
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "netwarden"
-#: baseline | quarantine
+#: baseline | quarantine | admission-guard (`netwarden-admission-guard`, one per namespace with webhook.baseline_write async: deny-all for netwarden-labelled pods until their baseline lands)
 LABEL_POLICY_ROLE = f"{PREFIX}/policy-role"
 ROLE_BASELINE = "baseline"
 ROLE_QUARANTINE = "quarantine"
@@ -238,6 +238,29 @@ METRIC_DECISIONS_FENCED = "netwarden_decisions_fenced_total"
 STATE_SECRET_PREFIX = "netwarden-state"
 #: The app.kubernetes.io/component value of those Secrets.
 STATE_COMPONENT = "learned-state"
+
+
+# --- the label guard's matchCondition --------------------------------------------------------------
+def _reserved(key: str) -> str:
+    return f"{key}.startsWith('{PREFIX}/') && {key} != '{LABEL_INJECT}'"
+
+
+#: CEL, on the validating label guard: an UPDATE (pods, pods/status) is sent only when it adds,
+#: removes or changes a reserved label (netwarden.io/*, the opt-in switch aside), the only UPDATE the
+#: guard can refuse (`changed_reserved_labels`); the kubelet's status updates and every other change
+#: are not sent at all. CREATE is always sent. Written so that it cannot fail to evaluate (a label is
+#: read only where it exists): an error would let the failurePolicy decide.
+GUARD_MATCH_CONDITION = {
+    "name": "netwarden-labels-touched",
+    "expression": (  # has() rather than optionals (`.?labels`), which older API servers do not compile
+        "request.operation != 'UPDATE' || "
+        f"(has(object.metadata.labels) && object.metadata.labels.exists(k, {_reserved('k')} && "
+        "(!has(oldObject.metadata.labels) || !(k in oldObject.metadata.labels) || "
+        "oldObject.metadata.labels[k] != object.metadata.labels[k]))) || "
+        f"(has(oldObject.metadata.labels) && oldObject.metadata.labels.exists(k, {_reserved('k')} && "
+        "(!has(object.metadata.labels) || !(k in object.metadata.labels))))"
+    ),
+}
 
 
 def wire_names_table() -> str:

@@ -196,7 +196,8 @@ def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ig
 
     The one builder outside the chart (demo, stack, tests): the mutating webhook sees every pod
     CREATE (no objectSelector: an opted-out pod's self-set netwarden.io/* labels are removed); the
-    validating label guard sees pod CREATE and UPDATE and pods/status UPDATE.
+    validating label guard sees pod CREATE and UPDATE and pods/status UPDATE (an UPDATE only when it
+    touches a reserved label: names.GUARD_MATCH_CONDITION).
     """
     ca_bundle = base64.b64encode(ca_pem).decode()
     namespace_selector = {"matchExpressions": [
@@ -225,8 +226,9 @@ def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ig
                               "reinvocationPolicy": "Never"}]}
     validating = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
                   "metadata": {"name": "netwarden"},
-                  "webhooks": [hook("labels.netwarden.io", "/validate",
-                                    [rule(["CREATE", "UPDATE"], "pods"), rule(["UPDATE"], "pods/status")], "None")]}
+                  "webhooks": [{**hook("labels.netwarden.io", "/validate",
+                                       [rule(["CREATE", "UPDATE"], "pods"), rule(["UPDATE"], "pods/status")], "None"),
+                                "matchConditions": [dict(names.GUARD_MATCH_CONDITION)]}]}
     return mutating, validating
 
 

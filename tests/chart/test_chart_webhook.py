@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
+from netwarden.model import names  # noqa: E402
+from netwarden.tools.stack import webhook_configurations  # noqa: E402
 from tests.chart.chartkit import NAMESPACE, of_kind, one, render  # noqa: E402
 
 
@@ -95,10 +97,22 @@ def test_webhooks_call_the_webhook_service_on_the_port_it_exposes() -> None:
             "name": service["metadata"]["name"], "namespace": NAMESPACE, "path": hook["clientConfig"]["service"]["path"], "port": 8443}
 
 
+def own_conditions(hook: dict[str, Any]) -> list[dict[str, str]]:
+    """The label guard's own matchCondition (the one stack.webhook_configurations registers too)."""
+    return [dict(names.GUARD_MATCH_CONDITION)] if hook["name"] == "pods.validate.netwarden.io" else []
+
+
 def test_match_conditions_are_optional_and_passed_through() -> None:
-    assert all("matchConditions" not in hook for hook in webhooks())
+    assert all(hook.get("matchConditions", []) == own_conditions(hook) for hook in webhooks())
     condition = {"name": "skip-nodes", "expression": "!request.userInfo.username.startsWith('system:node:')"}
-    assert all(hook["matchConditions"] == [condition] for hook in webhooks({"webhook": {"matchConditions": [condition]}}))
+    assert all(hook["matchConditions"] == own_conditions(hook) + [condition]
+               for hook in webhooks({"webhook": {"matchConditions": [condition]}}))
+
+
+def test_the_label_guard_is_sent_updates_only_when_they_touch_a_reserved_label_as_the_local_stack_registers_it() -> None:
+    hook = one(render(), "ValidatingWebhookConfiguration")["webhooks"][0]
+    _, validating = webhook_configurations("https://127.0.0.1:1", b"ca")
+    assert hook["matchConditions"] == validating["webhooks"][0]["matchConditions"] == [names.GUARD_MATCH_CONDITION]
 
 
 def test_ca_bundle_comes_from_the_chosen_certificate_source() -> None:

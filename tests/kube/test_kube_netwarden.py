@@ -138,6 +138,34 @@ def test_the_real_apiserver_calls_the_webhook_when_a_pod_is_created(stack: Stack
     assert policy["metadata"]["labels"][names.LABEL_POLICY_ROLE] == names.ROLE_BASELINE
 
 
+def test_the_label_guard_is_sent_only_the_updates_that_touch_a_reserved_label(stack: Stack, api: client.ApiClient,
+                                                                             opted_in: str) -> None:
+    """The real API server evaluates the guard's matchCondition (CEL): status and other updates never
+    reach the webhook; one that changes, adds or removes a netwarden.io/ label still does, and is refused."""
+    core = client.CoreV1Api(api)
+    made = core.create_namespaced_pod(opted_in, pod_body("guarded"))
+    core.patch_namespaced_pod("guarded", opted_in, {"metadata": {"annotations": {"note": "x"},
+                                                                  "labels": {"app": "web", names.LABEL_INJECT: "enabled"}}})
+    core.patch_namespaced_pod_status("guarded", opted_in, {"status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}})
+    identity = made.metadata.labels[names.LABEL_IDENTITY]
+    changes = [{"metadata": {"labels": {names.LABEL_IDENTITY: f"{opted_in}.pod.other"}}},
+               {"metadata": {"labels": {f"{names.PREFIX}/extra": "x"}}},
+               {"metadata": {"labels": {names.LABEL_PURPOSE: None}}}]
+    for change in changes:
+        with pytest.raises(ApiException) as refused:
+            core.patch_namespaced_pod("guarded", opted_in, change)
+        assert refused.value.status == 403, refused.value.body
+    with pytest.raises(ApiException) as refused:
+        core.patch_namespaced_pod_status("guarded", opted_in, changes[0])
+    assert refused.value.status == 403
+    assert core.read_namespaced_pod("guarded", opted_in).metadata.labels[names.LABEL_IDENTITY] == identity
+    wait_for(lambda: len([r for r in admission_reviews(stack, opted_in, "validate")
+                          if r.get("operation") == "UPDATE"]) == len(changes) + 1, "the refused updates' reviews")
+    updates = [r for r in admission_reviews(stack, opted_in, "validate") if r.get("operation") == "UPDATE"]
+    assert all(r["outcome"] == "refused" for r in updates), "an update that leaves the labels alone was sent"
+
+
 def test_pods_the_replicaset_controller_creates_get_labels_and_one_baseline_owned_by_the_deployment(
         stack: Stack, api: client.ApiClient, opted_in: str) -> None:
     apps, core, net = client.AppsV1Api(api), client.CoreV1Api(api), client.NetworkingV1Api(api)
