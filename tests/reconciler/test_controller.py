@@ -14,7 +14,7 @@ from netwarden.model import names
 from netwarden.platform.kube import KubeClient
 from netwarden.model.admission import AdmissionSettings
 from netwarden.model.labels import NamespaceFacts
-from netwarden.model.policy import PolicyMeta, render_network_policy
+from netwarden.model.policy import PolicyMeta, admission_guard_policy, render_network_policy
 from netwarden.reconciler.controller import ControllerSettings
 from netwarden.reconciler.leader import WriterGate
 from netwarden.reconciler.policy_ops import (Change, Pending, PolicyWriter, approve, canonical_spec, reject, rollback, spec_hash,
@@ -265,10 +265,12 @@ def test_start_up_collects_policies_of_workloads_that_no_longer_exist(
     admitted_pod(core, "shop", "web")
     kept = baseline_manifest("shop", "web")
     net.create_namespaced_network_policy("shop", kept)
+    net.create_namespaced_network_policy("shop", admission_guard_policy("shop"))  # no workload: the namespace's
     rt = start_runtime(kube, grace=3600)
     try:
         wait_until(lambda: policy(net, "shop", "netwarden-pod-gone") is None)
         assert policy(net, "shop", "netwarden-pod-web") is not None
+        assert policy(net, "shop", names.ADMISSION_GUARD_POLICY_NAME) is not None, "a guard is never collected"
     finally:
         rt.stop()
 
