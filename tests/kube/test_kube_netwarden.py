@@ -41,7 +41,8 @@ from netwarden.model.policy import (
     render_network_policy,
     workload_quarantine_intent,
 )
-from netwarden.tools.stack import Stack, free_port, start_stack
+from netwarden.model.netpol_eval import ExternalIP, PodInfo, PolicySet
+from netwarden.tools.stack import Stack, free_port, start_stack, start_webhook, webhook_configurations
 from netwarden.reconciler.policy_ops import canonical_spec
 from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
@@ -164,6 +165,63 @@ def test_the_label_guard_is_sent_only_the_updates_that_touch_a_reserved_label(st
                           if r.get("operation") == "UPDATE"]) == len(changes) + 1, "the refused updates' reviews")
     updates = [r for r in admission_reviews(stack, opted_in, "validate") if r.get("operation") == "UPDATE"]
     assert all(r["outcome"] == "refused" for r in updates), "an update that leaves the labels alone was sent"
+
+
+def register_webhook(api: client.ApiClient, url: str | None, ca_pem: bytes) -> None:
+    """Point the netwarden webhook configurations at `url` (None: none registered)."""
+    admission = client.AdmissionregistrationV1Api(api)
+    for delete in (admission.delete_mutating_webhook_configuration, admission.delete_validating_webhook_configuration):
+        missing(lambda: delete("netwarden"))  # deleted, or none was registered
+    if url is not None:
+        mutating, validating = webhook_configurations(url, ca_pem)
+        admission.create_mutating_webhook_configuration(mutating)
+        admission.create_validating_webhook_configuration(validating)
+
+
+def serving(api: client.ApiClient, namespace: str, policy: str | None = None) -> bool:
+    """Whether the API server calls a webhook now: a probe pod comes back labelled (and `policy` exists)."""
+    made = client.CoreV1Api(api).create_namespaced_pod(namespace, pod_body(f"probe-{uuid.uuid4().hex[:6]}"))
+    if names.LABEL_IDENTITY not in (made.metadata.labels or {}):
+        return False
+    return policy is None or not missing(
+        lambda: client.NetworkingV1Api(api).read_namespaced_network_policy(policy, namespace))
+
+
+def test_with_the_baseline_written_after_the_answer_a_new_pod_is_contained_from_the_moment_it_exists(
+        stack: Stack, api: client.ApiClient, opted_in: str) -> None:
+    """webhook.baseline_write async on the real API server: when the create returns, the namespace's
+    admission guard exists (written inside the review) and, by NetworkPolicy semantics, nothing reaches
+    the pod and the pod reaches nothing but what its baseline allows, with or without the baseline yet."""
+    config = stack.workdir / "netwarden-async.yaml"
+    config.write_text(yaml.safe_dump({"cluster": {"dns_service": "kube-system/kube-dns",
+                                                  "default_mode": names.MODE_ENFORCE},
+                                      "webhook": {"baseline_write": "async"}}))
+    ca_pem = open(stack.ca_file, "rb").read()
+    tls = (stack.ca_file, str(stack.workdir / "tls" / "tls.crt"), str(stack.workdir / "tls" / "tls.key"))
+    register_webhook(api, None, ca_pem)
+    webhook, url = start_webhook(stack.workdir, stack.kubeconfig, api, tls,
+                                 {"NETWARDEN_CONFIG": str(config), "NETWARDEN_LOG_LEVEL": "WARNING"})
+    try:
+        with fresh_namespace(api, "probe", OPTED_IN_ENFORCE) as probe:
+            wait_for(lambda: serving(api, probe, names.ADMISSION_GUARD_POLICY_NAME), "the async webhook called")
+        core, net = client.CoreV1Api(api), client.NetworkingV1Api(api)
+        made = core.create_namespaced_pod(opted_in, pod_body("first"))
+        present = [api.sanitize_for_serialization(p) for p in net.list_namespaced_network_policy(opted_in).items]
+        assert names.ADMISSION_GUARD_POLICY_NAME in [p["metadata"]["name"] for p in present]
+        pod = PodInfo(opted_in, "first", made.metadata.labels, ip="10.0.0.5")
+        peer = PodInfo(opted_in, "peer", {"app": "peer"}, ip="10.0.0.6")
+        world = ExternalIP("203.0.113.9")
+        for policies in (present, [p for p in present if p["metadata"]["name"] == names.ADMISSION_GUARD_POLICY_NAME]):
+            evaluator = PolicySet(policies)
+            assert not any([evaluator.is_allowed(peer, pod, 8080), evaluator.is_allowed(world, pod, 8080),
+                            evaluator.is_allowed(pod, peer, 8080), evaluator.is_allowed(pod, world, 443)])
+        wait_for(lambda: not missing(lambda: net.read_namespaced_network_policy("netwarden-pod-first", opted_in)),
+                 "the baseline, written just after the answer")
+    finally:
+        webhook.stop()
+        register_webhook(api, stack.webhook_url, ca_pem)
+        with fresh_namespace(api, "probe", OPTED_IN_ENFORCE) as probe:
+            wait_for(lambda: serving(api, probe), "the stack's webhook called again")
 
 
 def test_pods_the_replicaset_controller_creates_get_labels_and_one_baseline_owned_by_the_deployment(
