@@ -37,6 +37,7 @@ from netwarden.tools.stack import Stack
 from tests.chart.chartkit import NAMESPACE, Manifest, of_kind, render
 from tests.chart.install import Release, eventually, local_port_values, start_release
 from tests.chart.rbac_check import PREFIX
+from tests.support.users import DAEMON_SET_CONTROLLER, JOB_CONTROLLER, as_user
 
 #: Chart values for a story told in seconds (the demo's settings, through the chart's own values).
 STORY_VALUES: dict[str, Any] = {
@@ -170,7 +171,7 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         phase("install: pre-install hook creates the certificate Secrets, post-install hook fills caBundle")
         release.install(release.docs)
         phase("webhook and reconciler start (DNS Service, readiness, watches, leader Lease); the reconciler "
-              "backfills pods that predate the install (ReplicaSet, StatefulSet, DaemonSet, Job owners)")
+              "backfills pods that predate the install (each its own workload: who created it is unknown)")
         release.start_deployment("-webhook")
         release.start_deployment("-reconciler")
 
@@ -190,9 +191,11 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         eventually(backfilled, "the pods that predate the install to be backfilled")
 
         phase("admission: a DaemonSet pod and a CronJob's Job pod (owner verification Job -> CronJob)")
-        core.create_namespaced_pod("legacy", pod_body("agent-new", owner(agent, "DaemonSet", "apps/v1"), agent_labels))
-        pod = core.create_namespaced_pod("legacy", pod_body("nightly-28000000-x1", owner(job, "Job", "batch/v1"),
-                                                            {"app": "nightly"}))
+        # created as their controllers' users (impersonation): only a controller's own claim of its owner counts
+        client.CoreV1Api(as_user(api, DAEMON_SET_CONTROLLER)).create_namespaced_pod(
+            "legacy", pod_body("agent-new", owner(agent, "DaemonSet", "apps/v1"), agent_labels))
+        pod = client.CoreV1Api(as_user(api, JOB_CONTROLLER)).create_namespaced_pod(
+            "legacy", pod_body("nightly-28000000-x1", owner(job, "Job", "batch/v1"), {"app": "nightly"}))
         assert pod.metadata.labels[names.LABEL_IDENTITY] == "legacy.cronjob.nightly", pod.metadata.labels
 
         if engine == "local":  # the real control plane runs its own
@@ -205,8 +208,24 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         # The chart opts namespaces in by label (namespaceSelectorMode: label), the demo by annotation.
         scenario = dataclasses.replace(scenario, namespaces=tuple(
             NamespaceSpec(ns.name, {**ns.labels, **opted_in}, ns.annotations) for ns in scenario.namespaces))
-        # The legacy workloads' policies stay through the story.
-        legacy_policies = 4
+        phase("drift: a deleted baseline is re-created by the reconciler from an admitted pod, its owners verified "
+              "again (DaemonSet; Job -> CronJob; StatefulSet)")
+        apps.patch_namespaced_stateful_set("db", "legacy", {"spec": {"replicas": 2}})  # db-1, as its controller makes it
+        rebuilt = ["legacy.ds.agent", "legacy.sts.db"]
+        if engine == "local":  # the real Job controller releases nightly-28000000-x1 (not its selector's labels)
+            rebuilt.append("legacy.cronjob.nightly")
+
+        def baseline_of(identity: str) -> Any:
+            return next((p for p in net.list_namespaced_network_policy("legacy").items
+                         if p.metadata.labels.get(names.LABEL_IDENTITY) == identity), None)
+
+        for identity in rebuilt:
+            first = eventually(lambda: baseline_of(identity), f"{identity}'s baseline, written at admission")
+            net.delete_namespaced_network_policy(first.metadata.name, "legacy")
+            eventually(lambda: (baseline_of(identity) or first).metadata.uid != first.metadata.uid,
+                       f"{identity}'s baseline re-created by the reconciler")
+        # The legacy workloads' policies stay through the story: the 4 backfilled pods' and the 3 admitted above.
+        legacy_policies = 7
         eventually(lambda: len(net.list_namespaced_network_policy("legacy").items) == legacy_policies,
                    "one policy per legacy workload")
         scenario = dataclasses.replace(scenario, steps=tuple(
@@ -229,8 +248,14 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         apps.create_namespaced_deployment("legacy", {
             "metadata": {"name": "reports"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reports"}},
                                                       "template": template({"app": "reports"})}})
+        (reports,) = eventually(lambda: [p for p in net.list_namespaced_network_policy("legacy").items
+                                         if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.deploy.reports"],
+                                "reports' baseline")
+        # deleted while its pod runs: the reconciler re-creates it, verifying ReplicaSet -> Deployment again
+        net.delete_namespaced_network_policy(reports.metadata.name, "legacy")
         eventually(lambda: [p for p in net.list_namespaced_network_policy("legacy").items
-                            if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.deploy.reports"], "reports' baseline")
+                            if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.deploy.reports"
+                            and p.metadata.uid != reports.metadata.uid], "reports' baseline re-created")
         (reconciler,) = [process for process in release.processes if process.name == f"{PREFIX}reconciler-0"]
         reconciler.stop()
         release.processes.remove(reconciler)

@@ -7,6 +7,7 @@ from kubernetes import client
 
 REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
 JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
+DAEMON_SET_CONTROLLER = "system:serviceaccount:kube-system:daemon-set-controller"
 
 
 def as_user(api: client.ApiClient, username: str) -> client.ApiClient:

@@ -43,8 +43,9 @@ code makes. Change all three together.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-# Backfill verifies a pod's owner as admission does (the owner's uid and its own owner); start-up
-# garbage collection checks whether the workload owning a pod-less policy still exists.
+# A missing baseline re-created from a pod admission labelled verifies its owners as admission does
+# (the owner's uid and its own owner; the backfill of a pod the webhook never saw fetches none: its
+# creator is unknown); start-up garbage collection checks whether the workload owning a pod-less policy still exists.
 - apiGroups: ["apps"]
   resources: ["replicasets", "statefulsets", "daemonsets", "deployments"]
   verbs: ["get"]
