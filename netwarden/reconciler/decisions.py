@@ -20,6 +20,7 @@ from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name
 from netwarden.reconciler import metrics
 from netwarden.reconciler.admin_backend import AdminQuarantines
 from netwarden.reconciler.core.actions import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
+from netwarden.reconciler.core.plan import Op, Plan, workload_quarantine
 from netwarden.reconciler.leader import NotLeader
 from netwarden.reconciler.policy_ops import (
     Change,
@@ -139,18 +140,33 @@ class Decisions:
                     self.submit_quarantine(QuarantineRelease(
                         decision.namespace, decision.identity, instance, f"{decision.action}: {decision.reason}",
                         tuple(pods_stub([pod] if pod is not None else pods))))
+            elif decision.action == Action.QUARANTINE_WORKLOAD:
+                self.execute(workload_quarantine(decision.namespace, decision.identity, deny=self.admin is not None),
+                             decision, holder, pods, evidence)
             else:
-                if decision.action == Action.QUARANTINE_WORKLOAD and self.admin is not None:
-                    self._admin_workload_quarantine(decision, pods, evidence)  # the Deny exists first
                 changes, _ = self.changes_for(decision, holder, pods, evidence)
                 for change in changes:
                     self.writer.apply(change)
-                if self.admin is not None and decision.action != Action.QUARANTINE_WORKLOAD and any(
+                if self.admin is not None and any(
                         i.instance is None and i.step != names.STEP_QUARANTINED for i in decision.intents):
                     self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
                                     why=f"{decision.action}: {decision.reason}")
         if decision.action in ESCALATIONS:
             self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
+
+    def execute(self, plan: Plan, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
+                evidence: list[dict[str, Any]]) -> None:
+        """Take a workload plan's steps in order (netwarden/reconciler/core/plan.py); the first that fails
+        raises, so no step runs without the ones before it (its precondition)."""
+        for step in plan.steps:
+            if step.op == Op.ENSURE_WORKLOAD_DENY:
+                self._admin_workload_quarantine(decision, pods, evidence)
+            elif step.op == Op.WRITE_WORKLOAD_POLICY:
+                changes, _ = self.changes_for(decision, holder, pods, evidence)
+                for change in changes:
+                    self.writer.apply(change)
+            else:
+                raise ValueError(f"{step.op} is not a step this executor takes for a workload")
 
     def _admin_workload_quarantine(self, decision: Decision, pods: Sequence[PodRef], evidence: list[dict[str, Any]]) -> None:
         """A workload quarantine's Admin-tier Deny (selecting the identity); its NetworkPolicy narrows after it."""

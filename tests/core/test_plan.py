@@ -1,4 +1,5 @@
-"""Decide, plan, execute: a pod quarantine's plan is pure data whose every step leaves the pod no freer."""
+"""Decide, plan, execute: a decision's plan is pure data whose every step leaves the pod (or the workload) no
+freer than the step before it, on the way in, or than where it ends, on the way out."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netwarden.reconciler.core.plan import (Exposure, Fact, Op, Plan, PlanError, Step, exposures, pod_quarantine,
-                                            pod_release)
+from netwarden.model import names
+from netwarden.reconciler.core.plan import (Exposure, Fact, Op, Plan, PlanError, Reach, Step, exposures, pod_quarantine,
+                                            pod_release, reaches, workload_quarantine)
 
 NS, IDENTITY, INSTANCE = "shop", "shop.deploy.api", "inst-api-1"
 # (quarantine held, carved out, backend needs a carve-out): a carve-out exists only where the backend makes one.
@@ -49,3 +51,30 @@ def test_the_wrong_order_opens_the_pod_and_a_step_without_its_precondition_is_re
     remove_first = Plan(tuple(reversed(pod_release(NS, IDENTITY, INSTANCE, carve_out=True).steps)))
     with pytest.raises(PlanError, match=str(Fact.CARVED_OUT)):
         exposures(remove_first, held=True, carved=True, carve_out=True)
+
+
+# --- a workload ----------------------------------------------------------------------------------
+STEPS = [names.STEP_BASELINE, names.STEP_TIGHTENED, names.STEP_QUARANTINED]
+#: (the admin-tier Deny held, the step the workload's policy is at, the backend is admin-tier): a Deny
+#: exists only on that backend.
+workload_starts = st.tuples(st.booleans(), st.sampled_from(STEPS), st.booleans()).filter(lambda s: s[2] or not s[0])
+
+
+def test_a_workload_quarantine_on_the_admin_tier_lands_its_deny_before_its_own_policy_narrows() -> None:
+    assert workload_quarantine(NS, IDENTITY, deny=True).ops() == (Op.ENSURE_WORKLOAD_DENY, Op.WRITE_WORKLOAD_POLICY)
+    assert workload_quarantine(NS, IDENTITY, deny=False).ops() == (Op.WRITE_WORKLOAD_POLICY,)
+    assert {s.to_step for s in workload_quarantine(NS, IDENTITY, deny=True).steps} - {None} == {names.STEP_QUARANTINED}
+
+
+@given(workload_starts)
+def test_every_state_on_the_way_to_a_workload_quarantine_is_at_most_as_exposed_as_the_one_before(start) -> None:
+    held, step, deny = start
+    seen = reaches(workload_quarantine(NS, IDENTITY, deny=deny), deny_held=held, policy_step=step)
+    assert all(after <= before for before, after in zip(seen, seen[1:])), seen
+    assert seen[-1] == (Reach.DENIED if deny else Reach.QUARANTINED)
+
+
+def test_a_workload_policy_narrowed_before_its_deny_is_refused() -> None:
+    narrow_first = Plan(tuple(reversed(workload_quarantine(NS, IDENTITY, deny=True).steps)))
+    with pytest.raises(PlanError, match=str(Fact.DENY_HELD)):
+        reaches(narrow_first, deny_held=False, policy_step=names.STEP_BASELINE)

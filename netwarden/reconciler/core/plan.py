@@ -5,18 +5,22 @@ effect of the steps before it). The adapter (netwarden/reconciler/quarantine.py)
 in order and stops at the first that fails, so a later step never runs without its precondition; it
 retries the whole plan (every step is idempotent).
 
-Planned so far: a pod's quarantine and its release, where the order is the safety property.
+Planned: a pod's quarantine and its release, where the order is the safety property.
 NetworkPolicies add up, so a pod carved out of its workload's policy and selected by no quarantine
 is selected by nothing: unrestricted. Every state on the way in must let the pod do no more than
 the state before it, and every state on the way out no more than the end state; `exposures`
-replays a plan over that model so a test can say so. (The other decisions are still carried out
-step by step by netwarden/reconciler/decisions.py.)
+replays a plan over that model so a test can say so. And a workload's quarantine (on the admin-tier
+backend the Deny lands first, then the workload's own policy narrows); `reaches` replays it over
+the workload's model. (Tighten, relax and rollback are still carried out step by step by
+netwarden/reconciler/decisions.py.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+
+from netwarden.model import names
 
 
 class Op(StrEnum):
@@ -30,6 +34,10 @@ class Op(StrEnum):
     END_CARVE_OUT = "end-carve-out"
     #: Delete the pod's quarantine object.
     REMOVE_QUARANTINE = "remove-quarantine"
+    #: Create (or renew) the workload's admin-tier Deny, selecting its identity.
+    ENSURE_WORKLOAD_DENY = "ensure-workload-deny"
+    #: Write the workload's own policy at the decision's intent (carving out the quarantines held).
+    WRITE_WORKLOAD_POLICY = "write-workload-policy"
 
 
 class Fact(StrEnum):
@@ -37,6 +45,8 @@ class Fact(StrEnum):
 
     QUARANTINE_HELD = "quarantine-held"
     CARVED_OUT = "carved-out"
+    #: The workload's admin-tier Deny exists.
+    DENY_HELD = "deny-held"
 
 
 @dataclass(frozen=True)
@@ -44,9 +54,12 @@ class Step:
     op: Op
     namespace: str
     identity: str
-    instance: str
+    #: The pod instance a step is about; None: the workload.
+    instance: str | None
     #: Facts that must hold (True) or not hold (False) before this step is taken.
     requires: tuple[tuple[Fact, bool], ...] = ()
+    #: WRITE_WORKLOAD_POLICY: the step (names.STEP_*) the workload's policy is at once written.
+    to_step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,15 @@ def pod_release(namespace: str, identity: str, instance: str, *, carve_out: bool
     return Plan(tuple(steps))
 
 
+def workload_quarantine(namespace: str, identity: str, *, deny: bool) -> Plan:
+    """The workload's own policy narrows to its quarantine. On the admin-tier backend (`deny`) the Deny
+    lands first: the workload is isolated whatever a namespaced policy allows, before and whether or
+    not its own policy's write succeeds."""
+    write = Step(Op.WRITE_WORKLOAD_POLICY, namespace, identity, None, ((Fact.DENY_HELD, True),) if deny else (),
+                 to_step=names.STEP_QUARANTINED)
+    return Plan((Step(Op.ENSURE_WORKLOAD_DENY, namespace, identity, None), write) if deny else (write,))
+
+
 class Exposure(IntEnum):
     """What a pod may do, ordered: a quarantine alone < its workload's policy (plus a quarantine's
     exceptions, allowed by design) < nothing selects it."""
@@ -90,6 +112,13 @@ class Exposure(IntEnum):
 
 class PlanError(ValueError):
     """A step taken without its precondition."""
+
+
+def _check(step: Step, facts: dict[Fact, bool]) -> None:
+    """PlanError unless every precondition of `step` holds in `facts`."""
+    for fact, wanted in step.requires:
+        if facts.get(fact) != wanted:
+            raise PlanError(f"{step.op} of {step.instance or step.identity} needs {fact} to be {wanted}")
 
 
 def exposure(held: bool, carved: bool, *, carve_out: bool) -> Exposure:
@@ -105,9 +134,7 @@ def exposures(plan: Plan, *, held: bool, carved: bool, carve_out: bool) -> list[
     facts = {Fact.QUARANTINE_HELD: held, Fact.CARVED_OUT: carved}
     out = [exposure(held, carved, carve_out=carve_out)]
     for step in plan.steps:
-        for fact, wanted in step.requires:
-            if facts[fact] != wanted:
-                raise PlanError(f"{step.op} of {step.instance} needs {fact} to be {wanted}")
+        _check(step, facts)
         if step.op == Op.ENSURE_QUARANTINE:
             facts[Fact.QUARANTINE_HELD] = True
         elif step.op == Op.REMOVE_QUARANTINE:
@@ -117,4 +144,42 @@ def exposures(plan: Plan, *, held: bool, carved: bool, carve_out: bool) -> list[
         else:
             facts[Fact.CARVED_OUT] = False
         out.append(exposure(facts[Fact.QUARANTINE_HELD], facts[Fact.CARVED_OUT], carve_out=carve_out))
+    return out
+
+
+class Reach(IntEnum):
+    """What a workload may do, ordered: its admin-tier Deny (final) < its own policy at the quarantine
+    intent (DNS and the declared exceptions; another namespaced policy could add to it) < its learned
+    baseline (tightened) < its declared baseline."""
+
+    DENIED = 0
+    QUARANTINED = 1
+    TIGHTENED = 2
+    BASELINE = 3
+
+
+_REACH_OF_STEP = {names.STEP_QUARANTINED: Reach.QUARANTINED, names.STEP_TIGHTENED: Reach.TIGHTENED,
+                  names.STEP_BASELINE: Reach.BASELINE, names.STEP_LEARNING: Reach.BASELINE}
+
+
+def reach(deny_held: bool, policy_step: str) -> Reach:
+    """The workload's reach with its Deny held or not and its own policy at `policy_step`."""
+    return Reach.DENIED if deny_held else _REACH_OF_STEP[policy_step]
+
+
+def reaches(plan: Plan, *, deny_held: bool, policy_step: str) -> list[Reach]:
+    """The workload's reach before the plan and after each step, from the given start; PlanError when a
+    step's precondition does not hold where it is taken."""
+    facts = {Fact.DENY_HELD: deny_held}
+    out = [reach(deny_held, policy_step)]
+    for step in plan.steps:
+        _check(step, facts)
+        if step.op == Op.ENSURE_WORKLOAD_DENY:
+            facts[Fact.DENY_HELD] = True
+        elif step.op == Op.WRITE_WORKLOAD_POLICY:
+            assert step.to_step is not None
+            policy_step = step.to_step
+        else:
+            raise PlanError(f"{step.op} is not a step about a workload")
+        out.append(reach(facts[Fact.DENY_HELD], policy_step))
     return out
