@@ -20,7 +20,7 @@ from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name
 from netwarden.reconciler import metrics
 from netwarden.reconciler.admin_backend import AdminQuarantines
 from netwarden.reconciler.core.actions import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
-from netwarden.reconciler.core.plan import Op, Plan, workload_quarantine
+from netwarden.reconciler.core.plan import Op, Plan, workload_policy, workload_quarantine
 from netwarden.reconciler.leader import NotLeader
 from netwarden.reconciler.policy_ops import (
     Change,
@@ -143,14 +143,11 @@ class Decisions:
             elif decision.action == Action.QUARANTINE_WORKLOAD:
                 self.execute(workload_quarantine(decision.namespace, decision.identity, deny=self.admin is not None),
                              decision, holder, pods, evidence)
-            else:
-                changes, _ = self.changes_for(decision, holder, pods, evidence)
-                for change in changes:
-                    self.writer.apply(change)
-                if self.admin is not None and any(
-                        i.instance is None and i.step != names.STEP_QUARANTINED for i in decision.intents):
-                    self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
-                                    why=f"{decision.action}: {decision.reason}")
+            else:  # tighten, relax: the workload's own intent, at its new step
+                to_step = next((i.step for i in decision.intents if i.instance is None), None)
+                if to_step is not None:
+                    self.execute(workload_policy(decision.namespace, decision.identity, to_step,
+                                                 deny=self.admin is not None), decision, holder, pods, evidence)
         if decision.action in ESCALATIONS:
             self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
 
@@ -165,6 +162,9 @@ class Decisions:
                 changes, _ = self.changes_for(decision, holder, pods, evidence)
                 for change in changes:
                     self.writer.apply(change)
+            elif step.op == Op.REMOVE_WORKLOAD_DENY and self.admin is not None:
+                self.admin.lift(decision.namespace, decision.identity, None, pods=pods_stub(pods),
+                                why=f"{decision.action}: {decision.reason}")
             else:
                 raise ValueError(f"{step.op} is not a step this executor takes for a workload")
 

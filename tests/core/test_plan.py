@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from netwarden.model import names
 from netwarden.reconciler.core.plan import (Exposure, Fact, Op, Plan, PlanError, Reach, Step, exposures, pod_quarantine,
-                                            pod_release, reaches, workload_quarantine)
+                                            pod_release, reaches, workload_policy, workload_quarantine)
 
 NS, IDENTITY, INSTANCE = "shop", "shop.deploy.api", "inst-api-1"
 # (quarantine held, carved out, backend needs a carve-out): a carve-out exists only where the backend makes one.
@@ -78,3 +78,37 @@ def test_a_workload_policy_narrowed_before_its_deny_is_refused() -> None:
     narrow_first = Plan(tuple(reversed(workload_quarantine(NS, IDENTITY, deny=True).steps)))
     with pytest.raises(PlanError, match=str(Fact.DENY_HELD)):
         reaches(narrow_first, deny_held=False, policy_step=names.STEP_BASELINE)
+
+
+def test_a_tighten_or_relax_writes_the_workload_policy_and_only_then_lifts_a_deny_left_on_the_admin_tier() -> None:
+    for to_step in (names.STEP_TIGHTENED, names.STEP_BASELINE):
+        assert workload_policy(NS, IDENTITY, to_step, deny=False).ops() == (Op.WRITE_WORKLOAD_POLICY,)
+        assert workload_policy(NS, IDENTITY, to_step, deny=True).ops() == (Op.WRITE_WORKLOAD_POLICY,
+                                                                           Op.REMOVE_WORKLOAD_DENY)
+
+
+@given(workload_starts.filter(lambda s: not s[0] and s[1] != names.STEP_QUARANTINED))
+def test_every_state_on_the_way_to_a_tightening_is_at_most_as_exposed_as_the_one_before(start) -> None:
+    """From where the engine tightens (its declared or learned baseline, no Deny)."""
+    _held, step, deny = start
+    seen = reaches(workload_policy(NS, IDENTITY, names.STEP_TIGHTENED, deny=deny), deny_held=False, policy_step=step)
+    assert all(after <= before for before, after in zip(seen, seen[1:])), seen
+    assert seen[-1] == Reach.TIGHTENED
+
+
+@given(workload_starts, st.sampled_from([names.STEP_TIGHTENED, names.STEP_BASELINE]))
+def test_no_state_on_the_way_to_a_tighten_or_relax_is_more_exposed_than_where_it_starts_or_ends(start, to_step) -> None:
+    """From any start, a Deny left over included: the workload never passes through more than both ends
+    allow; on the way down (a relax) no state is more exposed than the end."""
+    held, step, deny = start
+    seen = reaches(workload_policy(NS, IDENTITY, to_step, deny=deny), deny_held=held, policy_step=step)
+    assert all(state <= max(seen[0], seen[-1]) for state in seen), seen
+    if seen[0] <= seen[-1]:
+        assert all(state <= seen[-1] for state in seen), seen
+    assert seen[-1] == (Reach.TIGHTENED if to_step == names.STEP_TIGHTENED else Reach.BASELINE)
+
+
+def test_a_deny_lifted_before_the_workload_policy_is_written_is_refused() -> None:
+    lift_first = Plan(tuple(reversed(workload_policy(NS, IDENTITY, names.STEP_TIGHTENED, deny=True).steps)))
+    with pytest.raises(PlanError, match=str(Fact.POLICY_WRITTEN)):
+        reaches(lift_first, deny_held=True, policy_step=names.STEP_QUARANTINED)

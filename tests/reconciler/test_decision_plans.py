@@ -94,3 +94,13 @@ def test_a_workload_quarantine_whose_deny_fails_does_not_narrow_its_policy_yet()
     with pytest.raises(RuntimeError):
         decisions(recorder, admin=True).apply_decision(quarantine_workload())
     assert recorder.calls == []
+
+
+@pytest.mark.parametrize("action, to_step", [(Action.TIGHTEN, names.STEP_TIGHTENED), (Action.RELAX, names.STEP_TIGHTENED),
+                                             (Action.RELAX, names.STEP_BASELINE)])
+@pytest.mark.parametrize("admin", [False, True])
+def test_a_tighten_or_relax_writes_the_workload_policy_then_lifts_a_deny_on_the_admin_tier(action, to_step, admin) -> None:
+    recorder = Recorder()
+    intent = PolicyIntent(NS, IDENTITY, step=to_step)
+    decisions(recorder, admin=admin).apply_decision(decision(action, intent, names.STEP_QUARANTINED, to_step))
+    assert recorder.calls == [("policy", HOLDER, to_step)] + ([("lift", IDENTITY)] if admin else [])

@@ -11,8 +11,9 @@ is selected by nothing: unrestricted. Every state on the way in must let the pod
 the state before it, and every state on the way out no more than the end state; `exposures`
 replays a plan over that model so a test can say so. And a workload's quarantine (on the admin-tier
 backend the Deny lands first, then the workload's own policy narrows); `reaches` replays it over
-the workload's model. (Tighten, relax and rollback are still carried out step by step by
-netwarden/reconciler/decisions.py.)
+the workload's model. And a tighten or a relax: the workload's own policy at its new step, then (on
+the admin-tier backend) a Deny that may be left from a quarantine lifted, never before that write.
+(A rollback is still carried out step by step by netwarden/reconciler/decisions.py.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Op(StrEnum):
     ENSURE_WORKLOAD_DENY = "ensure-workload-deny"
     #: Write the workload's own policy at the decision's intent (carving out the quarantines held).
     WRITE_WORKLOAD_POLICY = "write-workload-policy"
+    #: Remove the workload's admin-tier Deny (when netwarden knows of one).
+    REMOVE_WORKLOAD_DENY = "remove-workload-deny"
 
 
 class Fact(StrEnum):
@@ -47,6 +50,8 @@ class Fact(StrEnum):
     CARVED_OUT = "carved-out"
     #: The workload's admin-tier Deny exists.
     DENY_HELD = "deny-held"
+    #: The workload's own policy holds this plan's intent.
+    POLICY_WRITTEN = "policy-written"
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,16 @@ def workload_quarantine(namespace: str, identity: str, *, deny: bool) -> Plan:
     write = Step(Op.WRITE_WORKLOAD_POLICY, namespace, identity, None, ((Fact.DENY_HELD, True),) if deny else (),
                  to_step=names.STEP_QUARANTINED)
     return Plan((Step(Op.ENSURE_WORKLOAD_DENY, namespace, identity, None), write) if deny else (write,))
+
+
+def workload_policy(namespace: str, identity: str, to_step: str, *, deny: bool) -> Plan:
+    """A tighten or a relax: the workload's own policy at `to_step`; on the admin-tier backend (`deny`)
+    its Deny, if one is left, goes only once that policy holds (its precondition), so the workload is
+    never without both."""
+    write = Step(Op.WRITE_WORKLOAD_POLICY, namespace, identity, None, to_step=to_step)
+    if not deny or to_step == names.STEP_QUARANTINED:
+        return Plan((write,))
+    return Plan((write, Step(Op.REMOVE_WORKLOAD_DENY, namespace, identity, None, ((Fact.POLICY_WRITTEN, True),))))
 
 
 class Exposure(IntEnum):
@@ -170,7 +185,7 @@ def reach(deny_held: bool, policy_step: str) -> Reach:
 def reaches(plan: Plan, *, deny_held: bool, policy_step: str) -> list[Reach]:
     """The workload's reach before the plan and after each step, from the given start; PlanError when a
     step's precondition does not hold where it is taken."""
-    facts = {Fact.DENY_HELD: deny_held}
+    facts = {Fact.DENY_HELD: deny_held, Fact.POLICY_WRITTEN: False}
     out = [reach(deny_held, policy_step)]
     for step in plan.steps:
         _check(step, facts)
@@ -178,7 +193,9 @@ def reaches(plan: Plan, *, deny_held: bool, policy_step: str) -> list[Reach]:
             facts[Fact.DENY_HELD] = True
         elif step.op == Op.WRITE_WORKLOAD_POLICY:
             assert step.to_step is not None
-            policy_step = step.to_step
+            policy_step, facts[Fact.POLICY_WRITTEN] = step.to_step, True
+        elif step.op == Op.REMOVE_WORKLOAD_DENY:
+            facts[Fact.DENY_HELD] = False
         else:
             raise PlanError(f"{step.op} is not a step about a workload")
         out.append(reach(facts[Fact.DENY_HELD], policy_step))
