@@ -20,7 +20,7 @@ from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name
 from netwarden.reconciler import metrics
 from netwarden.reconciler.admin_backend import AdminQuarantines
 from netwarden.reconciler.core.actions import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
-from netwarden.reconciler.core.plan import Op, Plan, workload_policy, workload_quarantine
+from netwarden.reconciler.core.plan import Op, Plan, workload_policy, workload_quarantine, workload_rollback
 from netwarden.reconciler.leader import NotLeader
 from netwarden.reconciler.policy_ops import (
     Change,
@@ -130,7 +130,8 @@ class Decisions:
             return
         with self._write_lock:
             if decision.action == Action.ROLLBACK:
-                self._apply_rollback(decision, holder, pods)
+                self.execute(workload_rollback(decision.namespace, decision.identity, decision.step_after),
+                             decision, holder, pods, evidence)
             elif decision.action == Action.QUARANTINE_POD:
                 for plan in self.quarantine_plans(decision, pods, evidence):
                     self.submit_quarantine(plan)
@@ -159,7 +160,10 @@ class Decisions:
             if step.op == Op.ENSURE_WORKLOAD_DENY:
                 self._admin_workload_quarantine(decision, pods, evidence)
             elif step.op == Op.WRITE_WORKLOAD_POLICY:
-                changes, _ = self.changes_for(decision, holder, pods, evidence)
+                if decision.action == Action.ROLLBACK:
+                    changes = [self._rollback_change(decision, holder, pods)] if holder is not None else []
+                else:
+                    changes, _ = self.changes_for(decision, holder, pods, evidence)
                 for change in changes:
                     self.writer.apply(change)
             elif step.op == Op.REMOVE_WORKLOAD_DENY and self.admin is not None:
@@ -269,20 +273,18 @@ class Decisions:
             annotations[names.ANNOTATION_EXPIRES_AT] = iso_time(decision.expires_at)
         return annotations
 
-    def _apply_rollback(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef]) -> None:
+    def _rollback_change(self, decision: Decision, holder: Obj, pods: Sequence[PodRef]) -> Change:
         """Back to the intent the workload had before its automatic tightening (the decision carries it),
         with the carve-outs of the quarantines that hold. The spec it replaces joins the policy's history
         annotation, the one home of its past specs (`netwarden rollback` and `explain` read it)."""
-        if holder is None:
-            return
         namespace, _name = obj_key(holder)
         manifest = dict(holder)
         manifest["spec"] = render_policy_spec(decision.intents[0], self.dns)
         manifest = self.quarantines.align(manifest, namespace=namespace, identity=decision.identity)
-        self.writer.apply(Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
-                                 names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
-                                 annotations={names.ANNOTATION_STEP: decision.step_after,
-                                              names.ANNOTATION_SCORE: f"{decision.score:.2f}"}, safety=True))
+        return Change(manifest, names.EVENT_POLICY_ROLLED_BACK, f"automatic rollback: {decision.reason}",
+                      names.REASON_ROLLED_BACK, evidence_summary(decision.evidence), pods_stub(pods),
+                      annotations={names.ANNOTATION_STEP: decision.step_after,
+                                   names.ANNOTATION_SCORE: f"{decision.score:.2f}"}, safety=True)
 
     def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
                     evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from netwarden.model import names
 from netwarden.reconciler.core.plan import (Exposure, Fact, Op, Plan, PlanError, Reach, Step, exposures, pod_quarantine,
-                                            pod_release, reaches, workload_policy, workload_quarantine)
+                                            pod_release, reaches, workload_policy, workload_quarantine,
+                                            workload_rollback)
 
 NS, IDENTITY, INSTANCE = "shop", "shop.deploy.api", "inst-api-1"
 # (quarantine held, carved out, backend needs a carve-out): a carve-out exists only where the backend makes one.
@@ -112,3 +113,12 @@ def test_a_deny_lifted_before_the_workload_policy_is_written_is_refused() -> Non
     lift_first = Plan(tuple(reversed(workload_policy(NS, IDENTITY, names.STEP_TIGHTENED, deny=True).steps)))
     with pytest.raises(PlanError, match=str(Fact.POLICY_WRITTEN)):
         reaches(lift_first, deny_held=True, policy_step=names.STEP_QUARANTINED)
+
+
+@given(workload_starts, st.sampled_from([names.STEP_TIGHTENED, names.STEP_BASELINE]))
+def test_a_rollback_is_one_write_and_passes_through_nothing_more_exposed_than_its_end(start, to_step) -> None:
+    held, step, _deny = start
+    plan = workload_rollback(NS, IDENTITY, to_step)
+    assert plan.ops() == (Op.WRITE_WORKLOAD_POLICY,)  # no Deny lifted: a rollback undoes a tightening
+    seen = reaches(plan, deny_held=held, policy_step=step)
+    assert all(state <= max(seen[0], seen[-1]) for state in seen), seen

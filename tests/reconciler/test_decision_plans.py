@@ -30,7 +30,7 @@ class Recorder:
 
     # index
     def policies_of(self, identity: str) -> list[dict]:
-        return [self.holder] if identity == IDENTITY else []
+        return [self.holder] if self.holder["metadata"]["labels"][names.LABEL_IDENTITY] == identity else []
 
     def pod(self, namespace: str, name: str) -> None:
         return None
@@ -46,7 +46,8 @@ class Recorder:
             self.calls.append(("deny", change.identity, change.step))
             return {}
         metadata = change.manifest["metadata"]
-        self.calls.append(("policy", metadata["name"], metadata["annotations"][names.ANNOTATION_STEP]))
+        annotations = {**(metadata.get("annotations") or {}), **(change.annotations or {})}  # the writer merges them
+        self.calls.append(("policy", metadata["name"], annotations[names.ANNOTATION_STEP]))
         return None
 
     def lift(self, namespace: str, identity: str, instance: str | None, **kwargs: Any) -> bool:
@@ -59,6 +60,9 @@ class Recorder:
     # quarantines, queue
     def exclusions_for(self, namespace: str, identity: str, **kwargs: Any) -> set[str]:
         return set()
+
+    def align(self, manifest: dict, **kwargs: Any) -> dict:
+        return manifest
 
     def add(self, key: str) -> None:
         pass
@@ -104,3 +108,15 @@ def test_a_tighten_or_relax_writes_the_workload_policy_then_lifts_a_deny_on_the_
     intent = PolicyIntent(NS, IDENTITY, step=to_step)
     decisions(recorder, admin=admin).apply_decision(decision(action, intent, names.STEP_QUARANTINED, to_step))
     assert recorder.calls == [("policy", HOLDER, to_step)] + ([("lift", IDENTITY)] if admin else [])
+
+
+@pytest.mark.parametrize("admin", [False, True])
+def test_an_automatic_rollback_writes_the_workload_policy_once_and_lifts_nothing(admin: bool) -> None:
+    recorder = Recorder()
+    rollback = decision(Action.ROLLBACK, PolicyIntent(NS, IDENTITY), names.STEP_TIGHTENED, names.STEP_BASELINE)
+    decisions(recorder, admin=admin).apply_decision(rollback)
+    assert recorder.calls == [("policy", HOLDER, names.STEP_BASELINE)]
+    recorder.holder["metadata"]["labels"][names.LABEL_IDENTITY] = "another"  # no workload policy: nothing to write
+    recorder.calls.clear()
+    decisions(recorder, admin=admin).apply_decision(rollback)
+    assert recorder.calls == []

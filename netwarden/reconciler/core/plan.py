@@ -13,7 +13,7 @@ replays a plan over that model so a test can say so. And a workload's quarantine
 backend the Deny lands first, then the workload's own policy narrows); `reaches` replays it over
 the workload's model. And a tighten or a relax: the workload's own policy at its new step, then (on
 the admin-tier backend) a Deny that may be left from a quarantine lifted, never before that write.
-(A rollback is still carried out step by step by netwarden/reconciler/decisions.py.)
+And an automatic rollback: one write, the workload's policy back at the intent it had.
 """
 
 from __future__ import annotations
@@ -114,6 +114,12 @@ def workload_policy(namespace: str, identity: str, to_step: str, *, deny: bool) 
     if not deny or to_step == names.STEP_QUARANTINED:
         return Plan((write,))
     return Plan((write, Step(Op.REMOVE_WORKLOAD_DENY, namespace, identity, None, ((Fact.POLICY_WRITTEN, True),))))
+
+
+def workload_rollback(namespace: str, identity: str, to_step: str) -> Plan:
+    """Back to the intent before an automatic tightening: one write of the workload's own policy (no Deny
+    to lift: a rollback undoes a tightening, and a quarantine ends by a relax)."""
+    return Plan((Step(Op.WRITE_WORKLOAD_POLICY, namespace, identity, None, to_step=to_step),))
 
 
 class Exposure(IntEnum):
