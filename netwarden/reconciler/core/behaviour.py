@@ -13,7 +13,6 @@ copying a peer table per flow is not affordable. It reads no clock; `now` is pas
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import msgspec
 
@@ -149,12 +148,14 @@ class Baseline:
         self.learning_until = now + config.learning_seconds
         self.flows_seen = 0
         self.learning = True
+        # Plain dicts in insertion order, used as LRUs: a move to the end is a pop and a re-insert
+        # (one hash fewer per flow than OrderedDict's set + move_to_end), eviction deletes the first.
         #: Learned edges -> last time seen, least recently seen first.
-        self.edges: OrderedDict[Edge, float] = OrderedDict()
+        self.edges: dict[Edge, float] = {}
         #: Namespaces crossed (other than its own), least recently seen first.
-        self.namespaces: OrderedDict[str, float] = OrderedDict()
+        self.namespaces: dict[str, float] = {}
         #: Edges first seen after learning (reported once each), oldest first.
-        self.novel: OrderedDict[Edge, float] = OrderedDict()
+        self.novel: dict[Edge, float] = {}
         self.evicted_edges = 0
         self.evicted_novel = 0
         self.bucket = int(now // config.rate_bucket_seconds)
@@ -263,10 +264,13 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
 
     edge = view.key or view.edge
     edges = b.edges
-    if edge in edges:
-        if learning:  # recency only matters while edges can still be added (and evicted)
+    if learning:
+        # Recency only matters while edges can still be added (and evicted): a known edge moves
+        # to the end (popped and re-inserted, so one lookup tests and removes it).
+        if edges.pop(edge, None) is not None:
             edges[edge] = now
-            edges.move_to_end(edge)
+            return b, deviations
+    elif edge in edges:
         return b, deviations
 
     peer_ns = view.peer_namespace
@@ -274,7 +278,7 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
     if learning:
         edges[edge] = now
         if len(edges) > cfg.max_peers_per_workload:
-            edges.popitem(last=False)
+            del edges[next(iter(edges))]
             b.evicted_edges += 1
         if crosses:
             _remember_namespace(b, peer_ns, now)  # type: ignore[arg-type]
@@ -287,7 +291,7 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
         return b, deviations
     novel[edge] = now
     if len(novel) > cfg.max_novel_per_workload:
-        novel.popitem(last=False)
+        del novel[next(iter(novel))]
         b.evicted_novel += 1
     if view.direction == EGRESS and view.peer_kind in OUTSIDE_KINDS:
         deviations.append(_edge_deviation(b, view, now, WORLD_EGRESS, "egress to an address outside the cluster"))
@@ -300,10 +304,11 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
 
 
 def _remember_namespace(b: Baseline, namespace: str, now: float) -> None:
-    b.namespaces[namespace] = now
-    b.namespaces.move_to_end(namespace)
-    if len(b.namespaces) > b.config.max_namespaces_per_workload:
-        b.namespaces.popitem(last=False)
+    namespaces = b.namespaces
+    namespaces.pop(namespace, None)  # to the end: least recently seen first
+    namespaces[namespace] = now
+    if len(namespaces) > b.config.max_namespaces_per_workload:
+        del namespaces[next(iter(namespaces))]
 
 
 def _view_details(view: FlowView) -> dict[str, object]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Iterable
 
 from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
@@ -90,8 +90,8 @@ def _edges(items: Iterable[tuple[tuple, float]]) -> list[list[Any]]:
     return [[list(edge), seen] for edge, seen in items]
 
 
-def _edge_map(rows: list[list[Any]]) -> OrderedDict:
-    return OrderedDict((tuple(edge), seen) for edge, seen in rows)
+def _edge_map(rows: list[list[Any]]) -> dict[tuple, float]:
+    return {tuple(edge): seen for edge, seen in rows}
 
 
 _BASELINE_FIELDS = (
@@ -114,7 +114,7 @@ def baseline_of(data: Data, identity: str, namespace: str, config: CoreConfig) -
     for name in _BASELINE_FIELDS:
         setattr(b, name, data[name])
     b.edges = _edge_map(data["edges"])
-    b.namespaces = OrderedDict((ns, seen) for ns, seen in data["namespaces"])
+    b.namespaces = {ns: seen for ns, seen in data["namespaces"]}
     b.novel = _edge_map(data["novel"])
     return b
 

@@ -8,7 +8,6 @@ bounded LRU of distinct edges: the question is "which edges would break", not "w
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Container, Iterable
 
@@ -45,22 +44,25 @@ class RecentFlows:
 
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
-        self._edges: OrderedDict[Edge, list] = OrderedDict()
+        #: Edge -> [latest view, count], least recently used first (a plain dict in insertion order).
+        self._edges: dict[Edge, list] = {}
 
     def add(self, view: FlowView, count: int = 1) -> None:
         edge = view.key or view.edge
-        entry = self._edges.get(edge)
+        edges = self._edges
+        entry = edges.get(edge)
         if entry is not None:
             # Recency is refreshed at most every RECENCY_GRAIN seconds per edge: LRU eviction
-            # without an OrderedDict move on every flow.
+            # without a move (pop and re-insert) on every flow.
             if view.time - entry[0].time > RECENCY_GRAIN:
-                self._edges.move_to_end(edge)
+                del edges[edge]
+                edges[edge] = entry
             entry[0] = view
             entry[1] += count
             return
-        self._edges[edge] = [view, count]
-        if len(self._edges) > self.maxlen:
-            self._edges.popitem(last=False)
+        edges[edge] = [view, count]
+        if len(edges) > self.maxlen:
+            del edges[next(iter(edges))]
 
     def views(self, now: float | None = None, horizon: float | None = None) -> tuple[FlowView, ...]:
         """Latest view of each recent edge (within `horizon` seconds of `now` when given)."""
