@@ -191,13 +191,13 @@ class AdminPolicyBackend:
         self.admin = admin
         self.name = admin.api.backend
 
-    def ensure(self, plan: Any) -> None:
-        annotations = (plan.change.manifest.get("metadata") or {}).get("annotations") or {}
+    def ensure(self, work: Any) -> None:
+        annotations = (work.change.manifest.get("metadata") or {}).get("annotations") or {}
         carried = {k: annotations[k] for k in (names.ANNOTATION_SCORE, names.ANNOTATION_EVIDENCE,
                                                 names.ANNOTATION_EXPIRES_AT) if k in annotations}
-        self.admin.apply(plan.intent, mode=annotations.get(names.ANNOTATION_POLICY_MODE, names.MODE_ENFORCE),
-                         annotations=carried, message=f"{plan.change.message} ({self.admin.api.kind})",
-                         pods=plan.pods)
+        self.admin.apply(work.intent, mode=annotations.get(names.ANNOTATION_POLICY_MODE, names.MODE_ENFORCE),
+                         annotations=carried, message=f"{work.change.message} ({self.admin.api.kind})",
+                         pods=work.pods)
 
     def held(self, namespace: str, identity: str) -> set[str]:
         selector = (f"{MANAGED_SELECTOR},{names.LABEL_IDENTITY}={identity},"

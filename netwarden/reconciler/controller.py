@@ -40,7 +40,7 @@ from netwarden.reconciler.decisions import Decisions, baseline_policy_of
 from netwarden.reconciler.drift import Drift
 from netwarden.reconciler.leader import AlwaysOpen, NotLeader, WriterGate
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, labels_of
-from netwarden.reconciler.quarantine import NetworkPolicyBackend, QuarantineBackend, QuarantinePlan, QuarantineWork, QuarantineWriter
+from netwarden.reconciler.quarantine import NetworkPolicyBackend, QuarantineBackend, PodQuarantine, QuarantineWork, QuarantineWriter
 from netwarden.reconciler.queue import CC, NP, POD, QR, WL, WorkQueue
 from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.watch import DELETED, ClusterIndex, obj_key
@@ -288,9 +288,9 @@ class Reconciler:
     def pending_quarantine_work(self) -> dict[tuple[str, str], QuarantineWork]:
         return self.decisions.pending_quarantine_work()
 
-    def quarantine_plans(self, decision: Decision, pods: Sequence[PodRef],
-                         evidence: list[dict[str, Any]]) -> list[QuarantinePlan]:
-        return self.decisions.quarantine_plans(decision, pods, evidence)
+    def pod_quarantines(self, decision: Decision, pods: Sequence[PodRef],
+                         evidence: list[dict[str, Any]]) -> list[PodQuarantine]:
+        return self.decisions.pod_quarantines(decision, pods, evidence)
 
     def changes_for(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
                     evidence: list[dict[str, Any]]) -> tuple[list[Change], list[tuple[str, str]]]:

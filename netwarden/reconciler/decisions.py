@@ -34,7 +34,7 @@ from netwarden.reconciler.policy_ops import (
     store_pending,
 )
 from netwarden.reconciler.quarantine import (
-    QuarantinePlan,
+    PodQuarantine,
     QuarantineRelease,
     QuarantineWork,
     QuarantineWriter,
@@ -84,7 +84,7 @@ class Decisions:
         self.dns = dns
         self.clock = clock
         self._admin = admin
-        #: Quarantine plans and releases not yet fully written, by (namespace, instance).
+        #: Pod quarantines and releases not yet fully written, by (namespace, instance).
         self._quarantine_work: dict[tuple[str, str], QuarantineWork] = {}
         #: Serialises quarantine steps with every other write of a workload policy (no interleaving).
         self._write_lock = threading.RLock()
@@ -133,8 +133,8 @@ class Decisions:
                 self.execute(workload_rollback(decision.namespace, decision.identity, decision.step_after),
                              decision, holder, pods, evidence)
             elif decision.action == Action.QUARANTINE_POD:
-                for plan in self.quarantine_plans(decision, pods, evidence):
-                    self.submit_quarantine(plan)
+                for quarantine in self.pod_quarantines(decision, pods, evidence):
+                    self.submit_quarantine(quarantine)
             elif decision.action == Action.LIFT_QUARANTINE:
                 for instance in decision.remove_instances:
                     pod = self.index.pod_by_instance(instance)
@@ -192,7 +192,7 @@ class Decisions:
             except NotLeader:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the plan, retry
-                step = "quarantine" if isinstance(work, QuarantinePlan) else "release"
+                step = "quarantine" if isinstance(work, PodQuarantine) else "release"
                 metrics.QUARANTINE_RETRIES.labels(step).inc()
                 delay = self.queue.add_rate_limited(f"{QR}{work.namespace}/{work.instance}")
                 log_event(log, "warning", {"event": "quarantine_step_failed", "step": step, "identity": work.identity,
@@ -208,7 +208,7 @@ class Decisions:
             work = self._quarantine_work.get((namespace, instance))
             if work is None:
                 return
-            step = "quarantine" if isinstance(work, QuarantinePlan) else "release"
+            step = "quarantine" if isinstance(work, PodQuarantine) else "release"
             try:
                 self.quarantines.run(work)  # raises: the worker re-queues with backoff
             except NotLeader:
@@ -243,11 +243,11 @@ class Decisions:
             self.quarantines.carve(namespace, identity, releasing=tuple(releasing), event_reason=names.EVENT_POLICY_RESTORED,
                                    message="carve-outs set to the quarantines that exist (resumed from the cluster)")
 
-    def quarantine_plans(self, decision: Decision, pods: Sequence[PodRef],
-                         evidence: list[dict[str, Any]]) -> list[QuarantinePlan]:
+    def pod_quarantines(self, decision: Decision, pods: Sequence[PodRef],
+                         evidence: list[dict[str, Any]]) -> list[PodQuarantine]:
         """The per-pod quarantines of a decision, rendered by the shared policy model."""
         annotations = self._decision_annotations(decision, evidence)
-        plans = []
+        quarantines = []
         for intent in decision.intents:
             if intent.instance is None:
                 continue
@@ -261,8 +261,8 @@ class Decisions:
             change = Change(manifest, names.EVENT_POD_QUARANTINED,
                             f"pod instance {intent.instance} quarantined (score {decision.score:.1f}): "
                             f"{decision.reason}", names.REASON_QUARANTINE, evidence, stubs)
-            plans.append(QuarantinePlan(decision.namespace, decision.identity, intent.instance, intent, change, stubs))
-        return plans
+            quarantines.append(PodQuarantine(decision.namespace, decision.identity, intent.instance, intent, change, stubs))
+        return quarantines
 
     def _decision_annotations(self, decision: Decision, evidence: list[dict[str, Any]]) -> dict[str, str]:
         annotations = {
@@ -292,11 +292,11 @@ class Decisions:
         order (quarantine before carve-out; carve-out ended before the quarantine goes). Workload-policy
         manifests carve out exactly the quarantines that exist (plus, for a quarantine, its own)."""
         annotations = self._decision_annotations(decision, evidence)
-        plans = self.quarantine_plans(decision, pods, evidence)
-        changes: list[Change] = [plan.change for plan in plans]
+        quarantines = self.pod_quarantines(decision, pods, evidence)
+        changes: list[Change] = [q.change for q in quarantines]
         stubs = pods_stub(pods)
         safety = decision.action in SAFETY_ACTIONS
-        adding = tuple(p.instance for p in plans)
+        adding = tuple(q.instance for q in quarantines)
         releasing = tuple(decision.remove_instances)
         for intent in decision.intents:
             if intent.instance is not None:

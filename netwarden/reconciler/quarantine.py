@@ -35,8 +35,9 @@ Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class QuarantinePlan:
-    """One pod's quarantine, as decided: what to isolate and how to account for it."""
+class PodQuarantine:
+    """One pod's quarantine, as decided: what to isolate and how to account for it (the work item; the
+    order of its writes is the plan, netwarden/reconciler/core/plan.py)."""
 
     namespace: str
     identity: str
@@ -59,7 +60,7 @@ class QuarantineRelease:
     pods: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
 
 
-QuarantineWork = QuarantinePlan | QuarantineRelease
+QuarantineWork = PodQuarantine | QuarantineRelease
 
 
 class QuarantineBackend(Protocol):
@@ -70,7 +71,7 @@ class QuarantineBackend(Protocol):
     #: so the pod must be carved out of it while the quarantine holds.
     needs_carve_out: bool
 
-    def ensure(self, plan: QuarantinePlan) -> None:
+    def ensure(self, work: PodQuarantine) -> None:
         """Make the quarantine exist (idempotent)."""
 
     def held(self, namespace: str, identity: str) -> set[str]:
@@ -91,8 +92,8 @@ class NetworkPolicyBackend:
         self.kube = kube
         self.writer = writer
 
-    def ensure(self, plan: QuarantinePlan) -> None:
-        self.writer.apply(plan.change)
+    def ensure(self, work: PodQuarantine) -> None:
+        self.writer.apply(work.change)
 
     def held(self, namespace: str, identity: str) -> set[str]:
         selector = (f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE},{names.LABEL_IDENTITY}={identity},"
@@ -154,10 +155,10 @@ class QuarantineWriter:
         return with_carve_outs(manifest, namespace, identity,
                                self.exclusions_for(namespace, identity, releasing=releasing))
 
-    def quarantine(self, plan: QuarantinePlan) -> None:
+    def quarantine(self, work: PodQuarantine) -> None:
         """Quarantine first, carve-out second; raises when a step fails (safe to call again)."""
-        self.execute(pod_quarantine(plan.namespace, plan.identity, plan.instance,
-                                    carve_out=self.backend.needs_carve_out), plan)
+        self.execute(pod_quarantine(work.namespace, work.identity, work.instance,
+                                    carve_out=self.backend.needs_carve_out), work)
 
     def release(self, work: QuarantineRelease) -> None:
         """Carve-out ends first, quarantine goes second; raises when a step fails (safe to call again)."""
@@ -165,7 +166,7 @@ class QuarantineWriter:
                                  carve_out=self.backend.needs_carve_out), work)
 
     def run(self, work: QuarantineWork) -> None:
-        if isinstance(work, QuarantinePlan):
+        if isinstance(work, PodQuarantine):
             self.quarantine(work)
         else:
             self.release(work)
@@ -175,7 +176,7 @@ class QuarantineWriter:
         so no step runs without the ones before it (its precondition). `work` carries the bookkeeping."""
         for step in plan.steps:
             if step.op == Op.ENSURE_QUARANTINE:
-                assert isinstance(work, QuarantinePlan)
+                assert isinstance(work, PodQuarantine)
                 self.backend.ensure(work)
             elif step.op == Op.CARVE_OUT:
                 self.carve(step.namespace, step.identity, adding=(step.instance,),

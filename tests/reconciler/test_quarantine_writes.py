@@ -27,7 +27,7 @@ from netwarden.reconciler.controller import ControllerSettings
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.types import SecurityAlert
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, iso_time
-from netwarden.reconciler.quarantine import (NetworkPolicyBackend, QuarantinePlan, QuarantineRelease, QuarantineWriter,
+from netwarden.reconciler.quarantine import (NetworkPolicyBackend, PodQuarantine, QuarantineRelease, QuarantineWriter,
                                    carved_out)
 from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
 from netwarden.reconciler.leader import WriterGate
@@ -70,11 +70,11 @@ def workload_manifest(intent: PolicyIntent) -> dict[str, Any]:
     return render_network_policy(intent, PolicyMeta(WORKLOAD_POLICY, "test"), DnsTarget())
 
 
-def quarantine_plan(exceptions: tuple[Rule, ...] = ()) -> QuarantinePlan:
+def quarantine_plan(exceptions: tuple[Rule, ...] = ()) -> PodQuarantine:
     intent = quarantine_intent(NS, IDENTITY, INSTANCE, exceptions)
     meta = PolicyMeta(quarantine_policy_name(INSTANCE), names.REASON_QUARANTINE, role=names.ROLE_QUARANTINE)
     manifest = render_network_policy(intent, meta, DnsTarget())
-    return QuarantinePlan(NS, IDENTITY, INSTANCE, intent,
+    return PodQuarantine(NS, IDENTITY, INSTANCE, intent,
                           Change(manifest, names.EVENT_POD_QUARANTINED, "test", names.REASON_QUARANTINE))
 
 
