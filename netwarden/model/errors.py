@@ -15,6 +15,10 @@ class ConfigError(NetwardenError, ValueError):
     """A configuration value is missing, unknown or malformed; the message names the source and every problem."""
 
 
+class HistoryError(NetwardenError, ValueError):
+    """A policy's history annotation is not something netwarden wrote (or is corrupted): netwarden/model/history.py."""
+
+
 class ApiError(NetwardenError):
     """A Kubernetes API call failed after the adapter's retries; `status` is the HTTP status (0: no answer).
 

@@ -12,13 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from netwarden.model import names
+from netwarden.model.errors import HistoryError
 
 #: Version of the annotation's JSON layout.
 FORMAT_VERSION = 1
-
-
-class HistoryError(ValueError):
-    """The history annotation is not something netwarden wrote (or is corrupted)."""
 
 
 @dataclass(frozen=True)

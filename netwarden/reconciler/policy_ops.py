@@ -22,11 +22,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 
 from netwarden.model import names
-from netwarden.model.errors import ApiError, Conflict
+from netwarden.model.errors import ApiError, Conflict, HistoryError
 from netwarden.platform.kube import KubeClient
 from netwarden.platform.logs import log_event
 from netwarden.reconciler import metrics
-from netwarden.model.history import HistoryError, PolicyHistory
+from netwarden.model.history import PolicyHistory
 
 log = logging.getLogger("netwarden.reconciler.audit")
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from netwarden.model import names
-from netwarden.model.history import HistoryError, PolicyHistory
+from netwarden.model.errors import HistoryError, NetwardenError
+from netwarden.model.history import PolicyHistory
 
 
 def spec(n: int) -> dict[str, object]:
@@ -60,8 +61,9 @@ def test_absent_annotation_is_empty_and_malformed_ones_are_errors() -> None:
     assert PolicyHistory.from_annotation(None, current_revision=4).current_revision == 4
     for bad in ("{", "[]", '{"v": 1, "entries": [{"revision": "x", "spec": {}}]}', '{"v": 1, "entries": [{"revision": 1}]}',
                 '{"v": 1, "entries": [{"revision": 2, "spec": {}}, {"revision": 1, "spec": {}}]}'):
-        with pytest.raises(HistoryError):
+        with pytest.raises(HistoryError) as info:
             PolicyHistory.from_annotation(bad)
+        assert isinstance(info.value, NetwardenError) and isinstance(info.value, ValueError)  # one error tree
 
 
 def test_tracking_a_workload_from_its_policy_starts_learning_at_that_moment_not_at_epoch() -> None:
