@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localkube.kafka_broker import KafkaBroker  # noqa: E402
 from localkube.kafka_build import find  # noqa: E402
-from netwarden.reconciler.core import snapshot  # noqa: E402
 from netwarden.reconciler.core.pods import PodIndex, PodRef  # noqa: E402
 from netwarden.reconciler.core.engine import DecisionEngine  # noqa: E402
 from netwarden.reconciler.core.types import Endpoint, Flow  # noqa: E402
@@ -33,7 +31,8 @@ from netwarden.reconciler.scaleout.statestore import encode_all, restore_into  #
 from netwarden.reconciler.scaleout.topics import ensure_topics  # noqa: E402
 from netwarden.reconciler.scaleout.wire import Topics, partition_of  # noqa: E402
 from netwarden.reconciler.signals.parse import parse_flow_any  # noqa: E402
-from netwarden.tools.scaleout_story import CORE, DecideProcess, Story, core_config  # noqa: E402
+from netwarden.tools.scaleout_story import DecideProcess, Story, core_config  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 HUBBLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "hubble"
 
@@ -119,18 +118,11 @@ def decide_run(broker: KafkaBroker, load: Load, engines: int, workdir: Path) -> 
     procs = [DecideProcess(broker.bootstrap, f"g{engines}e{k}", workdir, load, topics, group=f"bench-{engines}")
              for k in range(engines)]
     try:
-        deadline = time.monotonic() + 120
-        while sorted(q for p in procs for q in p.status().get("owned", [])) != list(range(12)) \
-                or not all(p.status().get("owned") for p in procs):
-            if time.monotonic() > deadline:
-                raise TimeoutError("engines did not join")
-            time.sleep(0.1)
+        wait_for(lambda: sorted(q for p in procs for q in p.status().get("owned", [])) == list(range(12))
+                 and all(p.status().get("owned") for p in procs), "the engines to join", timeout=120)
         started = time.monotonic()
         ingest_rate, flows, views, records = produce_all(broker, topics, load)
-        while sum(p.status().get("records", 0) for p in procs) < records:
-            if time.monotonic() - started > 900:
-                raise TimeoutError("decide engines too slow")
-            time.sleep(0.05)
+        all_decided(procs, records, timeout=900 - (time.monotonic() - started))
         elapsed = time.monotonic() - started
         per = [p.status().get("records", 0) for p in procs]
         result = {"engines": engines, "seconds": elapsed, "flows": flows, "views": views, "records": records,
@@ -145,11 +137,7 @@ def decide_run(broker: KafkaBroker, load: Load, engines: int, workdir: Path) -> 
     procs = [DecideProcess(broker.bootstrap, f"d{engines}e{k}", workdir, load, topics, group=f"bench-only-{engines}")
              for k in range(engines)]
     try:
-        deadline = time.monotonic() + 900
-        while sum(p.status().get("records", 0) for p in procs) < records:
-            if time.monotonic() > deadline:
-                raise TimeoutError("decide engines too slow")
-            time.sleep(0.05)
+        all_decided(procs, records, timeout=900)
         statuses = [p.status() for p in procs]
         first = min(s["first_record_at"] for s in statuses if s.get("first_record_at"))
         last = max(s["last_record_at"] for s in statuses if s.get("last_record_at"))
@@ -159,6 +147,12 @@ def decide_run(broker: KafkaBroker, load: Load, engines: int, workdir: Path) -> 
     finally:
         for p in procs:
             p.stop()
+
+
+def all_decided(procs: list[DecideProcess], records: int, timeout: float) -> None:
+    """Every record decided (the figure timed around this wait is good to its 50 ms interval)."""
+    wait_for(lambda: sum(p.status().get("records", 0) for p in procs) >= records, "the decide engines to finish",
+             timeout=timeout, interval=0.05)
 
 
 def rebalance(procs: list[DecideProcess], topics: Topics, broker: KafkaBroker, load: Load) -> dict:
@@ -186,7 +180,7 @@ def rebalance(procs: list[DecideProcess], topics: Topics, broker: KafkaBroker, l
             reassigned = time.monotonic()
         if any(s.get("written", 0) > before[s["name"]] for s in statuses):
             first = time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.05)  # a sampling loop timing two moments (missing ones are reported as nan), not a wait
     return {"reassigned_s": (reassigned or float("nan")) - killed, "first_decision_s": (first or float("nan")) - killed,
             "moved_partitions": len(moved)}
 

@@ -36,6 +36,7 @@ from kubernetes import client, watch  # noqa: E402
 
 from netwarden.model import names  # noqa: E402
 from netwarden.tools.stack import start_stack  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,7 +87,7 @@ def flow_load(url: str, token: str, ca: str, rate: float, ends_file: str) -> Non
                 due += interval
                 pause = due - time.perf_counter()
                 if pause > 0:
-                    time.sleep(pause)
+                    time.sleep(pause)  # the offered flow rate is the load under test, not a wait
                 else:
                     due = time.perf_counter()  # behind: send at once, do not build a backlog
 
@@ -141,13 +142,12 @@ def main() -> None:
             "metadata": {"name": "app"}, "spec": {"replicas": 2 * args.pods + 1, "selector": {"matchLabels": {"app": "app"}},
             "template": {"metadata": {"labels": {"app": "app"}},
                          "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}}}})
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            pods = [p for p in core.list_namespaced_pod("bench").items if p.status.pod_ip
-                    and (p.metadata.labels or {}).get(names.LABEL_INSTANCE)]
-            if len(pods) >= 2 * args.pods + 1:
-                break
-            time.sleep(0.2)
+        def labelled_pods() -> list:
+            found = [p for p in core.list_namespaced_pod("bench").items if p.status.pod_ip
+                     and (p.metadata.labels or {}).get(names.LABEL_INSTANCE)]
+            return found if len(found) >= 2 * args.pods + 1 else []
+
+        pods = wait_for(labelled_pods, f"{2 * args.pods + 1} labelled pods with an IP", timeout=120, interval=0.2)
         seen: dict[str, float] = {}
         cond = threading.Condition()
 
@@ -163,7 +163,7 @@ def main() -> None:
                 return
 
         threading.Thread(target=watch_policies, daemon=True).start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the watch opens its request a moment later, and the client's stream gives no sign of it
         floor = []
         for _ in range(args.pods):
             started = time.perf_counter()

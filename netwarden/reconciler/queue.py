@@ -85,6 +85,11 @@ class WorkQueue:
         with self._cond:
             self._failures.pop(key, None)
 
+    def idle(self) -> bool:
+        """Nothing due, waiting or being processed: every key added so far has been handled."""
+        with self._cond:
+            return not self._due and not self._processing and not self._dirty
+
     def failures(self, key: str) -> int:
         with self._cond:
             return self._failures.get(key, 0)

@@ -185,10 +185,9 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
                 if not (core.read_namespaced_pod(name, "legacy").metadata.labels or {}).get(names.LABEL_IDENTITY):
                     core.patch_namespaced_pod(name, "legacy", {"metadata": {"annotations": {"touched": str(time.time())}}})
                     done = False
-            time.sleep(0.5)
             return done
 
-        eventually(backfilled, "the pods that predate the install to be backfilled")
+        eventually(backfilled, "the pods that predate the install to be backfilled", interval=0.5)
 
         phase("admission: a DaemonSet pod and a CronJob's Job pod (owner verification Job -> CronJob)")
         # created as their controllers' users (impersonation): only a controller's own claim of its owner counts

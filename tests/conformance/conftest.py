@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client
 
 from conformance_cluster import Cluster, pod_body  # noqa: F401 - re-exported for tests
+from tests.support.waiting import wait_for
 
 ENGINES = ["local", pytest.param("kube", marks=pytest.mark.kube)]
 
@@ -56,12 +57,8 @@ def namespace(core: client.CoreV1Api, cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     if cluster.engine == "kube":  # a real API server refuses pods until the default ServiceAccount exists
-        import time
-
-        deadline = time.monotonic() + 30
-        while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-            assert time.monotonic() < deadline, f"no default ServiceAccount in {name}"
-            time.sleep(0.05)
+        wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+                 f"the default ServiceAccount in {name}", timeout=30, interval=0.05)
     yield name
     try:
         core.delete_namespace(name)

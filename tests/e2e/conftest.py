@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -63,4 +62,4 @@ def learn(stack: Stack, edges: list[Edge], *, url: str | None = None, seconds: f
         records = [r for src, dst, port, count in edges for r in edge_flows(src, dst, port, count)]
         response = post(url or stack.signals_url, "/signals/flows", flows_body(records), stack.signal_token, stack.ca_file)
         assert response.status_code == 200 and not response.json()["rejected"], response.text[:300]
-        time.sleep(max(0.0, tick - (time.monotonic() - started)))
+        time.sleep(max(0.0, tick - (time.monotonic() - started)))  # steady traffic over time is what is learned

@@ -175,7 +175,7 @@ def test_leadership_won_while_starting_still_backfills_pods_that_existed_before(
 
     def resync_then_win_the_lease() -> None:
         first_resync()  # as a follower: the backfill is looked at, and nothing may be written
-        time.sleep(0.5)  # the worker has handled (and, as a follower, dropped) the pod's key
+        wait_until(rt.controller.queue.idle, what="the worker to handle (and, as a follower, drop) the pod's key")
         gate.open = True
         rt.on_leadership()  # the elector's callback, arriving before the runtime is ready
         rt.controller.resync = first_resync

@@ -62,3 +62,19 @@ def test_key_is_not_handed_out_before_it_is_due() -> None:
     assert queue.get(timeout=0) is None
     queue.add("later", delay=0.0)  # an earlier due time wins
     assert queue.get(timeout=0) == "later"
+
+
+def test_idle_only_once_every_key_added_has_been_handled() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(coalesce=0.0, clock=clock)
+    assert queue.idle()
+    queue.add("a")
+    assert not queue.idle()  # due
+    assert queue.get(timeout=0) == "a"
+    assert not queue.idle()  # being processed
+    queue.add("a")
+    queue.done("a")
+    assert not queue.idle()  # added again while processing: due again
+    assert queue.get(timeout=0) == "a"
+    queue.done("a")
+    assert queue.idle()
