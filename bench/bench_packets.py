@@ -20,6 +20,7 @@ AdminNetworkPolicy v1alpha1 on the node) and prints three tables:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -38,6 +39,8 @@ from kubernetes import client, watch  # noqa: E402
 from netwarden.model import names  # noqa: E402
 from netwarden.tools.stack import Stack, real_packets_missing, start_stack  # noqa: E402
 from netwarden.tools.traffic import PodEnd, steady_flows  # noqa: E402
+from tests.support.data import falco_body  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 LEARNING_SECONDS = 2.0
 CONFIG: dict[str, Any] = {
@@ -62,15 +65,8 @@ def row(name: str, values: list[float]) -> str:
 HEADER = "| what | n | p50 ms | p99 ms | min ms | max ms | mean ms |\n|---|---|---|---|---|---|---|"
 
 
-def wait(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        time.sleep(0.05)
+#: The one waiting helper, with a bench's patience; what is timed comes from the watch, not from this poll.
+wait = functools.partial(wait_for, timeout=120.0, interval=0.05)
 
 
 #: Opening connections: a new one every this many seconds while earlier ones still wait for a verdict.
@@ -110,7 +106,7 @@ def first_change(stack: Stack, source_ip: str, destination_ip: str, port: int, w
         thread = threading.Thread(target=one, args=(started,), daemon=True)
         thread.start()
         threads.append(thread)
-        time.sleep(STAGGER)
+        time.sleep(STAGGER)  # the pace of new connections is the resolution measured, not a wait
     for thread in threads:
         thread.join()
     if not opened:
@@ -181,14 +177,7 @@ def deployment(api: client.ApiClient, ns: str, name: str, replicas: int, annotat
 
 
 def falco(stack: Stack, pod: Any, priority: str) -> None:
-    now = time.time()
-    stack.post_signal("/signals/falco", {
-        "uuid": str(uuid.uuid4()), "priority": priority, "rule": "Terminal shell in container",
-        "output": f"A shell was spawned (k8s.ns={pod.metadata.namespace} k8s.pod={pod.metadata.name})",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}000Z",
-        "output_fields": {"k8s.ns.name": pod.metadata.namespace, "k8s.pod.name": pod.metadata.name,
-                          "proc.name": "sh", "evt.time": int(now * 1e9)},
-        "source": "syscall", "tags": ["container", "shell"], "hostname": "bench-node"})
+    stack.post_signal("/signals/falco", falco_body(pod.metadata.namespace, pod.metadata.name, priority))
 
 
 def use_backend(stack: Stack, backend: str) -> bool:

@@ -19,7 +19,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
 import statistics
@@ -39,16 +38,12 @@ sys.path.insert(0, str(REPO))
 from netwarden.certs.pki import generate_ca, issue_certificate  # noqa: E402
 from localkube import LocalKube  # noqa: E402
 from netwarden.model import names  # noqa: E402
+from netwarden.tools.stack import free_port, stop_group  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "admission"
 PYTHON_BEFORE = ("import sys, netwarden.webhook.serving as s; s.guarded_worker_class = lambda *a: 'gthread'; "
                  "from netwarden.webhook.cli import main; sys.exit(main(sys.argv[1:]))")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def latencies(port: int, context: ssl.SSLContext, method: str, path: str, body: bytes | None, count: int,
@@ -151,10 +146,11 @@ def receiver_rows(tmp: Path, args: argparse.Namespace, client: ssl.SSLContext) -
                 samples, failed = latencies(port, client, "GET", "/healthz", None, args.requests, args.probe_timeout)
                 yield row(label, f"GET /healthz, {args.idle} idle TCP open", samples, failed)
             if "before" in label:  # its accept loop is free again only once the idle sockets are gone
-                time.sleep(0.5)
+                wait_for(lambda: latencies(port, client, "GET", "/healthz", None, 1, 2)[0], "the accept loop free",
+                         interval=0.2)
             with ExitStack() as stack:
                 hostile_slow_tls(port, args.idle, client, stack)
-                time.sleep(1.0)  # let the server take them all
+                time.sleep(1.0)  # the slow clients are the load: the server takes them at its pace, nothing to poll
                 threads = threading.active_count() - base_threads
                 samples, failed = latencies(port, client, "GET", "/healthz", None, args.requests, args.probe_timeout)
                 yield row(label, f"GET /healthz, {args.idle} slow TLS open", samples, failed, str(threads))
@@ -196,11 +192,12 @@ def webhook_rows(tmp: Path, args: argparse.Namespace, client: ssl.SSLContext, ku
              "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", kubeconfig, "--workers", "2",
              "--threads", "8"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + 60
-            while not latencies(port, client, "GET", "/readyz", None, 1, 2)[0]:
-                if time.monotonic() > deadline or process.poll() is not None:
+            def ready() -> bool:
+                if process.poll() is not None:
                     raise RuntimeError((tmp / f"webhook-{port}.log").read_text())
-                time.sleep(0.2)
+                return bool(latencies(port, client, "GET", "/readyz", None, 1, 2)[0])
+
+            wait_for(ready, f"{label} ready", interval=0.2)
             latencies(port, client, "POST", "/mutate", review, 5, args.review_timeout)  # warm-up: caches, the write
             samples, failed = latencies(port, client, "POST", "/mutate", review, args.requests, args.review_timeout)
             yield row(label, "POST /mutate, 0 slow (baseline)", samples, failed)
@@ -210,12 +207,7 @@ def webhook_rows(tmp: Path, args: argparse.Namespace, client: ssl.SSLContext, ku
                                             args.review_timeout)
                 yield row(label, f"POST /mutate, {args.slow} slow clients", samples, failed)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+            stop_group(process, timeout=20)
             log.close()
 
 

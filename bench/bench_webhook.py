@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import statistics
@@ -48,6 +47,8 @@ sys.path.insert(0, str(REPO))
 from netwarden.certs.pki import generate_ca, issue_certificate  # noqa: E402
 from localkube import LocalKube  # noqa: E402
 from netwarden.model import names  # noqa: E402
+from netwarden.tools.stack import free_port, stop_group  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "admission"
 BARE_POD = "v1_pod-create_kubectl-apply_c7n-server-log.json"
@@ -55,12 +56,6 @@ NAMESPACE = "bench"
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def review_body(name: str, namespace: str) -> bytes:
@@ -140,7 +135,7 @@ def load(port: int, context: ssl.SSLContext, request: bytes, clients: int, secon
                 if interval:
                     pause = due - time.perf_counter()
                     if pause > 0:
-                        time.sleep(pause)
+                        time.sleep(pause)  # the offered rate is the load under test, not a wait
                     due += interval
                 began = time.perf_counter()
                 if began >= stop:
@@ -213,13 +208,7 @@ class Server:
     pids: list[int] = field(default_factory=list)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, timeout=15)
 
 
 def start(name: str, argv: list[str], env: dict[str, str], tmp: Path, port: int, request: bytes,
@@ -229,20 +218,23 @@ def start(name: str, argv: list[str], env: dict[str, str], tmp: Path, port: int,
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     server = Server(name, port, request, process, log)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            conn = Connection(port, context)
-            status, payload = conn.exchange(request)
-            conn.close()
-            if status == 200:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            server.stop()
-            raise RuntimeError(f"{name} did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{log.read_text()[-3000:]}")
+        conn = Connection(port, context)
+        status, _ = conn.exchange(request)
+        conn.close()
+        return status == 200
+
+    try:
+        wait_for(answers, f"{name} to answer", timeout=90, interval=0.2, ignoring=(OSError,))
+    except AssertionError as exc:
+        server.stop()
+        raise RuntimeError(f"{name} did not come up:\n{log.read_text()[-3000:]}") from exc
+    except BaseException:
+        server.stop()
+        raise
     server.pids = process_tree(process.pid)
     return server
 

@@ -7,13 +7,16 @@ NetworkPolicy POST held 30 s by the local API server's fault injection, the webh
 REPO is the checkout whose webhook runs (default: this one), so an older checkout can be compared.
 Three reviews, each claiming a fresh ReplicaSet (uncached); prints latency, HTTP status and `allowed`.
 """
-import json, os, socket, subprocess, sys, tempfile, time, uuid
+import json, os, subprocess, sys, tempfile, time, uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests
 from kubernetes import client
 from netwarden.certs.pki import generate_ca, issue_certificate
+from netwarden.tools.stack import free_port
 from localkube import LocalKube
+from tests.support.waiting import wait_for
 
 repo = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1]
 tmp = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp(prefix="hung-api-"))
@@ -29,15 +32,12 @@ with LocalKube(tokens={"t": "system:admin"}) as kube:
     core.create_namespace({"metadata": {"name": ns, "labels": {"netwarden.io/inject": "enabled"}}})
     d = apps.create_namespaced_deployment(ns, {"metadata": {"name": "api"}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "api"}}, "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
     rs = apps.create_namespaced_replica_set(ns, {"metadata": {"name": "api-5f7c9d8b6", "labels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": d.metadata.uid, "controller": True}]}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}}, "template": {"metadata": {"labels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(repo)}; env.pop("NETWARDEN_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "netwarden.webhook.cli", "--cert", str(tmp/"tls.crt"), "--key", str(tmp/"tls.key"), "--host", "127.0.0.1", "--port", str(port), "--kubeconfig", kc, "--workers", "1", "--threads", "4"], cwd=repo, env=env, stdout=open(tmp/"w.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"https://127.0.0.1:{port}"
-    for _ in range(900):
-        try:
-            if requests.get(url + "/readyz", verify=str(tmp/"ca.crt"), timeout=2).status_code == 200: break
-        except requests.RequestException: pass
-        time.sleep(0.1)
+    wait_for(lambda: requests.get(url + "/readyz", verify=str(tmp/"ca.crt"), timeout=2).status_code == 200,
+             "the webhook ready", timeout=90, ignoring=(requests.RequestException,))
     def review():
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "api-5f7c9d8b6-", "labels": {"app": "api", "pod-template-hash": "5f7c9d8b6"}, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.metadata.name, "uid": rs.metadata.uid, "controller": True}]}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
         return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"}, "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": ns, "operation": "CREATE", "userInfo": {"username": "rs-controller"}, "object": pod, "dryRun": False}}

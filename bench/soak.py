@@ -57,8 +57,7 @@ from netwarden.tools.scenario import NamespaceSpec, Step, WorkloadSpec  # noqa: 
 from netwarden.tools.stack import ManagedProcess, Stack, free_port  # noqa: E402
 from netwarden.tools.traffic import PodEnd, WorldEnd, steady_flows  # noqa: E402
 from netwarden.reconciler.runtime import epoch_of  # noqa: E402
-from tests.e2e.harness import (Cluster, falco_body, flows_body, leader_metric, post, running_stack, sigkill,  # noqa: E402
-                               spawn_reconciler)
+from tests.e2e.harness import Cluster, falco_body, flows_body, leader_metric, post, running_stack, sigkill  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 from netwarden.model.admission import AdmissionSettings  # noqa: E402
 from netwarden.webhook.admission import decide_admission  # noqa: E402
@@ -502,10 +501,10 @@ class Soak:
 
     def _run(self, stack: Stack) -> SoakResult:
         self.cluster = Cluster(stack)
-        first = next(p for p in stack.processes if p.name == "reconciler")
+        first = stack.process("reconciler")
         first.env = {**first.env, "NETWARDEN_POD_IP": "127.0.0.1"}  # what it publishes when started again
         second_port = free_port()
-        spawn_reconciler(stack, "reconciler-b", "netwarden-demo-1", second_port)
+        stack.add_reconciler("reconciler-b", "netwarden-demo-1", second_port)
         self.replicas = {"reconciler": ("netwarden-demo-0", stack.signals_url),
                          "reconciler-b": ("netwarden-demo-1", f"https://127.0.0.1:{second_port}")}
         scenario = load_scenario(None)
@@ -893,7 +892,7 @@ class Soak:
             return
         at = self.log.now()
         self.kill_times.append(at)
-        proc = next(p for p in stack.processes if p.name == killed)
+        proc = stack.process(killed)
         sigkill(proc)
         started = time.monotonic()
         other_name = next(n for n in self.replicas if n != killed)
@@ -964,10 +963,6 @@ def fault_menu(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
 
 
 # --- the table -------------------------------------------------------------------------------
-
-
-def _mib(kib: float) -> str:
-    return f"{kib / 1024:.1f}"
 
 
 def process_rows(series: Iterable[ProcSeries]) -> list[dict[str, Any]]:

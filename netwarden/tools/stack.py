@@ -59,26 +59,39 @@ class ManagedProcess:
             return ""
 
     def terminate(self) -> None:
-        """Ask the whole process group to stop (gunicorn's workers too)."""
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        terminate_group(self.popen)
 
     def wait_or_kill(self, timeout: float) -> None:
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.popen.wait(5)
+        wait_or_kill_group(self.popen, timeout)
 
     def stop(self, timeout: float = 8.0) -> None:
-        self.terminate()
-        self.wait_or_kill(timeout)
+        stop_group(self.popen, timeout)
+
+
+def terminate_group(popen: subprocess.Popen[bytes]) -> None:
+    """Ask a child started with start_new_session, and its whole process group, to stop (gunicorn's workers too)."""
+    if popen.poll() is None:
+        try:
+            os.killpg(popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def wait_or_kill_group(popen: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        popen.wait(5)
+
+
+def stop_group(popen: subprocess.Popen[bytes], timeout: float = 8.0) -> None:
+    """SIGTERM to the child's process group, SIGKILL once `timeout` seconds have passed."""
+    terminate_group(popen)
+    wait_or_kill_group(popen, timeout)
 
 
 @dataclass
@@ -121,9 +134,26 @@ class Stack:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; last log lines:\n{proc.tail()}")
 
+    def process(self, name: str) -> ManagedProcess:
+        """The child called `name` ("localkube", "webhook", "reconciler", or one `add_reconciler` started)."""
+        return next(p for p in self.processes if p.name == name)
+
+    def add_reconciler(self, name: str, pod_name: str, port: int) -> ManagedProcess:
+        """Another reconciler process of this install (same config, token, certificate) as a second replica
+        or a restarted container would be, taking signals on `port`; returns once it is ready."""
+        argv = [str(a) for a in self.process("reconciler").popen.args]  # type: ignore[union-attr]
+        argv[argv.index("--port") + 1] = str(port)
+        env = {"NETWARDEN_CONFIG": str(self.workdir / "netwarden.yaml"), "NETWARDEN_POD_NAME": pod_name,
+               "NETWARDEN_LOG_LEVEL": "INFO", "NETWARDEN_POD_IP": "127.0.0.1"}
+        proc = _spawn(name, argv, self.workdir, env)
+        self.processes.append(proc)
+        _wait(name, lambda: _https_ready(f"https://127.0.0.1:{port}/readyz", self.ca_file), START_TIMEOUT_SECONDS,
+              proc)
+        return proc
+
     def restart(self, name: str) -> ManagedProcess:
         """Stop one child (webhook, reconciler) and start it again with the same command and environment."""
-        old = next(p for p in self.processes if p.name == name)
+        old = self.process(name)
         old.stop()
         new = _spawn(name, [str(a) for a in old.popen.args], self.workdir, old.env)  # type: ignore[union-attr]
         self.processes[self.processes.index(old)] = new

@@ -24,26 +24,27 @@ kube-apiserver (--enable-aggregator-routing) resolves the webhook configurations
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import os
 import secrets
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import requests
 
 from localkube import LocalKube
 from localkube.audit import AuditRecord
 from localkube.resources import RESOURCES, ResourceType
+from netwarden.tools.stack import free_port, stop_group
 from tests.chart.chartkit import NAMESPACE, Manifest, of_kind, render
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 NETWARDEN = [str(Path(sys.executable).with_name("netwarden"))]
@@ -82,25 +83,9 @@ def host_address() -> str:
     return TEST_ADDRESS
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def eventually(condition: Callable[[], Any], what: str, timeout: float = PATIENCE) -> Any:
-    """Wait for an eventual state; a bound on patience, never an assertion about speed."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (AssertionError, OSError, ValueError, KeyError, http.client.HTTPException) as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for: {what} ({last!r})")
+#: Wait for an eventual state of the release; a process still starting may refuse, answer half, or not be there.
+eventually = functools.partial(wait_for, timeout=PATIENCE, ignoring=(AssertionError, OSError, ValueError, KeyError,
+                                                                     http.client.HTTPException))
 
 
 def username(doc: Manifest) -> str:
@@ -152,17 +137,7 @@ class Process:
             return ""
 
     def stop(self) -> None:
-        if self.popen.poll() is not None:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.popen.wait(5)
+        stop_group(self.popen, timeout=15)
 
 
 @dataclass

@@ -28,8 +28,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from localkube.kubelet import FakeKubelet, Pod
+from netwarden.tools.stack import free_port
 from tests.chart.chartkit import NAMESPACE
-from tests.chart.install import Process, Release, free_port
+from tests.chart.install import Process, Release
 
 #: Seconds between the supervisor's looks at processes (exits) and probes (readiness).
 POLL_SECONDS = 0.2

@@ -4,7 +4,6 @@ leader wrote is taken over with its expiry."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -16,7 +15,7 @@ from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, se
 from netwarden.reconciler.core.types import MetricAlert, RestoredPolicy
 from netwarden.reconciler.signals.falco import parse_falco_event
 from tests.core.corekit import API, FAST, engine, falco, flow, ip, learn_api_to_db, pod_ref, with_config
-from tests.support.data import PAYLOADS
+from tests.support.data import falco_body
 
 T0 = 1_000.0
 POD_A, POD_B = pod_ref(API, 0), pod_ref(API, 1)
@@ -87,17 +86,9 @@ def test_alerts_about_pods_never_tighten_below_what_unnamed_siblings_use(alerts:
 
 # --- alerts: duplicates and age ------------------------------------------------------------------
 
-def real_falco(priority: str = "Critical") -> dict:
-    body = json.loads((PAYLOADS / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())
-    body["priority"] = priority
-    body["output_fields"]["k8s.ns.name"] = "shop"
-    body["output_fields"]["k8s.pod.name"] = POD_A.pod
-    return body
-
-
 def test_a_falcosidekick_body_sent_five_times_is_one_alert() -> None:
     e = engine(with_config(blast_max_pod_fraction=1.0))
-    alert = parse_falco_event(real_falco("Error"))  # 15 points: five of them would be 75
+    alert = parse_falco_event(falco_body("shop", POD_A.pod, "Error", fresh=False))  # 15 points: five of them would be 75
     now = alert.time + 1
     decisions = [d for _ in range(5) for d in e.ingest_alert(alert, now)]
     assert [d.action for d in decisions] == [A.ALERT_ONLY]  # the first one's refused tightening, once
@@ -107,7 +98,7 @@ def test_a_falcosidekick_body_sent_five_times_is_one_alert() -> None:
 
 def test_an_alert_from_2024_is_evidence_of_the_past_sent_once_or_five_times() -> None:
     e = engine(with_config(blast_max_pod_fraction=1.0))
-    alert = parse_falco_event(real_falco("Critical"))
+    alert = parse_falco_event(falco_body("shop", POD_A.pod, "Critical", fresh=False))
     now = alert.time + 86_400 * 365
     for _ in range(5):
         assert e.ingest_alert(alert, now) == []

@@ -19,10 +19,8 @@ import json
 import os
 import signal
 import statistics
-import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -32,14 +30,12 @@ from kubernetes import client, watch
 
 from netwarden.model import names
 from netwarden.model.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
-from netwarden.tools.stack import START_TIMEOUT_SECONDS, ManagedProcess, Stack, _spawn, _wait, start_stack
+from netwarden.tools.stack import ManagedProcess, Stack, start_stack
 from netwarden.tools.traffic import PodEnd, WorldEnd, hubble_flow
+from tests.support.data import falco_body  # noqa: F401 - the e2e tests take it from here
 from tests.support.nca import NcaConnectivity, nca_connectivity
 from tests.support.waiting import wait_for
 
-from tests.support.data import PAYLOADS
-
-DATA = PAYLOADS
 #: The issue's behavioural bound: a signal leads to its policy within 1 s. Measured values are
 #: tens of milliseconds (the decision is written before the POST is answered), so the bound
 #: holds with a margin of more than 10x even on a loaded 2-core machine.
@@ -230,7 +226,7 @@ class PolicyRecorder:
                     if self._stop.is_set():
                         return
             except Exception:  # noqa: BLE001 - the harness's own watch restarts (faults are injected on purpose)
-                time.sleep(0.1)
+                self._stop.wait(0.1)  # a pause before watching again, not a wait for a state
 
     def mark(self) -> int:
         with self.lock:
@@ -289,23 +285,6 @@ def edge_flows(source: PodEnd | WorldEnd, destination: PodEnd | WorldEnd, port: 
                protocol: str = "TCP") -> list[dict[str, Any]]:
     now = time.time()
     return [hubble_flow(source, destination, port, protocol, now, source_port=33000 + i % 20000) for i in range(count)]
-
-
-def falco_body(namespace: str, pod: str, priority: str = "Critical") -> dict[str, Any]:
-    """The real falcosidekick POST body (shared/data) naming this pod."""
-    body = json.loads((DATA / "falco/falcosidekick_webhook-post-body_terminal-shell_2024.json").read_text())
-    body["priority"] = priority
-    body["output_fields"]["k8s.ns.name"] = namespace
-    body["output_fields"]["k8s.pod.name"] = pod
-    # A fresh alert: its own id and time (a replayed id is a duplicate; an old time is evidence of the past).
-    body["uuid"] = str(uuid.uuid4())
-    body["time"] = rfc3339_now()
-    return body
-
-
-def rfc3339_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}000Z"
 
 
 def post(url: str, path: str, body: Any, token: str, ca_file: str) -> requests.Response:
@@ -430,25 +409,6 @@ def running_stack(workdir: Path, config: Mapping[str, Any]) -> Stack:
         os.environ.pop("NETWARDEN_POD_IP", None)
 
 
-def reconciler_process(stack: Stack, name: str = "reconciler") -> ManagedProcess:
-    return next(p for p in stack.processes if p.name == name)
-
-
-def spawn_reconciler(stack: Stack, name: str, pod_name: str, port: int) -> ManagedProcess:
-    """Another reconciler process of the same install (same config, token, certificate), as a
-    second replica or a restarted container would be."""
-    template = reconciler_process(stack).popen.args
-    argv = list(template)  # type: ignore[arg-type]
-    argv[argv.index("--port") + 1] = str(port)
-    env = {"NETWARDEN_CONFIG": str(stack.workdir / "netwarden.yaml"), "NETWARDEN_POD_NAME": pod_name,
-           "NETWARDEN_LOG_LEVEL": "INFO", "NETWARDEN_POD_IP": "127.0.0.1"}
-    proc = _spawn(name, argv, stack.workdir, env)
-    stack.processes.append(proc)
-    _wait(name, lambda: requests.get(f"https://127.0.0.1:{port}/readyz", timeout=2,
-                                     verify=stack.ca_file).status_code == 200, START_TIMEOUT_SECONDS, proc)
-    return proc
-
-
 def sigkill(proc: ManagedProcess) -> None:
     os.killpg(proc.popen.pid, signal.SIGKILL)
     proc.popen.wait(10)
@@ -463,7 +423,3 @@ def leader_metric(url: str, ca_file: str) -> float | None:
         if line.startswith(names.METRIC_LEADER + " "):
             return float(line.split()[1])
     return None
-
-
-def python() -> str:
-    return sys.executable

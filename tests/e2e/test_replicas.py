@@ -12,9 +12,7 @@ from netwarden.tools.traffic import PodEnd, WorldEnd
 
 from .conftest import learn
 from .harness import (SIGNAL_TO_POLICY_BOUND_SECONDS, App, Cluster, PolicyRecorder, edge_flows, falco_body, flows_body,
-                      is_step, quarantines,
-                      leader_metric, post, reconciler_process, record_latency, send, sigkill, spawn_reconciler,
-                      wait_until)
+                      is_step, leader_metric, post, quarantines, record_latency, send, sigkill, wait_until)
 
 APPS = tuple(App("pair", f"p{i}", 1, (8080,), {names.ANNOTATION_PURPOSE: f"svc{i}",
                                                names.ANNOTATION_ALLOW_TO: "cidr=0.0.0.0/0:443"}) for i in (1, 2))
@@ -25,7 +23,7 @@ UNKNOWN_HOST = WorldEnd("203.0.113.88")
 @pytest.fixture(scope="module")
 def standby(stack: Stack) -> tuple[ManagedProcess, str]:
     port = free_port()
-    proc = spawn_reconciler(stack, "reconciler-b", "netwarden-demo-1", port)
+    proc = stack.add_reconciler("reconciler-b", "netwarden-demo-1", port)
     return proc, f"https://127.0.0.1:{port}"
 
 
@@ -67,7 +65,7 @@ def test_killing_the_leader_fails_over_to_the_standby_which_acts_on_the_next_sig
         stack: Stack, cluster: Cluster, recorder: PolicyRecorder, standby: tuple[ManagedProcess, str],
         pair: dict[str, PodEnd]) -> None:
     _proc, standby_url = standby
-    sigkill(reconciler_process(stack))
+    sigkill(stack.process("reconciler"))
     # Until the Lease runs out, the standby knows a leader it cannot reach: the sender is told to retry.
     refused = post(standby_url, "/signals/flows", flows_body(edge_flows(pair["p2"], UPSTREAM, 443, 1)),
                    stack.signal_token, stack.ca_file)

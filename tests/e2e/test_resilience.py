@@ -13,8 +13,7 @@ from netwarden.tools.traffic import PodEnd, WorldEnd
 
 from .conftest import learn
 from .harness import (DNS, DNS_POD, SIGNAL_TO_POLICY_BOUND_SECONDS, App, Cluster, PolicyRecorder, connectivity,
-                      edge_flows, flows_body, is_step, reconciler_process, record_latency, send, sigkill,
-                      spawn_reconciler, wait_until)
+                      edge_flows, flows_body, is_step, record_latency, send, sigkill, wait_until)
 
 APPS = tuple(App("ops", f"r{i}", 1, (8080,), {names.ANNOTATION_PURPOSE: f"job{i}",
                                               names.ANNOTATION_ALLOW_TO: "cidr=0.0.0.0/0:443"}) for i in range(1, 4))
@@ -66,7 +65,7 @@ def test_sigkill_and_restart_resume_without_duplicate_writes_through_watch_fault
                what="r1 and r2 tightened (previous test)")
     before = snapshot(cluster)
     mark = recorder.mark()
-    process = reconciler_process(stack)
+    process = stack.process("reconciler")
     sigkill(process)
     # The restarted process meets a flaky API: its first pod watch fails with a 500, the next one
     # is cut at its first event, and its policy watch is told 410 Gone. (Its watches are the ones
@@ -77,7 +76,7 @@ def test_sigkill_and_restart_resume_without_duplicate_writes_through_watch_fault
                   r"/api/v1/pods\?.*watch=(1|true).*timeoutSeconds=300", drop_watch_after=0, times=1)
     cluster.fault(method="GET", path_regex=r"networkpolicies\?.*timeoutSeconds=300", status=410, times=1)
     port = int(stack.signals_url.rsplit(":", 1)[1])
-    spawn_reconciler(stack, "reconciler-restarted", "netwarden-demo-0", port)
+    stack.add_reconciler("reconciler-restarted", "netwarden-demo-0", port)
     # Pod events (a container restart), so the cut watch has something to be cut on.
     wait_until(lambda: cluster.faults() == [] or stack.kubelet.restart("ops", ops["r3"].name) is None,
                interval=0.5, what="every injected fault hit")

@@ -17,8 +17,7 @@ from netwarden.model import names
 from netwarden.tools.stack import Stack, start_stack
 from netwarden.model.policy import quarantine_policy_name
 
-from .harness import (E2E_CONFIG, LATENCIES, App, Cluster, PolicyRecorder, falco_body, reconciler_process, send,
-                      sigkill, spawn_reconciler, wait_until)
+from .harness import E2E_CONFIG, LATENCIES, App, Cluster, PolicyRecorder, falco_body, send, sigkill, wait_until
 
 QUARANTINE_EXPIRY_SECONDS = 8.0
 APPS = (App("exp", "a", 1), App("exp", "b", 1))
@@ -57,13 +56,13 @@ def test_quarantines_made_before_a_kill_9_end_at_their_expires_at_after_the_rest
         assert send(stack, "/signals/falco", falco_body("exp", pod.name)).answer["accepted"] == 1
         names_.append(quarantine_policy_name(pod.labels[names.LABEL_INSTANCE]))
     deadlines = [wait_until(lambda n=n: expires_at(cluster, n), what=f"{n} with its expires-at") for n in names_]
-    process = reconciler_process(stack)
+    process = stack.process("reconciler")
     mark = recorder.mark()
     sigkill(process)
     assert process.popen.returncode == -9
     assert all(expires_at(cluster, n) for n in names_), "the killed process lifted nothing"
     port = int(stack.signals_url.rsplit(":", 1)[1])
-    spawn_reconciler(stack, "reconciler-restarted", "netwarden-demo-0", port)
+    stack.add_reconciler("reconciler-restarted", "netwarden-demo-0", port)
     wall = time.time() - time.monotonic()
     for name, deadline in zip(names_, deadlines):
         deleted = recorder.wait_for(mark, lambda c, n=name: c.kind == "DELETED" and c.obj["metadata"]["name"] == n,

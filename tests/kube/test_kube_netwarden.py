@@ -42,8 +42,9 @@ from netwarden.model.policy import (
     workload_quarantine_intent,
 )
 from netwarden.model.netpol_eval import ExternalIP, PodInfo, PolicySet
-from netwarden.tools.stack import Stack, free_port, start_stack, start_webhook, webhook_configurations
+from netwarden.tools.stack import Stack, free_port, start_stack, start_webhook, stop_group, webhook_configurations
 from netwarden.reconciler.policy_ops import canonical_spec
+from tests.support.data import falco_body
 from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
 
@@ -282,7 +283,7 @@ def test_a_server_side_dry_run_is_mutated_but_has_no_side_effects(stack: Stack, 
 def test_with_the_webhook_down_and_failure_policy_ignore_pods_are_still_created(
         stack: Stack, api: client.ApiClient, opted_in: str) -> None:
     core = client.CoreV1Api(api)
-    webhook = next(p for p in stack.processes if p.name == "webhook")
+    webhook = stack.process("webhook")
     webhook.stop()
     try:
         made = core.create_namespaced_pod(opted_in, pod_body("unguarded"))
@@ -480,29 +481,11 @@ def test_two_reconcilers_elect_one_leader_through_a_real_lease_and_fail_over(sta
         assert coordination.read_namespaced_lease(lease_name, "netwarden").spec.lease_transitions == transitions + 1
     finally:
         for process, _ in candidates.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(5)
+            stop_group(process, timeout=10)
 
 
 
 # --- issue 12 item 3 on the real control plane ---------------------------------------------------
-
-def fresh_falco(namespace: str, pod: str, priority: str) -> dict[str, Any]:
-    """A falcosidekick body with its own uuid and the current time (a replay or an old alert is not acted on)."""
-    import time
-
-    now = time.time()
-    return {"uuid": str(uuid.uuid4()), "priority": priority, "rule": "Terminal shell in container",
-            "output": f"A shell was spawned in a container (k8s.ns={namespace} k8s.pod={pod})",
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}000Z",
-            "output_fields": {"k8s.ns.name": namespace, "k8s.pod.name": pod, "proc.name": "sh"},
-            "source": "syscall", "tags": ["container", "shell"], "hostname": "netwarden-node"}
-
 
 def test_an_alert_for_one_replica_before_learning_never_cuts_its_sibling_on_the_real_apiserver(
         stack: Stack, api: client.ApiClient, opted_in: str) -> None:
@@ -524,7 +507,7 @@ def test_an_alert_for_one_replica_before_learning_never_cuts_its_sibling_on_the_
     instance = target.metadata.labels[names.LABEL_INSTANCE]
     quarantine = f"netwarden-quarantine-{instance}"
     for priority in ("Critical", "Warning", "Error", "Critical"):
-        assert stack.post_signal("/signals/falco", fresh_falco(opted_in, target.metadata.name, priority))["accepted"] == 1
+        assert stack.post_signal("/signals/falco", falco_body(opted_in, target.metadata.name, priority))["accepted"] == 1
     wait_for(lambda: not missing(lambda: net.read_namespaced_network_policy(quarantine, opted_in)), "the quarantine")
     workload = policy_dict(api, opted_in, policy_name)
     assert workload["metadata"]["annotations"][names.ANNOTATION_STEP] == names.STEP_BASELINE

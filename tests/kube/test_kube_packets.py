@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any, Iterator
 
 import dataclasses
@@ -32,6 +31,7 @@ from netwarden.model import names
 from netwarden.platform.config import ReconcilerConfig
 from netwarden.tools.stack import Stack, real_packets_missing, start_stack
 from netwarden.tools.traffic import PodEnd, steady_flows
+from tests.support.data import falco_body
 from tests.support.namespaces import OPTED_IN_ENFORCE, fresh_namespace
 from tests.support.waiting import wait_for
 
@@ -192,14 +192,7 @@ def send_flows(stack: Stack, edges: list[tuple[Any, Any, int]], seconds: float, 
 
 
 def falco(stack: Stack, pod: Any, priority: str) -> None:
-    now = time.time()
-    stack.post_signal("/signals/falco", {
-        "uuid": str(uuid.uuid4()), "priority": priority, "rule": "Terminal shell in container",
-        "output": f"A shell was spawned in a container (k8s.ns={pod.metadata.namespace} k8s.pod={pod.metadata.name})",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}000Z",
-        "output_fields": {"k8s.ns.name": pod.metadata.namespace, "k8s.pod.name": pod.metadata.name,
-                          "proc.name": "sh", "evt.time": int(now * 1e9)},
-        "source": "syscall", "tags": ["container", "shell"], "hostname": "netwarden-node"})
+    stack.post_signal("/signals/falco", falco_body(pod.metadata.namespace, pod.metadata.name, priority))
 
 
 def step_of(api: client.ApiClient, namespace: str, policy: str) -> str:

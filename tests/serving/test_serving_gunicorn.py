@@ -8,24 +8,24 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import threading
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from netwarden.certs import cli, pki, store
+from netwarden.tools.stack import free_port, stop_group
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -50,20 +50,6 @@ class Server:
 
     def events(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.05)
 
 
 def peer_serial(conn: http.client.HTTPSConnection) -> int:
@@ -115,16 +101,10 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
             except OSError:
                 return False
 
-        eventually(answers, "server to answer over TLS")
+        wait_for(answers, "server to answer over TLS")
         yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_group(process, timeout=20)
 
 
 @dataclass
@@ -187,7 +167,7 @@ def test_rotations_on_disk_reach_new_handshakes_without_failing_a_request(server
         thread.start()
     served: list[int] = []
     try:
-        eventually(lambda: len(traffic.new_connection_serials) >= 20 and traffic.keepalive_requests >= 20,
+        wait_for(lambda: len(traffic.new_connection_serials) >= 20 and traffic.keepalive_requests >= 20,
                    "traffic before rotation")
         for _ in range(ROTATIONS):
             rotate_now(server.certs)
@@ -195,9 +175,9 @@ def test_rotations_on_disk_reach_new_handshakes_without_failing_a_request(server
             assert new_serial not in served + [old_serial]
             served.append(new_serial)
             keepalive_before = traffic.keepalive_requests
-            eventually(lambda: traffic.new_connection_serials[-20:] == [new_serial] * 20,
+            wait_for(lambda: traffic.new_connection_serials[-20:] == [new_serial] * 20,
                        "20 consecutive new handshakes to present the new certificate")
-            eventually(lambda: traffic.keepalive_requests >= keepalive_before + 20, "keep-alive traffic")
+            wait_for(lambda: traffic.keepalive_requests >= keepalive_before + 20, "keep-alive traffic")
     finally:
         traffic.stop.set()
         for thread in threads:
@@ -247,12 +227,12 @@ def test_a_bad_pair_on_disk_keeps_serving_the_old_certificate_until_a_good_one_a
         new_connection_serial(server)  # a handshake makes workers look at the files
         return any(e.get("event") == "tls_certificate_reload_failed" for e in server.events())
 
-    eventually(failure_logged, "the bad pair to be noticed")
+    wait_for(failure_logged, "the bad pair to be noticed")
     assert {new_connection_serial(server) for _ in range(20)} == {old_serial}
     rotate_now(server.certs)
     new_serial = store.read_tls(server.certs).serving.serial
     serials: list[int] = []
-    eventually(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
+    wait_for(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
                "the repaired pair to be served")
 
 
@@ -302,7 +282,7 @@ def test_ca_rollover_serves_a_cert_from_the_new_ca_that_bundle_holders_trust(ser
         assert issuer_of(server.certs) == new_ca
         new_serial = store.read_tls(server.certs).serving.serial
         serials: list[int] = []
-        eventually(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
+        wait_for(lambda: (serials.append(new_connection_serial(server)) or serials[-10:] == [new_serial] * 10),
                    "the certificate from the new CA to be served")
         # The connection opened under the old CA is still usable.
         keepalive.request("GET", "/after")

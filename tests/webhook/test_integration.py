@@ -7,8 +7,6 @@ import base64
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,30 +14,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from netwarden.certs.pki import KeyPair, generate_ca, issue_certificate
 from localkube import LocalKube
+from netwarden.certs.pki import KeyPair, generate_ca, issue_certificate
 from netwarden.model import names
-from netwarden.tools.stack import webhook_configurations
+from netwarden.tools.stack import free_port, stop_group, webhook_configurations
 from tests.support.users import REPLICASET_CONTROLLER, as_user
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RECONCILER = "system:serviceaccount:netwarden:netwarden-reconciler"
 WORKERS = 2
 #: Namespaces labelled with this are skipped by the real webhook (the "webhook down" tests use them).
 DOWN_LABEL = "netwarden-test/webhook"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -87,30 +80,11 @@ class Env:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def webhook_configs(port: int, ca_pem: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stack's (the chart's) configurations, failing closed, minus the "webhook down" namespaces."""
     skip_down = {"key": DOWN_LABEL, "operator": "DoesNotExist"}
     return webhook_configurations(f"https://127.0.0.1:{port}", ca_pem, failure_policy="Fail", timeout_seconds=10,
                                   extra_namespace_expressions=(skip_down,), review_versions=("v1", "v1beta1"))
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +134,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 except requests.RequestException:
                     return False
 
-            wait_for(ready, 60, "the webhook to be ready")
+            wait_for(ready, "the webhook to be ready", timeout=60)
             mutating, validating = webhook_configs(port, ca.cert_pem)
             admission = client.AdmissionregistrationV1Api(api)
             admission.create_mutating_webhook_configuration(mutating)
@@ -168,7 +142,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             yield Env(kube, api, kube.api_client("reconciler-token"), base_url, str(tmp / "ca.crt"), ca.cert_pem,
                       process, log_path)
         finally:
-            stop_process(process)
+            stop_group(process, timeout=15)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -280,11 +254,11 @@ def test_ten_pods_of_one_deployment_produce_exactly_one_policy_owned_by_the_depl
         return [e.reason for e in env.core.list_namespaced_event(namespace).items
                 if e.involved_object.name == "netwarden-deploy-web"]
 
-    wait_for(lambda: policy_events() == [names.EVENT_POLICY_CREATED], 10, "the NetwardenPolicyCreated Event")
+    wait_for(lambda: policy_events() == [names.EVENT_POLICY_CREATED], "the NetwardenPolicyCreated Event", timeout=10)
 
     # Deleting the Deployment garbage-collects its baseline (the policy's ownerReference).
     env.apps.delete_namespaced_deployment("web", namespace, propagation_policy="Background")
-    wait_for(lambda: not policies(env, namespace), 20, "the policy to be garbage-collected")
+    wait_for(lambda: not policies(env, namespace), "the policy to be garbage-collected", timeout=20)
 
     # Re-created under the same name it is a new workload: its first pod writes its baseline again, whichever
     # worker admits it (both remembered the old one).
