@@ -341,9 +341,6 @@ class KubeControlPlane:
         assert self.pki is not None, "not started"
         return self.pki.ca.cert_pem
 
-    def log_paths(self) -> dict[str, Path]:
-        return {child.name: child.log_path for child in self._children}
-
     # --- internals ---------------------------------------------------------------------------
 
     def _ssl_context(self) -> ssl.SSLContext:

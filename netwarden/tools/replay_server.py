@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import grpc
-from google.protobuf import json_format
 
 from netwarden.reconciler.sources.proto import flow_pb2, goldmane_pb2, goldmane_pb2_grpc, observer_pb2, observer_pb2_grpc
 
@@ -302,15 +301,3 @@ def hubble_response(line: dict[str, Any]) -> observer_pb2.GetFlowsResponse:
     return message
 
 
-def read_hubble_file(path: str | Path) -> list[observer_pb2.GetFlowsResponse]:
-    import json
-
-    with open(path, encoding="utf-8") as handle:
-        return [hubble_response(json.loads(line)) for line in handle if line.strip()]
-
-
-def goldmane_result(flow: dict[str, Any], result_id: int = 0) -> goldmane_pb2.FlowResult:
-    """A Goldmane flow in its protojson shape ({"Key": {...}, "start_time": ...})."""
-    message = goldmane_pb2.FlowResult(id=result_id)
-    json_format.ParseDict(flow, message.flow, ignore_unknown_fields=True)
-    return message

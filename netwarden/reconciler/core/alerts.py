@@ -60,10 +60,6 @@ class Attribution:
     reason: str | None = None
     detail: str = ""
 
-    @property
-    def attributed(self) -> bool:
-        return self.reason is None
-
 
 def workload_identities(namespace: str, kind: str, name: str) -> tuple[str, ...]:
     """The identities a named workload may have, most likely first. netwarden keys a workload by its

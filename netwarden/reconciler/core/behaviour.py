@@ -175,9 +175,6 @@ class Baseline:
     def learned_edges(self) -> tuple[Edge, ...]:
         return tuple(self.edges)
 
-    def knows(self, edge: Edge) -> bool:
-        return edge in self.edges
-
     def rate_stddev(self) -> float:
         return math.sqrt(self.rate_var) if self.rate_var > 0 else 0.0
 

@@ -123,11 +123,3 @@ def unsupported(err: msgspec.ValidationError) -> SignalError:
         return field
     return SignalError(f"unsupported-schema:{SCHEMA}",
                        f"looks like a Calico Goldmane/Whisker flow of an unsupported version ({field})")
-
-
-_DECODER = msgspec.json.Decoder(GoldmaneFlow)
-
-
-def decode_goldmane_flow(line: bytes) -> GoldmaneFlow:
-    """Typed decode of one JSON line; raises msgspec errors (the caller falls back to the dict path)."""
-    return _DECODER.decode(line)

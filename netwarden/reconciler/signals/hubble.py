@@ -21,7 +21,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from netwarden.reconciler.core.types import Endpoint, Flow, SignalError, Verdict
-from netwarden.reconciler.signals.common import convert, flag, hashable, parse_rfc3339, validation_error
+from netwarden.reconciler.signals.common import convert, flag, hashable, parse_rfc3339
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 
@@ -245,14 +245,3 @@ def decode_hubble_line(line: bytes) -> HubbleLine:
     """Typed decode of one JSON line (reads only the declared fields). Raises msgspec errors; the
     caller falls back to the dict path for the exact rejection reason."""
     return _DECODER.decode(line)
-
-
-def is_hubble(line: HubbleLine) -> bool:
-    """The format detector's Hubble test, on a typed line (key presence, as on the dict)."""
-    return (line.flow is not UNSET or line.lost_events is not UNSET or line.agent_event is not UNSET
-            or line.debug_event is not UNSET or line.node_status is not UNSET or line.lostEvents is not UNSET
-            or line.agentEvent is not UNSET)
-
-
-def raise_for(err: msgspec.ValidationError) -> SignalError:
-    return validation_error(err, _RENAMES, "flow.")

@@ -95,14 +95,6 @@ def parse_flow_any(obj: object) -> Flow:
     return FLOW_PARSERS[detect_flow_format(obj)](obj)
 
 
-def flow_format_or_unknown(record: object) -> str:
-    """The metric label of a rejected record: its format when it has one, else "unknown"."""
-    try:
-        return detect_flow_format(record)
-    except SignalError:
-        return "unknown"
-
-
 # --- bytes -> Flow ----------------------------------------------------------------------------
 
 #: A JSON escape of a UTF-16 surrogate: such lines take the dict path (which rejects lone ones).
