@@ -1,7 +1,7 @@
 """Synthetic Hubble flows with realistic shape: what `hubble observe -o json` prints. Pure.
 
 Used by the demo (to play traffic) and the benchmarks. The records carry the fields real
-Hubble sends (see ../shared/data/hubble): IP, l4, source/destination with namespace, pod_name,
+Hubble sends (see tests/data/hubble): IP, l4, source/destination with namespace, pod_name,
 k8s-prefixed labels and identity, verdict, traffic direction, node name, is_reply.
 """
 

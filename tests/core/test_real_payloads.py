@@ -85,7 +85,7 @@ def test_real_alertmanager_alerts_on_every_replica_tighten_rather_than_quarantin
     for n, alert in enumerate(alerts):
         e.upsert_pod(PodRef(identity, namespace, alert.pod or "", f"inst-{n}", f"10.2.0.{n + 1}"))
     # A learned baseline first (a flow well over a learning window before the alerts): without one,
-    # tightening would cut everything (tests/core/test_siblings.py).
+    # tightening would cut everything (tests/core/test_containment.py).
     start = min(a.time for a in alerts) - e.config.learning_seconds - 60
     e.ingest_flow(Flow(start, Endpoint(ip="10.2.0.1"), Endpoint(ip="203.0.113.9", world=True), 443, "TCP"), start)
     decisions = []

@@ -1,6 +1,6 @@
 """Scale-out mode on a real Kafka broker: 12 partitions, 3 decide engines as processes, ingest in this one.
 
-Each engine writes through one shared conditional sink (tests/support/scaleout.py), so the tests see
+Each engine writes through one shared conditional sink (netwarden/reconciler/scaleout/cli.py:FileSink), so the tests see
 who decided what, in which order, and whether anything was written twice.
 """
 
