@@ -22,7 +22,7 @@ from netwarden.model.policy import (
     render_network_policy,
     with_excluded_instances,
 )
-from tests.support.nca import nca_available, nca_connectivity
+from tests.support.nca import nca_available, nca_connectivity, probes
 
 pytestmark = pytest.mark.skipif(
     not nca_available(), reason="nca (pip install network-config-analyzer) is not installed in this environment"
@@ -137,18 +137,12 @@ def test_evaluator_agrees_with_nca_on_rendered_policies(scenario: str) -> None:
     endpoints: list[PodInfo | ExternalIP] = [*PODS, *EXTERNAL]
     mismatches = []
     checked = 0
-    for src in endpoints:
-        for dst in endpoints:
-            if src is dst or (isinstance(src, ExternalIP) and isinstance(dst, ExternalIP)):
-                continue
-            src_name = src.key if isinstance(src, PodInfo) else src.ip
-            dst_name = dst.key if isinstance(dst, PodInfo) else dst.ip
-            for port, protocol in PROBES:
-                checked += 1
-                expected = theirs.allows(src_name, dst_name, port, protocol)
-                if ours.is_allowed(src, dst, port, protocol) != expected:
-                    mismatches.append(f"{src_name} -> {dst_name} {port}/{protocol}: nca says {expected}; "
-                                      + ours.explain(src, dst, port, protocol).summary())
+    for src, dst, src_name, dst_name, port, protocol in probes(endpoints, PROBES):
+        checked += 1
+        expected = theirs.allows(src_name, dst_name, port, protocol)
+        if ours.is_allowed(src, dst, port, protocol) != expected:
+            mismatches.append(f"{src_name} -> {dst_name} {port}/{protocol}: nca says {expected}; "
+                              + ours.explain(src, dst, port, protocol).summary())
     assert checked > 500
     assert not mismatches, "\n".join(mismatches[:20]) + f"\n--- nca output ---\n{theirs.raw}"
 

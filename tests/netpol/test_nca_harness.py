@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from netwarden.model.netpol_eval import ContainerPort, ExternalIP, NamespaceInfo, PodInfo, PolicySet
 from tests.netpol.test_netpol_properties import policies
-from tests.support.nca import ConnSpec, nca_available, nca_connectivity, parse_connectivity
+from tests.support.nca import ConnSpec, nca_available, nca_connectivity, parse_connectivity, probes
 
 SAMPLE = """\
 0.0.0.0-9.255.255.255 => a/cli-1 : All connections
@@ -54,14 +54,8 @@ def test_evaluator_agrees_with_nca_on_generated_policies(policy_list: list) -> N
     ours = PolicySet(policy_list, NAMESPACES)
     theirs = nca_connectivity(PODS, NAMESPACES, policy_list)
     endpoints = [*PODS, *EXTERNAL]
-    for src in endpoints:
-        for dst in endpoints:
-            if src is dst or (isinstance(src, ExternalIP) and isinstance(dst, ExternalIP)):
-                continue
-            src_name = src.key if isinstance(src, PodInfo) else src.ip
-            dst_name = dst.key if isinstance(dst, PodInfo) else dst.ip
-            for port, protocol in PROBES:
-                assert ours.is_allowed(src, dst, port, protocol) == theirs.allows(src_name, dst_name, port, protocol), (
-                    f"{src_name} -> {dst_name} {port}/{protocol}: " + ours.explain(src, dst, port, protocol).summary()
-                    + f"\n{policy_list}\n{theirs.raw}"
-                )
+    for src, dst, src_name, dst_name, port, protocol in probes(endpoints, PROBES):
+        assert ours.is_allowed(src, dst, port, protocol) == theirs.allows(src_name, dst_name, port, protocol), (
+            f"{src_name} -> {dst_name} {port}/{protocol}: " + ours.explain(src, dst, port, protocol).summary()
+            + f"\n{policy_list}\n{theirs.raw}"
+        )

@@ -28,11 +28,11 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import yaml
 
-from netwarden.model.netpol_eval import NamespaceInfo, PodInfo
+from netwarden.model.netpol_eval import ExternalIP, NamespaceInfo, PodInfo
 
 PIP_PACKAGE = "network-config-analyzer==2.1.0"
 
@@ -52,6 +52,23 @@ def nca_executable() -> str | None:
 
 def nca_available() -> bool:
     return nca_executable() is not None
+
+
+Endpoint = PodInfo | ExternalIP
+
+
+def probes(endpoints: Sequence[Endpoint], ports: Sequence[tuple[int, str]]
+           ) -> Iterator[tuple[Endpoint, Endpoint, str, str, int, str]]:
+    """What both evaluators are asked: every ordered pair of distinct endpoints (the world never talks to
+    itself) on every (port, protocol), with the names nca knows them by: (src, dst, src_name, dst_name, port, protocol)."""
+    for src in endpoints:
+        for dst in endpoints:
+            if src is dst or (isinstance(src, ExternalIP) and isinstance(dst, ExternalIP)):
+                continue
+            src_name = src.key if isinstance(src, PodInfo) else src.ip
+            dst_name = dst.key if isinstance(dst, PodInfo) else dst.ip
+            for port, protocol in ports:
+                yield src, dst, src_name, dst_name, port, protocol
 
 
 @dataclass(frozen=True)
