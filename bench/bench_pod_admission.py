@@ -35,6 +35,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -42,12 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import yaml
-from kubernetes import client
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netwarden.model import names
-from netwarden.platform.kube import load_api_client
-from netwarden.tools.stack import (
+import yaml  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from netwarden.model import names  # noqa: E402
+from netwarden.platform.kube import load_api_client  # noqa: E402
+from netwarden.tools.stack import (  # noqa: E402
     ManagedProcess,
     ensure_dns_service,
     make_tls,
@@ -55,6 +58,7 @@ from netwarden.tools.stack import (
     start_webhook,
     webhook_configurations,
 )
+from tests.support.waiting import wait_for  # noqa: E402
 
 WARM_UP = 20
 
@@ -84,11 +88,8 @@ def opted_in_namespace(api: client.ApiClient) -> str:
     name = f"bench-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": name, "annotations": {
         names.ANNOTATION_INJECT: names.INJECT_ENABLED, names.ANNOTATION_MODE: names.MODE_ENFORCE}}})
-    deadline = time.monotonic() + 60
-    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no default ServiceAccount in {name}")
-        time.sleep(0.05)
+    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+             f"the default ServiceAccount in {name}", interval=0.05)
     return name
 
 
@@ -180,17 +181,16 @@ def register(api: client.ApiClient, url: str | None, ca_pem: bytes) -> None:
         mutating, validating = webhook_configurations(url, ca_pem)
         admission.create_mutating_webhook_configuration(mutating)
         admission.create_validating_webhook_configuration(validating)
-    time.sleep(1.0)  # the real apiserver picks configurations up from its informer
+    time.sleep(1.0)  # the real apiserver picks configurations up from its informer (none registered: nothing to poll)
 
 
 def finish(engine: str, api: client.ApiClient, variant: Variant) -> Row:
     """The row, once its baselines are all there (async: the last land just after their reviews)."""
     expected = 1 if variant.one_workload else variant.created
-    deadline = time.monotonic() + 30
+    if variant.webhook:
+        wait_for(lambda: baselines(api, variant.namespace) >= expected,
+                 f"{expected} baselines for {variant.created} pods (was the webhook called?)", timeout=30)
     policies = baselines(api, variant.namespace)
-    while variant.webhook and policies < expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-        policies = baselines(api, variant.namespace)
     if variant.webhook and policies != expected:
         raise RuntimeError(f"the webhook wrote {policies} baselines for {variant.created} pods: was it called?")
     if not variant.webhook and policies:
