@@ -172,9 +172,11 @@ class Cluster:
 
     def _faults(self, method: str, body: Any = None) -> requests.Response:
         config = self.api.configuration
+        # The kubeconfig loader keeps the token with its scheme ("Bearer <token>") under BearerToken.
+        credential = config.api_key.get("authorization") or config.api_key.get("BearerToken", "")
+        authorization = credential if credential.startswith("Bearer ") else f"Bearer {credential}"
         response = requests.request(method, f"{config.host}/_localkube/faults", json=body, timeout=5,
-                                    headers={"Authorization": config.api_key.get("authorization")
-                                             or f"Bearer {config.api_key.get('BearerToken', '')}"})
+                                    headers={"Authorization": authorization})
         response.raise_for_status()
         return response
 
