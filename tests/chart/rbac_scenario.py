@@ -208,9 +208,9 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         scenario = dataclasses.replace(scenario, namespaces=tuple(
             NamespaceSpec(ns.name, {**ns.labels, **opted_in}, ns.annotations) for ns in scenario.namespaces))
         phase("drift: a deleted baseline is re-created by the reconciler from an admitted pod, its owners verified "
-              "again (DaemonSet; Job -> CronJob; StatefulSet)")
+              "again (DaemonSet; Job -> CronJob)")
         apps.patch_namespaced_stateful_set("db", "legacy", {"spec": {"replicas": 2}})  # db-1, as its controller makes it
-        rebuilt = ["legacy.ds.agent", "legacy.sts.db"]
+        rebuilt = ["legacy.ds.agent"]
         if engine == "local":  # the real Job controller releases nightly-28000000-x1 (not its selector's labels)
             rebuilt.append("legacy.cronjob.nightly")
 
@@ -218,6 +218,7 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
             return next((p for p in net.list_namespaced_network_policy("legacy").items
                          if p.metadata.labels.get(names.LABEL_IDENTITY) == identity), None)
 
+        eventually(lambda: baseline_of("legacy.sts.db"), "db-1 admitted as the StatefulSet's")
         for identity in rebuilt:
             first = eventually(lambda: baseline_of(identity), f"{identity}'s baseline, written at admission")
             net.delete_namespaced_network_policy(first.metadata.name, "legacy")
@@ -255,9 +256,26 @@ def run_scenario(root: Path, engine: str = "local") -> Observed:
         eventually(lambda: [p for p in net.list_namespaced_network_policy("legacy").items
                             if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.deploy.reports"
                             and p.metadata.uid != reports.metadata.uid], "reports' baseline re-created")
+        # a Job's pod, admitted as the Job controller's (the Job is suspended: its controller makes none)
+        once = batch.create_namespaced_job("legacy", {"metadata": {"name": "once"}, "spec": {"suspend": True, "template": {
+            "metadata": {"labels": {"app": "once"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]}}}})
+        client.CoreV1Api(as_user(api, JOB_CONTROLLER)).create_namespaced_pod(
+            "legacy", pod_body("once-x1", owner(once, "Job", "batch/v1"), {"app": "once"}))
+        eventually(lambda: [p for p in net.list_namespaced_network_policy("legacy").items
+                            if p.metadata.labels.get(names.LABEL_IDENTITY) == "legacy.job.once"], "the Job's baseline")
         (reconciler,) = [process for process in release.processes if process.name == f"{PREFIX}reconciler-0"]
         reconciler.stop()
         release.processes.remove(reconciler)
+        # While it is down the StatefulSet scales back (db-1 goes) and the Job's pod goes: their workloads have no pods.
+        apps.patch_namespaced_stateful_set("db", "legacy", {"spec": {"replicas": 1}})
+        try:
+            core.delete_namespaced_pod("once-x1", "legacy", grace_period_seconds=0)
+        except ApiException as exc:
+            if exc.status != 404:  # the suspended Job's controller may have deleted it first
+                raise
+        eventually(lambda: not [p for p in core.list_namespaced_pod("legacy").items
+                                if p.metadata.name in ("db-1", "once-x1")], "db-1 and once-x1 gone")
         # While it is down: the Deployment scales to zero, the CronJob's run finishes (its pods go).
         apps.patch_namespaced_deployment("reports", "legacy", {"spec": {"replicas": 0}})
         eventually(lambda: not core.list_namespaced_pod("legacy", label_selector="app=reports").items, "reports at zero")
