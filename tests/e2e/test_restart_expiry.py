@@ -1,6 +1,10 @@
 """Issue 12 item 5, "never forgotten": quarantines made before a kill -9 end at their `expires-at`
-after the restart (the new process reads them back from the cluster's annotations), not never and
-not at once. This module's stack has a short quarantine expiry; everything else is E2E_CONFIG."""
+after the restart, not never and not at once, whether the new process restores the saved state (the
+evidence too: the state is saved beside a quarantine's first write) or only reads the quarantines back
+from the cluster's annotations. An expired quarantine ends once its pod's score is below the quarantine
+threshold, as in a process that never died; so this module's stack has a short quarantine expiry, an
+evidence half-life short enough that the score is below that threshold by then, and a lift threshold low
+enough that decay alone does not lift it first. Everything else is E2E_CONFIG."""
 
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ FILLER = App("exp", "filler", 2)
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = copy.deepcopy(E2E_CONFIG)
     config["core"]["quarantine_expiry_seconds"] = QUARANTINE_EXPIRY_SECONDS
+    config["core"]["half_life_seconds"] = 1.0  # an alert's score is a 256th of itself at the expiry
+    config["core"]["lift_threshold"] = 0.001  # and above this until well after it
     os.environ["NETWARDEN_POD_IP"] = "127.0.0.1"
     try:
         running = start_stack(Path(tmp_path_factory.mktemp("stack")), reconciler_config=config, progress=lambda _m: None)
