@@ -56,7 +56,7 @@ from netwarden.model.labels import NamespaceFacts, is_reserved_label  # noqa: E4
 from netwarden.tools.scenario import NamespaceSpec, Step, WorkloadSpec  # noqa: E402
 from netwarden.tools.stack import ManagedProcess, Stack, free_port  # noqa: E402
 from netwarden.tools.traffic import PodEnd, WorldEnd, steady_flows  # noqa: E402
-from netwarden.reconciler.runtime import epoch_of  # noqa: E402
+from netwarden.reconciler.policy_ops import epoch_of  # noqa: E402
 from tests.e2e.harness import Cluster, falco_body, flows_body, leader_metric, post, running_stack, sigkill  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 from netwarden.model.admission import AdmissionSettings  # noqa: E402

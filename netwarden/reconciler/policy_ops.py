@@ -458,3 +458,13 @@ def pods_stub(pods: Iterable[Any]) -> list[Obj]:
     """Minimal Pod references (for Events) from PodRefs."""
     return [{"apiVersion": "v1", "kind": "Pod",
              "metadata": {"namespace": p.namespace, "name": p.pod, "uid": p.uid}} for p in pods]
+
+
+def epoch_of(text: str | None) -> float | None:
+    """An RFC 3339 timestamp from the API (or an annotation) as epoch seconds; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from netwarden.model import names
@@ -29,7 +28,7 @@ from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from netwarden.reconciler.leader import AlwaysOpen, WriterGate
-from netwarden.reconciler.policy_ops import annotations_of, labels_of
+from netwarden.reconciler.policy_ops import annotations_of, epoch_of, labels_of
 from netwarden.reconciler.priority import SignalPriority
 from netwarden.reconciler.queue import WorkQueue
 from netwarden.reconciler.scaleout.statestore import Checkpointer, SecretStateStore, StateStoreSettings
@@ -325,16 +324,6 @@ def account_unattributed(kind: str, where: Attribution | None, namespace: str | 
     metrics.ALERTS_UNATTRIBUTED.labels(kind, where.reason).inc()
     log_event(log, "info", {"event": "alert_unattributed", "kind": kind, "reason": where.reason, "detail": where.detail,
                             "namespace": namespace, "pod": pod, "alert": name})
-
-
-def epoch_of(text: str | None) -> float | None:
-    """An RFC 3339 timestamp from the API (or an annotation) as epoch seconds; None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def restored_policy(obj: Obj, now: float) -> RestoredPolicy | None:

@@ -174,12 +174,23 @@ class Workloads:
                 continue
             if any(p.live for p in self.index.pods_of(identity)):
                 continue
-            if self._owner_exists(policy):
-                self.queue.add(WL + identity)  # scaled to zero: the normal grace applies
+            if self._owner_exists(policy) or self._pods_listed(obj_key(policy)[0], identity):
+                # Scaled to zero, or its pod is there but its watch event is still on the way (the pods' and
+                # the policies' watches are independent): the normal grace applies.
+                self.queue.add(WL + identity)
                 continue
             self._remove_policies([policy], [], f"workload {identity} no longer exists")
             removed += 1
         return removed
+
+    def _pods_listed(self, namespace: str, identity: str) -> bool:
+        """Whether the API lists a live pod of the workload now (a pod created just before start-up may
+        not be in the index yet while its baseline already is): the index alone never removes a baseline."""
+        if not identity:
+            return False
+        listed, _ = self.kube.list_objects("pods", namespace=namespace,
+                                           label_selector=f"{names.LABEL_IDENTITY}={identity}")
+        return any(PodRef.from_obj(pod).live for pod in listed)
 
     def _owner_exists(self, policy: Obj) -> bool:
         namespace = obj_key(policy)[0]
