@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -80,6 +81,16 @@ def load_scenario(path: str | None) -> Scenario:
     else:
         text = Path(path).read_text()
     return parse_scenario(yaml.safe_load(text))
+
+
+#: Set by Ctrl-C during the story: a step boundary ends the story even when a library swallowed the
+#: KeyboardInterrupt raised inside its call.
+CTRL_C = threading.Event()
+
+
+def _remember_ctrl_c(signum: int, frame: Any) -> None:
+    CTRL_C.set()
+    raise KeyboardInterrupt
 
 
 class Player:
@@ -163,6 +174,8 @@ class Player:
         self._watcher.start()
         try:
             for number, step in enumerate(self.scenario.steps, 1):
+                if CTRL_C.is_set():
+                    raise KeyboardInterrupt  # one some library swallowed mid-step (it happened inside validation)
                 self.stack.check_alive()
                 title = step.title or step.kind
                 self.say(f"step {number}/{len(self.scenario.steps)}: {title}")
@@ -635,6 +648,9 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
         relay.stack = stack
     player = Player(stack, scenario, out, relay=relay)
     failed: BaseException | None = None
+    CTRL_C.clear()
+    previous = signal.signal(signal.SIGINT, _remember_ctrl_c) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         player.play()
     except (DemoFailure, ScenarioError, RuntimeError, TimeoutError, ApiException) as exc:
@@ -642,6 +658,8 @@ def run_demo(scenario_path: str | None, *, engine: str = "local", keep: bool = F
     except KeyboardInterrupt:
         failed = DemoFailure("interrupted (Ctrl-C): everything started has been stopped")
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         player.collect_events()
         data = player.report()
         report_path = workdir / "report.html"
