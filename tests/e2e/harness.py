@@ -172,11 +172,9 @@ class Cluster:
 
     def _faults(self, method: str, body: Any = None) -> requests.Response:
         config = self.api.configuration
-        # The kubeconfig loader keeps the token with its scheme ("Bearer <token>") under BearerToken.
-        credential = config.api_key.get("authorization") or config.api_key.get("BearerToken", "")
-        authorization = credential if credential.startswith("Bearer ") else f"Bearer {credential}"
+        # The client's own header value for the kubeconfig's token ("Bearer <token>").
         response = requests.request(method, f"{config.host}/_localkube/faults", json=body, timeout=5,
-                                    headers={"Authorization": authorization})
+                                    headers={"Authorization": config.get_api_key_with_prefix("BearerToken")})
         response.raise_for_status()
         return response
 
