@@ -399,14 +399,20 @@ def store_pending(writer: PolicyWriter, holder: Mapping[str, Any], pending: Pend
     return written
 
 
-def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str = "cli") -> list[Outcome]:
-    """Apply the change pending on a policy, then clear the proposal."""
+def _pending_on(writer: PolicyWriter, namespace: str, name: str) -> tuple[Obj, str]:
+    """The policy and the change pending on it (its annotation); PolicyOpError when either is missing."""
     holder = writer.kube.get_policy(namespace, name)
     if holder is None:
         raise PolicyOpError(f"networkpolicy {namespace}/{name} not found")
     text = annotations_of(holder).get(names.ANNOTATION_PENDING)
     if not text:
         raise PolicyOpError(f"networkpolicy {namespace}/{name} has no pending change")
+    return holder, text
+
+
+def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str = "cli") -> list[Outcome]:
+    """Apply the change pending on a policy, then clear the proposal."""
+    holder, text = _pending_on(writer, namespace, name)
     pending = Pending.from_annotation(text)
     outcomes: list[Outcome] = []
     clear = {names.ANNOTATION_PENDING: None, names.ANNOTATION_APPROVE: None}
@@ -433,12 +439,7 @@ def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str 
 
 def reject(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str = "cli") -> Obj:
     """Drop the pending proposal; the policy keeps its current spec."""
-    holder = writer.kube.get_policy(namespace, name)
-    if holder is None:
-        raise PolicyOpError(f"networkpolicy {namespace}/{name} not found")
-    text = annotations_of(holder).get(names.ANNOTATION_PENDING)
-    if not text:
-        raise PolicyOpError(f"networkpolicy {namespace}/{name} has no pending change")
+    holder, _ = _pending_on(writer, namespace, name)
     written = writer.patch_annotations(holder, {names.ANNOTATION_PENDING: None, names.ANNOTATION_APPROVE: None})
     writer.event(written, names.EVENT_CHANGE_PENDING, f"proposal rejected by {changed_by}; spec unchanged")
     writer.audit_log({"event": "proposal_rejected", "policy": f"{namespace}/{name}", "changed_by": changed_by,
