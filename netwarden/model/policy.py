@@ -196,8 +196,10 @@ def named_container_ports(pod: Mapping[str, Any]) -> tuple[PortName, ...]:
     return tuple(sorted(out))
 
 
-def quarantine_intent(namespace: str, identity: str, instance: str, exceptions: Iterable[Rule] = ()) -> PolicyIntent:
-    """Isolate one pod: no ingress but the configured exceptions, no egress but DNS."""
+def quarantine_intent(namespace: str, identity: str, instance: str | None,
+                      exceptions: Iterable[Rule] = ()) -> PolicyIntent:
+    """Isolate one pod (every replica when `instance` is None): no ingress but the configured exceptions,
+    no egress but DNS."""
     return PolicyIntent(
         namespace=namespace,
         identity=identity,
@@ -210,13 +212,7 @@ def quarantine_intent(namespace: str, identity: str, instance: str, exceptions: 
 
 def workload_quarantine_intent(namespace: str, identity: str, exceptions: Iterable[Rule] = ()) -> PolicyIntent:
     """Isolate every replica of a workload (only when the evidence covers its replicas)."""
-    return PolicyIntent(
-        namespace=namespace,
-        identity=identity,
-        step=names.STEP_QUARANTINED,
-        ingress=normalise_rules(exceptions),
-        egress=(),
-    )
+    return quarantine_intent(namespace, identity, None, exceptions)
 
 
 def sorted_ports(ports: Iterable[PortSpec]) -> tuple[PortSpec, ...]:
