@@ -25,7 +25,7 @@ from netwarden.certs import pki, store
 from netwarden.certs.pki import KeyPair
 from netwarden.certs.store import StoredTLS
 from netwarden.model import names, patches
-from netwarden.model.errors import Conflict, Invalid
+from netwarden.model.errors import Conflict, Invalid, NetwardenError
 from netwarden.platform.kube import KubeClient
 
 #: (apiGroup, resource, verb) for every call the certificate hook Job makes; its RBAC must match.
@@ -55,7 +55,7 @@ MISSING = "missing"
 Log = Callable[..., None]
 
 
-class InjectError(RuntimeError):
+class InjectError(NetwardenError, RuntimeError):
     """A write that cannot succeed (wrong Secret type, conflicts that do not settle)."""
 
 

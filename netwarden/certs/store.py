@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from netwarden.certs.pki import KeyPair, key_matches_certificate
+from netwarden.model.errors import NetwardenError
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -30,7 +31,7 @@ PUBLIC_MODE = 0o644
 PRIVATE_MODE = 0o600
 
 
-class MismatchedPairError(ValueError):
+class MismatchedPairError(NetwardenError, ValueError):
     """The key on disk does not belong to the certificate on disk (even after retrying)."""
 
 

@@ -22,7 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from netwarden.model import names
-from netwarden.model.errors import ApiError, api_error_class
+from netwarden.model.errors import ApiError, NetwardenError, api_error_class
 from netwarden.platform.startup import StartupError
 from netwarden.model.identity import OwnerRef
 
@@ -78,11 +78,11 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 WATCHED_RESOURCES = ("pods", "namespaces", "networkpolicies")
 
 
-class WatchExpired(Exception):
+class WatchExpired(NetwardenError):
     """410 Gone: the resourceVersion a watch resumes from is compacted away; the caller must re-list."""
 
 
-class WatchError(Exception):
+class WatchError(NetwardenError):
     """The server ended a watch with an ERROR event other than 410."""
 
     def __init__(self, status: dict[str, Any]) -> None:
@@ -160,7 +160,7 @@ class RetryPolicy:
     request_timeout: float = 10.0
 
 
-class BudgetExhausted(TimeoutError):
+class BudgetExhausted(NetwardenError, TimeoutError):
     """The caller's deadline passed before this API call could be made (or made again)."""
 
 

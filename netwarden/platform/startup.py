@@ -11,8 +11,10 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from netwarden.model.errors import NetwardenError
 
-class StartupError(RuntimeError):
+
+class StartupError(NetwardenError, RuntimeError):
     """A process cannot start; the message names what is missing and how to give it."""
 
     def __init__(self, missing: str, how: str = "") -> None:

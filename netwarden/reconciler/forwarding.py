@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from netwarden.model import names
+from netwarden.model.errors import NetwardenError
 
 #: Seconds a sender is told to wait before retrying when no leader can take the signal.
 RETRY_AFTER_SECONDS = 2
@@ -37,7 +38,7 @@ FORWARD_TIMEOUT_SECONDS = 10.0
 FORWARDED_REQUEST_HEADERS = ("Authorization", "Content-Type")
 
 
-class ForwardError(RuntimeError):
+class ForwardError(NetwardenError, RuntimeError):
     """The leader could not take the signal (unknown, unreachable, or not the peer we trust)."""
 
 

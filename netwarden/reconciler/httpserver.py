@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
 from netwarden.platform.logs import log_event
+from netwarden.model.errors import NetwardenError
 
 log = logging.getLogger("netwarden.reconciler.httpserver")
 
@@ -56,7 +57,7 @@ class ServerLimits:
     max_body_bytes: int = 8 * 1024 * 1024
 
 
-class HttpError(Exception):
+class HttpError(NetwardenError):
     """A request the server answers itself (the app never sees it), then closes the connection."""
 
     def __init__(self, status: int, reason: str, **fields: Any) -> None:

@@ -28,14 +28,14 @@ from typing import Any, Callable
 
 
 from netwarden.model import names
-from netwarden.model.errors import ApiError, Conflict
+from netwarden.model.errors import ApiError, Conflict, NetwardenError
 from netwarden.platform.kube import KubeClient
 from netwarden.reconciler import metrics
 
 log = logging.getLogger("netwarden.reconciler.leader")
 
 
-class NotLeader(RuntimeError):
+class NotLeader(NetwardenError, RuntimeError):
     """A write was attempted by a process that does not (or no longer) hold the Lease."""
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 
 from netwarden.model import names
-from netwarden.model.errors import ApiError, Conflict, HistoryError
+from netwarden.model.errors import ApiError, Conflict, HistoryError, NetwardenError
 from netwarden.platform.kube import KubeClient
 from netwarden.platform.logs import log_event
 from netwarden.reconciler import metrics
@@ -40,7 +40,7 @@ _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "
                   "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
-class PolicyOpError(RuntimeError):
+class PolicyOpError(NetwardenError, RuntimeError):
     """An operator command cannot be carried out (nothing pending, no such revision, adopted...)."""
 
 

@@ -34,6 +34,7 @@ from netwarden.model.identity import namespace_of_identity, workload_identity_va
 from netwarden.tools.scenario import Scenario, ScenarioError, Step, WorkloadSpec, parse_endpoint, parse_scenario
 from netwarden.tools.stack import Stack, real_packets_missing, start_stack
 from netwarden.tools.traffic import PodEnd, WorldEnd, steady_flows
+from netwarden.model.errors import NetwardenError
 
 #: Reconciler settings for a story told in seconds rather than hours.
 DEMO_RECONCILER_CONFIG: dict[str, Any] = {
@@ -50,7 +51,7 @@ DEMO_RECONCILER_CONFIG: dict[str, Any] = {
 }
 
 
-class DemoFailure(AssertionError):
+class DemoFailure(NetwardenError, AssertionError):
     """netwarden did not do what a step claims."""
 
 

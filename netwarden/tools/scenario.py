@@ -26,6 +26,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from netwarden.model.errors import NetwardenError
+
 STEP_KINDS = (
     "deploy", "traffic", "falco", "alertmanager", "set_ready", "restart", "scale",
     "delete_workload", "delete_namespace", "wait", "expect",
@@ -33,7 +35,7 @@ STEP_KINDS = (
 CHECK_KINDS = ("policies", "step", "quarantined", "not_quarantined", "labelled", "allowed", "denied", "event")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(NetwardenError, ValueError):
     """A scenario file that does not describe a playable story; the message says where."""
 
 

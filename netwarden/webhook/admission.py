@@ -26,6 +26,7 @@ import orjson
 from netwarden.model import names, patches
 from netwarden.model.admission import AdmissionSettings, PodFacts, admit_pod
 from netwarden.model.containment import allow_all_policies
+from netwarden.model.errors import NetwardenError
 from netwarden.model.identity import OwnerRef, Parents, PodOrigin, Workload
 from netwarden.model.labels import NamespaceFacts, is_instance_value, is_reserved_label, netwarden_labels_of
 from netwarden.model.wire_admission import (
@@ -73,7 +74,7 @@ class AdmissionDecision:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-class MalformedReview(ValueError):
+class MalformedReview(NetwardenError, ValueError):
     """The body is not an AdmissionReview we can answer. `uid` set: answer with a refusal; unset: HTTP 400."""
 
     def __init__(self, message: str, uid: str | None = None, api_version: str = API_VERSION_V1) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from netwarden.model import names
+from netwarden.model.errors import NetwardenError
 
 
 class Op(StrEnum):
@@ -131,7 +132,7 @@ class Exposure(IntEnum):
     OPEN = 2
 
 
-class PlanError(ValueError):
+class PlanError(NetwardenError, ValueError):
     """A step taken without its precondition."""
 
 

@@ -37,6 +37,7 @@ from netwarden.reconciler.core.behaviour import Baseline, FlowView
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.risk import Deviation, RiskState, _Decaying
 from netwarden.reconciler.core.whatif import RecentFlows, WhatIf
+from netwarden.model.errors import NetwardenError
 
 VERSION = 1
 #: Largest encoded snapshot of one workload; above it `to_bytes` refuses (the caps keep real ones far below).
@@ -45,7 +46,7 @@ MAX_BYTES = 512 * 1024
 Data = dict[str, Any]
 
 
-class SnapshotError(ValueError):
+class SnapshotError(NetwardenError, ValueError):
     """A snapshot that cannot be restored (other version, malformed, too large); `reason` is a metric label."""
 
     def __init__(self, reason: str, message: str) -> None:

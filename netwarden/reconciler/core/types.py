@@ -7,11 +7,13 @@ from typing import Literal, Mapping
 
 import msgspec
 
+from netwarden.model.errors import NetwardenError
+
 Verdict = Literal["forwarded", "dropped", "unknown"]
 Priority = Literal["emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"]
 
 
-class SignalError(ValueError):
+class SignalError(NetwardenError, ValueError):
     """A record that cannot be used; `reason` is a short machine-friendly code for the rejected-signals metric."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from netwarden.reconciler.core.behaviour import FlowView
 from netwarden.reconciler.core.types import HealthSignal, MetricAlert, SecurityAlert
+from netwarden.model.errors import NetwardenError
 
 WIRE_VERSION = 1
 EDGES, FALCO, METRIC, HEALTH = "edges", "falco", "metric", "health"
@@ -90,7 +91,7 @@ def health_of(record: dict[str, Any]) -> HealthSignal:
     return HealthSignal(**record["a"])
 
 
-class WireError(ValueError):
+class WireError(NetwardenError, ValueError):
     """A record this version cannot read (counted and skipped by the consumer, never fatal)."""
 
 
