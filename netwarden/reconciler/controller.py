@@ -32,7 +32,7 @@ from netwarden.reconciler import metrics
 from netwarden.reconciler.admin_backend import AdminQuarantines
 from netwarden.reconciler.backfill import Backfill
 from netwarden.reconciler.containment_report import ContainmentReporter
-from netwarden.reconciler.core.actions import Decision
+from netwarden.reconciler.core.decision import Decision
 from netwarden.reconciler.core.guard import WriteBudget
 from netwarden.reconciler.core.types import HealthSignal
 from netwarden.reconciler.declaration_events import DeclarationEvents

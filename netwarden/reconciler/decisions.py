@@ -19,7 +19,7 @@ from netwarden.platform.logs import log_event
 from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy, render_policy_spec
 from netwarden.reconciler import metrics
 from netwarden.reconciler.admin_backend import AdminQuarantines
-from netwarden.reconciler.core.actions import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
+from netwarden.reconciler.core.decision import ESCALATIONS, SAFETY_ACTIONS, Action, Decision, Effect
 from netwarden.reconciler.core.plan import Op, Plan, workload_policy, workload_quarantine, workload_rollback
 from netwarden.reconciler.leader import NotLeader
 from netwarden.reconciler.policy_ops import (

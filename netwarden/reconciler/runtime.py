@@ -21,7 +21,7 @@ from netwarden.platform.logs import log_event
 from netwarden.model.policy import DnsTarget, PolicyIntent
 from netwarden.reconciler import metrics
 from netwarden.reconciler.controller import ControllerSettings, Reconciler
-from netwarden.reconciler.core.actions import Action
+from netwarden.reconciler.core.decision import Action
 from netwarden.reconciler.core.alerts import TOO_OLD, Attribution
 from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.config import CoreConfig

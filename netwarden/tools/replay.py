@@ -22,7 +22,7 @@ import yaml
 
 from netwarden.model import names
 from netwarden.model.identity import OwnerRef, PodOrigin, guess_workload
-from netwarden.reconciler.core.actions import Decision
+from netwarden.reconciler.core.decision import Decision
 from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from netwarden.model import names
-from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core import decision as D
 from netwarden.reconciler.core.alerts import (NO_TARGET, NOT_A_WORKLOAD, UNKNOWN_POD, UNKNOWN_WORKLOAD, attribute_alert,
                                     workload_identities)
 from netwarden.reconciler.core.pods import PodIndex, PodRef
@@ -96,7 +96,7 @@ def test_a_k8s_audit_alert_about_a_deployment_is_workload_level_evidence_and_qua
     (decision,) = e.ingest_alert(alert, alert.time)
     where = e.last_alert_attribution
     assert (where.identity, where.instance, where.workload) == (API, None, f"{resource} shop/{name}")
-    assert decision.action == A.QUARANTINE_WORKLOAD and decision.identity == API and decision.instances == ()
+    assert decision.action == D.QUARANTINE_WORKLOAD and decision.identity == API and decision.instances == ()
     assert e.state_of(API).step == names.STEP_QUARANTINED
     assert e.workloads() == (API,), "no other workload is touched"
     (evidence,) = e.risk_of(API).evidence()
@@ -110,12 +110,12 @@ def test_an_alertmanager_alert_naming_a_deployment_and_no_pod_is_scored_against_
     (alert,) = parse_alertmanager_payload(firing_deployment_alert("shop", "api"))  # critical: 12 points
     (decision,) = e.ingest_metric_alert(alert, t)
     assert e.last_alert_attribution.identity == API and e.last_alert_attribution.instance is None
-    assert (decision.action, decision.identity, decision.instances) == (A.TIGHTEN, API, ())
+    assert (decision.action, decision.identity, decision.instances) == (D.TIGHTEN, API, ())
     assert "for deployments shop/api" in decision.evidence[0].summary
     # Re-sent every repeat interval: the same alert; resolved: it stops counting, and the step relaxes.
     assert e.ingest_metric_alert(alert, t + 60) == [] and e.last_alert_ignored == "duplicate"
     (relaxed,) = e.ingest_metric_alert(replace(alert, firing=False), t + 120)
-    assert relaxed.action == A.RELAX and e.risk_of(API).score_at(t + 120) < 1.0
+    assert relaxed.action == D.RELAX and e.risk_of(API).score_at(t + 120) < 1.0
 
 
 def test_the_exporters_own_pod_label_beside_deployment_does_not_make_it_that_pods_alert() -> None:
@@ -169,5 +169,5 @@ def test_an_unattributed_alert_that_turns_attributable_later_is_not_taken_for_a_
 def test_a_pod_alert_still_quarantines_only_its_pod() -> None:
     e = engine(with_config(blast_max_pod_fraction=1.0))
     (decision,) = e.ingest_alert(falco(0.0, pod_ref(API, 0).pod), 0.0)
-    assert decision.action == A.QUARANTINE_POD and decision.instances == (pod_ref(API, 0).instance,)
+    assert decision.action == D.QUARANTINE_POD and decision.instances == (pod_ref(API, 0).instance,)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netwarden.model import names
-from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core import decision as D
 from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, security_alert_key
 from netwarden.reconciler.core.types import MetricAlert, RestoredPolicy
 from netwarden.reconciler.signals.falco import parse_falco_event
@@ -25,7 +25,7 @@ def test_an_alert_for_one_replica_before_any_flow_never_tightens_its_sibling() -
     """The reproduced case: Critical alert for replica 0 of two, nothing learned yet."""
     e = engine(with_config(blast_max_pod_fraction=1.0))
     (decision,) = e.ingest_alert(falco(T0, POD_A.pod), T0)
-    assert decision.action == A.QUARANTINE_POD and decision.instances == (POD_A.instance,)
+    assert decision.action == D.QUARANTINE_POD and decision.instances == (POD_A.instance,)
     for t in (T0 + 1, T0 + 5, T0 + 60, T0 + 600):
         assert [d.action for d in e.tick(t)] == []
     state = e.state_of(API)
@@ -37,8 +37,8 @@ def test_an_alert_for_one_replica_after_learning_does_not_tighten_the_sibling_ei
     e = engine(with_config(blast_max_pod_fraction=1.0))
     t = learn_api_to_db(e)
     (decision,) = e.ingest_alert(falco(t, POD_A.pod), t)
-    assert decision.action == A.QUARANTINE_POD
-    assert all(d.action != A.TIGHTEN for s in range(1, 200, 7) for d in e.tick(t + s))
+    assert decision.action == D.QUARANTINE_POD
+    assert all(d.action != D.TIGHTEN for s in range(1, 200, 7) for d in e.tick(t + s))
     assert e.state_of(API).step == names.STEP_BASELINE
 
 
@@ -47,7 +47,7 @@ def test_tightening_to_an_empty_baseline_is_refused_with_the_reason() -> None:
     # Workload-level evidence (an alert naming no known pod instance is about the workload): 15 points.
     decisions = e.ingest_alert(replace(falco(T0, POD_A.pod, "error")), T0)
     (refused,) = decisions
-    assert refused.action == A.ALERT_ONLY and refused.event_reason == names.EVENT_GUARD_RAIL
+    assert refused.action == D.ALERT_ONLY and refused.event_reason == names.EVENT_GUARD_RAIL
     assert "no traffic learned yet (empty baseline)" in refused.reason
     assert e.explain(API, T0)["last_decision"]["reason"] == refused.reason
 
@@ -57,10 +57,10 @@ def test_tightening_to_a_baseline_still_learning_is_refused_then_allowed_once_le
     for t in range(0, 40):  # 40 s of the 100 s learning window
         e.ingest_flow(flow(float(t), ip(API, 0), "10.0.2.10", 5432), float(t))
     (refused,) = e.ingest_alert(falco(40.0, POD_A.pod, "error"), 40.0)
-    assert refused.action == A.ALERT_ONLY and "learned for only 40s of the 100s learning window" in refused.reason
+    assert refused.action == D.ALERT_ONLY and "learned for only 40s of the 100s learning window" in refused.reason
     later = learn_api_to_db(e, until=400.0)
     (tightened,) = e.ingest_alert(falco(later, POD_B.pod, "error"), later)
-    assert tightened.action == A.TIGHTEN and tightened.intents[0].egress
+    assert tightened.action == D.TIGHTEN and tightened.intents[0].egress
 
 
 @settings(max_examples=60, deadline=None)
@@ -91,7 +91,7 @@ def test_a_falcosidekick_body_sent_five_times_is_one_alert() -> None:
     alert = parse_falco_event(falco_body("shop", POD_A.pod, "Error", fresh=False))  # 15 points: five of them would be 75
     now = alert.time + 1
     decisions = [d for _ in range(5) for d in e.ingest_alert(alert, now)]
-    assert [d.action for d in decisions] == [A.ALERT_ONLY]  # the first one's refused tightening, once
+    assert [d.action for d in decisions] == [D.ALERT_ONLY]  # the first one's refused tightening, once
     assert e.counters.alerts_ignored == {DUPLICATE: 4}
     assert e.risk_of(API).score_at(now) == 15.0
 
@@ -111,7 +111,7 @@ def test_an_alert_from_2024_is_evidence_of_the_past_sent_once_or_five_times() ->
 def test_an_alert_just_inside_the_max_age_acts_and_just_outside_does_not() -> None:
     cfg = with_config(alert_max_age_seconds=600.0, blast_max_pod_fraction=1.0)
     inside, outside = engine(cfg), engine(cfg)
-    assert [d.action for d in inside.ingest_alert(falco(T0, POD_A.pod), T0 + 599)] == [A.QUARANTINE_POD]
+    assert [d.action for d in inside.ingest_alert(falco(T0, POD_A.pod), T0 + 599)] == [D.QUARANTINE_POD]
     assert outside.ingest_alert(falco(T0, POD_A.pod), T0 + 601) == []
 
 
@@ -143,7 +143,7 @@ def test_a_restored_quarantine_ends_at_its_expiry_not_at_once_and_not_never() ->
     assert e.restore(restored, T0) and not e.restore(restored, T0), "idempotent"
     assert e.tick(T0 + 1) == [] and e.tick(T0 + 49) == []
     (lift,) = e.tick(T0 + 50)
-    assert lift.action == A.LIFT_QUARANTINE and lift.remove_instances == (POD_A.instance,)
+    assert lift.action == D.LIFT_QUARANTINE and lift.remove_instances == (POD_A.instance,)
     assert "expired" in lift.reason
 
 
@@ -152,14 +152,14 @@ def test_a_restored_tightening_relaxes_at_its_expiry() -> None:
     e.restore(RestoredPolicy(API, "shop", names.ROLE_BASELINE, names.STEP_TIGHTENED, T0 - 10, T0 + 30), T0)
     assert e.tick(T0 + 29) == []
     (relax,) = e.tick(T0 + 30)
-    assert relax.action == A.RELAX and relax.step_after == names.STEP_BASELINE
+    assert relax.action == D.RELAX and relax.step_after == names.STEP_BASELINE
 
 
 def test_a_restored_workload_quarantine_relaxes_to_the_declared_baseline_when_nothing_was_learned() -> None:
     e = engine(FAST)
     e.restore(RestoredPolicy(API, "shop", names.ROLE_BASELINE, names.STEP_QUARANTINED, T0 - 10, T0 + 30), T0)
     (relax,) = e.tick(T0 + 31)
-    assert relax.action == A.RELAX and relax.step_after == names.STEP_BASELINE and "empty baseline" in relax.reason
+    assert relax.action == D.RELAX and relax.step_after == names.STEP_BASELINE and "empty baseline" in relax.reason
 
 
 # --- safety writes never wait behind tightenings (issue 11) --------------------------------------
@@ -170,7 +170,7 @@ def test_after_a_busy_minute_of_tightenings_a_relax_is_not_deferred() -> None:
     state = e._track(API, "shop", T0).state
     e.restore(RestoredPolicy(API, "shop", names.ROLE_BASELINE, names.STEP_TIGHTENED, T0 - 60, T0), T0)
     (relax,) = e.tick(T0)
-    assert relax.action == A.RELAX and relax.effect == A.EFFECT_WRITE, relax.reason
+    assert relax.action == D.RELAX and relax.effect == D.EFFECT_WRITE, relax.reason
     assert state.step == names.STEP_BASELINE
     assert not e.guard.budget.try_take(T0), "the relax did not spend the tightenings' budget"
 
@@ -184,6 +184,6 @@ def test_an_alert_for_a_host_network_pod_is_alert_only_and_never_tightens_its_si
     t = learn_api_to_db(e)
     e.upsert_pod(replace(POD_A, outside_reach=HOST_NETWORK_REASON))
     (decision,) = e.ingest_alert(falco(t, POD_A.pod), t)
-    assert decision.action == A.ALERT_ONLY and "hostNetwork" in decision.reason
-    assert all(d.action == A.ALERT_ONLY for s in range(1, 100, 9) for d in e.tick(t + s))
+    assert decision.action == D.ALERT_ONLY and "hostNetwork" in decision.reason
+    assert all(d.action == D.ALERT_ONLY for s in range(1, 100, 9) for d in e.tick(t + s))
     assert e.state_of(API).quarantined == {} and e.state_of(API).step == names.STEP_BASELINE

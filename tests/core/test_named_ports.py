@@ -8,7 +8,7 @@ from dataclasses import replace
 from netwarden.model.declarations import parse_peer_declarations
 from netwarden.model.identity import Workload
 from netwarden.model.policy import PortSpec, baseline_intent, named_container_ports
-from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core import decision as D
 from tests.core.corekit import API, DB, engine, falco, learn_api_to_db, pod_ref
 
 
@@ -22,7 +22,7 @@ def test_a_declared_named_port_is_resolved_on_the_workloads_own_ports_so_it_can_
     e.set_base_intent(DB, replace(intent, identity=DB))
     t = learn_api_to_db(e)
     (decision,) = e.ingest_alert(falco(t, pod_ref(DB).pod, "error"), t)
-    assert decision.action == A.TIGHTEN, decision.reason
+    assert decision.action == D.TIGHTEN, decision.reason
     (rule,) = e.state_of(DB).intent.ingress
     assert [p.port for p in rule.ports] == [5432] and rule.peers[0].value == API
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from netwarden.model import names
 from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
-from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core import decision as D
 from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_IDENTITY, PEER_NAMESPACE, PEER_WORLD, Baseline, FlowView, observe
 from netwarden.reconciler.core.pods import PodRef
 from netwarden.model.history import PolicyHistory
@@ -79,7 +79,7 @@ def test_a_protected_namespace_is_never_tightened_or_quarantined(stream, mode) -
     e.upsert_pod(PROTECTED_POD)
     decisions = drive(e, stream)
     protected = [d for d in decisions if d.namespace == "kube-system"]
-    assert all(d.action == A.ALERT_ONLY for d in protected)
+    assert all(d.action == D.ALERT_ONLY for d in protected)
     state = e.state_of(PROTECTED)
     assert state is None or (state.step == names.STEP_BASELINE and not state.quarantined and not state.pending)
 
@@ -114,7 +114,7 @@ def test_relaxing_never_opens_more_than_the_declared_baseline(stream) -> None:
     decisions += e.tick(20_000.0)
     decisions += e.tick(30_000.0)
     for decision in decisions:
-        if decision.identity != API or decision.action not in (A.RELAX, A.LIFT_QUARANTINE, A.TIGHTEN, A.ROLLBACK):
+        if decision.identity != API or decision.action not in (D.RELAX, D.LIFT_QUARANTINE, D.TIGHTEN, D.ROLLBACK):
             continue
         for intent in decision.intents:
             for probe in PROBES:

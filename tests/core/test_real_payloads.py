@@ -7,10 +7,9 @@ from dataclasses import replace
 
 from msgspec.structs import replace as replace_flow
 
-import pytest
 
 from netwarden.model import names
-from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core import decision as D
 from netwarden.reconciler.core.behaviour import EGRESS, INGRESS, PEER_WORLD, resolve_flow
 from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.engine import DecisionEngine
@@ -73,7 +72,7 @@ def test_a_real_falcosidekick_notice_is_recorded_but_does_not_act() -> None:
     assert row["pod"] == "ingress-nginx-controller-slszv" and row["details"]["priority"] == "notice"
     escalated = replace(alert, priority="critical", alert_id="another-alert")  # the same uuid would be a duplicate
     (decision,) = e.ingest_alert(escalated, alert.time + 1)
-    assert decision.action == A.QUARANTINE_POD and decision.instances == ("inst-nginx",)
+    assert decision.action == D.QUARANTINE_POD and decision.instances == ("inst-nginx",)
 
 
 def test_real_alertmanager_alerts_on_every_replica_tighten_rather_than_quarantine_when_no_pod_is_hot() -> None:
@@ -91,7 +90,7 @@ def test_real_alertmanager_alerts_on_every_replica_tighten_rather_than_quarantin
     decisions = []
     for alert in sorted(alerts, key=lambda a: a.time):
         decisions += e.ingest_metric_alert(alert, alert.time)
-    assert [d.action for d in decisions] == [A.TIGHTEN]  # 3 x 12 >= 25 overall, but each pod only 12
+    assert [d.action for d in decisions] == [D.TIGHTEN]  # 3 x 12 >= 25 overall, but each pod only 12
     later = max(a.time for a in alerts) + 10_000_000
     assert e.tick(later) == []  # firing alerts do not decay
     for alert in alerts:

@@ -81,7 +81,7 @@ def test_a_folded_row_teaches_the_baseline_what_its_flows_would_have(rows) -> No
 
 
 def _tightening(identity: str):
-    from netwarden.reconciler.core.actions import Decision
+    from netwarden.reconciler.core.decision import Decision
 
     return Decision("tighten", identity, identity.split(".")[0], 10.0, "enforce", "write", "score", 12.0,
                     "baseline", "tightened")

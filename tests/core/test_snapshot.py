@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from netwarden.reconciler.core import snapshot
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.snapshot import SnapshotError
-from netwarden.reconciler.core import actions as A
+from netwarden.reconciler.core import decision as D
 from tests.core.corekit import API, DB, engine, flow, health, ip, learn_api_to_db, with_config
 from tests.core.test_actions import new_peers
 from tests.core.test_properties import PROTECTED_POD, drive, events
@@ -125,7 +125,7 @@ def _tightened_and_rolled_back() -> dict[str, dict]:
     (tighten,) = new_peers(e, t, 4)
     tightened = e.snapshot(API, t + 1)
     (rollback,) = e.ingest_health(health(t + 20, "api-7d9f-a", False, 1), t + 20)
-    assert rollback.action == A.ROLLBACK
+    assert rollback.action == D.ROLLBACK
     return {"tightened": tightened, "rolled_back": e.snapshot(API, t + 21)}
 
 

@@ -351,7 +351,7 @@ def test_an_automatic_rollback_writes_the_intent_before_the_tightening_and_recor
     and the spec it replaces joins the policy's history annotation (the one home `netwarden rollback` reads)."""
     from netwarden.model.policy import DnsTarget, PolicyIntent, PortSpec, Rule
     from netwarden.reconciler.controller import Reconciler
-    from netwarden.reconciler.core.actions import Action, Decision, Effect
+    from netwarden.reconciler.core.decision import Action, Decision, Effect
     from netwarden.reconciler.policy_ops import history_of
     from netwarden.reconciler.watch import ClusterIndex
 

@@ -9,7 +9,7 @@ import pytest
 
 from netwarden.model import names
 from netwarden.model.policy import DnsTarget, PolicyIntent, workload_quarantine_intent
-from netwarden.reconciler.core.actions import Action, Decision, Effect
+from netwarden.reconciler.core.decision import Action, Decision, Effect
 from netwarden.reconciler.decisions import Decisions
 
 NS, IDENTITY, HOLDER = "shop", "shop.deploy.api", "netwarden-deploy-api"

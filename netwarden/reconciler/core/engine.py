@@ -18,7 +18,16 @@ from netwarden.model.declarations import parse_peer_declarations
 from netwarden.model.errors import ConfigError
 from netwarden.model.policy import DnsTarget, PolicyIntent
 from netwarden.reconciler.core import actions, snapshot
-from netwarden.reconciler.core.actions import DecideContext, Decision, WorkloadState
+from netwarden.reconciler.core.decision import (
+    EFFECT_WRITE,
+    LEVEL_QUARANTINE,
+    QUARANTINE_POD,
+    DecideContext,
+    Decision,
+    QuarantinedPod,
+    WorkloadState,
+    mode_effect,
+)
 from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
 from netwarden.reconciler.core.behaviour import Baseline, Ends, FlowView, PodIndex, PodRef, observe, resolve_ends, resolve_flow, views_of
 from netwarden.reconciler.core.config import CoreConfig
@@ -180,7 +189,7 @@ class DecisionEngine:
             if not restored.instance or restored.instance in state.quarantined:
                 return False
             expires = restored.expires_at if restored.expires_at is not None else now + cfg.quarantine_expiry_seconds
-            state.quarantined[restored.instance] = actions.QuarantinedPod(
+            state.quarantined[restored.instance] = QuarantinedPod(
                 restored.instance, restored.pod, restored.since, expires, restored=True)
             state.intent = actions.keep_excluded(state.intent, state.quarantined)
         elif restored.role == names.ROLE_BASELINE and restored.step in (names.STEP_TIGHTENED, names.STEP_QUARANTINED):
@@ -209,8 +218,8 @@ class DecisionEngine:
         for identity, tracked in self._tracked.items():
             state = tracked.state
             mode = self.mode_of(state.namespace)
-            effect = actions.mode_effect(mode, actions.QUARANTINE_POD)
-            if effect != actions.EFFECT_WRITE:
+            effect = mode_effect(mode, QUARANTINE_POD)
+            if effect != EFFECT_WRITE:
                 continue
             for instance, held in sorted(state.quarantined.items()):
                 if held.restored or held.expires_at <= now:
@@ -218,12 +227,12 @@ class DecisionEngine:
                 intents = (actions.quarantine_intent(state.namespace, identity, instance, self.exceptions),
                            actions.keep_excluded(state.intent, state.quarantined))
                 out.append(Decision(
-                    actions.QUARANTINE_POD, identity, state.namespace, now, mode, effect,
+                    QUARANTINE_POD, identity, state.namespace, now, mode, effect,
                     "decided before a restart; its write had not reached the cluster (resumed from the saved state)",
                     tracked.risk.instance_score(instance, now), state.step, state.step, (instance,),
                     (held.pod or "",), intents, expires_at=held.expires_at,
                     evidence=tuple(e for e in tracked.risk.evidence() if e.instance == instance),
-                    level=actions.LEVEL_QUARANTINE))
+                    level=LEVEL_QUARANTINE))
         return out
 
     # --- learned state that moves (leader change, partition move) ------------------------------
@@ -414,7 +423,7 @@ class DecisionEngine:
         pending, tracked.state.pending = tracked.state.pending, ()
         out = []
         for decision in pending:
-            applied = replace(decision, effect=actions.EFFECT_WRITE, time=now, automatic=False)
+            applied = replace(decision, effect=EFFECT_WRITE, time=now, automatic=False)
             out.append(self._apply(tracked, applied))
         return out
 

@@ -32,7 +32,7 @@ from collections import deque
 from typing import Any, Iterable
 
 from netwarden.model.policy import Peer, PolicyIntent, PortSpec, Rule
-from netwarden.reconciler.core.actions import Decision, QuarantinedPod, WorkloadState
+from netwarden.reconciler.core.decision import Decision, QuarantinedPod, WorkloadState
 from netwarden.reconciler.core.behaviour import Baseline, FlowView
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.risk import Deviation, RiskState, _Decaying

@@ -18,7 +18,7 @@ from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.whatif import DEFAULT_IS_ALLOWED, PORT_PROTOCOLS, RecentFlows
 
 if TYPE_CHECKING:
-    from netwarden.reconciler.core.actions import WorkloadState
+    from netwarden.reconciler.core.decision import WorkloadState
 
 
 def edge_rule(edge: Edge) -> tuple[str, Rule] | None:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netwarden.reconciler.core.actions import Decision
+from netwarden.reconciler.core.decision import Decision
 from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine

@@ -26,7 +26,7 @@ from typing import Any, Callable, Protocol
 from netwarden.platform.logs import log_event
 from netwarden.reconciler import metrics
 from netwarden.reconciler.core import snapshot
-from netwarden.reconciler.core.actions import Decision
+from netwarden.reconciler.core.decision import Decision
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.snapshot import SnapshotError
 from netwarden.reconciler.scaleout import wire

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from netwarden.platform.logs import log_event
-from netwarden.reconciler.core.actions import Decision
+from netwarden.reconciler.core.decision import Decision
 from netwarden.reconciler.leader import AlwaysOpen, WriterGate
 from netwarden.reconciler.scaleout.decide import Decider, Sequence_
 from netwarden.reconciler.scaleout.ingest import Ingest
