@@ -1,8 +1,8 @@
 """The admission envelope, pure: AdmissionReview in, labels patch + baseline policy + verdict out.
 
 The pod's labels and baseline come from netwarden/model/admission.py (`admit_pod`, which the reconciler's
-backfill calls too); this module reads and answers the AdmissionReview around it. No I/O and no clock: the adapter (netwarden/webhook/app.py) looks up the namespace and the owner chain, and
-generates the pod's instance value, then passes them in. That keeps every rule here testable with
+backfill calls too); this module reads and answers the AdmissionReview around it. No I/O and no clock: the adapter looks up the namespace and the owner chain (netwarden/webhook/runtime.py) and
+generates the pod's instance value (netwarden/webhook/app.py), then passes them in. That keeps every rule here testable with
 real AdmissionReview payloads and nothing else.
 
 Two webhooks use this module:

@@ -9,7 +9,8 @@ from tests.conftest import QUICK, TESTS, tier_markers
 
 #: Importing any of these means the module talks to the world, so it belongs in the integration tier.
 WORLDLY = ("subprocess", "socket", "localkube", "kubernetes", "requests", "gunicorn", "tests.support.nca",
-           "netwarden.tools.stack", "netwarden.platform.kube", "netwarden.reconciler.controller", "netwarden.reconciler.runtime", "netwarden.webhook.app")
+           "netwarden.tools.stack", "netwarden.platform.kube", "netwarden.reconciler.controller", "netwarden.reconciler.runtime", "netwarden.webhook.app",
+           "netwarden.webhook.runtime", "netwarden.webhook.baseline_writer")
 
 
 def quick_modules() -> list[Path]:

@@ -18,7 +18,8 @@ import pytest
 from netwarden.model import names
 from netwarden.model.netpol_eval import ExternalIP, PodInfo, PolicySet
 from netwarden.platform.config import NetwardenConfig, WebhookConfig
-from netwarden.webhook.app import WebhookRuntime, answer_review
+from netwarden.webhook.app import answer_review
+from netwarden.webhook.runtime import WebhookRuntime
 from tests.support.waiting import wait_for
 
 NAMESPACE = "shop"
@@ -64,7 +65,7 @@ class FakeKube:
 def runtime_with(kube: FakeKube, baseline_write: str = "async") -> WebhookRuntime:
     config = dataclasses.replace(NetwardenConfig(), webhook=WebhookConfig(baseline_write=baseline_write))
     runtime = WebhookRuntime(config, None)
-    runtime.kube = kube  # type: ignore[assignment]
+    runtime.kube = runtime.baselines.kube = kube  # type: ignore[assignment]
     return runtime
 
 
@@ -133,7 +134,7 @@ def test_a_guard_that_cannot_be_written_makes_the_review_write_the_baseline_itse
     kube = FakeKube(guard_fails=True)
     kube.hold.set()
     runtime = runtime_with(kube)
-    policy = runtime.ensure_policy_after_answer(
+    policy = runtime.baselines.ensure_policy_after_answer(
         {"metadata": {"namespace": NAMESPACE, "name": "netwarden-pod-web", "labels": {
             names.LABEL_POLICY_ROLE: names.ROLE_BASELINE, names.LABEL_IDENTITY: "shop.pod.web"}}},
         kube, enforcing=True)  # type: ignore[arg-type]
