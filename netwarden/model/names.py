@@ -213,6 +213,8 @@ METRIC_ALERTS_IGNORED = "netwarden_alerts_ignored_total"
 METRIC_ALERTS_UNATTRIBUTED = "netwarden_alerts_unattributed_total"
 #: Quarantine steps (quarantine, release) that failed and were queued for a retry with backoff.
 METRIC_QUARANTINE_RETRIES = "netwarden_quarantine_step_retries_total"
+#: Workload decisions (tighten, relax, rollback, quarantine of the whole workload) whose writes failed past the API client's retries and were queued for a retry with backoff, by action.
+METRIC_WORKLOAD_WRITE_RETRIES = "netwarden_workload_write_retries_total"
 #: Policies that are not netwarden's and weaken containment now, by kind (widens-quarantine, widens-tightened, allow-all).
 METRIC_WEAK_CONTAINMENT = "netwarden_weak_containment_policies"
 #: 1 for the quarantine backend in use (networkpolicy, adminnetworkpolicy, clusternetworkpolicy).

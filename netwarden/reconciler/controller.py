@@ -41,7 +41,7 @@ from netwarden.reconciler.drift import Drift
 from netwarden.reconciler.leader import AlwaysOpen, NotLeader, WriterGate
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, labels_of
 from netwarden.reconciler.quarantine import NetworkPolicyBackend, QuarantineBackend, PodQuarantine, QuarantineWork, QuarantineWriter
-from netwarden.reconciler.queue import CC, NP, POD, QR, WL, WorkQueue
+from netwarden.reconciler.queue import CC, NP, POD, QR, WD, WL, WorkQueue
 from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.watch import DELETED, ClusterIndex, obj_key
 from netwarden.reconciler.workloads import Workloads
@@ -262,6 +262,8 @@ class Reconciler:
             self.reconcile_policy(namespace, name)
         if key.startswith(QR):
             self.decisions.retry_quarantine(namespace, name)
+        if key.startswith(WD):
+            self.decisions.retry_workload_write(namespace, name)
         return None
 
     # -- the controllers' entry points ---------------------------------------------------------

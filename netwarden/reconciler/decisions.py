@@ -3,8 +3,10 @@
 Enforce writes (rendered by the shared policy model, in a safe order), dry-run records an Event and
 an audit log line, approve stores the changes as a proposal on the workload's policy. A quarantine
 (or its release) runs in its safe order now; a failed step is kept and retried from the queue
-(key `qr:<namespace>/<instance>`) with backoff until every step holds. One of the reconciler's small
-controllers (netwarden/reconciler/controller.py wires them).
+(key `qr:<namespace>/<instance>`) with backoff until every step holds; so is a workload decision's
+write that failed past the adapter's own retries (key `wd:<namespace>/<identity>`), the newest decision
+of a workload replacing an older one, so the engine's belief and the cluster meet again. One of the
+reconciler's small controllers (netwarden/reconciler/controller.py wires them).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from netwarden.reconciler.quarantine import (
     carved_out,
     with_carve_outs,
 )
-from netwarden.reconciler.queue import CC, QR, WorkQueue
+from netwarden.reconciler.queue import CC, QR, WD, WorkQueue
 from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.watch import ClusterIndex, obj_key
 
@@ -86,6 +88,8 @@ class Decisions:
         self._admin = admin
         #: Pod quarantines and releases not yet fully written, by (namespace, instance).
         self._quarantine_work: dict[tuple[str, str], QuarantineWork] = {}
+        #: Workload decisions whose writes failed, by (namespace, identity): the newest of each workload.
+        self._workload_work: dict[tuple[str, str], Decision] = {}
         #: Serialises quarantine steps with every other write of a workload policy (no interleaving).
         self._write_lock = threading.RLock()
 
@@ -129,10 +133,7 @@ class Decisions:
             store_pending(self.writer, holder, pending, pods_stub(pods))
             return
         with self._write_lock:
-            if decision.action == Action.ROLLBACK:
-                self.execute(workload_rollback(decision.namespace, decision.identity, decision.step_after),
-                             decision, holder, pods, evidence)
-            elif decision.action == Action.QUARANTINE_POD:
+            if decision.action == Action.QUARANTINE_POD:
                 for quarantine in self.pod_quarantines(decision, pods, evidence):
                     self.submit_quarantine(quarantine)
             elif decision.action == Action.LIFT_QUARANTINE:
@@ -141,16 +142,71 @@ class Decisions:
                     self.submit_quarantine(QuarantineRelease(
                         decision.namespace, decision.identity, instance, f"{decision.action}: {decision.reason}",
                         tuple(pods_stub([pod] if pod is not None else pods))))
-            elif decision.action == Action.QUARANTINE_WORKLOAD:
-                self.execute(workload_quarantine(decision.namespace, decision.identity, deny=self.admin is not None),
-                             decision, holder, pods, evidence)
-            else:  # tighten, relax: the workload's own intent, at its new step
-                to_step = next((i.step for i in decision.intents if i.instance is None), None)
-                if to_step is not None:
-                    self.execute(workload_policy(decision.namespace, decision.identity, to_step,
-                                                 deny=self.admin is not None), decision, holder, pods, evidence)
+            else:
+                self.submit_workload_write(decision, holder, pods, evidence)
         if decision.action in ESCALATIONS:
             self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
+
+    def workload_plan(self, decision: Decision) -> Plan | None:
+        """The steps of a decision about the workload as a whole (rollback, quarantine, tighten, relax)."""
+        deny = self.admin is not None
+        if decision.action == Action.ROLLBACK:
+            return workload_rollback(decision.namespace, decision.identity, decision.step_after)
+        if decision.action == Action.QUARANTINE_WORKLOAD:
+            return workload_quarantine(decision.namespace, decision.identity, deny=deny)
+        to_step = next((i.step for i in decision.intents if i.instance is None), None)  # tighten, relax
+        return workload_policy(decision.namespace, decision.identity, to_step, deny=deny) if to_step else None
+
+    def submit_workload_write(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
+                              evidence: list[dict[str, Any]]) -> bool:
+        """Take a workload decision's steps now; when one fails past the adapter's retries (an API
+        brownout longer than its backoff), keep the decision and retry it from the queue with backoff
+        until it holds, as a pod quarantine's steps are. True when it completed now."""
+        plan = self.workload_plan(decision)
+        if plan is None:
+            return True
+        key = (decision.namespace, decision.identity)
+        with self._write_lock:
+            self._workload_work[key] = decision  # the newest decision about the workload is the one to carry out
+            try:
+                self.execute(plan, decision, holder, pods, evidence)
+            except NotLeader:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the decision, retry
+                metrics.WORKLOAD_WRITE_RETRIES.labels(decision.action).inc()
+                delay = self.queue.add_rate_limited(f"{WD}{decision.namespace}/{decision.identity}")
+                log_event(log, "warning", {"event": "workload_write_failed", "action": decision.action,
+                                           "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}",
+                                           "retry_in": round(delay, 3)})
+                return False
+            self._workload_work.pop(key, None)
+        self.queue.forget(f"{WD}{decision.namespace}/{decision.identity}")
+        return True
+
+    def retry_workload_write(self, namespace: str, identity: str) -> None:
+        """The queue's retry of a kept workload decision, against the policy and pods as they are now;
+        raises on failure (the worker re-queues with backoff)."""
+        with self._write_lock:
+            decision = self._workload_work.get((namespace, identity))
+            if decision is None:
+                return
+            plan = self.workload_plan(decision)
+            if plan is not None:
+                try:
+                    self.execute(plan, decision, self.baseline_policy_of(identity), self._pods_of_decision(decision),
+                                 evidence_summary(decision.evidence))
+                except NotLeader:
+                    raise
+                except Exception:
+                    metrics.WORKLOAD_WRITE_RETRIES.labels(decision.action).inc()
+                    raise
+            if self._workload_work.get((namespace, identity)) is decision:
+                del self._workload_work[(namespace, identity)]
+        log_event(log, "info", {"event": "workload_write_completed", "action": decision.action, "identity": identity})
+
+    def pending_workload_work(self) -> dict[tuple[str, str], Decision]:
+        with self._write_lock:
+            return dict(self._workload_work)
 
     def execute(self, plan: Plan, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
                 evidence: list[dict[str, Any]]) -> None:

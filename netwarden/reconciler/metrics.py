@@ -33,6 +33,9 @@ ALERTS_UNATTRIBUTED = Counter(names.METRIC_ALERTS_UNATTRIBUTED,
 QUARANTINE_RETRIES = Counter(names.METRIC_QUARANTINE_RETRIES,
                              "Quarantine steps that failed and were queued for a retry, by step.", ["step"],
                              registry=REGISTRY)
+WORKLOAD_WRITE_RETRIES = Counter(names.METRIC_WORKLOAD_WRITE_RETRIES,
+                                 "Workload decisions whose writes failed and were queued for a retry, by action.",
+                                 ["action"], registry=REGISTRY)
 QUARANTINE_BACKEND = Gauge(names.METRIC_QUARANTINE_BACKEND, "1 for the quarantine backend in use (detected from discovery).",
                            ["backend"], registry=REGISTRY)
 WEAK_CONTAINMENT = Gauge(names.METRIC_WEAK_CONTAINMENT,

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 #: Key prefixes the reconciler queues (netwarden/reconciler/controller.py dispatches on them): a workload, a pod to
-#: backfill, a managed policy, a quarantine step to retry, a namespace whose containment to check.
-WL, POD, NP, QR, CC = "wl:", "pod:", "np:", "qr:", "cc:"
+#: backfill, a managed policy, a quarantine step to retry, a namespace whose containment to check, a workload
+#: decision's write to retry.
+WL, POD, NP, QR, CC, WD = "wl:", "pod:", "np:", "qr:", "cc:", "wd:"
 
 
 @dataclass

@@ -82,6 +82,20 @@ def set_pod_status(core: client.CoreV1Api, namespace: str, name: str, *, ip: str
     core.patch_namespaced_pod_status(name, namespace, {"status": status})
 
 
+def make_deployment(apps: client.AppsV1Api, namespace: str, name: str, template_hash: str, *,
+                    replicas: int = 2) -> dict[str, Any]:
+    """A Deployment and its ReplicaSet (no controller runs here); returns the pods' owner reference."""
+    template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
+    spec = {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template}
+    deployment = apps.create_namespaced_deployment(namespace, {"metadata": {"name": name}, "spec": spec})
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": deployment.metadata.uid,
+             "controller": True}
+    rs = apps.create_namespaced_replica_set(namespace, {"metadata": {"name": f"{name}-{template_hash}",
+                                                                     "ownerReferences": [owner]}, "spec": spec})
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.metadata.name, "uid": rs.metadata.uid,
+            "controller": True}
+
+
 def managed_labels(identity: str, instance: str | None = None) -> dict[str, str]:
     labels = {names.LABEL_IDENTITY: identity, names.LABEL_INSTANCE: instance or uuid.uuid4().hex[:10]}
     return labels

@@ -30,7 +30,7 @@ from netwarden.reconciler.watch import Backoff
 from tests.support.data import PAYLOADS
 from netwarden.webhook.serving import CertificateReloader
 
-from .conftest import make_namespace, make_pod, managed_labels, wait_until
+from .conftest import make_deployment, make_namespace, make_pod, managed_labels, wait_until
 
 NS = "hello-app"
 IDENTITY = f"{NS}.deploy.nginx"
@@ -76,23 +76,10 @@ class Served:
         self.runtime.stop()
 
 
-def make_deployment(apps: client.AppsV1Api, name: str, template_hash: str) -> dict[str, Any]:
-    """A Deployment and its ReplicaSet (no controller runs here); returns the pods' owner reference."""
-    template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
-    spec = {"replicas": len(PODS), "selector": {"matchLabels": {"app": name}}, "template": template}
-    deployment = apps.create_namespaced_deployment(NS, {"metadata": {"name": name}, "spec": spec})
-    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": deployment.metadata.uid,
-             "controller": True}
-    rs = apps.create_namespaced_replica_set(NS, {"metadata": {"name": f"{name}-{template_hash}",
-                                                              "ownerReferences": [owner]}, "spec": spec})
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.metadata.name, "uid": rs.metadata.uid,
-            "controller": True}
-
-
 @pytest.fixture
 def served(tmp_path: Path, cluster: Any, kube: KubeClient, core: client.CoreV1Api) -> Iterator[Served]:
     make_namespace(core, NS, mode=names.MODE_ENFORCE)
-    owner = make_deployment(client.AppsV1Api(cluster.api_client()), "nginx", "676b6c5bbc")
+    owner = make_deployment(client.AppsV1Api(cluster.api_client()), NS, "nginx", "676b6c5bbc", replicas=len(PODS))
     for pod in PODS:  # the Deployment's pods, labelled as the webhook labels them
         make_pod(core, NS, pod, labels=managed_labels(IDENTITY), owner=owner)
     make_pod(core, NS, "other", labels=managed_labels(f"{NS}.deploy.other"))

@@ -25,7 +25,7 @@ from netwarden.reconciler.core.pods import PodRef
 from netwarden.reconciler.watch import Backoff
 from netwarden.webhook.admission import decide_admission
 
-from .conftest import make_namespace, make_pod, wait_until
+from .conftest import make_deployment, make_namespace, make_pod, wait_until
 
 GRACE = 0.3
 
@@ -132,11 +132,9 @@ class LeadershipDuringStart(WriterGate):
 def test_backfill_follows_admissions_one_owner_rule_an_unknown_creator_and_both_levels_verified(
         cluster: Any, runtime: ReconcilerRuntime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
     # the backfill verified only the ReplicaSet (not the Deployment above it) and believed any creator
-    from .test_alert_accounting import make_deployment
-
     make_namespace(core, "hello-app")
     apps = client.AppsV1Api(cluster.api_client())
-    real = make_deployment(apps, "nginx", "676b6c5bbc")  # a real Deployment -> ReplicaSet chain
+    real = make_deployment(apps, "hello-app", "nginx", "676b6c5bbc")  # a real Deployment -> ReplicaSet chain
     # a pod the webhook never saw: nobody knows who created it, so its claim of the ReplicaSet cannot count
     make_pod(core, "hello-app", "nginx-676b6c5bbc-unseen", owner=real)
     assert wait_until(lambda: (core.read_namespaced_pod("nginx-676b6c5bbc-unseen", "hello-app").metadata.labels or {})

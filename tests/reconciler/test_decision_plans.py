@@ -67,6 +67,13 @@ class Recorder:
     def add(self, key: str) -> None:
         pass
 
+    def add_rate_limited(self, key: str) -> float:
+        self.calls.append(("retry", key))
+        return 0.1
+
+    def forget(self, key: str) -> None:
+        pass
+
 
 def decisions(recorder: Recorder, *, admin: bool) -> Decisions:
     return Decisions(recorder, recorder, recorder, recorder, DnsTarget(), lambda: 100.0,  # type: ignore[arg-type]
@@ -93,11 +100,16 @@ def test_a_workload_quarantine_writes_its_deny_first_on_the_admin_tier(admin: bo
     assert recorder.calls == expected
 
 
-def test_a_workload_quarantine_whose_deny_fails_does_not_narrow_its_policy_yet() -> None:
+def test_a_workload_quarantine_whose_deny_fails_does_not_narrow_its_policy_yet_and_is_retried_whole() -> None:
     recorder = Recorder(fail_deny=True)
-    with pytest.raises(RuntimeError):
-        decisions(recorder, admin=True).apply_decision(quarantine_workload())
-    assert recorder.calls == []
+    carrier = decisions(recorder, admin=True)
+    carrier.apply_decision(quarantine_workload())
+    assert recorder.calls == [("retry", f"wd:{NS}/{IDENTITY}")]  # nothing written; kept for the queue
+    assert list(carrier.pending_workload_work()) == [(NS, IDENTITY)]
+    recorder.fail_deny, recorder.calls = False, []
+    carrier.retry_workload_write(NS, IDENTITY)
+    assert recorder.calls == [("deny", IDENTITY, names.STEP_QUARANTINED), ("policy", HOLDER, names.STEP_QUARANTINED)]
+    assert carrier.pending_workload_work() == {}
 
 
 @pytest.mark.parametrize("action, to_step", [(Action.TIGHTEN, names.STEP_TIGHTENED), (Action.RELAX, names.STEP_TIGHTENED),

@@ -12,8 +12,7 @@ from netwarden.model import names
 from netwarden.model.declarations import declaration_warnings
 from netwarden.platform.kube import KubeClient
 
-from .conftest import make_namespace, make_pod, managed_labels, wait_until
-from .test_alert_accounting import make_deployment
+from .conftest import make_deployment, make_namespace, make_pod, managed_labels, wait_until
 from .test_controller import start_runtime
 
 NS = "hello-app"
@@ -31,7 +30,7 @@ def test_declaration_warnings_are_events_on_the_deployment_once_each(cluster: An
                                                                       core: client.CoreV1Api,
                                                                       net: client.NetworkingV1Api) -> None:
     make_namespace(core, NS, mode=names.MODE_ENFORCE)
-    owner = make_deployment(client.AppsV1Api(cluster.api_client()), "nginx", "676b6c5bbc")
+    owner = make_deployment(client.AppsV1Api(cluster.api_client()), NS, "nginx", "676b6c5bbc")
     # the Deployment's pods as its controller's admission labelled them (a pod the webhook never saw is its
     # own workload: who created it is unknown); the missing baseline is re-created from them
     for pod in ("nginx-676b6c5bbc-4xc6t", "nginx-676b6c5bbc-q9wzl"):

@@ -25,7 +25,7 @@ from netwarden.model.policy import (DnsTarget, Peer, PolicyIntent, PolicyMeta, P
 from netwarden.reconciler import metrics
 from netwarden.reconciler.controller import ControllerSettings
 from netwarden.reconciler.core.config import CoreConfig
-from netwarden.reconciler.core.types import SecurityAlert
+from netwarden.reconciler.core.types import AlertTarget, SecurityAlert
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, iso_time
 from netwarden.reconciler.quarantine import (NetworkPolicyBackend, PodQuarantine, QuarantineRelease, QuarantineWriter,
                                    carved_out)
@@ -34,7 +34,7 @@ from netwarden.reconciler.leader import WriterGate
 from netwarden.reconciler.scaleout.statestore import StateStoreSettings, secret_name, shard_of
 from netwarden.reconciler.watch import Backoff
 
-from .conftest import make_namespace, make_pod, wait_until
+from .conftest import make_deployment, make_namespace, make_pod, wait_until
 from .test_controller import policy
 
 NS = "shop"
@@ -205,6 +205,38 @@ def test_six_500s_on_creates_never_leave_the_pod_carved_out_without_its_quaranti
         final = allowed_for_web(kube.list_policies(NS))
         assert ("egress", WORLD.ip, 443, "TCP") not in final and ("ingress", DB.key, 22, "TCP") not in final
         assert {d for d, *_ in final} <= {"egress"} and {p for _, _, p, _ in final} <= {53}
+    finally:
+        runtime.stop()
+
+
+def test_a_workload_quarantine_whose_write_fails_past_the_api_retries_is_retried_until_it_holds(
+        cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None) -> None:
+    """An API brownout longer than the client's own retries (five attempts) must not leave the engine
+    believing a workload quarantined while its policy still allows what it did: the decision is kept
+    and retried from the queue until the policy says quarantined."""
+    api_identity, api_policy = f"{NS}.deploy.api", "netwarden-deploy-api"
+    owner = make_deployment(client.AppsV1Api(cluster.api_client()), NS, "api", "5d8f7c9b6")
+    for i in range(2):  # the Deployment's pods, labelled as its controller's admission labelled them
+        make_pod(core, NS, f"api-5d8f7c9b6-{i}", owner=owner, ip=f"10.0.0.2{i}",
+                 labels={names.LABEL_IDENTITY: api_identity, names.LABEL_INSTANCE: f"inst-api-{i}"})
+    # the blast radius bounds automatic quarantines to 10% of the namespace's pods by default: 2 of 15 here
+    runtime = start_runtime(kube, CoreConfig(default_mode=names.MODE_ENFORCE, blast_max_pod_fraction=0.2))
+    try:
+        wait_until(lambda: policy(net, NS, api_policy), what="the backfilled workload policy")
+        wait_until(lambda: runtime.engine.index.by_pod.get((NS, "api-5d8f7c9b6-1")))
+        retries_before = metrics.WORKLOAD_WRITE_RETRIES.labels("quarantine-workload")._value.get()
+        cluster.faults.add(method="PUT", path_regex=f"namespaces/{NS}/networkpolicies/{api_policy}", status=503,
+                           times=12)
+        runtime.accept_alert(SecurityAlert(time.time(), NS, None, "Deployment image changed to a miner", "critical",
+                                           target=AlertTarget("deployments", "api")))
+        assert runtime.engine.state_of(api_identity).step == names.STEP_QUARANTINED
+        wait_until(lambda: metrics.WORKLOAD_WRITE_RETRIES.labels("quarantine-workload")._value.get() > retries_before,
+                   what="the failed write queued for a retry")
+        assert (NS, api_identity) in runtime.controller.decisions.pending_workload_work()
+        wait_until(lambda: (policy(net, NS, api_policy)["metadata"].get("annotations") or {}).get(names.ANNOTATION_STEP)
+                   == names.STEP_QUARANTINED, what="the quarantine, written after the brownout")
+        wait_until(lambda: not runtime.controller.decisions.pending_workload_work(), what="no write left to retry")
+        assert cluster.faults.list() == [], "every injected 503 was hit"
     finally:
         runtime.stop()
 
