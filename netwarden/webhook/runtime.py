@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 from cachetools import TTLCache
 
+from netwarden.model.errors import NetwardenError
 from netwarden.model.identity import OwnerRef, Parents, verify_owners
 from netwarden.model.labels import NamespaceFacts
 from netwarden.model.policy import DnsTarget
@@ -38,7 +39,7 @@ DNS_RETRY_SECONDS = 60.0
 EVENT_DNS_TARGET = "dns_target"
 
 
-class NamespaceLookupError(RuntimeError):
+class NamespaceLookupError(NetwardenError, RuntimeError):
     """The namespace could not be read: answer 500 so the API server applies the failurePolicy."""
 
 
