@@ -143,7 +143,7 @@ class Decisions:
                         decision.namespace, decision.identity, instance, f"{decision.action}: {decision.reason}",
                         tuple(pods_stub([pod] if pod is not None else pods))))
             else:
-                self.submit_workload_write(decision, holder, pods, evidence)
+                self.submit_workload_write(decision)
         if decision.action in ESCALATIONS:
             self.queue.add(CC + decision.namespace)  # off the signal's path: a worker looks
 
@@ -157,52 +157,53 @@ class Decisions:
         to_step = next((i.step for i in decision.intents if i.instance is None), None)  # tighten, relax
         return workload_policy(decision.namespace, decision.identity, to_step, deny=deny) if to_step else None
 
-    def submit_workload_write(self, decision: Decision, holder: Obj | None, pods: Sequence[PodRef],
-                              evidence: list[dict[str, Any]]) -> bool:
+    def submit_workload_write(self, decision: Decision) -> bool:
         """Take a workload decision's steps now; when one fails past the adapter's retries (an API
         brownout longer than its backoff), keep the decision and retry it from the queue with backoff
         until it holds, as a pod quarantine's steps are. True when it completed now."""
-        plan = self.workload_plan(decision)
-        if plan is None:
-            return True
-        key = (decision.namespace, decision.identity)
+        queue_key = f"{WD}{decision.namespace}/{decision.identity}"
         with self._write_lock:
-            self._workload_work[key] = decision  # the newest decision about the workload is the one to carry out
+            self._workload_work[(decision.namespace, decision.identity)] = decision  # the newest one counts
             try:
-                self.execute(plan, decision, holder, pods, evidence)
+                self._write_kept_workload(decision.namespace, decision.identity)
             except NotLeader:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the decision, retry
-                metrics.WORKLOAD_WRITE_RETRIES.labels(decision.action).inc()
-                delay = self.queue.add_rate_limited(f"{WD}{decision.namespace}/{decision.identity}")
+                delay = self.queue.add_rate_limited(queue_key)
                 log_event(log, "warning", {"event": "workload_write_failed", "action": decision.action,
                                            "identity": decision.identity, "error": f"{type(exc).__name__}: {exc}",
                                            "retry_in": round(delay, 3)})
                 return False
-            self._workload_work.pop(key, None)
-        self.queue.forget(f"{WD}{decision.namespace}/{decision.identity}")
+        self.queue.forget(queue_key)
         return True
 
     def retry_workload_write(self, namespace: str, identity: str) -> None:
-        """The queue's retry of a kept workload decision, against the policy and pods as they are now;
-        raises on failure (the worker re-queues with backoff)."""
+        """The queue's retry of a kept workload decision; raises on failure (the worker re-queues with backoff)."""
+        decision = self._write_kept_workload(namespace, identity)
+        if decision is not None:
+            log_event(log, "info", {"event": "workload_write_completed", "action": decision.action,
+                                    "identity": identity})
+
+    def _write_kept_workload(self, namespace: str, identity: str) -> Decision | None:
+        """Carry out the decision kept for a workload against its policy and pods as they are now, and
+        forget it once written; a failure is counted and raised."""
         with self._write_lock:
             decision = self._workload_work.get((namespace, identity))
             if decision is None:
-                return
+                return None
             plan = self.workload_plan(decision)
-            if plan is not None:
-                try:
+            try:
+                if plan is not None:
                     self.execute(plan, decision, self.baseline_policy_of(identity), self._pods_of_decision(decision),
                                  evidence_summary(decision.evidence))
-                except NotLeader:
-                    raise
-                except Exception:
-                    metrics.WORKLOAD_WRITE_RETRIES.labels(decision.action).inc()
-                    raise
+            except NotLeader:
+                raise
+            except Exception:
+                metrics.WORKLOAD_WRITE_RETRIES.labels(decision.action).inc()
+                raise
             if self._workload_work.get((namespace, identity)) is decision:
                 del self._workload_work[(namespace, identity)]
-        log_event(log, "info", {"event": "workload_write_completed", "action": decision.action, "identity": identity})
+            return decision
 
     def pending_workload_work(self) -> dict[tuple[str, str], Decision]:
         with self._write_lock:
