@@ -14,10 +14,13 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netwarden.model import names
 from netwarden.platform.logs import log_event
+
+if TYPE_CHECKING:  # the commands import what they use when run, so `--help` stays fast
+    from netwarden.platform.kube import KubeClient
 
 log = logging.getLogger("netwarden.reconciler")
 
@@ -64,7 +67,7 @@ def add_reconciler_parser(subparsers: argparse._SubParsersAction) -> None:
         sub.set_defaults(func=cmd_policy_op, verb=verb)
 
 
-def _kube(kubeconfig: str | None) -> Any:
+def _kube(kubeconfig: str | None) -> KubeClient:
     from netwarden.platform.kube import KubeClient, load_api_client
 
     return KubeClient(load_api_client(kubeconfig))

@@ -21,7 +21,7 @@ from netwarden.platform.logs import log_event
 from netwarden.model.policy import DnsTarget, PolicyIntent
 from netwarden.reconciler import metrics
 from netwarden.reconciler.controller import ControllerSettings, Reconciler
-from netwarden.reconciler.core.decision import Action
+from netwarden.reconciler.core.decision import Action, Decision
 from netwarden.reconciler.core.alerts import TOO_OLD, Attribution
 from netwarden.reconciler.core.pods import PodIndex, PodRef
 from netwarden.reconciler.core.config import CoreConfig
@@ -182,7 +182,7 @@ class ReconcilerRuntime:
 
     # -- facts from the watch -------------------------------------------------------------------
     def _on_change(self, resource: str, kind: str, obj: Obj, old: Obj | None) -> None:
-        decisions: list[Any] = []
+        decisions: list[Decision] = []
         with self._engine_lock:
             if resource == "namespaces" and kind != DELETED:
                 view = self.index.namespace(obj["metadata"]["name"])
@@ -215,7 +215,7 @@ class ReconcilerRuntime:
     def accept_flows(self, flows: Sequence[Flow]) -> None:
         """Score a batch, a chunk at a time: an alert arriving meanwhile goes first (netwarden/reconciler/priority.py)."""
         now = self.clock()
-        decisions: list[Any] = []
+        decisions: list[Decision] = []
         ingest, turn = self.engine.ingest_flows, self.signal_priority.wait_turn
         for start in range(0, len(flows), FLOW_CHUNK):
             turn()
@@ -256,7 +256,7 @@ class ReconcilerRuntime:
     def _accept_metric_alerts(self, alerts: Sequence[MetricAlert]) -> list[Attribution | None]:
         """Score Alertmanager alerts; returns where each was attributed, in order."""
         now = self.clock()
-        decisions: list[Any] = []
+        decisions: list[Decision] = []
         attributions: list[Attribution | None] = []
         with self._engine_lock:
             for alert in alerts:
@@ -283,7 +283,7 @@ class ReconcilerRuntime:
                 self.engine.reject(identity, self.clock())
 
     # -- applying -----------------------------------------------------------------------------
-    def apply(self, decisions: Sequence[Any]) -> None:
+    def apply(self, decisions: Sequence[Decision]) -> None:
         if not decisions:
             return
         if not self.gate.is_open():
