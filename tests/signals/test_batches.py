@@ -8,6 +8,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netwarden.reconciler.core.types import SignalError
 from netwarden.reconciler.signals.parse import flow_from_json, parse_flow_lines, parse_flow_records
@@ -79,3 +81,50 @@ def test_a_json_array_body_and_its_lines_give_the_same_flows() -> None:
     parsed = parse_flow_array(mixed, lambda: iter_raw_records(mixed))
     assert [(n, e.reason) for n, e, _ in parsed.rejected] == [(1, "not-an-object")]
     assert parsed.formats == {"hubble": 1, "calico": 1}
+
+
+# --- a Hubble line's addresses and endpoints are decoded once per distinct raw JSON --------------------
+
+#: Where a mutation lands: the parts the bytes path keeps raw (and caches by their bytes), and around them.
+RAW_PARTS = [("flow", "IP"), ("flow", "IP", "source"), ("flow", "IP", "destination"), ("flow", "source"),
+             ("flow", "destination"), ("flow", "source", "labels"), ("flow", "source", "identity"),
+             ("flow", "source", "pod_name"), ("flow", "source", "podName"), ("flow", "destination", "namespace"),
+             ("flow", "destination", "labels"), ("IP",), ("source",)]
+json_leaves = (st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats(allow_nan=False, allow_infinity=False)
+               | st.text(max_size=12) | st.sampled_from(["10.0.0.9", "", "k8s:app=x", "reserved:world", "ns"]))
+json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.sampled_from(["source", "labels", "namespace", "pod_name", "identity", "x"]),
+                                             inner, max_size=4), max_leaves=12)
+WRAPPED = next(line for line in HUBBLE if line.startswith(b'{"flow"') and b'"IP"' in line and b'"destination"' in line)
+
+
+def dict_path(line: bytes) -> object:
+    """What the dict parser makes of one line: the Flow, or the rejection's reason."""
+    from netwarden.reconciler.signals.parse import parse_flow_any
+
+    try:
+        return parse_flow_any(json.loads(line))
+    except SignalError as error:
+        return error.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(RAW_PARTS), json_values)
+def test_raw_endpoints_give_what_the_dict_parser_gives_first_time_and_from_the_cache(path: tuple[str, ...],
+                                                                                    value: object) -> None:
+    record = json.loads(WRAPPED)
+    target = record
+    for key in path[:-1]:
+        target = target.setdefault(key, {}) if isinstance(target.get(key, {}), dict) else target
+    target[path[-1]] = value
+    line = json.dumps(record).encode()
+    # The unchanged line written alike, so its raw parts are byte for byte those of the mutated one
+    # where they agree; the mutated parts twice: decoded, then (when good) from the cache.
+    lines = [line, json.dumps(json.loads(WRAPPED)).encode(), line]
+    parsed = parse_flow_lines(b"\n".join(lines))
+    got: dict[int, object] = {n: e.reason for n, e, _ in parsed.rejected}
+    flows = iter(parsed.flows)
+    for number in range(1, 4):
+        if number not in got:
+            got[number] = next(flows)
+    assert [got[n] for n in range(1, 4)] == [dict_path(one) for one in lines]

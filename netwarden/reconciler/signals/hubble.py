@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Annotated
 
 import msgspec
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
 from netwarden.reconciler.core.types import Endpoint, Flow, SignalError, Verdict
 from netwarden.reconciler.signals.common import convert, flag, hashable, parse_rfc3339
@@ -84,6 +84,25 @@ class HubbleLine(HubbleFlow, gc=False):
     node_status: Any = UNSET
     lostEvents: Any = UNSET
     agentEvent: Any = UNSET
+
+
+_NULL = Raw(b"null")
+
+
+class RawEndsFlow(HubbleFlow, gc=False):
+    """A flow decoded from bytes with its addresses and both endpoints left as their raw JSON: they
+    repeat flow after flow (one per pod pair), so `flow_of_raw` decodes each distinct one once and
+    msgspec only scans them. Absent and null are both `null`, as `None` is for HubbleFlow."""
+
+    IP: Raw = _NULL  # type: ignore[assignment]
+    source: Raw = _NULL  # type: ignore[assignment]
+    destination: Raw = _NULL  # type: ignore[assignment]
+
+
+class RawEndsLine(HubbleLine, gc=False):
+    """A HubbleLine (the same top-level fields, validated the same) whose wrapped flow is a RawEndsFlow."""
+
+    flow: RawEndsFlow | None | UnsetType = UNSET  # type: ignore[assignment]
 
 
 #: Reasons the dict parser gave for these paths (anything else: bad-field:<path>).
@@ -170,30 +189,66 @@ def _endpoint(raw: HubbleEndpoint | None, ip: str) -> Endpoint:
 def flow_of(line: HubbleLine) -> Flow:
     """A decoded line -> Flow. Replies keep the ports as seen on the packet (destination = the
     client's ephemeral port); consumers that learn "who talks to whom on which port" skip them."""
-    flow: HubbleFlow
+    flow = _flow_in(line)
+    src, dst = _ends(flow.IP, flow.source, flow.destination)
+    return _flow(line, flow, src, dst)
+
+
+def _flow_in(line: HubbleLine) -> HubbleFlow:
+    """The flow a line carries (wrapped, or the line itself), or why there is none."""
     wrapped = line.flow
     if wrapped is not UNSET:
         if wrapped is None:
             raise SignalError("bad-field:flow", "flow is not an object")
-        flow = wrapped
-    elif (line.lost_events is not UNSET or line.agent_event is not UNSET or line.debug_event is not UNSET
-          or line.node_status is not UNSET or line.lostEvents is not UNSET or line.agentEvent is not UNSET):
+        return wrapped
+    if (line.lost_events is not UNSET or line.agent_event is not UNSET or line.debug_event is not UNSET
+            or line.node_status is not UNSET or line.lostEvents is not UNSET or line.agentEvent is not UNSET):
         raise SignalError("not-a-flow", "Hubble event that is not a flow (lost/agent/debug event)")
-    else:
-        flow = line
-    ip = flow.IP
+    return line
+
+
+def _ends(ip: IP | None, source: HubbleEndpoint | None, destination: HubbleEndpoint | None) -> tuple[Endpoint, Endpoint]:
     if ip is None:
         raise SignalError("missing-field:flow.IP", "record has no flow.IP")
     src_ip = ip.source or None
     dst_ip = ip.destination or None
     if src_ip is None or dst_ip is None:
         raise SignalError("missing-field:flow.IP", "flow.IP has no source or destination address")
+    return _endpoint(source, src_ip), _endpoint(destination, dst_ip)
 
+
+#: (raw IP, raw source, raw destination) of a RawEndsFlow -> its two Endpoints: a pod pair's bytes
+#: repeat, so a hit skips decoding them. Bounded: cleared when full.
+_RAW_ENDS: dict[tuple[bytes, bytes, bytes], tuple[Endpoint, Endpoint]] = {}
+_RAW_ENDS_MAX = 8192
+_IP_DECODER = msgspec.json.Decoder(IP | None)
+_ENDPOINT_DECODER = msgspec.json.Decoder(HubbleEndpoint | None)
+
+
+def flow_of_raw(line: RawEndsLine) -> Flow:
+    """`flow_of` for a line decoded as RawEndsLine: the same Flow, or the same SignalError, or a
+    msgspec.ValidationError where the typed HubbleLine decode would have failed (a raw part that
+    is not what HubbleFlow declares)."""
+    flow = line.flow
+    if flow is UNSET or flow is None:
+        return flow_of(line)
+    key = (bytes(flow.IP), bytes(flow.source), bytes(flow.destination))
+    ends = _RAW_ENDS.get(key)
+    if ends is None:
+        decode = _ENDPOINT_DECODER.decode
+        ip, source, destination = _IP_DECODER.decode(key[0]), decode(key[1]), decode(key[2])
+        ends = _ends(ip, source, destination)
+        if len(_RAW_ENDS) >= _RAW_ENDS_MAX:
+            _RAW_ENDS.clear()
+        _RAW_ENDS[key] = ends
+    return _flow(line, flow, ends[0], ends[1])
+
+
+def _flow(line: HubbleLine, flow: HubbleFlow | RawEndsFlow, source: Endpoint, destination: Endpoint) -> Flow:
     time_value = flow.time if flow.time is not UNSET else (line.time if line.time is not UNSET else None)
     if time_value is None:
         raise SignalError("missing-field:flow.time", "flow has no time")
     when = parse_rfc3339(time_value)
-
     protocol, port = "UNKNOWN", None
     l4 = flow.l4
     if l4 is not None:
@@ -229,8 +284,7 @@ def flow_of(line: HubbleLine) -> Flow:
     reporter = _REPORTER.get(direction) if type(direction) in _SCALARS else None
 
     # Positional: the constructor is per flow (field order of core.types.Flow).
-    return Flow(when, _endpoint(flow.source, src_ip), _endpoint(flow.destination, dst_ip), port, protocol, verdict,
-                policy_dropped, reply, 0, 1, "hubble", reporter)
+    return Flow(when, source, destination, port, protocol, verdict, policy_dropped, reply, 0, 1, "hubble", reporter)
 
 
 def parse_hubble_line(value: object) -> Flow:
@@ -239,9 +293,15 @@ def parse_hubble_line(value: object) -> Flow:
 
 
 _DECODER = msgspec.json.Decoder(HubbleLine)
+_RAW_DECODER = msgspec.json.Decoder(RawEndsLine)
 
 
 def decode_hubble_line(line: bytes) -> HubbleLine:
     """Typed decode of one JSON line (reads only the declared fields). Raises msgspec errors; the
     caller falls back to the dict path for the exact rejection reason."""
     return _DECODER.decode(line)
+
+
+def decode_raw_ends_line(line: bytes) -> RawEndsLine:
+    """`decode_hubble_line`, the endpoints left raw (`flow_of_raw` reads them)."""
+    return _RAW_DECODER.decode(line)

@@ -8,7 +8,8 @@ Reasons: not-an-object, not-a-flow, unknown-format, unsupported-schema:<schema>,
 missing-field:<path>, bad-field:<path>, bad-timestamp, bad-port, bad-priority, bad-version; from
 the line readers: line-too-long, bad-json, bad-encoding.
 
-Bytes path: a Hubble line is decoded straight into its typed Struct (only the fields read); any
+Bytes path: a Hubble line is decoded straight into its typed Struct (only the fields read; its
+addresses and endpoints left raw and decoded once per distinct bytes, `hubble.flow_of_raw`); any
 other line, or any line the typed path does not accept, takes the dict path, which decides
 exactly as before (same flows, same reasons).
 """
@@ -107,9 +108,9 @@ def flow_from_json(raw: bytes) -> tuple[Flow | SignalError, str]:
     "unknown"). Hubble lines are decoded typed; everything else as before."""
     if raw.find(b'"flow"', 0, 32) >= 0 and clean_text(raw):
         try:
-            line = hubble.decode_hubble_line(raw)
+            line = hubble.decode_raw_ends_line(raw)
             if line.flow is not msgspec.UNSET:
-                return hubble.flow_of(line), "hubble"
+                return hubble.flow_of_raw(line), "hubble"
         except _FAST_ERRORS:
             pass
     try:
@@ -140,8 +141,8 @@ def iter_flows(lines: Iterable[tuple[int, bytes | SignalError]]) -> Iterator[tup
 
 # --- blocks of lines and arrays: one typed decode for a whole batch ---------------------------------
 
-_HUBBLE_LINES = msgspec.json.Decoder(hubble.HubbleLine)
-_HUBBLE_ARRAY = msgspec.json.Decoder(list[hubble.HubbleLine])
+_HUBBLE_LINES = msgspec.json.Decoder(hubble.RawEndsLine)
+_HUBBLE_ARRAY = msgspec.json.Decoder(list[hubble.RawEndsLine])
 _BLOCK_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
@@ -154,9 +155,10 @@ class Parsed:
         self.flows, self.rejected, self.formats = flows, rejected, formats
 
 
-def _all_hubble(lines: list[hubble.HubbleLine]) -> list[Flow] | None:
-    """Every decoded line a Hubble flow: the flows; else None (the batch takes the per-record path)."""
-    flow_of, unset = hubble.flow_of, msgspec.UNSET
+def _all_hubble(lines: list[hubble.RawEndsLine]) -> list[Flow] | None:
+    """Every decoded line a Hubble flow: the flows; else None (the batch takes the per-record path).
+    Raises msgspec.ValidationError for a raw endpoint the typed decode would have refused."""
+    flow_of, unset = hubble.flow_of_raw, msgspec.UNSET
     flows: list[Flow] = []
     append = flows.append
     try:
@@ -194,7 +196,7 @@ def parse_flow_lines(block: bytes, first_lineno: int = 1, *, max_line: int = MAX
     `flow_from_json`, the per-record path."""
     if not _typed_batch_allowed(block):
         return parse_flow_records((number + first_lineno - 1, line) for number, line in split_lines(block, max_line=max_line))
-    decode, flow_of, unset = _HUBBLE_LINES.decode, hubble.flow_of, msgspec.UNSET
+    decode, flow_of, unset = _HUBBLE_LINES.decode, hubble.flow_of_raw, msgspec.UNSET
     flows: list[Flow] = []
     rejected: list[tuple[int, SignalError, str]] = []
     formats: dict[str, int] = {}
