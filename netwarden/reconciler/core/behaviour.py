@@ -13,6 +13,7 @@ copying a peer table per flow is not affordable. It reads no clock; `now` is pas
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import msgspec
 
@@ -217,6 +218,16 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
     """Learn from one flow view, or report how it deviates from what was learned. `count` > 1 is the
     same view seen that many times at `now` (a fold of the scale-out ingest): rate, drops and the
     learning budget count each; an edge is learned or reported once, as for one view."""
+    return b, list(update(b, view, now, count))
+
+
+#: What `update` returns for the usual view: shared, never appended to.
+NO_DEVIATIONS: tuple[Deviation, ...] = ()
+
+
+def update(b: Baseline, view: FlowView, now: float, count: int = 1) -> Sequence[Deviation]:
+    """`observe` without its allocations, for the engine's per-view loop: the deviations, usually
+    NO_DEVIATIONS (a new list only when there are some)."""
     cfg = b.config
     if b.flows_seen == 0:
         # Learning and the rate history start with the first flow, not when the workload was first
@@ -229,7 +240,7 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
     if learning and (now >= b.learning_until or b.flows_seen >= cfg.learning_max_flows):
         b.learning = learning = False
     b.flows_seen += count
-    deviations: list[Deviation] = []
+    deviations: Sequence[Deviation] = NO_DEVIATIONS
 
     # Rate: count every view, dropped or not.
     bucket = int(now // cfg.rate_bucket_seconds)
@@ -246,7 +257,7 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
         continuing = b.spiked_bucket == b.bucket - 1
         b.spiked_bucket = b.bucket
         if not continuing:
-            deviations.append(_rate_spike(b, view, now))
+            deviations = [_rate_spike(b, view, now)]
 
     if view.dropped:
         # A dropped flow never happened: it is not learned, only counted towards a burst.
@@ -256,8 +267,8 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
         b.drop_count += count
         if not learning and not b.drop_reported and b.drop_count >= cfg.drop_burst_flows:
             b.drop_reported = True
-            deviations.append(_drop_burst(b, view, now))
-        return b, deviations
+            return [*deviations, _drop_burst(b, view, now)]
+        return deviations
 
     edge = view.key or view.edge
     edges = b.edges
@@ -266,9 +277,9 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
         # to the end (popped and re-inserted, so one lookup tests and removes it).
         if edges.pop(edge, None) is not None:
             edges[edge] = now
-            return b, deviations
+            return deviations
     elif edge in edges:
-        return b, deviations
+        return deviations
 
     peer_ns = view.peer_namespace
     crosses = peer_ns is not None and peer_ns != b.namespace
@@ -279,17 +290,18 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
             b.evicted_edges += 1
         if crosses:
             _remember_namespace(b, peer_ns, now)  # type: ignore[arg-type]
-        return b, deviations
+        return deviations
 
     # After learning: an unseen edge is reported once, and not learned (tightening keeps it out).
     novel = b.novel
     if edge in novel:
         novel[edge] = now
-        return b, deviations
+        return deviations
     novel[edge] = now
     if len(novel) > cfg.max_novel_per_workload:
         del novel[next(iter(novel))]
         b.evicted_novel += 1
+    deviations = list(deviations)
     if view.direction == EGRESS and view.peer_kind in OUTSIDE_KINDS:
         deviations.append(_edge_deviation(b, view, now, WORLD_EGRESS, "egress to an address outside the cluster"))
     else:
@@ -297,7 +309,7 @@ def observe(b: Baseline, view: FlowView, now: float, count: int = 1) -> tuple[Ba
     if crosses and peer_ns not in b.namespaces:
         _remember_namespace(b, peer_ns, now)  # type: ignore[arg-type]
         deviations.append(_edge_deviation(b, view, now, NEW_NAMESPACE, f"first traffic with namespace {peer_ns}"))
-    return b, deviations
+    return deviations
 
 
 def _remember_namespace(b: Baseline, namespace: str, now: float) -> None:

@@ -29,7 +29,7 @@ from netwarden.reconciler.core.decision import (
     mode_effect,
 )
 from netwarden.reconciler.core.alerts import DUPLICATE, TOO_OLD, AlertMemory, Attribution, alert_verdict, attribute_alert
-from netwarden.reconciler.core.behaviour import Baseline, Ends, FlowView, PodIndex, PodRef, observe, resolve_ends, resolve_flow, views_of
+from netwarden.reconciler.core.behaviour import Baseline, Ends, FlowView, PodIndex, PodRef, resolve_ends, resolve_flow, update, views_of
 from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.guard import GuardRails
 from netwarden.reconciler.core.risk import RiskState, metric_alert_deviation, metric_alert_key, security_alert_deviation
@@ -323,7 +323,7 @@ class DecisionEngine:
             tracked = get_tracked(view.identity)
             if tracked is None:
                 tracked = self._track(view.identity, view.namespace, at)
-            deviations = observe(tracked.baseline, view, at, count)[1]
+            deviations = update(tracked.baseline, view, at, count)
             if not view.dropped:
                 tracked.recent.add(view, count)
             if deviations:
