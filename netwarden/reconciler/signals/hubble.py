@@ -217,9 +217,10 @@ def _ends(ip: IP | None, source: HubbleEndpoint | None, destination: HubbleEndpo
     return _endpoint(source, src_ip), _endpoint(destination, dst_ip)
 
 
-#: (raw IP, raw source, raw destination) of a RawEndsFlow -> its two Endpoints: a pod pair's bytes
-#: repeat, so a hit skips decoding them. Bounded: cleared when full.
-_RAW_ENDS: dict[tuple[bytes, bytes, bytes], tuple[Endpoint, Endpoint]] = {}
+#: A RawEndsFlow's raw IP -> (its raw source, raw destination, and their two Endpoints): a pod pair's
+#: bytes repeat flow after flow, so a hit (the same IP bytes, then both endpoints byte for byte)
+#: skips decoding them. Another pair with the same addresses takes the slot. Bounded: cleared when full.
+_RAW_ENDS: dict[bytes, tuple[Raw, Raw, Endpoint, Endpoint]] = {}
 _RAW_ENDS_MAX = 8192
 _IP_DECODER = msgspec.json.Decoder(IP | None)
 _ENDPOINT_DECODER = msgspec.json.Decoder(HubbleEndpoint | None)
@@ -232,16 +233,16 @@ def flow_of_raw(line: RawEndsLine) -> Flow:
     flow = line.flow
     if flow is UNSET or flow is None:
         return flow_of(line)
-    key = (bytes(flow.IP), bytes(flow.source), bytes(flow.destination))
-    ends = _RAW_ENDS.get(key)
-    if ends is None:
+    ip = bytes(flow.IP)
+    known = _RAW_ENDS.get(ip)
+    if known is None or known[0] != flow.source or known[1] != flow.destination:
         decode = _ENDPOINT_DECODER.decode
-        ip, source, destination = _IP_DECODER.decode(key[0]), decode(key[1]), decode(key[2])
-        ends = _ends(ip, source, destination)
+        src, dst = _ends(_IP_DECODER.decode(ip), decode(flow.source), decode(flow.destination))
         if len(_RAW_ENDS) >= _RAW_ENDS_MAX:
             _RAW_ENDS.clear()
-        _RAW_ENDS[key] = ends
-    return _flow(line, flow, ends[0], ends[1])
+        # Copies: a decoded Raw is a view of the whole line.
+        known = _RAW_ENDS[ip] = (flow.source.copy(), flow.destination.copy(), src, dst)
+    return _flow(line, flow, known[2], known[3])
 
 
 def _flow(line: HubbleLine, flow: HubbleFlow | RawEndsFlow, source: Endpoint, destination: Endpoint) -> Flow:
