@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from netwarden.model import names
@@ -21,6 +22,7 @@ from netwarden.platform.logs import log_event
 
 if TYPE_CHECKING:  # the commands import what they use when run, so `--help` stays fast
     from netwarden.platform.kube import KubeClient
+    from netwarden.reconciler.policy_ops import PolicyWriter
 
 log = logging.getLogger("netwarden.reconciler")
 
@@ -28,7 +30,7 @@ DEFAULT_PORT = 8444
 
 
 def add_reconciler_parser(subparsers: argparse._SubParsersAction) -> None:
-    from netwarden.platform.config import add_section_arguments
+    from netwarden.platform.config import ReconcilerConfig, add_section_arguments
 
     run = subparsers.add_parser(
         "reconciler", help="run the reconciler (watches, leader election, signal receivers)",
@@ -64,6 +66,12 @@ def add_reconciler_parser(subparsers: argparse._SubParsersAction) -> None:
         if verb == "rollback":
             sub.add_argument("--to", type=int, dest="to_revision", metavar="REVISION",
                              help="revision to restore (default: the previous one)")
+        if verb == "approve":
+            sub.add_argument("--lease", default=f"{ReconcilerConfig.lease_namespace}/{ReconcilerConfig.lease_name}",
+                             metavar="NAMESPACE/NAME", help="the reconciler's leader Lease: while it is held, the "
+                             "reconciler carries the approval out (default: %(default)s)")
+            sub.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                             help="how long to wait for the reconciler to carry it out (default: %(default)s)")
         sub.set_defaults(func=cmd_policy_op, verb=verb)
 
 
@@ -212,8 +220,7 @@ def cmd_policy_op(args: argparse.Namespace) -> int:
     writer = PolicyWriter(_kube(args.kubeconfig))
     try:
         if args.verb == "approve":
-            outcomes = approve(writer, args.namespace, args.policy, changed_by=_actor())
-            print(f"approved: {len(outcomes)} change(s) applied to {args.namespace}/{args.policy}")
+            return _approve(writer, args)
         elif args.verb == "reject":
             reject(writer, args.namespace, args.policy, changed_by=_actor())
             print(f"rejected: the pending change on {args.namespace}/{args.policy} was dropped")
@@ -225,6 +232,38 @@ def cmd_policy_op(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _approve(writer: PolicyWriter, args: argparse.Namespace) -> int:
+    """While a reconciler leads, it carries the approval out (as its engine decided it: on the admin tier a
+    quarantine is its Deny, which the stored NetworkPolicies alone are not); with none, the stored
+    change is applied from here."""
+    from datetime import datetime, timezone
+
+    from netwarden.model.errors import ApiError
+    from netwarden.reconciler.leader import lease_holder
+    from netwarden.reconciler.policy_ops import annotations_of, approve, request_approval
+
+    lease_namespace, _, lease_name = args.lease.partition("/")
+    try:
+        leader = lease_holder(writer.kube.get_lease(lease_namespace, lease_name), datetime.now(timezone.utc))
+    except ApiError as exc:
+        leader = f"unknown (the Lease is not readable: {exc.status})"
+    if leader is None:
+        outcomes = approve(writer, args.namespace, args.policy, changed_by=_actor())
+        print(f"approved: {len(outcomes)} change(s) applied to {args.namespace}/{args.policy} (no reconciler leads)")
+        return 0
+    request_approval(writer, args.namespace, args.policy)
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        current = writer.kube.get_policy(args.namespace, args.policy)
+        if current is None or names.ANNOTATION_PENDING not in annotations_of(current):
+            print(f"approved: carried out by the reconciler ({leader}) on {args.namespace}/{args.policy}")
+            return 0
+        time.sleep(0.2)
+    print(f"error: approval requested on {args.namespace}/{args.policy}, but the reconciler ({leader}) has not "
+          f"carried it out within {args.wait:g} s; it will when it can", file=sys.stderr)
+    return 1
 
 
 # --- the reconciler process -------------------------------------------------------------------

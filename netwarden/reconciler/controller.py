@@ -37,7 +37,7 @@ from netwarden.reconciler.core.guard import WriteBudget
 from netwarden.reconciler.core.types import HealthSignal
 from netwarden.reconciler.declaration_events import DeclarationEvents
 from netwarden.reconciler.decisions import Decisions, baseline_policy_of
-from netwarden.reconciler.drift import Drift
+from netwarden.reconciler.drift import Drift, Proposals
 from netwarden.reconciler.leader import AlwaysOpen, NotLeader, WriterGate
 from netwarden.reconciler.policy_ops import Change, PolicyWriter, labels_of
 from netwarden.reconciler.quarantine import NetworkPolicyBackend, QuarantineBackend, PodQuarantine, QuarantineWork, QuarantineWriter
@@ -79,7 +79,7 @@ class Reconciler:
     def __init__(self, kube: KubeClient, index: ClusterIndex, settings: ControllerSettings = ControllerSettings(),
                  *, gate: WriterGate | None = None, queue: WorkQueue | None = None,
                  clock: Callable[[], float] = time.time, on_health: Callable[[HealthSignal], None] | None = None,
-                 on_pending_resolved: Callable[[str, bool], None] | None = None,
+                 proposals: Proposals | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  quarantine_backend: QuarantineBackend | None = None) -> None:
         self.kube = kube
@@ -121,7 +121,8 @@ class Reconciler:
                                    settle_carve_outs=self.decisions.settle_carve_outs,
                                    backend_injected=quarantine_backend is not None)
         #: Managed policies edited or deleted outside netwarden, proposals approved or rejected.
-        self.drift = Drift(index, self.writer, self._count, self.check_containment, on_pending_resolved)
+        self.drift = Drift(index, self.writer, self._count, self.check_containment, proposals,
+                           lambda: self.admin is not None)
 
     # -- the quarantine backend (discovered by the workloads controller) ------------------------
     @property

@@ -7,11 +7,12 @@ One of the reconciler's small controllers (netwarden/reconciler/controller.py wi
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from netwarden.model import names
 from netwarden.reconciler.policy_ops import (
     Change,
+    Pending,
     PolicyOpError,
     PolicyWriter,
     annotations_of,
@@ -30,17 +31,32 @@ log = logging.getLogger("netwarden.reconciler.controller")
 Obj = dict[str, Any]
 
 
+class Proposals(Protocol):
+    """The engine's side of approve mode (the reconciler's runtime): the decisions it proposed."""
+
+    def holds(self, identity: str) -> bool:
+        """Whether the engine holds a proposal for the workload (not after a restart: it proposes again)."""
+
+    def approve(self, identity: str) -> None:
+        """Carry out the held proposal as the engine decided it: the decision's own plan and steps."""
+
+    def reject(self, identity: str) -> None:
+        """Drop the held proposal (and pause proposals for a cooldown)."""
+
+
 class Drift:
     """Restores, re-creates, stamps and resolves proposals on netwarden's policies."""
 
     def __init__(self, index: ClusterIndex, writer: PolicyWriter, count: Callable[[str], None],
-                 check_containment: Callable[..., None],
-                 on_pending_resolved: Callable[[str, bool], None] | None = None) -> None:
+                 check_containment: Callable[..., None], proposals: Proposals | None = None,
+                 admin_in_use: Callable[[], bool] = lambda: False) -> None:
         self.index = index
         self.writer = writer
         self.count = count
         self.check_containment = check_containment
-        self.on_pending_resolved = on_pending_resolved
+        self.proposals = proposals
+        #: Whether quarantines are Admin-tier objects (a proposal's NetworkPolicies do not describe them).
+        self.admin_in_use = admin_in_use
         #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
         self._known_good: dict[tuple[str, str], Obj] = {}
         #: Last object seen per managed policy (a deleted one is re-created from it).
@@ -78,18 +94,35 @@ class Drift:
                 self.check_containment(namespace, baseline=obj)
 
     def _resolve_pending(self, namespace: str, name: str, obj: Obj, approved: bool) -> None:
+        """An approval is carried out as the engine decided it (a quarantine on the admin tier is its Deny,
+        not the NetworkPolicies the proposal was described with); the proposal is taken off the policy
+        first, so no later event replays it. A proposal the engine no longer holds (it predates a
+        restart) is replayed from its manifests, except a quarantine on the admin tier, which those
+        manifests would leave reopenable: that one is dropped, and proposed again if still warranted."""
         identity = labels_of(obj).get(names.LABEL_IDENTITY, "")
+        held = self.proposals is not None and bool(identity) and self.proposals.holds(identity)
+        clear = {names.ANNOTATION_PENDING: None, names.ANNOTATION_APPROVE: None}
         try:
-            if approved:
+            if approved and held:
+                written = self.writer.patch_annotations(obj, clear)
+                self.writer.event(written, names.EVENT_CHANGE_PENDING, "proposal approved by kubectl-annotate")
+                self.proposals.approve(identity)  # type: ignore[union-attr]
+            elif approved and self.admin_in_use() and _quarantines(annotations_of(obj)[names.ANNOTATION_PENDING]):
+                written = self.writer.patch_annotations(obj, clear)
+                self.writer.event(written, names.EVENT_CHANGE_PENDING,
+                                  "proposal dropped: it quarantines on the admin tier and predates this reconciler's "
+                                  "state; netwarden proposes it again if the evidence still warrants it", "Warning")
+                return
+            elif approved:
                 approve(self.writer, namespace, name, changed_by="kubectl-annotate")
             else:
                 reject(self.writer, namespace, name, changed_by="kubectl-annotate")
+                if held:
+                    self.proposals.reject(identity)  # type: ignore[union-attr]
         except PolicyOpError as exc:
             log.warning("pending change on %s/%s: %s", namespace, name, exc)
             return
         self.count("approved" if approved else "rejected")
-        if self.on_pending_resolved is not None and identity:
-            self.on_pending_resolved(identity, approved)
 
     def _restore(self, obj: Obj) -> None:
         key = obj_key(obj)
@@ -129,3 +162,13 @@ class Drift:
                         "stop netwarden managing it)", names.REASON_RESTORED)
         self.writer.apply(change)
         self.count("recreated")
+
+
+def _quarantines(pending_text: str) -> bool:
+    """Whether a stored proposal quarantines (a pod's quarantine policy, or a workload at the quarantined step)."""
+    try:
+        manifests = Pending.from_annotation(pending_text).manifests
+    except PolicyOpError:
+        return False
+    return any(labels_of(m).get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE
+               or annotations_of(m).get(names.ANNOTATION_STEP) == names.STEP_QUARANTINED for m in manifests)

@@ -65,6 +65,26 @@ def micro_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: How far apart two clocks may be when a one-off reader (the CLI) judges a Lease by its renewTime.
+LEASE_CLOCK_SKEW_SECONDS = 5.0
+
+
+def lease_holder(lease: dict[str, Any] | None, now: datetime) -> str | None:
+    """Who holds a Lease now, judged once from its renewTime and duration (the elector itself judges by
+    when it saw a renewal, immune to skew; a one-off reader cannot, so it allows LEASE_CLOCK_SKEW_SECONDS)."""
+    spec = (lease or {}).get("spec") or {}
+    holder, renewed = spec.get("holderIdentity"), spec.get("renewTime")
+    if not holder or not renewed:
+        return None
+    try:
+        renewed_at = datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    duration = float(spec.get("leaseDurationSeconds") or LeaseTiming().lease_duration)
+    alive = (now - renewed_at).total_seconds() < duration + LEASE_CLOCK_SKEW_SECONDS
+    return str(holder) if alive else None
+
+
 @dataclass(frozen=True)
 class LeaseTiming:
     lease_duration: float = 15.0

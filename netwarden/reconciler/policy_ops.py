@@ -410,8 +410,16 @@ def _pending_on(writer: PolicyWriter, namespace: str, name: str) -> tuple[Obj, s
     return holder, text
 
 
+def request_approval(writer: PolicyWriter, namespace: str, name: str) -> Obj:
+    """Ask the running reconciler to carry out the change pending on a policy (what `kubectl annotate
+    netwarden.io/approve=true` asks): it does so as its engine decided it, the admin-tier Deny included."""
+    holder, _ = _pending_on(writer, namespace, name)
+    return writer.patch_annotations(holder, {names.ANNOTATION_APPROVE: "true"})
+
+
 def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str = "cli") -> list[Outcome]:
-    """Apply the change pending on a policy, then clear the proposal."""
+    """Apply the change pending on a policy from its stored manifests, then clear the proposal (with no
+    reconciler running; one that runs carries out an approval itself: `request_approval`)."""
     holder, text = _pending_on(writer, namespace, name)
     pending = Pending.from_annotation(text)
     outcomes: list[Outcome] = []

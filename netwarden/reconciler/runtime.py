@@ -83,7 +83,7 @@ class ReconcilerRuntime:
         self.queue = WorkQueue()
         self.controller = Reconciler(kube, self.index, settings.controller, gate=self.gate, queue=self.queue,
                                      clock=clock, on_health=self.accept_health,
-                                     on_pending_resolved=self._pending_resolved)
+                                     proposals=EngineProposals(self))
         self.watcher = ClusterWatcher(kube, self.index, timeout_seconds=settings.watch_timeout_seconds,
                                       backoff=backoff)
         self.watcher.subscribe(self._on_change)
@@ -274,14 +274,6 @@ class ReconcilerRuntime:
             decisions = self.engine.ingest_health(signal, self.clock())
         self.apply(decisions)
 
-    def _pending_resolved(self, identity: str, approved: bool) -> None:
-        # The proposal was written from the policy's own annotation; the engine only moves its state.
-        with self._engine_lock:
-            if approved:
-                self.engine.approve(identity, self.clock())
-            else:
-                self.engine.reject(identity, self.clock())
-
     # -- applying -----------------------------------------------------------------------------
     def apply(self, decisions: Sequence[Decision]) -> None:
         if not decisions:
@@ -314,6 +306,28 @@ class ReconcilerRuntime:
             if self.gate.is_open() and time.monotonic() - last_check >= self.settings.containment_recheck_seconds:
                 last_check = time.monotonic()
                 self.controller.recheck_containment()
+
+
+class EngineProposals:
+    """Approve mode's proposals as the engine holds them (netwarden/reconciler/drift.py:Proposals): an
+    approval runs the engine's own decisions through the usual path (plan, steps, retries)."""
+
+    def __init__(self, runtime: "ReconcilerRuntime") -> None:
+        self.runtime = runtime
+
+    def holds(self, identity: str) -> bool:
+        with self.runtime._engine_lock:
+            state = self.runtime.engine.state_of(identity)
+            return state is not None and bool(state.pending)
+
+    def approve(self, identity: str) -> None:
+        with self.runtime._engine_lock:
+            decisions = self.runtime.engine.approve(identity, self.runtime.clock())
+        self.runtime.apply(decisions)
+
+    def reject(self, identity: str) -> None:
+        with self.runtime._engine_lock:
+            self.runtime.engine.reject(identity, self.runtime.clock())
 
 
 def account_unattributed(kind: str, where: Attribution | None, namespace: str | None, pod: str | None,

@@ -25,8 +25,10 @@ from netwarden.model import names
 from netwarden.model.admin_policy import ANP_V1ALPHA1, CNP_V1BETA1, AdminApi, admin_quarantine_name
 from netwarden.platform.kube import KubeClient, admin_policy_api_calls
 from netwarden.model.netpol_eval import NamespaceInfo, PodInfo, PolicySet
+from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_intent, quarantine_policy_name, render_network_policy
 from netwarden.reconciler.controller import ControllerSettings
 from netwarden.reconciler.core.config import CoreConfig
+from netwarden.reconciler.policy_ops import Pending, PolicyWriter, store_pending
 from netwarden.reconciler.receivers import ReceiverServer, create_receiver_app
 from netwarden.reconciler.runtime import ReconcilerRuntime, RuntimeSettings
 from netwarden.reconciler.watch import Backoff
@@ -181,5 +183,78 @@ def test_a_served_backend_that_rbac_does_not_grant_falls_back_to_network_policy(
     try:
         assert runtime.controller.admin is None
         assert "forbidden" in runtime.controller.backend_reason and "NetworkPolicy" in runtime.controller.backend_reason
+    finally:
+        runtime.stop()
+
+
+def test_an_approved_quarantine_is_carried_out_on_the_admin_tier_as_an_automatic_one_is(
+        setup: tuple[LocalKube, AdminApi]) -> None:
+    """Approve mode: the proposal is approved with kubectl annotate; what is written then is the decision's
+    own plan (the Admin-tier Deny), not a replay of the NetworkPolicies it was described with, which a
+    user's allow-all would reopen (NetworkPolicies are additive)."""
+    server, api = setup
+    admin = server.api_client("admin")
+    core, net, custom = client.CoreV1Api(admin), client.NetworkingV1Api(admin), client.CustomObjectsApi(admin)
+    make_namespace(core, "shop", mode=names.MODE_APPROVE)
+    for name in ("filler-0", "web", "db"):
+        make_pod(core, "shop", name)
+    net.create_namespaced_network_policy("shop", {
+        "metadata": {"name": "user-allow-all"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{}], "egress": [{}]}})
+    runtime = start(server)
+    try:
+        instance = wait_until(lambda: (core.read_namespaced_pod("web", "shop").metadata.labels or {})
+                              .get(names.LABEL_INSTANCE))
+        wait_until(lambda: runtime.index.policy("shop", "netwarden-pod-web"))
+        quarantine_by_alert(runtime, "web")
+        held = wait_until(lambda: (net.read_namespaced_network_policy("netwarden-pod-web", "shop").metadata.annotations
+                                   or {}).get(names.ANNOTATION_PENDING), what="the proposal")
+        assert admin_objects(custom, api) == {}, "approve mode wrote before the approval"
+        assert held
+        net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
+                                            {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
+        web_name = admin_quarantine_name("shop", instance, "shop.pod.web")
+        wait_until(lambda: web_name in admin_objects(custom, api), what="the Admin-tier Deny, after the approval")
+        wait_until(lambda: names.ANNOTATION_PENDING not in (
+            net.read_namespaced_network_policy("netwarden-pod-web", "shop").metadata.annotations or {}),
+                   what="the proposal taken off the policy")
+        assert not [p for p in net.list_namespaced_network_policy("shop").items if "quarantine" in p.metadata.name]
+        pods = {p.metadata.name: PodInfo("shop", p.metadata.name, p.metadata.labels or {}, f"10.0.0.{i + 1}")
+                for i, p in enumerate(core.list_namespaced_pod("shop").items)}
+        held_now = PolicySet([client.ApiClient().sanitize_for_serialization(p) for p in
+                              net.list_namespaced_network_policy("shop").items] + list(admin_objects(custom, api).values()),
+                             [NamespaceInfo("shop")])
+        assert not held_now.is_allowed(pods["db"], pods["web"], 8080) and not held_now.is_allowed(pods["web"], pods["db"], 8080)
+        assert runtime.engine.state_of("shop.pod.web").pending == ()
+    finally:
+        runtime.stop()
+
+
+def test_an_approved_quarantine_the_engine_no_longer_holds_is_dropped_not_replayed_as_network_policies(
+        setup: tuple[LocalKube, AdminApi]) -> None:
+    """A proposal from before a restart (the engine does not keep proposals; it proposes again): its stored
+    NetworkPolicies would quarantine on a tier a user's allow-all reopens, so it is dropped with a Warning."""
+    server, api = setup
+    admin = server.api_client("admin")
+    core, net = client.CoreV1Api(admin), client.NetworkingV1Api(admin)
+    make_namespace(core, "shop", mode=names.MODE_APPROVE)
+    make_pod(core, "shop", "web")
+    runtime = start(server)
+    try:
+        holder = wait_until(lambda: runtime.index.policy("shop", "netwarden-pod-web"))
+        assert runtime.controller.admin is not None
+        instance = (core.read_namespaced_pod("web", "shop").metadata.labels or {})[names.LABEL_INSTANCE]
+        stale = quarantine_intent("shop", "shop.pod.web", instance)
+        manifest = render_network_policy(stale, PolicyMeta(quarantine_policy_name(instance), "alert",
+                                                           role=names.ROLE_QUARANTINE), DnsTarget())
+        store_pending(PolicyWriter(KubeClient(admin)), holder, Pending((manifest,), (), "alert", "quarantine-pod", 30.0, 0.0))
+        net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
+                                            {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
+        wait_until(lambda: names.ANNOTATION_PENDING not in (
+            net.read_namespaced_network_policy("netwarden-pod-web", "shop").metadata.annotations or {}),
+                   what="the stale proposal taken off the policy")
+        assert not [p for p in net.list_namespaced_network_policy("shop").items if "quarantine" in p.metadata.name]
+        assert wait_until(lambda: [e for e in core.list_namespaced_event("shop").items
+                                   if e.type == "Warning" and "proposal dropped" in (e.message or "")])
     finally:
         runtime.stop()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime, timedelta, timezone
 
 from kubernetes import client
 
 from netwarden.model import names
 from netwarden.cli import main
 from netwarden.platform.kube import KubeClient
+from netwarden.reconciler.leader import LEASE_CLOCK_SKEW_SECONDS, lease_holder, micro_time
 from netwarden.reconciler.policy_ops import Change, PolicyWriter
 
 from .conftest import make_namespace
-from .test_controller import baseline_manifest, policy
+from .test_controller import baseline_manifest, policy, propose_no_egress
 
 
 def test_status_explain_and_rollback_from_the_command_line(cluster, kube: KubeClient, core: client.CoreV1Api,
@@ -41,3 +43,30 @@ def test_status_explain_and_rollback_from_the_command_line(cluster, kube: KubeCl
     assert policy(net, "shop", "netwarden-pod-web")["spec"] == original["spec"]
     assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
     assert "no pending change" in capsys.readouterr().err
+
+
+def test_approve_while_a_reconciler_leads_asks_it_and_says_so_when_it_does_not_answer(
+        cluster, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, capsys) -> None:
+    """A held Lease means a reconciler runs: it carries the approval out (on the admin tier a quarantine is
+    its Deny, which the stored NetworkPolicies are not), so the CLI asks it instead of writing them itself."""
+    kubeconfig = cluster.write_kubeconfig()
+    current = propose_no_egress(kube, core, net)
+    make_namespace(core, "netwarden", opted_in=False)
+    now = datetime.now(timezone.utc)
+    kube.create_lease({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": "netwarden-reconciler", "namespace": "netwarden"},
+                       "spec": {"holderIdentity": "reconciler-0", "leaseDurationSeconds": 15,
+                                "renewTime": micro_time(now)}})
+    assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig, "--wait", "0.5"]) == 1
+    assert "reconciler-0" in capsys.readouterr().err
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert after["metadata"]["annotations"][names.ANNOTATION_APPROVE] == "true"  # asked, as kubectl annotate asks
+    assert names.ANNOTATION_PENDING in after["metadata"]["annotations"] and after["spec"] == current["spec"]
+
+
+def test_a_lease_is_held_while_its_renewal_is_within_its_duration() -> None:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    lease = {"spec": {"holderIdentity": "r-0", "leaseDurationSeconds": 15, "renewTime": micro_time(now)}}
+    assert lease_holder(lease, now + timedelta(seconds=10)) == "r-0"
+    assert lease_holder(lease, now + timedelta(seconds=15 + LEASE_CLOCK_SKEW_SECONDS + 1)) is None
+    assert lease_holder({"spec": {"holderIdentity": "r-0"}}, now) is None and lease_holder(None, now) is None

@@ -300,16 +300,21 @@ def test_approve_applies_the_pending_spec_and_reject_drops_it(
     assert after["spec"] == current["spec"]
 
 
-def test_cli_approve_without_a_running_reconciler(kube: KubeClient, core: client.CoreV1Api,
-                                                  net: client.NetworkingV1Api) -> None:
+def propose_no_egress(kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> dict:
+    """shop's web baseline with a proposal pending on it (egress closed); returns the policy as it was."""
     make_namespace(core, "shop")
     net.create_namespaced_network_policy("shop", baseline_manifest("shop", "web"))
-    writer = PolicyWriter(kube)
     current = policy(net, "shop", "netwarden-pod-web")
     proposed = copy.deepcopy(current)
     proposed["spec"]["egress"] = []
-    store_pending(writer, current, Pending((proposed,), (), "tighten", "tighten", 11.0, 0.0))
-    approve(writer, "shop", "netwarden-pod-web", changed_by="test")
+    store_pending(PolicyWriter(kube), current, Pending((proposed,), (), "tighten", "tighten", 11.0, 0.0))
+    return current
+
+
+def test_cli_approve_without_a_running_reconciler(kube: KubeClient, core: client.CoreV1Api,
+                                                  net: client.NetworkingV1Api) -> None:
+    propose_no_egress(kube, core, net)
+    approve(PolicyWriter(kube), "shop", "netwarden-pod-web", changed_by="test")
     after = policy(net, "shop", "netwarden-pod-web")
     assert after["spec"].get("egress", []) == []  # stored without the key, as omitempty does upstream
     assert after["metadata"]["annotations"][names.ANNOTATION_REVISION] == "2"
