@@ -52,6 +52,23 @@ def test_trusted_usernames_are_the_service_accounts_the_pods_run_as() -> None:
     assert writers[-1] == "system:serviceaccount:ops:fixer"
 
 
+def test_pod_creators_reach_both_components_and_load_as_the_identity_rule(tmp_path: Path) -> None:
+    from netwarden.model.identity import UPSTREAM_POD_CREATORS
+    from netwarden.platform.config import load_config
+
+    def loaded(values: dict[str, Any]) -> Any:
+        path = tmp_path / "config.yaml"
+        path.write_text(config_yaml(values))
+        return load_config({"NETWARDEN_CONFIG": str(path)}).cluster.creators()
+
+    assert loaded({}) == UPSTREAM_POD_CREATORS  # unset: upstream kube-controller-manager's users
+    creators = loaded({"podCreators": ["ReplicaSet=system:serviceaccount:kube-system:my-rs-controller"]})
+    assert creators.may_create_for("ReplicaSet", "system:serviceaccount:kube-system:my-rs-controller")
+    assert not creators.may_create_for("ReplicaSet", "system:serviceaccount:kube-system:replicaset-controller")
+    with pytest.raises(HelmError, match="podCreators"):
+        render({"podCreators": ["Deployment=someone"]})  # not a kind whose pods netwarden verifies
+
+
 def test_core_section_loads_with_the_reconciler_core_config() -> None:
     from netwarden.reconciler.core.config import CoreConfig
 
