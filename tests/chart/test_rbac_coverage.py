@@ -37,6 +37,10 @@ from tests.chart.expected_rbac import EXPECTED_RBAC  # noqa: E402
 from tests.chart.rbac_check import compare, grants, records_by_account  # noqa: E402
 from tests.chart.rbac_scenario import STORY_VALUES, UPGRADE_VALUES, Observed, run_scenario  # noqa: E402
 
+#: The scenario (a chart install, the demo story, a rollover and an upgrade) is the first test's set-up: about
+#: 80 s on a quiet machine, past the suite's 300 s default on a loaded one.
+pytestmark = pytest.mark.timeout(900)
+
 RBAC_MD = Path(__file__).with_name("RBAC.md")
 #: (resource, verb) made on a timer, not by a scenario step: documented in the phase with the most of them.
 TIMER_CALLS = frozenset({("leases", "update")})

@@ -31,7 +31,7 @@ from tests.chart.expected_rbac import EXPECTED_RBAC  # noqa: E402
 from tests.chart.rbac_check import AuditEvent, accounts, compare, grants, read_audit_file  # noqa: E402
 from tests.chart.rbac_scenario import Observed, run_scenario  # noqa: E402
 
-pytestmark = pytest.mark.kube
+pytestmark = [pytest.mark.kube, pytest.mark.timeout(900)]  # the scenario is the first test's set-up
 
 #: What a component logs when the API refuses it (client exceptions, structured logs with the code).
 TERMINATING = "because it is being terminated"
