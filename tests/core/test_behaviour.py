@@ -198,3 +198,12 @@ def test_learning_and_rate_history_start_at_the_first_flow_not_when_tracking_beg
         found += observe(b, view(t=t), t)[1]
     assert found == []
     assert b.learning_until == 3600.0 + FAST.learning_seconds
+
+
+def test_the_rate_bucket_opens_where_the_floor_division_says_even_at_its_edges() -> None:
+    b = Baseline(API, "shop", 0.0, with_config())
+    size = b.config.rate_bucket_seconds
+    edges = [size - 2e-15, size, size + 1e-12, 3 * size - 1e-13, 3 * size, 1.7e9 - 1e-6, 1.7e9, 1.7e9 + size]
+    for t in edges:
+        observe(b, view(t=t), t)
+        assert type(b.bucket) is int and b.bucket == int(t // size)

@@ -242,10 +242,11 @@ def update(b: Baseline, view: FlowView, now: float, count: int = 1) -> Sequence[
     b.flows_seen += count
     deviations: Sequence[Deviation] = NO_DEVIATIONS
 
-    # Rate: count every view, dropped or not.
-    bucket = int(now // cfg.rate_bucket_seconds)
+    # Rate: count every view, dropped or not. The floor division is whole-valued, so it compares
+    # with the int bucket as its int() would (made only when a new bucket opens).
+    bucket = now // cfg.rate_bucket_seconds
     if bucket > b.bucket:
-        _roll_rate(b, bucket)
+        _roll_rate(b, int(bucket))
     b.bucket_count += count
     if (
         not learning
