@@ -100,13 +100,14 @@ class Drift:
         restart) is replayed from its manifests, except a quarantine on the admin tier, which those
         manifests would leave reopenable: that one is dropped, and proposed again if still warranted."""
         identity = labels_of(obj).get(names.LABEL_IDENTITY, "")
-        held = self.proposals is not None and bool(identity) and self.proposals.holds(identity)
+        holder = self.proposals if identity and self.proposals is not None and self.proposals.holds(identity) else None
         clear = {names.ANNOTATION_PENDING: None, names.ANNOTATION_APPROVE: None}
         try:
-            if approved and held:
+            if approved and holder is not None:
                 written = self.writer.patch_annotations(obj, clear)
-                self.writer.event(written, names.EVENT_CHANGE_PENDING, "proposal approved by kubectl-annotate")
-                self.proposals.approve(identity)  # type: ignore[union-attr]
+                self.writer.event(written, names.EVENT_CHANGE_PENDING,
+                                  f"proposal approved ({names.ANNOTATION_APPROVE}=true); carried out as decided")
+                holder.approve(identity)
             elif approved and self.admin_in_use() and _quarantines(annotations_of(obj)[names.ANNOTATION_PENDING]):
                 written = self.writer.patch_annotations(obj, clear)
                 self.writer.event(written, names.EVENT_CHANGE_PENDING,
@@ -117,8 +118,8 @@ class Drift:
                 approve(self.writer, namespace, name, changed_by="kubectl-annotate")
             else:
                 reject(self.writer, namespace, name, changed_by="kubectl-annotate")
-                if held:
-                    self.proposals.reject(identity)  # type: ignore[union-attr]
+                if holder is not None:
+                    holder.reject(identity)
         except PolicyOpError as exc:
             log.warning("pending change on %s/%s: %s", namespace, name, exc)
             return
