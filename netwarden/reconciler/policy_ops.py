@@ -110,6 +110,10 @@ def _ref(obj: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
+#: `changed-by` of the reconciler's own writes (a person's are cli:<user>, kubectl-annotate, ...).
+RECONCILER_WRITER = "reconciler"
+
+
 @dataclass(frozen=True)
 class Change:
     """A desired policy (full manifest) and how to account for writing it."""
@@ -121,7 +125,7 @@ class Change:
     evidence: Sequence[Mapping[str, Any]] = ()
     #: Pods the change is about (Events go on them too): wire objects or {"metadata": {...}} stubs.
     pods: Sequence[Mapping[str, Any]] = ()
-    changed_by: str = "reconciler"
+    changed_by: str = RECONCILER_WRITER
     #: Extra annotations to set (None removes one), beside the bookkeeping ones.
     annotations: Mapping[str, str | None] = field(default_factory=dict)
     #: A write that undoes or opens (rollback, relax, quarantine release, cleanup): it has its own
@@ -225,7 +229,7 @@ class PolicyWriter:
         return Outcome("updated", self.kube.replace_policy(manifest))
 
     def delete(self, obj: Mapping[str, Any], *, event_reason: str, message: str, reason: str,
-               pods: Sequence[Mapping[str, Any]] = (), changed_by: str = "reconciler") -> Outcome:
+               pods: Sequence[Mapping[str, Any]] = (), changed_by: str = RECONCILER_WRITER) -> Outcome:
         """Deletes only ever remove restrictions netwarden added (cleanup, release): safety writes."""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")

@@ -28,7 +28,7 @@ from netwarden.reconciler.core.config import CoreConfig
 from netwarden.reconciler.core.engine import DecisionEngine
 from netwarden.reconciler.core.types import Flow, HealthSignal, MetricAlert, RestoredPolicy, SecurityAlert
 from netwarden.reconciler.leader import AlwaysOpen, WriterGate
-from netwarden.reconciler.policy_ops import annotations_of, epoch_of, labels_of
+from netwarden.reconciler.policy_ops import RECONCILER_WRITER, annotations_of, epoch_of, labels_of
 from netwarden.reconciler.priority import SignalPriority
 from netwarden.reconciler.queue import WorkQueue
 from netwarden.reconciler.scaleout.statestore import Checkpointer, SecretStateStore, StateStoreSettings
@@ -131,6 +131,7 @@ class ReconcilerRuntime:
                 self.checkpoints.restore()  # baselines first: the policies' steps are read back over them
             self.take_over()
             self.resume_quarantines()
+            self.resume_workload_steps()
             self.controller.collect_garbage()
             self.controller.resync()
             with self._engine_lock:
@@ -177,6 +178,26 @@ class ReconcilerRuntime:
                 resumed.append(decision)
         if resumed:
             log_event(log, "info", {"event": "quarantines_resumed", "instances": [d.instances[0] for d in resumed]})
+            self.apply(resumed)
+        return len(resumed)
+
+    def resume_workload_steps(self) -> int:
+        """Write the workload steps (tightened, quarantined) the engine holds from a saved state where the
+        workload's policy says another step: the last leader decided them and died while the write was
+        failing. Each goes through the usual plan; returns how many were resumed."""
+        with self._engine_lock:
+            held = self.engine.held_workload_steps(self.clock())
+        resumed = []
+        for decision in held:
+            holder = self.controller.decisions.baseline_policy_of(decision.identity)
+            if holder is None or annotations_of(holder).get(names.ANNOTATION_STEP) == decision.step_after:
+                continue  # no policy to carry it (the workload is gone), or the cluster already holds it
+            if annotations_of(holder).get(names.ANNOTATION_CHANGED_BY, RECONCILER_WRITER) != RECONCILER_WRITER:
+                continue  # a person changed it since (a rollback, an approval): theirs is the last word
+            resumed.append(decision)
+        if resumed:
+            log_event(log, "info", {"event": "workload_steps_resumed",
+                                    "workloads": [(d.identity, d.step_after) for d in resumed]})
             self.apply(resumed)
         return len(resumed)
 

@@ -209,34 +209,47 @@ def test_six_500s_on_creates_never_leave_the_pod_carved_out_without_its_quaranti
         runtime.stop()
 
 
+API_IDENTITY, API_POLICY = f"{NS}.deploy.api", "netwarden-deploy-api"
+#: The blast radius bounds automatic quarantines to 10% of the namespace's pods by default: 2 of 15 here.
+API_CORE = CoreConfig(default_mode=names.MODE_ENFORCE, blast_max_pod_fraction=0.2)
+
+
+def make_api_deployment(cluster: LocalKube, core: client.CoreV1Api) -> None:
+    """A Deployment `api` in shop with two pods, labelled as its controller's admission labelled them."""
+    owner = make_deployment(client.AppsV1Api(cluster.api_client()), NS, "api", "5d8f7c9b6")
+    for i in range(2):
+        make_pod(core, NS, f"api-5d8f7c9b6-{i}", owner=owner, ip=f"10.0.0.2{i}",
+                 labels={names.LABEL_IDENTITY: API_IDENTITY, names.LABEL_INSTANCE: f"inst-api-{i}"})
+
+
+def api_alert() -> SecurityAlert:
+    """Workload-level evidence (an alert naming the Deployment, no pod): it quarantines the whole workload."""
+    return SecurityAlert(time.time(), NS, None, "Deployment image changed to a miner", "critical",
+                         target=AlertTarget("deployments", "api"))
+
+
 def test_a_workload_quarantine_whose_write_fails_past_the_api_retries_is_retried_until_it_holds(
         cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None) -> None:
     """An API brownout longer than the client's own retries (five attempts) must not leave the engine
     believing a workload quarantined while its policy still allows what it did: the decision is kept
     and retried from the queue until the policy says quarantined."""
-    api_identity, api_policy = f"{NS}.deploy.api", "netwarden-deploy-api"
-    owner = make_deployment(client.AppsV1Api(cluster.api_client()), NS, "api", "5d8f7c9b6")
-    for i in range(2):  # the Deployment's pods, labelled as its controller's admission labelled them
-        make_pod(core, NS, f"api-5d8f7c9b6-{i}", owner=owner, ip=f"10.0.0.2{i}",
-                 labels={names.LABEL_IDENTITY: api_identity, names.LABEL_INSTANCE: f"inst-api-{i}"})
-    # the blast radius bounds automatic quarantines to 10% of the namespace's pods by default: 2 of 15 here
-    runtime = start_runtime(kube, CoreConfig(default_mode=names.MODE_ENFORCE, blast_max_pod_fraction=0.2))
+    make_api_deployment(cluster, core)
+    runtime = start_runtime(kube, API_CORE)
     try:
-        wait_until(lambda: policy(net, NS, api_policy), what="the backfilled workload policy")
+        wait_until(lambda: policy(net, NS, API_POLICY), what="the backfilled workload policy")
         wait_until(lambda: runtime.engine.index.by_pod.get((NS, "api-5d8f7c9b6-1")))
         retries_before = metrics.WORKLOAD_WRITE_RETRIES.labels("quarantine-workload")._value.get()
-        cluster.faults.add(method="PUT", path_regex=f"namespaces/{NS}/networkpolicies/{api_policy}", status=503,
-                           times=12)
-        runtime.accept_alert(SecurityAlert(time.time(), NS, None, "Deployment image changed to a miner", "critical",
-                                           target=AlertTarget("deployments", "api")))
-        assert runtime.engine.state_of(api_identity).step == names.STEP_QUARANTINED
-        wait_until(lambda: metrics.WORKLOAD_WRITE_RETRIES.labels("quarantine-workload")._value.get() > retries_before,
-                   what="the failed write queued for a retry")
-        assert (NS, api_identity) in runtime.controller.decisions.pending_workload_work()
-        wait_until(lambda: (policy(net, NS, api_policy)["metadata"].get("annotations") or {}).get(names.ANNOTATION_STEP)
-                   == names.STEP_QUARANTINED, what="the quarantine, written after the brownout")
+        cluster.faults.add(method="PUT", path_regex=f"namespaces/{NS}/networkpolicies/{API_POLICY}", status=503,
+                           times=None)  # the outage lasts until cleared below
+        runtime.accept_alert(api_alert())
+        assert runtime.engine.state_of(API_IDENTITY).step == names.STEP_QUARANTINED
+        wait_until(lambda: metrics.WORKLOAD_WRITE_RETRIES.labels("quarantine-workload")._value.get() > retries_before + 1,
+                   what="the failed write retried from the queue")
+        assert (NS, API_IDENTITY) in runtime.controller.decisions.pending_workload_work()
+        cluster.faults.clear()  # the API server is back
+        wait_until(lambda: (policy(net, NS, API_POLICY)["metadata"].get("annotations") or {}).get(names.ANNOTATION_STEP)
+                   == names.STEP_QUARANTINED, what="the quarantine, written after the outage")
         wait_until(lambda: not runtime.controller.decisions.pending_workload_work(), what="no write left to retry")
-        assert cluster.faults.list() == [], "every injected 503 was hit"
     finally:
         runtime.stop()
 
@@ -272,6 +285,50 @@ def test_a_quarantine_whose_first_write_never_landed_before_a_crash_is_written_b
         # and it ends at the first decision's expiry, not later
         held = second.engine.state_of(IDENTITY).quarantined[INSTANCE]
         assert held.expires_at <= time.time() + CoreConfig().quarantine_expiry_seconds
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("rolled_back_by_a_person", [False, True])
+def test_a_workload_quarantine_whose_write_was_failing_when_its_leader_died_is_written_by_the_next_leader(
+        cluster: LocalKube, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, shop: None,
+        rolled_back_by_a_person: bool) -> None:
+    """The kept decision lived only in the dead process's retry queue; its step was saved beside the decision,
+    so the next leader finds the workload quarantined in the saved state but not in the cluster, and writes it,
+    unless a person changed the policy since (a rollback, an approval): theirs is the last word."""
+    make_namespace(core, "netwarden", opted_in=False)
+    make_api_deployment(cluster, core)
+    state = StateStoreSettings("netwarden", 2, 3600.0)
+    gate = Leading()
+    first = start_runtime(kube, API_CORE, gate=gate, state=state)
+    try:
+        wait_until(lambda: policy(net, NS, API_POLICY), what="the backfilled workload policy")
+        wait_until(lambda: first.engine.index.by_pod.get((NS, "api-5d8f7c9b6-1")))
+        cluster.faults.add(method="PUT", path_regex=f"namespaces/{NS}/networkpolicies/{API_POLICY}", status=503,
+                           times=None)
+        first.accept_alert(api_alert())
+        assert first.engine.state_of(API_IDENTITY).step == names.STEP_QUARANTINED
+        shard = secret_name(shard_of(API_IDENTITY, 2))
+        wait_until(lambda: API_IDENTITY in (kube.get_secret("netwarden", shard) or {}).get("data", {}),
+                   what="the decision saved beside its first write")
+        assert (policy(net, NS, API_POLICY)["metadata"].get("annotations") or {}).get(names.ANNOTATION_STEP) \
+            != names.STEP_QUARANTINED  # nothing reached the cluster
+    finally:
+        gate.open = False  # killed: no more writes, no save on the way out
+        first.stop()
+    cluster.faults.clear()
+    if rolled_back_by_a_person:
+        net.patch_namespaced_network_policy(API_POLICY, NS, {"metadata": {"annotations": {
+            names.ANNOTATION_CHANGED_BY: "cli:alice"}}})
+    second = start_runtime(kube, API_CORE, state=state)  # resumes what it holds as it takes the lead
+    try:
+        if rolled_back_by_a_person:
+            assert second.resume_workload_steps() == 0
+            step = (policy(net, NS, API_POLICY)["metadata"].get("annotations") or {}).get(names.ANNOTATION_STEP)
+            assert step != names.STEP_QUARANTINED
+        else:
+            wait_until(lambda: (policy(net, NS, API_POLICY)["metadata"].get("annotations") or {})
+                       .get(names.ANNOTATION_STEP) == names.STEP_QUARANTINED, what="the workload quarantine, by the next leader")
     finally:
         second.stop()
 

@@ -21,7 +21,10 @@ from netwarden.reconciler.core import actions, snapshot
 from netwarden.reconciler.core.decision import (
     EFFECT_WRITE,
     LEVEL_QUARANTINE,
+    LEVEL_TIGHTEN,
     QUARANTINE_POD,
+    QUARANTINE_WORKLOAD,
+    TIGHTEN,
     DecideContext,
     Decision,
     QuarantinedPod,
@@ -233,6 +236,33 @@ class DecisionEngine:
                     (held.pod or "",), intents, expires_at=held.expires_at,
                     evidence=tuple(e for e in tracked.risk.evidence() if e.instance == instance),
                     level=LEVEL_QUARANTINE))
+        return out
+
+    def held_workload_steps(self, now: float) -> list[Decision]:
+        """The workload steps (tightened, quarantined) this engine holds from its own decisions, not read
+        back from the cluster, that have not expired, each as the decision that writes it.
+
+        As `held_quarantines`, for a whole workload: a leader that died while its write was failing
+        left the step only in its saved snapshot; the new leader re-applies each where the workload's
+        policy says another step, so the cluster meets the decision again."""
+        out: list[Decision] = []
+        for identity, tracked in self._tracked.items():
+            state = tracked.state
+            if state.step not in (names.STEP_TIGHTENED, names.STEP_QUARANTINED) or state.restored:
+                continue
+            if state.expires_at is not None and state.expires_at <= now:
+                continue
+            action = QUARANTINE_WORKLOAD if state.step == names.STEP_QUARANTINED else TIGHTEN
+            mode = self.mode_of(state.namespace)
+            effect = mode_effect(mode, action)
+            if effect != EFFECT_WRITE:
+                continue
+            out.append(Decision(
+                action, identity, state.namespace, now, mode, effect,
+                "decided before a restart; its write had not reached the cluster (resumed from the saved state)",
+                tracked.risk.score_at(now), names.STEP_BASELINE, state.step, intents=(state.intent,),
+                expires_at=state.expires_at, evidence=tuple(e for e in tracked.risk.evidence() if e.instance is None),
+                level=LEVEL_QUARANTINE if action == QUARANTINE_WORKLOAD else LEVEL_TIGHTEN))
         return out
 
     # --- learned state that moves (leader change, partition move) ------------------------------
