@@ -245,6 +245,9 @@ def _approve(writer: PolicyWriter, args: argparse.Namespace) -> int:
     from netwarden.reconciler.policy_ops import annotations_of, approve, request_approval
 
     lease_namespace, _, lease_name = args.lease.partition("/")
+    if not lease_namespace or not lease_name:
+        print(f"error: --lease {args.lease!r}: expected NAMESPACE/NAME", file=sys.stderr)
+        return 2
     try:
         leader = lease_holder(writer.kube.get_lease(lease_namespace, lease_name), datetime.now(timezone.utc))
     except ApiError as exc:

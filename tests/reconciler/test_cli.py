@@ -43,6 +43,8 @@ def test_status_explain_and_rollback_from_the_command_line(cluster, kube: KubeCl
     assert policy(net, "shop", "netwarden-pod-web")["spec"] == original["spec"]
     assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
     assert "no pending change" in capsys.readouterr().err
+    assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig, "--lease", "nons"]) == 2
+    assert "expected NAMESPACE/NAME" in capsys.readouterr().err
 
 
 def test_approve_while_a_reconciler_leads_asks_it_and_says_so_when_it_does_not_answer(
