@@ -238,8 +238,6 @@ def _approve(writer: PolicyWriter, args: argparse.Namespace) -> int:
     """While a reconciler leads, it carries the approval out (as its engine decided it: on the admin tier a
     quarantine is its Deny, which the stored NetworkPolicies alone are not); with none, the stored
     change is applied from here."""
-    from datetime import datetime, timezone
-
     from netwarden.model.errors import ApiError
     from netwarden.reconciler.leader import lease_holder
     from netwarden.reconciler.policy_ops import annotations_of, approve, request_approval
@@ -249,7 +247,7 @@ def _approve(writer: PolicyWriter, args: argparse.Namespace) -> int:
         print(f"error: --lease {args.lease!r}: expected NAMESPACE/NAME", file=sys.stderr)
         return 2
     try:
-        leader = lease_holder(writer.kube.get_lease(lease_namespace, lease_name), datetime.now(timezone.utc))
+        leader = lease_holder(writer.kube.get_lease(lease_namespace, lease_name), time.time())
     except ApiError as exc:
         leader = f"unknown (the Lease is not readable: {exc.status})"
     if leader is None:

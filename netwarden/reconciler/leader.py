@@ -31,6 +31,7 @@ from netwarden.model import names
 from netwarden.model.errors import ApiError, Conflict, NetwardenError
 from netwarden.platform.kube import KubeClient
 from netwarden.reconciler import metrics
+from netwarden.reconciler.policy_ops import epoch_of
 
 log = logging.getLogger("netwarden.reconciler.leader")
 
@@ -69,20 +70,16 @@ def micro_time(moment: datetime) -> str:
 LEASE_CLOCK_SKEW_SECONDS = 5.0
 
 
-def lease_holder(lease: dict[str, Any] | None, now: datetime) -> str | None:
-    """Who holds a Lease now, judged once from its renewTime and duration (the elector itself judges by
-    when it saw a renewal, immune to skew; a one-off reader cannot, so it allows LEASE_CLOCK_SKEW_SECONDS)."""
+def lease_holder(lease: dict[str, Any] | None, now: float) -> str | None:
+    """Who holds a Lease at `now` (epoch seconds), judged once from its renewTime and duration (the elector
+    itself judges by when it saw a renewal, immune to skew; a one-off reader cannot, so it allows
+    LEASE_CLOCK_SKEW_SECONDS)."""
     spec = (lease or {}).get("spec") or {}
-    holder, renewed = spec.get("holderIdentity"), spec.get("renewTime")
-    if not holder or not renewed:
-        return None
-    try:
-        renewed_at = datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
-    except ValueError:
+    holder, renewed_at = spec.get("holderIdentity"), epoch_of(spec.get("renewTime"))
+    if not holder or renewed_at is None:
         return None
     duration = float(spec.get("leaseDurationSeconds") or LeaseTiming().lease_duration)
-    alive = (now - renewed_at).total_seconds() < duration + LEASE_CLOCK_SKEW_SECONDS
-    return str(holder) if alive else None
+    return str(holder) if now - renewed_at < duration + LEASE_CLOCK_SKEW_SECONDS else None
 
 
 @dataclass(frozen=True)
