@@ -129,7 +129,8 @@ class Decisions:
             changes, deletes = self.changes_for(decision, holder, pods, evidence)
             pending = Pending(tuple(c.manifest for c in changes), tuple(deletes), decision.reason,
                               f"{decision.action} (score {decision.score:.1f}): {decision.reason}",
-                              round(decision.score, 3), self.clock(), tuple(evidence))
+                              round(decision.score, 3), self.clock(), tuple(evidence),
+                              self.admin.api.kind if self.admin is not None else "")
             store_pending(self.writer, holder, pending, pods_stub(pods))
             return
         with self._write_lock:

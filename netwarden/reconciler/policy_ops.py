@@ -362,7 +362,11 @@ def _write_rollback(writer: PolicyWriter, manifest: Obj, current: Obj, revision:
 
 @dataclass(frozen=True)
 class Pending:
-    """A proposed change stored on a policy in approve mode: the manifests to write when approved."""
+    """A proposed change stored on a policy in approve mode: the manifests to write when approved.
+
+    `tier` names the admin-tier kind (ClusterNetworkPolicy, AdminNetworkPolicy) when the reconciler that
+    proposed it quarantines there: the manifests then describe the change but are not all of it (the
+    Deny is written by the reconciler's own plan), so only a running reconciler may carry it out."""
 
     manifests: tuple[Obj, ...]
     deletes: tuple[tuple[str, str], ...]
@@ -371,11 +375,13 @@ class Pending:
     score: float | None
     created: float
     evidence: tuple[Mapping[str, Any], ...] = ()
+    tier: str = ""
 
     def to_annotation(self) -> str:
         return json.dumps({
             "manifests": list(self.manifests), "deletes": [list(d) for d in self.deletes], "reason": self.reason,
             "message": self.message, "score": self.score, "created": self.created, "evidence": list(self.evidence),
+            **({"tier": self.tier} if self.tier else {}),
         }, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -384,7 +390,7 @@ class Pending:
             data = json.loads(text)
             return cls(tuple(data.get("manifests") or ()), tuple(tuple(d) for d in data.get("deletes") or ()),
                        str(data.get("reason") or ""), str(data.get("message") or ""), data.get("score"),
-                       float(data.get("created") or 0.0), tuple(data.get("evidence") or ()))
+                       float(data.get("created") or 0.0), tuple(data.get("evidence") or ()), str(data.get("tier") or ""))
         except (ValueError, TypeError, AttributeError) as exc:
             raise PolicyOpError(f"{names.ANNOTATION_PENDING} is not a netwarden proposal: {exc}") from None
 
@@ -423,9 +429,15 @@ def request_approval(writer: PolicyWriter, namespace: str, name: str) -> Obj:
 
 def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str = "cli") -> list[Outcome]:
     """Apply the change pending on a policy from its stored manifests, then clear the proposal (with no
-    reconciler running; one that runs carries out an approval itself: `request_approval`)."""
+    reconciler running; one that runs carries out an approval itself: `request_approval`). A change
+    proposed on the admin tier is refused: its manifests alone would quarantine with NetworkPolicies,
+    which any allow policy of the user's reopens."""
     holder, text = _pending_on(writer, namespace, name)
     pending = Pending.from_annotation(text)
+    if pending.tier:
+        raise PolicyOpError(f"the change pending on networkpolicy {namespace}/{name} was proposed on the "
+                            f"{pending.tier} tier, which only the reconciler writes; approve it while a reconciler "
+                            f"runs (its stored NetworkPolicies alone would not hold against allow policies)")
     outcomes: list[Outcome] = []
     clear = {names.ANNOTATION_PENDING: None, names.ANNOTATION_APPROVE: None}
     holder_written = False

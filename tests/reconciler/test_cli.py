@@ -12,7 +12,7 @@ from netwarden.model import names
 from netwarden.cli import main
 from netwarden.platform.kube import KubeClient
 from netwarden.reconciler.leader import LEASE_CLOCK_SKEW_SECONDS, lease_holder, micro_time
-from netwarden.reconciler.policy_ops import Change, PolicyWriter
+from netwarden.reconciler.policy_ops import Change, Pending, PolicyWriter, store_pending
 
 from .conftest import make_namespace
 from .test_controller import baseline_manifest, policy, propose_no_egress
@@ -64,6 +64,24 @@ def test_approve_while_a_reconciler_leads_asks_it_and_says_so_when_it_does_not_a
     after = policy(net, "shop", "netwarden-pod-web")
     assert after["metadata"]["annotations"][names.ANNOTATION_APPROVE] == "true"  # asked, as kubectl annotate asks
     assert names.ANNOTATION_PENDING in after["metadata"]["annotations"] and after["spec"] == current["spec"]
+
+
+def test_approve_with_no_reconciler_refuses_a_change_proposed_on_the_admin_tier(
+        cluster, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, capsys) -> None:
+    """On the admin tier a quarantine is the reconciler's Deny; writing the NetworkPolicies the proposal was
+    described with instead would hold only until a user's allow policy reopens it, so the CLI refuses."""
+    kubeconfig = cluster.write_kubeconfig()
+    make_namespace(core, "shop")
+    net.create_namespaced_network_policy("shop", baseline_manifest("shop", "web"))
+    current = policy(net, "shop", "netwarden-pod-web")
+    proposed = copy.deepcopy(current)
+    proposed["spec"]["ingress"] = proposed["spec"]["egress"] = []
+    store_pending(PolicyWriter(kube), current, Pending((proposed,), (), "alert", "quarantine-workload", 30.0, 0.0,
+                                                      tier="ClusterNetworkPolicy"))
+    assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
+    assert "ClusterNetworkPolicy tier, which only the reconciler writes" in capsys.readouterr().err
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert after["spec"] == current["spec"] and names.ANNOTATION_PENDING in after["metadata"]["annotations"]
 
 
 def test_a_lease_is_held_while_its_renewal_is_within_its_duration() -> None:
