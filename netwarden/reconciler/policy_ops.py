@@ -166,9 +166,12 @@ class PolicyWriter:
         self.own_deletes: set[tuple[str, str]] = set()
 
     # -- writes -------------------------------------------------------------------------------
-    def apply(self, change: Change, *, attempts: int = 4) -> Outcome:
+    def apply(self, change: Change, *, attempts: int = 4, current: Obj | None = None) -> Outcome:
+        """Write the change (create, or update keeping history); `current`: the policy as the caller
+        has just read it, which saves the first read (a conflict re-reads)."""
         for attempt in range(attempts):
-            current = self.kube.get_policy(change.namespace, change.name)
+            if attempt or current is None:
+                current = self.kube.get_policy(change.namespace, change.name)
             try:
                 outcome = self._apply_once(change, current)
             except ApiError as exc:

@@ -205,5 +205,6 @@ class QuarantineWriter:
             return False
         manifest = with_carve_outs(holder, namespace, identity, wanted)
         reason = names.REASON_QUARANTINE_EXCLUSION if adding else names.REASON_QUARANTINE_LIFTED
-        outcome = self.writer.apply(Change(manifest, event_reason, message, reason, pods=pods, safety=not adding))
+        outcome = self.writer.apply(Change(manifest, event_reason, message, reason, pods=pods, safety=not adding),
+                                    current=holder)
         return outcome.operation in ("created", "updated")
