@@ -10,6 +10,9 @@ every admission also writes that pod's baseline NetworkPolicy: the worst case. A
 N pods of one workload (a ReplicaSet's, created as its controller's user by impersonation, with
 generateName: one identity, one baseline), the common case of replicas, where the write is done once
 and later reviews take the cached path (each still verifies the owner, from the webhook's cache).
+A floor row registers, the same way, a webhook that answers every review at once (bench/webhook_peers.py
+`admit`: one asyncio process, the uid, allowed, on /mutate a patch putting 7 labels on the pod; nothing
+looked up or written), on bare pods: what calling any two webhooks costs the API server on this machine.
 The rows' pods are created in interleaved rounds (`--rounds`, the configurations re-pointed before
 each), so the shared machine's changing load falls on every row alike. One client, sequential
 creates; the raw response is read but not deserialised into models. No reconciler and no kubelet run.
@@ -34,7 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 from kubernetes import client  # noqa: E402
@@ -53,6 +59,7 @@ from netwarden.platform.kube import load_api_client  # noqa: E402
 from netwarden.tools.stack import (  # noqa: E402
     ManagedProcess,
     ensure_dns_service,
+    free_port,
     make_tls,
     start_api_server,
     start_webhook,
@@ -159,9 +166,13 @@ class Variant:
     namespace: str = ""
     latencies: list[float] = field(default_factory=list)
     created: int = 0
+    #: The floor webhook (answers at once), not netwarden's.
+    floor: bool = False
 
     @property
     def label(self) -> str:
+        if self.floor:
+            return "floor: answers at once"
         if self.webhook is None:
             return "no, 1 workload" if self.one_workload else "no"
         return f"{self.baseline_write}, " + ("1 workload" if self.one_workload else "new workloads")
@@ -186,8 +197,8 @@ def register(api: client.ApiClient, url: str | None, ca_pem: bytes) -> None:
 
 def finish(engine: str, api: client.ApiClient, variant: Variant) -> Row:
     """The row, once its baselines are all there (async: the last land just after their reviews)."""
-    expected = 1 if variant.one_workload else variant.created
-    if variant.webhook:
+    expected = 0 if variant.floor else 1 if variant.one_workload else variant.created
+    if variant.webhook and not variant.floor:
         wait_for(lambda: baselines(api, variant.namespace) >= expected,
                  f"{expected} baselines for {variant.created} pods (was the webhook called?)", timeout=30)
     policies = baselines(api, variant.namespace)
@@ -195,8 +206,12 @@ def finish(engine: str, api: client.ApiClient, variant: Variant) -> Row:
         raise RuntimeError(f"the webhook wrote {policies} baselines for {variant.created} pods: was it called?")
     if not variant.webhook and policies:
         raise RuntimeError("policies were written without the webhook")
+    if variant.floor:
+        pod = client.CoreV1Api(api).list_namespaced_pod(variant.namespace, limit=1).items[0]
+        if "netwarden.io/label-0" not in (pod.metadata.labels or {}):
+            raise RuntimeError("the floor webhook's patch was not applied (was it called?)")
     in_webhook = None
-    if variant.webhook is not None:
+    if variant.webhook is not None and not variant.floor:
         times = review_times(variant.webhook.log_path, variant.namespace)
         in_webhook = percentile(times["mutate"], 0.5) + percentile(times["validate"], 0.5)
     ms = [x * 1000 for x in variant.latencies]
@@ -216,6 +231,25 @@ def start_bench_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, t
     return proc, url
 
 
+def start_floor_webhook(workdir: Path, tls: tuple[str, str, str]) -> tuple[ManagedProcess, str]:
+    """bench/webhook_peers.py `admit`, listening once this returns."""
+    port = free_port()
+    log_path = workdir / "floor-webhook.log"
+    labels = {f"netwarden.io/label-{i}": f"value-{i}" for i in range(7)}
+    with log_path.open("wb") as out:
+        popen = subprocess.Popen([sys.executable, "bench/webhook_peers.py", "admit", "--port", str(port), "--cert", tls[1],
+                                  "--key", tls[2], "--labels", json.dumps(labels)],
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = ManagedProcess("floor-webhook", popen, log_path)
+
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_for(listening, "the floor webhook to listen", timeout=30, interval=0.1, ignoring=(OSError,))
+    return proc, f"https://127.0.0.1:{port}"
+
+
 def run_engine(engine: str, pods: int, writes: list[str], rounds: int) -> list[Row]:
     """Every row's pods in `rounds` interleaved rounds (the order rotating), so a change in the
     machine's load falls on every row alike; each row's percentiles are over all its pods."""
@@ -232,6 +266,9 @@ def run_engine(engine: str, pods: int, writes: list[str], rounds: int) -> list[R
         # Each row against pods of its own kind without the webhook: a ReplicaSet's pods cost the API server
         # more than bare ones (impersonation; its controller releases each pod the bench creates for it).
         variants = [Variant(None, None, False, ""), Variant(None, None, True, "")]
+        floor, floor_url = start_floor_webhook(workdir, tls)
+        processes.append(floor)
+        variants.append(Variant(floor, floor_url, False, "", floor=True))
         for write in writes:
             proc, url = start_bench_webhook(workdir, kubeconfig, api, tls, write)
             processes.append(proc)
