@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 from netwarden.model import names
 from netwarden.model.admission import declared_intent
@@ -83,7 +83,7 @@ class ReconcilerRuntime:
         self.queue = WorkQueue()
         self.controller = Reconciler(kube, self.index, settings.controller, gate=self.gate, queue=self.queue,
                                      clock=clock, on_health=self.accept_health,
-                                     proposals=EngineProposals(self))
+                                     proposals=EngineProposals(self.engine, self._engine_lock, clock, self.apply))
         self.watcher = ClusterWatcher(kube, self.index, timeout_seconds=settings.watch_timeout_seconds,
                                       backoff=backoff)
         self.watcher.subscribe(self._on_change)
@@ -333,22 +333,26 @@ class EngineProposals:
     """Approve mode's proposals as the engine holds them (netwarden/reconciler/drift.py:Proposals): an
     approval runs the engine's own decisions through the usual path (plan, steps, retries)."""
 
-    def __init__(self, runtime: "ReconcilerRuntime") -> None:
-        self.runtime = runtime
+    def __init__(self, engine: DecisionEngine, engine_lock: ContextManager[Any], clock: Callable[[], float],
+                 apply: Callable[[Sequence[Decision]], None]) -> None:
+        self.engine = engine
+        self.engine_lock = engine_lock
+        self.clock = clock
+        self.apply = apply
 
     def holds(self, identity: str) -> bool:
-        with self.runtime._engine_lock:
-            state = self.runtime.engine.state_of(identity)
+        with self.engine_lock:
+            state = self.engine.state_of(identity)
             return state is not None and bool(state.pending)
 
     def approve(self, identity: str) -> None:
-        with self.runtime._engine_lock:
-            decisions = self.runtime.engine.approve(identity, self.runtime.clock())
-        self.runtime.apply(decisions)
+        with self.engine_lock:
+            decisions = self.engine.approve(identity, self.clock())
+        self.apply(decisions)
 
     def reject(self, identity: str) -> None:
-        with self.runtime._engine_lock:
-            self.runtime.engine.reject(identity, self.runtime.clock())
+        with self.engine_lock:
+            self.engine.reject(identity, self.clock())
 
 
 def account_unattributed(kind: str, where: Attribution | None, namespace: str | None, pod: str | None,
