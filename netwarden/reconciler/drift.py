@@ -121,7 +121,13 @@ class Drift:
                 if holder is not None:
                     holder.reject(identity)
         except PolicyOpError as exc:
+            # Refused (a proposal naming another namespace's policies, or not a proposal at all): taken off the
+            # policy with a Warning, so the next event does not try it again.
             log.warning("pending change on %s/%s: %s", namespace, name, exc)
+            current = self.writer.kube.get_policy(namespace, name)
+            if current is not None and names.ANNOTATION_PENDING in annotations_of(current):
+                written = self.writer.patch_annotations(current, clear)
+                self.writer.event(written, names.EVENT_CHANGE_PENDING, f"proposal refused: {exc}", "Warning")
             return
         self.count("approved" if approved else "rejected")
 

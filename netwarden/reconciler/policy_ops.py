@@ -437,6 +437,7 @@ def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str 
     which any allow policy of the user's reopens."""
     holder, text = _pending_on(writer, namespace, name)
     pending = Pending.from_annotation(text)
+    _check_confined(pending, namespace)
     if pending.tier:
         raise PolicyOpError(f"the change pending on networkpolicy {namespace}/{name} was proposed on the "
                             f"{pending.tier} tier, which only the reconciler writes; approve it while a reconciler "
@@ -462,6 +463,26 @@ def approve(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str 
         if current is not None and annotations_of(current).get(names.ANNOTATION_PENDING):
             writer.patch_annotations(current, clear)
     return outcomes
+
+
+def _check_confined(pending: Pending, namespace: str) -> None:
+    """A proposal changes only netwarden's NetworkPolicies in its own namespace. Whoever may annotate the
+    policy may rewrite the proposal, and the operator approving it offline may hold wider rights: a
+    manifest for another namespace, another kind or a policy netwarden does not manage is refused."""
+    for manifest in pending.manifests:
+        meta = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+        meta = meta if isinstance(meta, Mapping) else {}
+        kind = manifest.get("kind", "NetworkPolicy") if isinstance(manifest, Mapping) else None
+        labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
+        where = f"{meta.get('namespace')}/{meta.get('name')}"
+        if kind != "NetworkPolicy" or meta.get("namespace") != namespace \
+                or labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY_VALUE:
+            raise PolicyOpError(f"the pending change holds {kind} {where}, not a netwarden NetworkPolicy of namespace "
+                                f"{namespace}: refused (a proposal changes only its own namespace's policies)")
+    for del_namespace, del_name in pending.deletes:
+        if del_namespace != namespace:
+            raise PolicyOpError(f"the pending change deletes {del_namespace}/{del_name}, outside namespace {namespace}: "
+                                "refused (a proposal changes only its own namespace's policies)")
 
 
 def reject(writer: PolicyWriter, namespace: str, name: str, *, changed_by: str = "cli") -> Obj:

@@ -84,6 +84,33 @@ def test_approve_with_no_reconciler_refuses_a_change_proposed_on_the_admin_tier(
     assert after["spec"] == current["spec"] and names.ANNOTATION_PENDING in after["metadata"]["annotations"]
 
 
+def test_approve_with_no_reconciler_writes_only_the_proposals_own_namespace(
+        cluster, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, capsys) -> None:
+    """Whoever may annotate a policy may rewrite its proposal; the operator approving it may hold wider rights.
+    A proposal naming another namespace's policy (or one netwarden does not manage) is refused, not written."""
+    kubeconfig = cluster.write_kubeconfig()
+    make_namespace(core, "shop")
+    make_namespace(core, "bank")
+    net.create_namespaced_network_policy("shop", baseline_manifest("shop", "web"))
+    current = policy(net, "shop", "netwarden-pod-web")
+    elsewhere = baseline_manifest("bank", "vault")
+    elsewhere["spec"]["ingress"] = [{}]  # allow all into another team's namespace
+    unmanaged = copy.deepcopy(current)
+    unmanaged["metadata"] = {"name": "user-allow-all", "namespace": "shop"}
+    for planted, said in ((elsewhere, "bank/netwarden-pod-vault"), (unmanaged, "shop/user-allow-all")):
+        holder = policy(net, "shop", "netwarden-pod-web")
+        store_pending(PolicyWriter(kube), holder, Pending((planted,), (), "tighten", "tighten", 11.0, 0.0))
+        assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
+        assert f"{said}, not a netwarden NetworkPolicy of namespace shop: refused" in capsys.readouterr().err
+    assert not net.list_namespaced_network_policy("bank").items
+    assert [p.metadata.name for p in net.list_namespaced_network_policy("shop").items] == ["netwarden-pod-web"]
+    holder = policy(net, "shop", "netwarden-pod-web")
+    store_pending(PolicyWriter(kube), holder, Pending((), (("bank", "team-policy"),), "relax", "relax", 1.0, 0.0))
+    assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
+    assert "deletes bank/team-policy, outside namespace shop: refused" in capsys.readouterr().err
+    assert policy(net, "shop", "netwarden-pod-web")["spec"] == current["spec"]
+
+
 def test_a_lease_is_held_while_its_renewal_is_within_its_duration() -> None:
     now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
     lease = {"spec": {"holderIdentity": "r-0", "leaseDurationSeconds": 15, "renewTime": micro_time(now)}}

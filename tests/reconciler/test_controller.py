@@ -300,6 +300,27 @@ def test_approve_applies_the_pending_spec_and_reject_drops_it(
     assert after["spec"] == current["spec"]
 
 
+def test_an_approved_proposal_naming_another_namespace_is_refused_not_written(
+        runtime, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    """Whoever may annotate a policy may rewrite its proposal, and the reconciler writes with rights over every
+    namespace: a proposal it no longer holds is replayed only within its own namespace's netwarden policies."""
+    make_namespace(core, "shop", mode="approve")
+    make_namespace(core, "bank")
+    make_pod(core, "shop", "web")
+    current = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    planted = baseline_manifest("bank", "vault")
+    planted["spec"]["ingress"] = [{}]
+    store_pending(PolicyWriter(kube), current, Pending((planted,), (), "tighten", "tighten", 12.0, 0.0))
+    net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
+                                        {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
+    wait_until(lambda: names.ANNOTATION_PENDING not in policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"],
+               what="the refused proposal taken off the policy")
+    assert wait_until(lambda: [e for e in core.list_namespaced_event("shop").items
+                               if e.type == "Warning" and "proposal refused" in (e.message or "")])
+    assert not net.list_namespaced_network_policy("bank").items
+    assert policy(net, "shop", "netwarden-pod-web")["spec"] == current["spec"]
+
+
 def propose_no_egress(kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> dict:
     """shop's web baseline with a proposal pending on it (egress closed); returns the policy as it was."""
     make_namespace(core, "shop")
