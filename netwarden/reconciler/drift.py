@@ -108,11 +108,12 @@ class Drift:
                 self.writer.event(written, names.EVENT_CHANGE_PENDING,
                                   f"proposal approved ({names.ANNOTATION_APPROVE}=true); carried out as decided")
                 holder.approve(identity)
-            elif approved and self.admin_in_use() and _quarantines(annotations_of(obj)[names.ANNOTATION_PENDING]):
+            elif approved and _needs_the_admin_tier(annotations_of(obj)[names.ANNOTATION_PENDING], self.admin_in_use()):
                 written = self.writer.patch_annotations(obj, clear)
                 self.writer.event(written, names.EVENT_CHANGE_PENDING,
-                                  "proposal dropped: it quarantines on the admin tier and predates this reconciler's "
-                                  "state; netwarden proposes it again if the evidence still warrants it", "Warning")
+                                  "proposal dropped: it was made for the admin tier, which its stored NetworkPolicies "
+                                  "do not hold, and predates this reconciler's state; netwarden proposes it again if "
+                                  "the evidence still warrants it", "Warning")
                 return
             elif approved:
                 approve(self.writer, namespace, name, changed_by="kubectl-annotate")
@@ -171,11 +172,15 @@ class Drift:
         self.count("recreated")
 
 
-def _quarantines(pending_text: str) -> bool:
-    """Whether a stored proposal quarantines (a pod's quarantine policy, or a workload at the quarantined step)."""
+def _needs_the_admin_tier(pending_text: str, admin_in_use: bool) -> bool:
+    """Whether a stored proposal was made for the admin tier (it says so; or, written before proposals
+    said, it quarantines while that tier is in use): its NetworkPolicies alone would not hold."""
     try:
-        manifests = Pending.from_annotation(pending_text).manifests
+        pending = Pending.from_annotation(pending_text)
     except PolicyOpError:
         return False
-    return any(labels_of(m).get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE
-               or annotations_of(m).get(names.ANNOTATION_STEP) == names.STEP_QUARANTINED for m in manifests)
+    if pending.tier:
+        return True
+    return admin_in_use and any(labels_of(m).get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE
+                                or annotations_of(m).get(names.ANNOTATION_STEP) == names.STEP_QUARANTINED
+                                for m in pending.manifests)
