@@ -391,11 +391,17 @@ class Pending:
     def from_annotation(cls, text: str) -> "Pending":
         try:
             data = json.loads(text)
-            return cls(tuple(data.get("manifests") or ()), tuple(tuple(d) for d in data.get("deletes") or ()),
-                       str(data.get("reason") or ""), str(data.get("message") or ""), data.get("score"),
-                       float(data.get("created") or 0.0), tuple(data.get("evidence") or ()), str(data.get("tier") or ""))
+            pending = cls(tuple(data.get("manifests") or ()), tuple(tuple(d) for d in data.get("deletes") or ()),
+                          str(data.get("reason") or ""), str(data.get("message") or ""), data.get("score"),
+                          float(data.get("created") or 0.0), tuple(data.get("evidence") or ()),
+                          str(data.get("tier") or ""))
         except (ValueError, TypeError, AttributeError) as exc:
             raise PolicyOpError(f"{names.ANNOTATION_PENDING} is not a netwarden proposal: {exc}") from None
+        if not all(isinstance(m, dict) for m in pending.manifests) or not all(
+                len(d) == 2 and all(isinstance(part, str) for part in d) for d in pending.deletes):
+            raise PolicyOpError(f"{names.ANNOTATION_PENDING} is not a netwarden proposal: a manifest is not an object "
+                                "or a delete is not [namespace, name]")
+        return pending
 
 
 def store_pending(writer: PolicyWriter, holder: Mapping[str, Any], pending: Pending,
@@ -470,9 +476,9 @@ def _check_confined(pending: Pending, namespace: str) -> None:
     policy may rewrite the proposal, and the operator approving it offline may hold wider rights: a
     manifest for another namespace, another kind or a policy netwarden does not manage is refused."""
     for manifest in pending.manifests:
-        meta = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+        meta = manifest.get("metadata")
         meta = meta if isinstance(meta, Mapping) else {}
-        kind = manifest.get("kind", "NetworkPolicy") if isinstance(manifest, Mapping) else None
+        kind = manifest.get("kind", "NetworkPolicy")
         labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
         where = f"{meta.get('namespace')}/{meta.get('name')}"
         if kind != "NetworkPolicy" or meta.get("namespace") != namespace \

@@ -108,6 +108,10 @@ def test_approve_with_no_reconciler_writes_only_the_proposals_own_namespace(
     store_pending(PolicyWriter(kube), holder, Pending((), (("bank", "team-policy"),), "relax", "relax", 1.0, 0.0))
     assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
     assert "deletes bank/team-policy, outside namespace shop: refused" in capsys.readouterr().err
+    holder = policy(net, "shop", "netwarden-pod-web")
+    store_pending(PolicyWriter(kube), holder, Pending((), (("shop",),), "relax", "relax", 1.0, 0.0))
+    assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
+    assert "a delete is not [namespace, name]" in capsys.readouterr().err
     assert policy(net, "shop", "netwarden-pod-web")["spec"] == current["spec"]
 
 
