@@ -269,7 +269,7 @@ def test_install_upgrade_rollback_uninstall_with_the_real_helm(cluster: Cluster)
     api_labels = eventually(lambda: [p.metadata.labels for p in core.list_namespaced_pod(SHOP, label_selector="app=api").items
                                      if names.LABEL_IDENTITY in (p.metadata.labels or {})], "the Deployment's pod labelled")
     assert api_labels[0][names.LABEL_IDENTITY] == f"{SHOP}.deploy.api"
-    policies = eventually(lambda: managed_policies(cluster), "the api Deployment's baseline policy")
+    eventually(lambda: managed_policies(cluster), "the api Deployment's baseline policy")
     serving = check_certificates(cluster)
     token = signal_token(cluster)
     assert len(token) == 48
@@ -278,6 +278,7 @@ def test_install_upgrade_rollback_uninstall_with_the_real_helm(cluster: Cluster)
     assert f"{PREFIX}test-certs" in tested and "Succeeded" in tested, tested
 
     # upgrade with changed values: hooks again, the pods roll, nothing netwarden or the user owns moves
+    policies = managed_policies(cluster)  # as the upgrade finds them (not as first written: what came since is not its doing)
     timed("upgrade", "upgrade", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE,
           "--values", helm.values_file("upgrade", UPGRADE_VALUES), "--timeout", "150s")
     eventually(lambda: webhook_pods(cluster) and not webhook_pods(cluster) & pods_at_install,
