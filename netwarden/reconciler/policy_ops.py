@@ -27,6 +27,7 @@ from netwarden.platform.kube import KubeClient
 from netwarden.platform.logs import log_event
 from netwarden.reconciler import metrics
 from netwarden.model.history import PolicyHistory
+from netwarden.model.policy import is_managed
 
 log = logging.getLogger("netwarden.reconciler.audit")
 
@@ -397,11 +398,17 @@ class Pending:
                           str(data.get("tier") or ""))
         except (ValueError, TypeError, AttributeError) as exc:
             raise PolicyOpError(f"{names.ANNOTATION_PENDING} is not a netwarden proposal: {exc}") from None
-        if not all(isinstance(m, dict) for m in pending.manifests) or not all(
+        if not all(_is_manifest(m) for m in pending.manifests) or not all(
                 len(d) == 2 and all(isinstance(part, str) for part in d) for d in pending.deletes):
             raise PolicyOpError(f"{names.ANNOTATION_PENDING} is not a netwarden proposal: a manifest is not an object "
                                 "or a delete is not [namespace, name]")
         return pending
+
+
+def _is_manifest(value: Any) -> bool:
+    """An object whose metadata, and labels when given, are objects (what the label and name checks read)."""
+    meta = value.get("metadata") if isinstance(value, dict) else None
+    return isinstance(meta, dict) and isinstance(meta.get("labels") or {}, dict)
 
 
 def store_pending(writer: PolicyWriter, holder: Mapping[str, Any], pending: Pending,
@@ -476,13 +483,10 @@ def _check_confined(pending: Pending, namespace: str) -> None:
     policy may rewrite the proposal, and the operator approving it offline may hold wider rights: a
     manifest for another namespace, another kind or a policy netwarden does not manage is refused."""
     for manifest in pending.manifests:
-        meta = manifest.get("metadata")
-        meta = meta if isinstance(meta, Mapping) else {}
+        meta = manifest["metadata"]  # an object: Pending.from_annotation checked
         kind = manifest.get("kind", "NetworkPolicy")
-        labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
         where = f"{meta.get('namespace')}/{meta.get('name')}"
-        if kind != "NetworkPolicy" or meta.get("namespace") != namespace \
-                or labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY_VALUE:
+        if kind != "NetworkPolicy" or meta.get("namespace") != namespace or not is_managed(manifest):
             raise PolicyOpError(f"the pending change holds {kind} {where}, not a netwarden NetworkPolicy of namespace "
                                 f"{namespace}: refused (a proposal changes only its own namespace's policies)")
     for del_namespace, del_name in pending.deletes:
