@@ -35,6 +35,12 @@ def backfill_instance(pod: PodRef) -> str:
     return fit_label_value("bf-" + hashlib.sha256(pod.uid.encode()).hexdigest()[:12])
 
 
+def _backfilled(manifest: Obj, pod: PodRef) -> Change:
+    return Change(manifest, names.EVENT_POLICY_CREATED,
+                  "baseline created by the reconciler (the pod was admitted without netwarden's webhook)",
+                  names.REASON_BACKFILL, pods=pods_stub([pod]))
+
+
 class Backfill:
     """Labels and baselines for pods the webhook never saw; says once per pod when NetworkPolicy cannot reach it."""
 
@@ -50,6 +56,8 @@ class Backfill:
         self.on_baseline_written = on_baseline_written
         #: Pods (uid) already told they are outside NetworkPolicy's reach (one Event each).
         self._unreachable_noted: set[str] = set()
+        #: Baselines deleted outside netwarden, per identity: the form to re-create (a tightened step stays).
+        self._deleted: dict[str, Obj] = {}
         self._lock = threading.Lock()
 
     def backfill_pod(self, namespace: str, name: str) -> None:
@@ -68,7 +76,7 @@ class Backfill:
                           "labels added by the reconciler (the pod was admitted without netwarden's webhook)")
         self.count("backfilled-pods")
         if decision.policy_manifest is not None:
-            self._write_baseline(decision.policy_manifest, pod)
+            self._write_baseline(_backfilled(decision.policy_manifest, pod), pod, "backfilled-policies")
 
     def admission_decision(self, pod: PodRef, instance: str) -> PodAdmission | None:
         """Pod admission's own decision for this pod, so a backfilled baseline equals an admitted one.
@@ -86,9 +94,20 @@ class Backfill:
                                 lambda ref: self.kube.get_owner_refs(pod.namespace, ref.kind, ref.name, ref.uid))
         return admit_pod(facts, ns.facts, parents, instance, self.admission)
 
+    def note_deleted(self, identity: str, manifest: Obj) -> None:
+        """A baseline was deleted outside netwarden: re-created in this form if its pods' owners still hold."""
+        with self._lock:
+            self._deleted[identity] = manifest
+
+    def forget_deleted(self, identity: str) -> None:
+        """The workload has no live pod: its baseline, if it comes back, is a fresh one."""
+        with self._lock:
+            self._deleted.pop(identity, None)
+
     def create_baseline(self, pod: PodRef) -> None:
         """The workload's baseline from one of its live pods (the policy was missing); only when admission's
-        decision, derived again, gives the identity the pod was labelled with."""
+        decision, derived again, gives the identity the pod was labelled with. One deleted outside netwarden
+        comes back as it last was (its step, its history), not as a fresh baseline."""
         decision = self.admission_decision(pod, pod.instance or backfill_instance(pod))
         if decision is None or decision.policy_manifest is None:
             return
@@ -97,7 +116,21 @@ class Backfill:
                                        "identity": pod.identity, "derived": decision.workload.identity,
                                        "why": "the pod's owners no longer give the identity it was admitted with"})
             return
-        self._write_baseline(decision.policy_manifest, pod)
+        with self._lock:
+            deleted = self._deleted.pop(pod.identity, None)
+        fresh = decision.policy_manifest
+        if deleted is not None and deleted["metadata"].get("name") == fresh["metadata"]["name"]:
+            # Its spec and history as they were; its owner as verified now (the old one may be gone).
+            deleted["metadata"].pop("ownerReferences", None)
+            if "ownerReferences" in fresh["metadata"]:
+                deleted["metadata"]["ownerReferences"] = fresh["metadata"]["ownerReferences"]
+            change = Change(deleted, names.EVENT_POLICY_RESTORED,
+                            f"deleted outside netwarden; re-created, the pod's owners verified again (set "
+                            f"{names.ANNOTATION_ADOPTED}=true first to stop netwarden managing it)",
+                            names.REASON_RESTORED, pods=pods_stub([pod]))
+            self._write_baseline(change, pod, "recreated")
+            return
+        self._write_baseline(_backfilled(fresh, pod), pod, "backfilled-policies")
 
     def note_unreachable(self, pod: PodRef) -> bool:
         """True for a pod NetworkPolicy cannot reach (hostNetwork); says why on the pod, once per pod."""
@@ -113,16 +146,13 @@ class Backfill:
                                     "identity": pod.identity, "why": reason})
         return True
 
-    def _write_baseline(self, manifest: Obj, pod: PodRef) -> None:
+    def _write_baseline(self, change: Change, pod: PodRef, counted_as: str) -> None:
         if self.note_unreachable(pod):
             return  # a baseline would promise containment NetworkPolicy cannot give this pod
-        meta = manifest["metadata"]
+        meta = change.manifest["metadata"]
         if self.index.policy(meta["namespace"], meta["name"]) is not None:
             return
-        change = Change(manifest, names.EVENT_POLICY_CREATED,
-                        "baseline created by the reconciler (the pod was admitted without netwarden's webhook)",
-                        names.REASON_BACKFILL, pods=pods_stub([pod]))
         outcome = self.writer.apply(change)
         if outcome.operation == "created":
-            self.count("backfilled-policies")
-            self.on_baseline_written(meta["namespace"], outcome.obj or manifest)
+            self.count(counted_as)
+            self.on_baseline_written(meta["namespace"], outcome.obj or change.manifest)

@@ -122,7 +122,7 @@ class Reconciler:
                                    backend_injected=quarantine_backend is not None)
         #: Managed policies edited or deleted outside netwarden, proposals approved or rejected.
         self.drift = Drift(index, self.writer, self._count, self.check_containment, proposals,
-                           lambda: self.admin is not None)
+                           lambda: self.admin is not None, on_baseline_deleted=self.backfill.note_deleted)
 
     # -- the quarantine backend (discovered by the workloads controller) ------------------------
     @property

@@ -1,6 +1,9 @@
 """Drift and approvals: a managed policy edited outside netwarden is restored to its last known-good
 spec (unless adopted), one deleted outside netwarden is re-created, a proposal is approved or rejected
 by annotating it, and a policy written without a hash (at admission) is stamped as netwarden's.
+A deleted baseline is handed to the workloads controller, which re-creates it only after verifying the
+pod's owners again (netwarden/reconciler/backfill.py), with the spec it last held (a tightened step
+stays tightened).
 One of the reconciler's small controllers (netwarden/reconciler/controller.py wires them).
 """
 
@@ -49,12 +52,15 @@ class Drift:
 
     def __init__(self, index: ClusterIndex, writer: PolicyWriter, count: Callable[[str], None],
                  check_containment: Callable[..., None], proposals: Proposals | None = None,
-                 admin_in_use: Callable[[], bool] = lambda: False) -> None:
+                 admin_in_use: Callable[[], bool] = lambda: False,
+                 on_baseline_deleted: Callable[[str, Obj], None] = lambda identity, manifest: None) -> None:
         self.index = index
         self.writer = writer
         self.count = count
         self.check_containment = check_containment
         self.proposals = proposals
+        #: Told (identity, the manifest to re-create) when a baseline is deleted outside netwarden.
+        self.on_baseline_deleted = on_baseline_deleted
         #: Whether quarantines are Admin-tier objects (a proposal's NetworkPolicies do not describe them).
         self.admin_in_use = admin_in_use
         #: Last spec seen matching its recorded hash, per policy: what a drifted policy is restored to.
@@ -66,7 +72,13 @@ class Drift:
         """A policy watch event: remember the last object seen and the last known-good spec."""
         namespace, name = obj_key(obj)
         if kind == DELETED:
-            self._last_seen[(namespace, name)] = old or obj
+            last = old or obj
+            self._last_seen[(namespace, name)] = last
+            # Told here, before the workload's key is queued, so its re-creation always has this spec.
+            if (labels_of(last).get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE and not is_adopted(last)
+                    and (namespace, name) not in self.writer.own_deletes):
+                source = self._known_good.get((namespace, name), last)
+                self.on_baseline_deleted(labels_of(last).get(names.LABEL_IDENTITY, ""), clean_for_create(source))
         else:
             self._last_seen[(namespace, name)] = obj
             if not has_drifted(obj) and annotations_of(obj).get(names.ANNOTATION_SPEC_HASH):
@@ -156,6 +168,8 @@ class Drift:
             return
         labels = labels_of(last)
         identity = labels.get(names.LABEL_IDENTITY, "")
+        if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE:
+            return  # the workloads controller re-creates it, its owners verified (see note)
         if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
             instance = annotations_of(last).get(names.ANNOTATION_TARGET_POD)
             pod = self.index.pod_by_instance(instance) if instance else None

@@ -82,6 +82,7 @@ class Workloads:
             self._collect_orphan_quarantines(policies)
             self.settle_carve_outs(identity, live)
             return None
+        self.backfill.forget_deleted(identity)
         if self.admin is not None:  # cluster-scoped: nothing owns them, so netwarden removes them
             self.admin.remove_gone(self._target_live, self._gone_why)
         if not policies:

@@ -235,6 +235,33 @@ def test_policy_deleted_by_hand_is_recreated(runtime, core: client.CoreV1Api, ne
     assert recreated["spec"] == original["spec"]
 
 
+def test_a_deleted_tightened_baseline_comes_back_tightened_not_as_a_fresh_baseline(
+        runtime, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    """Deleting a policy must not be a way to loosen it: the workloads controller re-creates it with the
+    spec it last held (after verifying the pod's owners again), with its history."""
+    make_namespace(core, "shop")
+    make_pod(core, "shop", "web")
+    wait_until(lambda: names.ANNOTATION_SPEC_HASH in (policy(net, "shop", "netwarden-pod-web") or {}).get(
+        "metadata", {}).get("annotations", {}))
+    tightened = copy.deepcopy(policy(net, "shop", "netwarden-pod-web"))
+    tightened["spec"]["ingress"] = [{"ports": [{"port": 1111, "protocol": "TCP"}]}]
+    tightened["metadata"]["annotations"][names.ANNOTATION_STEP] = names.STEP_TIGHTENED
+    PolicyWriter(kube).apply(Change(tightened, names.EVENT_POLICY_TIGHTENED, "test", "tighten"))
+    before = wait_until(lambda: (p := policy(net, "shop", "netwarden-pod-web"))
+                        and p["spec"]["ingress"] == tightened["spec"]["ingress"] and p)
+    wait_until(lambda: runtime.controller.drift._known_good.get(("shop", "netwarden-pod-web"), {}).get(
+        "metadata", {}).get("resourceVersion") == before["metadata"]["resourceVersion"])
+    net.delete_namespaced_network_policy("netwarden-pod-web", "shop")
+    after = wait_until(lambda: (p := policy(net, "shop", "netwarden-pod-web")) and
+                       p["metadata"]["uid"] != before["metadata"]["uid"] and p)
+    assert after["spec"] == before["spec"]
+    annotations = after["metadata"]["annotations"]
+    assert annotations[names.ANNOTATION_STEP] == names.STEP_TIGHTENED
+    assert annotations[names.ANNOTATION_REASON] == names.REASON_RESTORED
+    assert annotations[names.ANNOTATION_HISTORY] == before["metadata"]["annotations"][names.ANNOTATION_HISTORY]
+    wait_until(lambda: events(core, "shop", names.EVENT_POLICY_RESTORED))
+
+
 def test_policies_are_removed_after_the_grace_period_once_the_last_pod_is_gone(
         runtime, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
     make_namespace(core, "shop")
