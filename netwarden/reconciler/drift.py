@@ -109,8 +109,10 @@ class Drift:
         """An approval is carried out as the engine decided it (a quarantine on the admin tier is its Deny,
         not the NetworkPolicies the proposal was described with); the proposal is taken off the policy
         first, so no later event replays it. A proposal the engine no longer holds (it predates a
-        restart) is replayed from its manifests, except a quarantine on the admin tier, which those
-        manifests would leave reopenable: that one is dropped, and proposed again if still warranted."""
+        restart) is replayed from its manifests, except one made for the admin tier (those manifests
+        would leave its quarantine reopenable) and one that deletes policies (whoever may annotate the
+        policy may have written it, and a delete releases containment): those are dropped, and
+        proposed again if still warranted."""
         identity = labels_of(obj).get(names.LABEL_IDENTITY, "")
         holder = self.proposals if identity and self.proposals is not None and self.proposals.holds(identity) else None
         clear = {names.ANNOTATION_PENDING: None, names.ANNOTATION_APPROVE: None}
@@ -120,12 +122,12 @@ class Drift:
                 self.writer.event(written, names.EVENT_CHANGE_PENDING,
                                   f"proposal approved ({names.ANNOTATION_APPROVE}=true); carried out as decided")
                 holder.approve(identity)
-            elif approved and _needs_the_admin_tier(annotations_of(obj)[names.ANNOTATION_PENDING], self.admin_in_use()):
+            elif approved and (why := _not_replayable(annotations_of(obj)[names.ANNOTATION_PENDING],
+                                                       self.admin_in_use())):
                 written = self.writer.patch_annotations(obj, clear)
                 self.writer.event(written, names.EVENT_CHANGE_PENDING,
-                                  "proposal dropped: it was made for the admin tier, which its stored NetworkPolicies "
-                                  "do not hold, and predates this reconciler's state; netwarden proposes it again if "
-                                  "the evidence still warrants it", "Warning")
+                                  f"proposal dropped: {why}, and it predates this reconciler's state; netwarden "
+                                  "proposes it again if the evidence still warrants it", "Warning")
                 return
             elif approved:
                 approve(self.writer, namespace, name, changed_by="kubectl-annotate")
@@ -186,15 +188,19 @@ class Drift:
         self.count("recreated")
 
 
-def _needs_the_admin_tier(pending_text: str, admin_in_use: bool) -> bool:
-    """Whether a stored proposal was made for the admin tier (it says so; or, written before proposals
-    said, it quarantines while that tier is in use): its NetworkPolicies alone would not hold."""
+def _not_replayable(pending_text: str, admin_in_use: bool) -> str | None:
+    """Why a stored proposal the engine no longer holds is not replayed from its manifests, or None.
+    Made for the admin tier (it says so; or, written before proposals said, it quarantines while that
+    tier is in use), its NetworkPolicies alone would not hold. A delete only ever releases containment,
+    and the stored text is whatever the policy's annotators left there."""
     try:
         pending = Pending.from_annotation(pending_text)
     except PolicyOpError:
-        return False
-    if pending.tier:
-        return True
-    return admin_in_use and any(labels_of(m).get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE
-                                or annotations_of(m).get(names.ANNOTATION_STEP) == names.STEP_QUARANTINED
-                                for m in pending.manifests)
+        return None  # refused with its reason by the approval itself
+    if pending.tier or (admin_in_use and any(
+            labels_of(m).get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE
+            or annotations_of(m).get(names.ANNOTATION_STEP) == names.STEP_QUARANTINED for m in pending.manifests)):
+        return "it was made for the admin tier, which its stored NetworkPolicies do not hold"
+    if pending.deletes:
+        return f"it deletes {len(pending.deletes)} polic{'y' if len(pending.deletes) == 1 else 'ies'}"
+    return None

@@ -348,6 +348,25 @@ def test_an_approved_proposal_naming_another_namespace_is_refused_not_written(
     assert policy(net, "shop", "netwarden-pod-web")["spec"] == current["spec"]
 
 
+def test_an_approved_proposal_this_reconciler_did_not_make_that_deletes_is_dropped_not_replayed(
+        runtime, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    """A delete only releases containment (a quarantine lifted), and a proposal stored on the policy is whatever
+    its annotators left there: one the engine does not hold is dropped with a Warning, the policies stay."""
+    make_namespace(core, "shop", mode="approve")
+    make_pod(core, "shop", "web")
+    make_pod(core, "shop", "db")
+    current = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
+    wait_until(lambda: policy(net, "shop", "netwarden-pod-db"))
+    store_pending(PolicyWriter(kube), current, Pending((), (("shop", "netwarden-pod-db"),), "lift", "lift", 0.0, 0.0))
+    net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
+                                        {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
+    wait_until(lambda: names.ANNOTATION_PENDING not in policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"],
+               what="the stale proposal taken off the policy")
+    assert wait_until(lambda: [e for e in core.list_namespaced_event("shop").items
+                               if e.type == "Warning" and "proposal dropped: it deletes 1 policy" in (e.message or "")])
+    assert policy(net, "shop", "netwarden-pod-db") is not None
+
+
 def propose_no_egress(kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> dict:
     """shop's web baseline with a proposal pending on it (egress closed); returns the policy as it was."""
     make_namespace(core, "shop")
