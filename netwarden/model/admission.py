@@ -52,6 +52,8 @@ class AdmissionSettings:
     dns: DnsTarget = field(default_factory=DnsTarget)
     #: Usernames allowed to change netwarden.io/* labels on UPDATE (netwarden's own service accounts).
     trusted_usernames: frozenset[str] = frozenset()
+    #: Usernames also allowed to write netwarden's NetworkPolicies (operators running netwarden's CLI).
+    policy_writers: frozenset[str] = frozenset()
     #: Whose pods may claim a controller owner (cluster.pod_creators): that kind's controller only.
     pod_creators: PodCreators = UPSTREAM_POD_CREATORS
 

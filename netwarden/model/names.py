@@ -6,6 +6,8 @@ Labels, annotations, Event reasons and metric names live here so a user can grep
 
 from __future__ import annotations
 
+from typing import Iterable
+
 PREFIX = "netwarden.io"
 
 # --- Opt-in / opt-out -------------------------------------------------------------------------
@@ -263,6 +265,16 @@ GUARD_MATCH_CONDITION = {
         "(!has(object.metadata.labels) || !(k in object.metadata.labels))))"
     ),
 }
+
+
+def writers_match_condition(usernames: Iterable[str]) -> dict[str, str]:
+    """CEL, on the managed-policy guard: netwarden's own writes (and its listed writers') are never sent,
+    so they never wait on the webhook or its failurePolicy. The chart renders the same expression (toJson
+    of the list; a test compares them)."""
+    import json
+
+    return {"name": "not-a-netwarden-writer",
+            "expression": f"!(request.userInfo.username in {json.dumps(list(usernames), separators=(',', ':'))})"}
 
 
 def wire_names_table() -> str:

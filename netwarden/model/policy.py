@@ -364,6 +364,35 @@ def admission_guard_policy(namespace: str) -> dict[str, Any]:
     }
 
 
-def is_managed(manifest: Mapping[str, Any]) -> bool:
-    labels = (manifest.get("metadata") or {}).get("labels") or {}
-    return labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE
+def is_managed(manifest: Any) -> bool:
+    """Labelled as netwarden's (false for anything not shaped as an object with metadata labels)."""
+    meta = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return isinstance(labels, Mapping) and labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE
+
+
+#: Annotations on netwarden's policies that are the user's to set: approving or rejecting a proposal,
+#: and adopting the policy (netwarden stops reconciling it).
+USER_POLICY_ANNOTATIONS = frozenset({names.ANNOTATION_APPROVE, names.ANNOTATION_ADOPTED})
+
+
+def changed_policy_marks(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """The marks netwarden trusts on its own policies (the managed-by label, netwarden.io/* labels and
+    annotations) that a write from anyone but netwarden would add, change or remove: such a write
+    forges netwarden's decision (a spec hash stamping an edited spec as netwarden's, a proposal the
+    reconciler replays, a history a rollback returns to). Creating a managed policy changes every mark;
+    approving, rejecting (a proposal removed) and adopting do not. A spec edit is not a mark: netwarden
+    restores it (or, adopted, leaves it to its user)."""
+    def marks(obj: Mapping[str, Any] | None) -> dict[str, str]:
+        meta = (obj or {}).get("metadata") or {}
+        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        found = {f"label {k}": v for k, v in labels.items()
+                 if k == names.LABEL_MANAGED_BY or k.startswith(names.PREFIX + "/")}
+        found.update({f"annotation {k}": v for k, v in annotations.items()
+                      if k.startswith(names.PREFIX + "/") and k not in USER_POLICY_ANNOTATIONS})
+        return found
+
+    before, after = marks(old), marks(new)
+    pending = f"annotation {names.ANNOTATION_PENDING}"
+    return sorted(k for k in before.keys() | after.keys()
+                  if before.get(k) != after.get(k) and not (k == pending and k not in after))

@@ -86,6 +86,10 @@ class WebhookConfig:
          "system:serviceaccount:netwarden:netwarden-webhook"),
         f"comma-separated usernames allowed to change {names.PREFIX}/* pod labels on UPDATE "
         "(netwarden's own service accounts)")
+    policy_writers: tuple[str, ...] = option(
+        (), "comma-separated usernames, beside trusted_usernames, allowed to create netwarden's NetworkPolicies and "
+            f"change the {names.PREFIX}/* marks on them (operators who run `netwarden rollback`, or `netwarden approve` "
+            "with no reconciler)")
     namespace_cache_seconds: float = option(10.0, "how long a namespace's labels/annotations are cached")
     owner_cache_seconds: float = option(60.0, "how long a verified owner chain (ReplicaSet->Deployment, Job->CronJob) is cached")
     workload_cache_seconds: float = option(

@@ -30,6 +30,10 @@ from netwarden.platform.kube import load_api_client
 
 NETWARDEN_NAMESPACE = "netwarden"
 RECONCILER_USER = f"system:serviceaccount:{NETWARDEN_NAMESPACE}:netwarden-reconciler"
+#: Who the admin kubeconfig authenticates as: the local API server's first token, the real control
+#: plane's client certificate (localkube.kube_engine.make_pki).
+LOCAL_ADMIN_USER = "system:admin"
+KUBE_ADMIN_USER = "netwarden-admin"
 #: Patience for a child to answer (kubeconfig written, /readyz 200): a bound, never a speed claim. On the
 #: shared 2-core machine under load, importing flask/kubernetes alone can take tens of seconds.
 START_TIMEOUT_SECONDS = 90.0
@@ -221,13 +225,16 @@ def make_tls(directory: Path, common_name: str) -> tuple[str, str, str]:
 
 def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ignore", timeout_seconds: int = 5,
                            extra_namespace_expressions: tuple[dict[str, Any], ...] = (),
-                           review_versions: tuple[str, ...] = ("v1",)) -> tuple[dict, dict]:
+                           review_versions: tuple[str, ...] = ("v1",),
+                           policy_writers: tuple[str, ...] | None = None) -> tuple[dict, dict]:
     """The Mutating and Validating configurations, as the Helm chart renders them in `all` namespace mode.
 
     The one builder outside the chart (demo, stack, tests): the mutating webhook sees every pod
     CREATE (no objectSelector: an opted-out pod's self-set netwarden.io/* labels are removed); the
     validating label guard sees pod CREATE and UPDATE and pods/status UPDATE (an UPDATE only when it
-    touches a reserved label: names.GUARD_MATCH_CONDITION).
+    touches a reserved label: names.GUARD_MATCH_CONDITION). With `policy_writers` (the users netwarden
+    writes its policies as), the managed-policy guard too: netwarden's NetworkPolicies written by anyone
+    else (names.writers_match_condition; the chart always has it).
     """
     ca_bundle = base64.b64encode(ca_pem).decode()
     namespace_selector = {"matchExpressions": [
@@ -259,6 +266,13 @@ def webhook_configurations(url: str, ca_pem: bytes, *, failure_policy: str = "Ig
                   "webhooks": [{**hook("labels.netwarden.io", "/validate",
                                        [rule(["CREATE", "UPDATE"], "pods"), rule(["UPDATE"], "pods/status")], "None"),
                                 "matchConditions": [dict(names.GUARD_MATCH_CONDITION)]}]}
+    if policy_writers is not None:
+        validating["webhooks"].append({
+            **hook("managed-networkpolicies.netwarden.io", "/validate", [
+                {"operations": ["CREATE", "UPDATE"], "apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                 "resources": ["networkpolicies"], "scope": "Namespaced"}], "None"),
+            "objectSelector": {"matchLabels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE}},
+            "matchConditions": [names.writers_match_condition(policy_writers)]})
     return mutating, validating
 
 
@@ -346,8 +360,10 @@ def _create_if_absent(create: Callable[[], Any]) -> None:
 
 
 def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tuple[str, str, str],
-                  env: dict[str, str], port: int | None = None) -> tuple[ManagedProcess, str]:
-    """`netwarden webhook` on gunicorn over TLS, registered with the API server as a cluster would have it."""
+                  env: dict[str, str], port: int | None = None,
+                  policy_writers: tuple[str, ...] | None = None) -> tuple[ManagedProcess, str]:
+    """`netwarden webhook` on gunicorn over TLS, registered with the API server as a cluster would have it
+    (the managed-policy guard too, given who writes netwarden's policies: `webhook_configurations`)."""
     ca_file, cert, key = tls
     port = port or free_port()
     webhook = _spawn("webhook", [sys.executable, "-m", "netwarden.cli", "webhook", "--cert", cert, "--key", key,
@@ -356,7 +372,7 @@ def start_webhook(workdir: Path, kubeconfig: str, api: client.ApiClient, tls: tu
     url = f"https://127.0.0.1:{port}"
     try:
         _wait("webhook", lambda: _https_ready(f"{url}/readyz", ca_file), START_TIMEOUT_SECONDS, webhook)
-        mutating, validating = webhook_configurations(url, Path(ca_file).read_bytes())
+        mutating, validating = webhook_configurations(url, Path(ca_file).read_bytes(), policy_writers=policy_writers)
         admission = client.AdmissionregistrationV1Api(api)
         admission.create_mutating_webhook_configuration(mutating)
         admission.create_validating_webhook_configuration(validating)
@@ -386,8 +402,9 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
     stack = Stack(workdir, kubeconfig, "", "", token, "", engine, processes, closers)
     reconciler_token = secrets.token_urlsafe(32)
     try:
+        admin_user = KUBE_ADMIN_USER if engine == "kube" else LOCAL_ADMIN_USER
         start_api_server(workdir, engine, kubeconfig, processes, closers, progress,
-                         tokens={secrets.token_urlsafe(32): "system:admin", reconciler_token: RECONCILER_USER})
+                         tokens={secrets.token_urlsafe(32): LOCAL_ADMIN_USER, reconciler_token: RECONCILER_USER})
         api = load_api_client(kubeconfig)
         ensure_namespace(api, NETWARDEN_NAMESPACE)
         own_kubeconfig = reconciler_kubeconfig(workdir, engine, api, kubeconfig, reconciler_token)
@@ -403,14 +420,16 @@ def start_stack(workdir: Path, *, engine: str = "local", reconciler_config: dict
         config_file = workdir / "netwarden.yaml"
         config_file.write_text(yaml.safe_dump({
             "cluster": {"dns_service": "kube-system/kube-dns", "default_mode": mode},
-            "webhook": {"trusted_usernames": [RECONCILER_USER]},
+            # The webhook writes baselines as the admin here, as the operator runs netwarden's CLI.
+            "webhook": {"trusted_usernames": [RECONCILER_USER], "policy_writers": [admin_user]},
             "reconciler": {"token_file": str(token_file), "lease_namespace": NETWARDEN_NAMESPACE,
                            **(reconciler_config or {}).get("reconciler", {})},
             "core": (reconciler_config or {}).get("core", {}),
         }))
         env = {"NETWARDEN_CONFIG": str(config_file), "NETWARDEN_POD_NAME": "netwarden-demo-0",
                "NETWARDEN_LOG_LEVEL": "INFO"}
-        webhook, stack.webhook_url = start_webhook(workdir, kubeconfig, api, (ca_file, cert, key), env)
+        webhook, stack.webhook_url = start_webhook(workdir, kubeconfig, api, (ca_file, cert, key), env,
+                                                   policy_writers=(admin_user, RECONCILER_USER))
         processes.append(webhook)
         progress(f"webhook up on {stack.webhook_url} (gunicorn, TLS), registered as a MutatingWebhookConfiguration")
 

@@ -26,6 +26,7 @@ import orjson
 from netwarden.model import names, patches
 from netwarden.model.admission import AdmissionSettings, PodFacts, admit_pod
 from netwarden.model.containment import allow_all_policies
+from netwarden.model.policy import changed_policy_marks, is_managed
 from netwarden.model.errors import NetwardenError
 from netwarden.model.identity import OwnerRef, Parents, PodOrigin, Workload
 from netwarden.model.labels import NamespaceFacts, is_instance_value, is_reserved_label, netwarden_labels_of
@@ -404,12 +405,42 @@ def changed_reserved_labels(old: Mapping[str, str], new: Mapping[str, str]) -> l
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
+def decide_managed_policy(request: AdmissionRequest | Mapping[str, Any], config: AdmissionSettings) -> AdmissionDecision:
+    """Validating webhook: netwarden's own NetworkPolicies are written by netwarden only. Anyone else may
+    approve, reject or adopt one, and edit its spec (restored unless adopted), but not create one or
+    forge the marks netwarden trusts on it (`changed_policy_marks`)."""
+    username = request_user(request) or ""
+    if username in config.trusted_usernames or username in config.policy_writers:
+        return AdmissionDecision(True, OUTCOME_ALLOWED)
+    old, new = request.get("oldObject"), request["object"]
+    for obj in (old, new):
+        meta = obj.get("metadata") if isinstance(obj, dict) else {}
+        if not isinstance(meta, dict) or not all(_is_str_map(meta.get(k) or {}) for k in ("labels", "annotations")):
+            return malformed_decision("the NetworkPolicy object is not shaped as the API server sends it")
+    changed = changed_policy_marks(old if isinstance(old, dict) else None, new)
+    if not changed:
+        return AdmissionDecision(True, OUTCOME_ALLOWED)
+    who = username or "an anonymous user"
+    if request.get("operation") == "CREATE":
+        message = (f"NetworkPolicies labelled {names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE} are written by "
+                   f"netwarden only, not by {who} (label your own policy otherwise)")
+    else:
+        message = (f"{', '.join(changed)} on a netwarden policy cannot be changed by {who}: they are netwarden's "
+                   f"record of its own decision; yours to set are {names.ANNOTATION_APPROVE}, "
+                   f"{names.ANNOTATION_ADOPTED} and removing {names.ANNOTATION_PENDING}")
+    message += " (an operator running netwarden's CLI is listed in webhook.policy_writers)"
+    return AdmissionDecision(False, OUTCOME_REFUSED, message=message, code=403)
+
+
 def decide_update(request: AdmissionRequest | Mapping[str, Any], config: AdmissionSettings) -> AdmissionDecision:
     """Validating webhook: only netwarden may change netwarden.io/* pod labels (the opt-in switch is the user's).
 
-    A NetworkPolicy written in an opted-in namespace is never refused; an allow-all one gets a Warning.
+    A NetworkPolicy of the user's is never refused; an allow-all one gets a Warning. One of netwarden's
+    own is judged by `decide_managed_policy`.
     """
     if (request.get("kind") or {}).get("kind") == "NetworkPolicy" and isinstance(request.get("object"), dict):
+        if is_managed(request["object"]) or is_managed(request.get("oldObject")):
+            return decide_managed_policy(request, config)
         try:
             found = allow_all_policies([request["object"]])
         except (AttributeError, TypeError, ValueError, KeyError):  # not shaped as the API sends one

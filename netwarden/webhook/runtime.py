@@ -74,7 +74,7 @@ class WebhookRuntime:
         self._dns_final = kube is None
         self._ready_cache: TTLCache[str, tuple[bool, str]] = TTLCache(4, max(hook.ready_probe_seconds, 0.001), timer=clock)
         self.settings = AdmissionSettings(config.cluster.default_mode, DnsTarget(), frozenset(hook.trusted_usernames),
-                                          config.cluster.creators())
+                                          frozenset(hook.policy_writers), config.cluster.creators())
         if kube is not None:
             self.dns_target()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 pytest.importorskip("helm_python", reason="pip install helm-python-sdk")
 
@@ -97,8 +98,14 @@ def test_webhooks_call_the_webhook_service_on_the_port_it_exposes() -> None:
             "name": service["metadata"]["name"], "namespace": NAMESPACE, "path": hook["clientConfig"]["service"]["path"], "port": 8443}
 
 
+WRITERS = [f"system:serviceaccount:{NAMESPACE}:nw-netwarden-webhook",
+           f"system:serviceaccount:{NAMESPACE}:nw-netwarden-reconciler"]
+
+
 def own_conditions(hook: dict[str, Any]) -> list[dict[str, str]]:
-    """The label guard's own matchCondition (the one stack.webhook_configurations registers too)."""
+    """The guards' own matchConditions (the ones stack.webhook_configurations registers too)."""
+    if hook["name"] == "managed-networkpolicies.validate.netwarden.io":
+        return [names.writers_match_condition(WRITERS)]
     return [dict(names.GUARD_MATCH_CONDITION)] if hook["name"] == "pods.validate.netwarden.io" else []
 
 
@@ -146,3 +153,23 @@ def test_validating_webhook_warns_on_user_network_policies_and_never_blocks_them
         {"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["netwarden"]}]}
     # Opted-in namespaces only, as the mutating webhook sees them.
     assert hook["namespaceSelector"] == one(render(), "MutatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]
+
+
+def test_netwardens_own_policies_are_guarded_against_every_writer_but_netwarden_as_the_local_stack_registers_it() -> None:
+    """Every managed NetworkPolicy write is sent but netwarden's own (and the listed operators'), which never
+    wait on the webhook; failing as the label guard does."""
+    values = {"webhook": {"failurePolicy": "Fail", "policyWriters": ["alice@example.com"]}}
+    hook = one(render(values), "ValidatingWebhookConfiguration")["webhooks"][2]
+    assert hook["name"] == "managed-networkpolicies.validate.netwarden.io"
+    assert hook["rules"] == [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                              "resources": ["networkpolicies"], "scope": "Namespaced"}]
+    assert hook["objectSelector"] == {"matchLabels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE}}
+    assert hook["failurePolicy"] == "Fail" and hook["clientConfig"]["service"]["path"] == "/validate"
+    assert hook["matchConditions"] == [names.writers_match_condition(WRITERS + ["alice@example.com"])]
+    config = yaml.safe_load(one(render(values), "ConfigMap", "-config")["data"]["config.yaml"])
+    assert config["webhook"]["policy_writers"] == ["alice@example.com"]
+    _, validating = webhook_configurations("https://127.0.0.1:1", b"ca", policy_writers=tuple(WRITERS))
+    stack_hook = validating["webhooks"][1]
+    assert {k: stack_hook[k] for k in ("rules", "objectSelector", "matchConditions")} == {
+        "rules": hook["rules"], "objectSelector": hook["objectSelector"],
+        "matchConditions": [names.writers_match_condition(WRITERS)]}

@@ -31,6 +31,7 @@ def test_a_narrow_or_netwarden_policy_gets_no_warning() -> None:
     ours = {"metadata": {"name": "netwarden-x", "namespace": "shop",
                          "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE}},
             "spec": {"podSelector": {}, "ingress": [{}]}}
+    netwarden_writes = AdmissionSettings(trusted_usernames=frozenset({"alice"}))
     for policy in (narrow, ours):
-        decision = decide_update(review(policy, "UPDATE"), AdmissionSettings())
+        decision = decide_update(review(policy), netwarden_writes)
         assert decision.allowed and decision.warnings == ()

@@ -222,6 +222,56 @@ def test_the_stacks_reconciler_backfills_labels_as_its_own_user_which_the_guard_
     assert refused.value.status == 403
 
 
+# --- netwarden's own policies: written by netwarden only -------------------------------------------
+
+
+def test_a_namespace_admin_cannot_forge_netwardens_policies_but_may_approve_adopt_and_edit_them(
+        api: client.ApiClient, shop: str) -> None:
+    """NetworkPolicy rights in a namespace are not netwarden's trust: a namespace admin may not stamp an edited
+    spec as netwarden's, plant a proposal for the reconciler to replay, or create a policy labelled as its."""
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(shop, {
+        "metadata": {"name": "alice-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]})
+    client.CoreV1Api(api).create_namespaced_pod(shop, pod("web"))
+    net = client.NetworkingV1Api(api)
+    baseline = wait_for(lambda: next((p for p in net.list_namespaced_network_policy(shop).items
+                                      if (p.metadata.labels or {}).get(names.LABEL_IDENTITY) == f"{shop}.pod.web"
+                                      and names.ANNOTATION_SPEC_HASH in (p.metadata.annotations or {})), None),
+                        "web's baseline, stamped by the reconciler")
+    name = baseline.metadata.name
+    alice = client.NetworkingV1Api(as_user(api, "alice"))
+
+    def allowed(body: dict[str, Any]) -> bool:
+        try:
+            alice.patch_namespaced_network_policy(name, shop, body)
+            return True
+        except ApiException as exc:
+            if exc.status == 403 and "denied the request" not in (exc.body or ""):  # not a webhook's refusal
+                return False  # the authorizer has not seen alice's RoleBinding yet
+            raise
+
+    wait_for(lambda: allowed({"metadata": {"labels": {"team": "payments"}}}), "alice's RoleBinding in force")
+    forged_proposal = json.dumps({"manifests": [], "deletes": [[shop, name]], "reason": "x", "summary": "x"})
+    for mark, body in ((names.ANNOTATION_SPEC_HASH, {"metadata": {"annotations": {names.ANNOTATION_SPEC_HASH: "f" * 32}}}),
+                       (names.ANNOTATION_PENDING, {"metadata": {"annotations": {names.ANNOTATION_PENDING: forged_proposal}}}),
+                       (names.LABEL_MANAGED_BY, {"metadata": {"labels": {names.LABEL_MANAGED_BY: None}}})):
+        with pytest.raises(ApiException) as refused:
+            allowed(body)
+        assert refused.value.status == 403 and mark in refused.value.body, refused.value.body
+    planted = {"metadata": {"name": "netwarden-pod-planted", "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE}},
+               "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}}
+    with pytest.raises(ApiException) as refused:
+        alice.create_namespaced_network_policy(shop, planted)
+    assert refused.value.status == 403 and "written by netwarden only" in refused.value.body
+    assert name in policy_names(api, shop) and "netwarden-pod-planted" not in policy_names(api, shop)
+    after = net.read_namespaced_network_policy(name, shop)
+    assert after.metadata.annotations[names.ANNOTATION_SPEC_HASH] == baseline.metadata.annotations[names.ANNOTATION_SPEC_HASH]
+    assert names.ANNOTATION_PENDING not in after.metadata.annotations
+    assert allowed({"metadata": {"annotations": {names.ANNOTATION_ADOPTED: "true"}}})  # taking it over is theirs
+    assert allowed({"spec": {"ingress": [{}]}})
+
+
 # --- finding 7: the final object is judged, after every mutating webhook ---------------------------
 
 

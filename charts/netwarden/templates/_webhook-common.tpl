@@ -54,3 +54,11 @@ annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "netwarden.webhook.fullname" . }}
 {{- end }}
 {{- end -}}
+
+{{/* netwarden's own service accounts, as JSON: they write pod labels and netwarden's policies. */}}
+{{- define "netwarden.writers" -}}
+{{- list
+      (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "netwarden.webhook.serviceAccountName" .))
+      (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "netwarden.reconciler.serviceAccountName" .))
+    | toJson -}}
+{{- end -}}
