@@ -152,6 +152,26 @@ def test_a_sustained_spike_is_one_episode_and_a_later_one_is_another() -> None:
     assert [d.kind for d in later] == [RATE_SPIKE]
 
 
+def test_a_spike_that_dips_for_a_bucket_or_two_is_still_one_episode() -> None:
+    """Flows arrive in batches (and late, on a loaded node): a dip inside one sustained spike is no new anomaly;
+    the same workload spiking again after rate_spike_gap_buckets is."""
+    b = Baseline(API, "shop", 0.0, FAST)
+    for second in range(300):  # 10 flows per 10 s bucket, steady
+        observe(b, view(t=float(second)), float(second))
+    spikes = []
+    for t, flows in ((305.0, 200), (315.0, 0), (325.0, 0), (335.0, 3000)):  # the backlog lands two buckets late
+        for _ in range(flows):
+            spikes += observe(b, view(t=t), t)[1]
+    assert [d.kind for d in spikes] == [RATE_SPIKE]
+    quiet = 335.0 + 10 * (FAST.rate_spike_gap_buckets + 1)
+    for second in range(336, int(quiet)):
+        observe(b, view(t=float(second)), float(second))
+    later = []
+    for _ in range(6000):
+        later += observe(b, view(t=quiet + 5), quiet + 5)[1]
+    assert [d.kind for d in later] == [RATE_SPIKE]
+
+
 def test_a_steady_rate_is_no_spike() -> None:
     b = Baseline(API, "shop", 0.0, FAST)
     found = []

@@ -254,8 +254,8 @@ def update(b: Baseline, view: FlowView, now: float, count: int = 1) -> Sequence[
         and b.spiked_bucket != b.bucket
         and b.buckets_seen >= cfg.rate_min_buckets
     ):
-        # One sustained spike is one anomaly: a bucket right after a spiking one continues that episode.
-        continuing = b.spiked_bucket == b.bucket - 1
+        # One sustained spike is one anomaly: a spike soon after a spiking bucket continues that episode.
+        continuing = b.bucket - b.spiked_bucket <= cfg.rate_spike_gap_buckets
         b.spiked_bucket = b.bucket
         if not continuing:
             deviations = [_rate_spike(b, view, now)]

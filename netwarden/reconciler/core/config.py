@@ -61,6 +61,9 @@ class CoreConfig:
     rate_spike_min_flows: int = 50
     #: ... and the EWMA has seen this many buckets.
     rate_min_buckets: int = 6
+    #: A spike within this many buckets of the last spiking one continues its episode: one sustained
+    #: spike is one anomaly, whatever dips its delivery shows (flows arrive in batches, late under load).
+    rate_spike_gap_buckets: int = 6
     #: Floor for the standard deviation, as a fraction of the mean (a flat history is not a zero sd).
     rate_min_stddev_fraction: float = 0.25
 
@@ -249,6 +252,7 @@ def _check_ranges(c: CoreConfig) -> list[str]:
         "safety_write_burst",
         "drop_burst_flows",
         "rate_min_buckets",
+        "rate_spike_gap_buckets",
         "alert_dedup_max",
     )
     for name in at_least_one:
