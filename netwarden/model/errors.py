@@ -28,10 +28,12 @@ class ApiError(NetwardenError):
 
     status: int = 0
     reason: str = ""
+    #: What the API server said (its Status message: which webhook refused, and why), or "".
+    message: str = ""
 
     def __init__(self, message: str = "", *, status: int | None = None) -> None:
         super().__init__(message)
-        self.reason = message
+        self.reason = self.message = message
         if status is not None:
             self.status = status
 

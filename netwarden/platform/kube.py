@@ -242,7 +242,17 @@ def project_error(exc: ApiException) -> ApiError:
     error = wire.__new__(wire)
     ApiException.__init__(error, status=exc.status, reason=exc.reason)
     error.body, error.headers = exc.body, exc.headers
+    error.message = _status_message(exc.body) or str(exc.reason or "")
     return error
+
+
+def _status_message(body: Any) -> str:
+    """The message of a Status body (e.g. 'admission webhook "..." denied the request: ...'), or ""."""
+    try:
+        status = json.loads(body) if isinstance(body, (str, bytes)) else None
+    except ValueError:
+        return ""
+    return str(status.get("message") or "") if isinstance(status, dict) else ""
 
 
 _OWNER_READERS: dict[str, tuple[str, str]] = {

@@ -215,6 +215,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_op(args: argparse.Namespace) -> int:
+    from netwarden.model.errors import ApiError
     from netwarden.reconciler.policy_ops import PolicyOpError, PolicyWriter, approve, reject, rollback
 
     writer = PolicyWriter(_kube(args.kubeconfig))
@@ -230,6 +231,10 @@ def cmd_policy_op(args: argparse.Namespace) -> int:
             print(f"rolled back {args.namespace}/{args.policy}; now at revision {revision}")
     except PolicyOpError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:  # e.g. refused by netwarden's own guard: an operator not in webhook.policy_writers
+        print(f"error: {args.verb} {args.namespace}/{args.policy}: the API server refused it ({exc.status}): "
+              f"{exc.message or exc.reason}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,17 +18,23 @@ from .conftest import make_namespace
 from .test_controller import baseline_manifest, policy, propose_no_egress
 
 
-def test_status_explain_and_rollback_from_the_command_line(cluster, kube: KubeClient, core: client.CoreV1Api,
-                                                           net: client.NetworkingV1Api, capsys) -> None:
-    kubeconfig = cluster.write_kubeconfig()
+def tightened_web(kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api,
+                  annotations: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """shop's web baseline, then tightened by netwarden's writer (revision 2): (the original, the tightened)."""
     make_namespace(core, "shop")
     net.create_namespaced_network_policy("shop", baseline_manifest("shop", "web"))
     original = policy(net, "shop", "netwarden-pod-web")
     changed = copy.deepcopy(original)
     changed["spec"]["ingress"] = [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    PolicyWriter(kube).apply(Change(changed, names.EVENT_POLICY_TIGHTENED, "test", "tighten", annotations=annotations or {}))
+    return original, changed
+
+
+def test_status_explain_and_rollback_from_the_command_line(cluster, kube: KubeClient, core: client.CoreV1Api,
+                                                           net: client.NetworkingV1Api, capsys) -> None:
+    kubeconfig = cluster.write_kubeconfig()
     evidence = json.dumps([{"kind": "new-peer", "weight": 3.0, "summary": "new peer 10.0.0.9:22"}])
-    PolicyWriter(kube).apply(Change(changed, names.EVENT_POLICY_TIGHTENED, "test", "tighten",
-                                    annotations={names.ANNOTATION_SCORE: "12.50", names.ANNOTATION_EVIDENCE: evidence}))
+    original, _ = tightened_web(kube, core, net, {names.ANNOTATION_SCORE: "12.50", names.ANNOTATION_EVIDENCE: evidence})
 
     assert main(["status", "--kubeconfig", kubeconfig, "-o", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -45,6 +51,22 @@ def test_status_explain_and_rollback_from_the_command_line(cluster, kube: KubeCl
     assert "no pending change" in capsys.readouterr().err
     assert main(["approve", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig, "--lease", "nons"]) == 2
     assert "expected NAMESPACE/NAME" in capsys.readouterr().err
+
+
+def test_a_write_the_api_server_refuses_is_one_line_saying_who_refused_it(
+        cluster, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api, capsys) -> None:
+    """An operator not listed in webhook.policy_writers is refused by netwarden's own guard: the CLI says so in
+    one line, with the API server's message, not a traceback."""
+    kubeconfig = cluster.write_kubeconfig()
+    _, changed = tightened_web(kube, core, net)
+    refusal = ('admission webhook "managed-networkpolicies.validate.netwarden.io" denied the request: '
+               "annotation netwarden.io/spec-hash on a netwarden policy cannot be changed by alice")
+    for method in ("PUT", "PATCH"):
+        cluster.faults.add(method, "networkpolicies/netwarden-pod-web", status=403, times=None, message=refusal)
+    assert main(["rollback", "netwarden-pod-web", "-n", "shop", "--kubeconfig", kubeconfig]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: rollback shop/netwarden-pod-web: the API server refused it (403): {refusal}"]
+    assert policy(net, "shop", "netwarden-pod-web")["spec"]["ingress"] == changed["spec"]["ingress"]
 
 
 def test_approve_while_a_reconciler_leads_asks_it_and_says_so_when_it_does_not_answer(
