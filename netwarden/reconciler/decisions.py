@@ -17,6 +17,8 @@ import threading
 from typing import Any, Callable, Iterable, Sequence
 
 from netwarden.model import names
+from netwarden.model.errors import NetwardenError
+from netwarden.model.reach import outside_policy_reach
 from netwarden.platform.logs import log_event
 from netwarden.model.policy import DnsTarget, PolicyMeta, quarantine_policy_name, render_network_policy, render_policy_spec
 from netwarden.reconciler import metrics
@@ -63,6 +65,10 @@ def evidence_summary(evidence: Iterable[Any], limit: int = EVIDENCE_SUMMARY_ITEM
                       data.get(k) is not None})
     items.sort(key=lambda e: -float(e.get("weight") or 0.0))
     return items[:limit]
+
+
+class BaselineNotSeen(NetwardenError):
+    """A workload decision found no baseline policy to write to yet (the watch had not delivered it)."""
 
 
 def baseline_policy_of(index: ClusterIndex, identity: str) -> Obj | None:
@@ -218,6 +224,14 @@ class Decisions:
             if step.op == Op.ENSURE_WORKLOAD_DENY:
                 self._admin_workload_quarantine(decision, pods, evidence)
             elif step.op == Op.WRITE_WORKLOAD_POLICY:
+                if holder is None and decision.action != Action.ROLLBACK and \
+                        any(intent.instance is None for intent in decision.intents) and \
+                        any(pod.live and outside_policy_reach(pod.raw) is None
+                            for pod in self.index.pods_of(decision.identity)):
+                    # Decided before the watch delivered the workload's policy (it was just written): kept and
+                    # retried while a pod it could contain runs, never dropped while the engine counts it done.
+                    raise BaselineNotSeen(f"no baseline policy of {decision.identity} seen yet; "
+                                          f"{decision.action} kept and retried")
                 if decision.action == Action.ROLLBACK:
                     changes = [self._rollback_change(decision, holder, pods)] if holder is not None else []
                 else:

@@ -415,6 +415,40 @@ def test_rollback_restores_the_exact_previous_spec_and_to_revision(
     assert history["entries"][1]["spec"] == specs[1]
 
 
+def test_a_workload_quarantine_decided_before_its_policy_is_seen_is_kept_and_written_once_it_is(
+        kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
+    """An alert can land between the webhook writing a baseline and the watch delivering it: the decision is
+    kept and retried, not dropped while the engine counts the workload quarantined."""
+    from netwarden.model.policy import DnsTarget, PolicyIntent
+    from netwarden.reconciler.controller import Reconciler
+    from netwarden.reconciler.core.decision import Action, Decision, Effect
+    from netwarden.reconciler.watch import ClusterIndex
+
+    make_namespace(core, "shop", mode=names.MODE_ENFORCE)
+    identity = "shop.pod.web"
+    net.create_namespaced_network_policy("shop", render_network_policy(
+        PolicyIntent("shop", identity), PolicyMeta("netwarden-pod-web", "test"), DnsTarget()))
+    index = ClusterIndex()  # the watch has delivered the workload's pod, not yet its policy
+    index.put_pod({"metadata": {"name": "web", "namespace": "shop", "uid": "u-web",
+                                "labels": {names.LABEL_IDENTITY: identity, names.LABEL_INSTANCE: "inst-web"}},
+                   "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+                   "status": {"phase": "Running", "podIP": "10.0.0.5"}})
+    controller = Reconciler(kube, index, ControllerSettings(default_mode=names.MODE_ENFORCE))
+    try:
+        controller.apply_decision(Decision(Action.QUARANTINE_WORKLOAD, identity, "shop", time.time(), names.MODE_ENFORCE,
+                                           Effect.WRITE, "shell in every replica", 30.0, names.STEP_BASELINE,
+                                           names.STEP_QUARANTINED,
+                                           intents=(PolicyIntent("shop", identity, step=names.STEP_QUARANTINED),)))
+        assert ("shop", identity) in controller.decisions.pending_workload_work()
+        index.put_policy(policy(net, "shop", "netwarden-pod-web"))
+        controller.decisions.retry_workload_write("shop", identity)
+    finally:
+        controller.stop()
+    after = policy(net, "shop", "netwarden-pod-web")
+    assert after["metadata"]["annotations"][names.ANNOTATION_STEP] == names.STEP_QUARANTINED
+    assert not controller.decisions.pending_workload_work()
+
+
 def test_an_automatic_rollback_writes_the_intent_before_the_tightening_and_records_the_spec_it_replaced(
         kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
     """The engine keeps no copy of a policy's specs: its rollback decision carries the intent to return to,
