@@ -171,7 +171,7 @@ class Drift:
         labels = labels_of(last)
         identity = labels.get(names.LABEL_IDENTITY, "")
         if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_BASELINE:
-            return  # the workloads controller re-creates it, its owners verified (see note)
+            return  # handed to the workloads controller by `note`: it re-creates it, its owners verified
         if labels.get(names.LABEL_POLICY_ROLE) == names.ROLE_QUARANTINE:
             instance = annotations_of(last).get(names.ANNOTATION_TARGET_POD)
             pod = self.index.pod_by_instance(instance) if instance else None

@@ -327,6 +327,17 @@ def test_approve_applies_the_pending_spec_and_reject_drops_it(
     assert after["spec"] == current["spec"]
 
 
+def approve_and_expect_warning(core: client.CoreV1Api, net: client.NetworkingV1Api, warning: str) -> None:
+    """Approve shop/netwarden-pod-web's proposal as a user does (kubectl annotate); the reconciler takes it off
+    the policy with a Warning Event saying `warning`."""
+    net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
+                                        {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
+    wait_until(lambda: names.ANNOTATION_PENDING not in policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"],
+               what="the proposal taken off the policy")
+    assert wait_until(lambda: [e for e in core.list_namespaced_event("shop").items
+                               if e.type == "Warning" and warning in (e.message or "")])
+
+
 def test_an_approved_proposal_naming_another_namespace_is_refused_not_written(
         runtime, kube: KubeClient, core: client.CoreV1Api, net: client.NetworkingV1Api) -> None:
     """Whoever may annotate a policy may rewrite its proposal, and the reconciler writes with rights over every
@@ -338,12 +349,7 @@ def test_an_approved_proposal_naming_another_namespace_is_refused_not_written(
     planted = baseline_manifest("bank", "vault")
     planted["spec"]["ingress"] = [{}]
     store_pending(PolicyWriter(kube), current, Pending((planted,), (), "tighten", "tighten", 12.0, 0.0))
-    net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
-                                        {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
-    wait_until(lambda: names.ANNOTATION_PENDING not in policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"],
-               what="the refused proposal taken off the policy")
-    assert wait_until(lambda: [e for e in core.list_namespaced_event("shop").items
-                               if e.type == "Warning" and "proposal refused" in (e.message or "")])
+    approve_and_expect_warning(core, net, "proposal refused")
     assert not net.list_namespaced_network_policy("bank").items
     assert policy(net, "shop", "netwarden-pod-web")["spec"] == current["spec"]
 
@@ -358,12 +364,7 @@ def test_an_approved_proposal_this_reconciler_did_not_make_that_deletes_is_dropp
     current = wait_until(lambda: policy(net, "shop", "netwarden-pod-web"))
     wait_until(lambda: policy(net, "shop", "netwarden-pod-db"))
     store_pending(PolicyWriter(kube), current, Pending((), (("shop", "netwarden-pod-db"),), "lift", "lift", 0.0, 0.0))
-    net.patch_namespaced_network_policy("netwarden-pod-web", "shop",
-                                        {"metadata": {"annotations": {names.ANNOTATION_APPROVE: "true"}}})
-    wait_until(lambda: names.ANNOTATION_PENDING not in policy(net, "shop", "netwarden-pod-web")["metadata"]["annotations"],
-               what="the stale proposal taken off the policy")
-    assert wait_until(lambda: [e for e in core.list_namespaced_event("shop").items
-                               if e.type == "Warning" and "proposal dropped: it deletes 1 policy" in (e.message or "")])
+    approve_and_expect_warning(core, net, "proposal dropped: it deletes 1 policy")
     assert policy(net, "shop", "netwarden-pod-db") is not None
 
 
